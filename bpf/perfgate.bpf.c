@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* perfgate: per-thread shadow stack of function entries, in-kernel latency aggregation, optional event stream. */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <stdbool.h>
+#include "perfgate.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set before load. */
+const volatile __u32 target_tgid = 0;
+const volatile bool trace_events = false;
+
+/* Makes the event type visible in the skeleton's BTF (the map types already are). */
+struct pg_event _pg_event = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct pg_stack);
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pg_key);
+	__type(value, struct pg_stats);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pg_stats);
+} zero_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pg_stack);
+} zero_stack SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PG_NR_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} events SEC(".maps");
+
+extern bool bpf_session_is_return(void) __ksym __weak;
+extern __u64 *bpf_session_cookie(void) __ksym __weak;
+
+static __always_inline void count(__u32 which, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &which);
+	if (c)
+		*c += n;
+}
+
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0;
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) { r += 1; }
+	return r;
+}
+
+static __always_inline __u32 hist_bucket(__u64 v)
+{
+	if (v < (1 << PG_HIST_SUB_BITS))
+		return v;
+	__u32 msb = log2_u64(v);
+	__u32 idx = (msb - PG_HIST_SUB_BITS + 1) * (1 << PG_HIST_SUB_BITS) +
+		    ((v >> (msb - PG_HIST_SUB_BITS)) & ((1 << PG_HIST_SUB_BITS) - 1));
+	return idx < PG_HIST_BUCKETS ? idx : PG_HIST_BUCKETS - 1;
+}
+
+static __always_inline void emit(__u32 tid, __u32 func, __u16 kind, __u32 depth, __u64 ts)
+{
+	struct pg_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(PG_EVENTS_DROPPED, 1);
+		return;
+	}
+	e->ts = ts;
+	e->tid = tid;
+	e->func = func;
+	e->kind = kind;
+	e->depth = depth;
+	e->cpu = bpf_get_smp_processor_id();
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline bool ours(__u64 pid_tgid)
+{
+	/* The uprobe_multi PID filter already does this; the check keeps other processes out on older kernels. */
+	return (pid_tgid >> 32) == target_tgid;
+}
+
+/* Push a frame; returns its 1-based depth, or 0 when the call is not measured. */
+static __always_inline __u32 on_entry(__u32 func)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!ours(pid_tgid))
+		return 0;
+	__u32 tid = (__u32)pid_tgid;
+	struct pg_stack *st = bpf_map_lookup_elem(&stacks, &tid);
+	if (!st) {
+		__u32 zero = 0;
+		struct pg_stack *z = bpf_map_lookup_elem(&zero_stack, &zero);
+		if (!z)
+			return 0;
+		bpf_map_update_elem(&stacks, &tid, z, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&stacks, &tid);
+		if (!st) {
+			count(PG_STACK_MAP_FULL, 1);
+			return 0;
+		}
+	}
+	__u32 d = st->depth;
+	if (d >= PG_MAX_DEPTH) {
+		count(PG_DEPTH_EXCEEDED, 1);
+		return 0;
+	}
+	struct pg_frame *f = &st->frames[d & (PG_MAX_DEPTH - 1)];
+	f->func = func;
+	f->child = 0;
+	st->depth = d + 1;
+	/* Timestamp last, so the probe's own work before it is not charged to the function. */
+	__u64 now = bpf_ktime_get_ns();
+	f->start = now;
+	if (trace_events)
+		emit(tid, func, PG_EV_ENTRY, d + 1, now);
+	return d + 1;
+}
+
+static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self)
+{
+	struct pg_key key = { .tid = tid, .func = func };
+	struct pg_stats *s = bpf_map_lookup_elem(&stats, &key);
+	if (!s) {
+		__u32 zero = 0;
+		struct pg_stats *z = bpf_map_lookup_elem(&zero_stats, &zero);
+		if (!z)
+			return;
+		bpf_map_update_elem(&stats, &key, z, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&stats, &key);
+		if (!s) {
+			count(PG_STATS_MAP_FULL, 1);
+			return;
+		}
+	}
+	/* Keyed by thread: only this thread writes this entry, so plain increments are safe. */
+	s->calls += 1;
+	s->incl_sum += incl;
+	s->self_sum += self;
+	if (s->calls == 1 || incl < s->incl_min)
+		s->incl_min = incl;
+	if (incl > s->incl_max)
+		s->incl_max = incl;
+	if (s->calls == 1 || self < s->self_min)
+		s->self_min = self;
+	if (self > s->self_max)
+		s->self_max = self;
+	__u32 bi = hist_bucket(incl);
+	if (bi < PG_HIST_BUCKETS)
+		s->incl_hist[bi] += 1;
+	__u32 bs = hist_bucket(self);
+	if (bs < PG_HIST_BUCKETS)
+		s->self_hist[bs] += 1;
+}
+
+/* Pop the frame at 1-based depth `want` (0 = unknown: search the top of the stack for `func`). */
+static __always_inline void on_return(__u32 func, __u32 want)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!ours(pid_tgid))
+		return;
+	__u32 tid = (__u32)pid_tgid;
+	struct pg_stack *st = bpf_map_lookup_elem(&stacks, &tid);
+	if (!st) {
+		count(PG_RETURN_WITHOUT_ENTRY, 1);
+		return;
+	}
+	__u32 d = st->depth;
+	if (d > PG_MAX_DEPTH)
+		return;
+	if (want == 0) {
+		/* No session cookie: the frame is normally on top; a few levels deeper after a longjmp. */
+		for (int i = 0; i < 8; i++) {
+			if ((__u32)i >= d)
+				break;
+			__u32 k = (d - 1 - i) & (PG_MAX_DEPTH - 1);
+			if (st->frames[k].func == func) {
+				want = d - i;
+				break;
+			}
+		}
+	}
+	if (want == 0 || want > d) {
+		count(PG_RETURN_WITHOUT_ENTRY, 1);
+		return;
+	}
+	__u32 idx = (want - 1) & (PG_MAX_DEPTH - 1);
+	struct pg_frame *f = &st->frames[idx];
+	if (f->func != func) {
+		count(PG_RETURN_WITHOUT_ENTRY, 1);
+		return;
+	}
+	if (d > want)
+		count(PG_FRAMES_ABANDONED, d - want);
+	__u64 incl = now > f->start ? now - f->start : 0;
+	__u64 self = incl > f->child ? incl - f->child : 0;
+	st->depth = want - 1;
+	if (idx > 0)
+		st->frames[(idx - 1) & (PG_MAX_DEPTH - 1)].child += incl;
+	if (trace_events)
+		emit(tid, func, PG_EV_EXIT, want, now);
+	record(tid, func, incl, self);
+}
+
+SEC("uprobe.session")
+int pg_session(struct pt_regs *ctx)
+{
+	__u32 func = (__u32)bpf_get_attach_cookie(ctx);
+	__u64 *cookie = bpf_session_cookie();
+	if (!cookie)
+		return 1;
+	if (!bpf_session_is_return()) {
+		__u32 d = on_entry(func);
+		*cookie = d;
+		/* 1 = no return probe for a call we did not push. */
+		return d ? 0 : 1;
+	}
+	on_return(func, (__u32)*cookie);
+	return 0;
+}
+
+SEC("uprobe.multi")
+int pg_entry(struct pt_regs *ctx)
+{
+	on_entry((__u32)bpf_get_attach_cookie(ctx));
+	return 0;
+}
+
+SEC("uretprobe.multi")
+int pg_return(struct pt_regs *ctx)
+{
+	on_return((__u32)bpf_get_attach_cookie(ctx), 0);
+	return 0;
+}
+
+SEC("tp/sched/sched_process_exit")
+int pg_thread_exit(void *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!ours(pid_tgid))
+		return 0;
+	__u32 tid = (__u32)pid_tgid;
+	struct pg_stack *st = bpf_map_lookup_elem(&stacks, &tid);
+	if (st) {
+		if (st->depth)
+			count(PG_UNFINISHED_AT_EXIT, st->depth);
+		bpf_map_delete_elem(&stacks, &tid);
+	}
+	return 0;
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Types shared between perfgate.bpf.c and Rust: the skeleton exposes them as Rust types, never copied by hand. */
+#ifndef PERFGATE_H
+#define PERFGATE_H
+
+/* Equal to the kernel's MAX_URETPROBE_DEPTH: deeper calls get no return probe anyway. */
+#define PG_MAX_DEPTH 64
+/* Log-linear histogram: values 0..7 exactly, then 8 sub-buckets per power of two (12.5% wide), up to 2^43 ns. */
+#define PG_HIST_SUB_BITS 3
+#define PG_HIST_BUCKETS 328
+
+enum pg_counter {
+	PG_DEPTH_EXCEEDED = 0,      /* call not measured: shadow stack full (its time stays in the caller) */
+	PG_RETURN_WITHOUT_ENTRY = 1,/* a return that matched no entry on the shadow stack */
+	PG_STATS_MAP_FULL = 2,      /* a call measured but not stored: stats map full */
+	PG_STACK_MAP_FULL = 3,      /* a call not measured: too many threads for the stack map */
+	PG_FRAMES_ABANDONED = 4,    /* frames left without a return (longjmp, exceptions unwinding past them) */
+	PG_UNFINISHED_AT_EXIT = 5,  /* frames still open when their thread exited */
+	PG_EVENTS_DROPPED = 6,      /* trace events the ring buffer had no room for */
+	PG_NR_COUNTERS = 7,
+};
+
+struct pg_key {
+	__u32 tid;
+	__u32 func;
+};
+
+struct pg_stats {
+	__u64 calls;
+	__u64 incl_sum;
+	__u64 incl_min;
+	__u64 incl_max;
+	__u64 self_sum;
+	__u64 self_min;
+	__u64 self_max;
+	__u64 incl_hist[PG_HIST_BUCKETS];
+	__u64 self_hist[PG_HIST_BUCKETS];
+};
+
+struct pg_frame {
+	__u64 start;
+	__u64 child;
+	__u32 func;
+	__u32 _pad;
+};
+
+struct pg_stack {
+	__u32 depth;
+	__u32 _pad;
+	struct pg_frame frames[PG_MAX_DEPTH];
+};
+
+enum pg_event_kind {
+	PG_EV_ENTRY = 0,
+	PG_EV_EXIT = 1,
+};
+
+/* One trace event. depth is the 1-based level of the frame, so a reader can resynchronise after a gap. */
+struct pg_event {
+	__u64 ts;
+	__u32 tid;
+	__u32 func;
+	__u16 kind;
+	__u16 depth;
+	__u32 cpu;
+};
+
+#endif

@@ -1,0 +1,301 @@
+//! What each subcommand does, from parsed arguments to output and exit code.
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::bpf::TraceOptions;
+use crate::cli::{BaselineArgs, CheckArgs, Cli, Command, GateArgs, RecordArgs, ReportArgs, ReportFormat, RunArgs, SelectArgs};
+use crate::gate::baseline::{validate_settings, Baseline, GateOverrides};
+use crate::gate::compare::{compare, needs_more_runs};
+use crate::gate::figures::RunFigures;
+use crate::gate::model::GateSettings;
+use crate::profile::Machine;
+use crate::report::check_table;
+use crate::plan::Selection;
+use crate::profile::file::{Recording, Writer};
+use crate::record::{self, RunOptions, Target};
+use crate::report::escape::terminal;
+use crate::report::summary::{self, SummaryOptions};
+use crate::run::RunAs;
+
+/// Exit code: everything passed.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a regression was found.
+pub const EXIT_REGRESSION: u8 = 1;
+
+/// Runs a parsed command line; the returned code is the process exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Record(a) => record(a),
+        Command::Report(a) => report(a),
+        Command::Baseline(a) => baseline(a),
+        Command::Check(a) => check(a),
+    }
+}
+
+/// An error as one line: the context chain joined, control characters escaped.
+pub fn one_line(e: &anyhow::Error) -> String {
+    terminal(&format!("{e:#}").replace('\n', " "))
+}
+
+impl From<&SelectArgs> for Selection {
+    fn from(s: &SelectArgs) -> Selection {
+        Selection {
+            libs: s.libs.clone(),
+            functions: s.functions.clone(),
+            no_functions: s.no_functions.clone(),
+            startup: s.startup,
+        }
+    }
+}
+
+/// Run settings from the command line.
+pub fn run_options(r: &RunArgs, events: bool, buffer_mib: u32) -> Result<RunOptions> {
+    let timeout = match r.timeout {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => bail!("--timeout {s}: must be a positive number of seconds"),
+    };
+    if events && (buffer_mib == 0 || buffer_mib > 4096) {
+        bail!("--buffer-size {buffer_mib}: must be between 1 and 4096 MiB");
+    }
+    Ok(RunOptions {
+        trace: TraceOptions { events, ringbuf_bytes: buffer_mib.saturating_mul(1 << 20), no_session: r.no_session, timeout },
+        run_as: RunAs::from_env(r.run_as_root),
+    })
+}
+
+/// Status lines go to stderr, so stdout carries the benchmark's output and the table only.
+pub fn status(msg: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("\x1b[2mperfgate: {msg}\x1b[0m");
+    } else {
+        eprintln!("perfgate: {msg}");
+    }
+}
+
+fn record(a: RecordArgs) -> Result<u8> {
+    let opts = run_options(&a.run, a.trace, a.buffer_size)?;
+    let target = Target::new(&a.command, &Selection::from(&a.select))?;
+    let mut writer = Writer::create(&a.output, &record::header(&target))?;
+    status(&format!(
+        "tracing {} functions in {} files of {}",
+        target.plan.functions.len(),
+        target.plan.files.len(),
+        terminal(&target.program.display().to_string())
+    ));
+    let profile = record::trace_once(&target, &opts, Some(&mut writer))?;
+    if !profile.exit.success() && !a.allow_failure {
+        bail!("the benchmark failed ({}); nothing saved (--allow-failure keeps the profile)", profile.exit);
+    }
+    let events = writer.events();
+    writer.finish(&profile)?;
+    let table = summary::table(&profile, SummaryOptions { per_thread: a.per_thread, limit: a.limit, verbose: a.verbose });
+    print!("{table}");
+    let what = if a.trace { format!(" with {} events", crate::report::units::count(events)) } else { String::new() };
+    status(&format!("benchmark {}; saved {}{what}", profile.exit, terminal(&a.output.display().to_string())));
+    Ok(EXIT_OK)
+}
+
+fn report(a: ReportArgs) -> Result<u8> {
+    let rec = Recording::open(&a.input)?;
+    match a.format {
+        ReportFormat::Summary => {
+            let opts = SummaryOptions { per_thread: a.per_thread, limit: a.limit, verbose: a.verbose };
+            print!("{}", summary::table(&rec.profile, opts));
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+impl GateArgs {
+    /// The settings given on the command line, as overrides.
+    pub fn overrides(&self) -> GateOverrides {
+        GateOverrides {
+            alpha: self.alpha,
+            threshold: self.threshold,
+            confidence: self.confidence,
+            min_share: self.min_share,
+            metric: self.metric,
+            gate_calls: self.gate_calls.then_some(true),
+            relative: self.relative.then_some(true),
+            ..GateOverrides::default()
+        }
+    }
+}
+
+/// Runs the target `n` more times, appending each run's figures; a failing run is an error, not a regression.
+fn run_batch(target: &Target, opts: &RunOptions, n: usize, runs: &mut Vec<RunFigures>, total: usize) -> Result<()> {
+    let bar = progress(total as u64, runs.len() as u64);
+    for _ in 0..n {
+        let i = runs.len() + 1;
+        let profile = record::trace_once(target, opts, None)?;
+        if crate::run::interrupted() {
+            bail!("interrupted by Ctrl-C during run {i}");
+        }
+        if !profile.exit.success() {
+            bail!(
+                "the benchmark failed in run {i} ({}): that is an error of the benchmark, not a regression",
+                profile.exit
+            );
+        }
+        let lost = profile.accounting.lost.lost_calls();
+        if lost > 0 {
+            status(&format!("run {i}: {lost} calls could not be measured (see perfgate record --verbose)"));
+        }
+        runs.push(RunFigures::from_profile(&profile));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise.
+fn progress(total: u64, done: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_position(done);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("perfgate: run {pos}/{len} {wide_bar} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn baseline(a: BaselineArgs) -> Result<u8> {
+    let mut settings = GateSettings::default();
+    let gate = a.gate.overrides();
+    gate.apply(&mut settings);
+    settings.runs = a.runs;
+    validate_settings(&settings).context("--runs")?;
+    let opts = run_options(&a.run, false, 0)?;
+    let sel = Selection::from(&a.select);
+    let target = Target::new(&a.command, &sel)?;
+    // Fail on an unwritable output before spending minutes on runs.
+    check_writable(&a.output)?;
+    status(&format!(
+        "recording a baseline of {} runs, {} functions in {} files",
+        a.runs,
+        target.plan.functions.len(),
+        target.plan.files.len()
+    ));
+    let mut runs = Vec::new();
+    run_batch(&target, &opts, a.runs, &mut runs, a.runs)?;
+    let b = Baseline::from_runs(target.command(), target.plan.build_id.clone(), Machine::current(), gate, &sel, &runs);
+    b.write(&a.output)?;
+    status(&format!(
+        "wrote {} ({} functions, {} runs): commit it",
+        terminal(&a.output.display().to_string()),
+        b.functions.len(),
+        b.runs
+    ));
+    Ok(EXIT_OK)
+}
+
+fn check_writable(path: &std::path::Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let probe = tempfile_in(&dir).with_context(|| format!("cannot write {}", path.display()))?;
+    drop(probe);
+    Ok(())
+}
+
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<()> {
+    let p = dir.join(format!(".perfgate-probe.{}", std::process::id()));
+    std::fs::File::create(&p)?;
+    std::fs::remove_file(&p)
+}
+
+fn write_output(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    if path.as_os_str() == "-" {
+        std::io::stdout().write_all(bytes)?;
+        return Ok(());
+    }
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn check(a: CheckArgs) -> Result<u8> {
+    let base = Baseline::read(&a.baseline)?;
+    let mut settings = GateSettings::default();
+    base.gate.apply(&mut settings);
+    settings.runs = base.runs.min(10);
+    a.gate.overrides().apply(&mut settings);
+    if let Some(r) = a.runs {
+        settings.runs = r;
+    }
+    if let Some(m) = a.max_runs {
+        settings.max_runs = m;
+    }
+    validate_settings(&settings)?;
+    settings.max_runs = settings.max_runs.max(settings.runs);
+    for out in [&a.junit, &a.markdown, &a.json].into_iter().flatten() {
+        if out.as_os_str() != "-" {
+            check_writable(out)?;
+        }
+    }
+    let argv: Vec<std::ffi::OsString> = if a.command.is_empty() {
+        base.command.iter().map(std::ffi::OsString::from).collect()
+    } else {
+        a.command.clone()
+    };
+    let target = Target::new(&argv, &base.selection()).with_context(|| {
+        if a.command.is_empty() {
+            format!("the baseline's command `{}` cannot be traced", terminal(&base.command.join(" ")))
+        } else {
+            "the command cannot be traced".to_string()
+        }
+    })?;
+    let opts = run_options(&a.run, false, 0)?;
+    let benchmark = a.baseline.file_stem().map_or_else(|| "benchmark".into(), |s| s.to_string_lossy().into_owned());
+    let same_binary = base.build_id.is_some() && base.build_id == target.plan.build_id;
+    status(&format!(
+        "checking {} against {} ({} base runs{}), {} runs first, up to {}",
+        terminal(&target.program.display().to_string()),
+        terminal(&a.baseline.display().to_string()),
+        base.runs,
+        if same_binary { ", same build-id" } else { "" },
+        settings.runs,
+        settings.max_runs
+    ));
+    let machine = Machine::current();
+    let mut head = Vec::new();
+    run_batch(&target, &opts, settings.runs, &mut head, settings.runs)?;
+    let mut c = compare(&base, &head, &settings, &benchmark, &machine);
+    while needs_more_runs(&c) && head.len() < settings.max_runs {
+        let more = 5.min(settings.max_runs - head.len());
+        status(&format!("{} functions inconclusive after {} runs: {more} more runs", c.with(crate::gate::model::Verdict::Inconclusive).count(), head.len()));
+        run_batch(&target, &opts, more, &mut head, settings.max_runs)?;
+        c = compare(&base, &head, &settings, &benchmark, &machine);
+    }
+    print!("{}", check_table::table(&c, false));
+    use crate::report::markdown::Exporter;
+    if let Some(p) = &a.junit {
+        write_output(p, &crate::report::junit::Junit.render(&c)?)?;
+    }
+    if let Some(p) = &a.markdown {
+        write_output(p, &crate::report::markdown::Markdown.render(&c)?)?;
+    }
+    if let Some(p) = &a.json {
+        write_output(p, &crate::report::json::Json.render(&c)?)?;
+    }
+    if a.update {
+        let mut b = Baseline::from_runs(
+            target.command(),
+            target.plan.build_id.clone(),
+            machine,
+            base.gate.clone(),
+            &base.selection(),
+            &head,
+        );
+        b.keep_overrides_of(&base);
+        b.write(&a.baseline)?;
+        status(&format!("updated {} with {} runs", terminal(&a.baseline.display().to_string()), head.len()));
+        return Ok(EXIT_OK);
+    }
+    Ok(if c.passed() { EXIT_OK } else { EXIT_REGRESSION })
+}

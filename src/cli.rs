@@ -1,0 +1,242 @@
+//! Command-line definitions. Help text teaches: every option says what it does and with what unit.
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 pass, 1 a function regressed (check), 2 perfgate could not do the job (bad input, no
+permission, the benchmark failed).
+
+Examples:
+  perfgate record -- ./fixtures/bin/work
+  perfgate record --lib 'libleveldb*' --function 'leveldb::*' --no-function 'leveldb::Slice::*' -o run.data -- ./kv
+  perfgate report -i run.data";
+
+/// Trace every function of a benchmark with eBPF uprobes, measure per-function latency, and stop
+/// performance regressions at the pull request.
+#[derive(Debug, Parser)]
+#[command(name = "perfgate", version, after_help = AFTER_HELP, max_term_width = 110)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command under function tracing and print per-function latency (saved for `report`).
+    #[command(after_help = "The benchmark's stdout and stderr pass through untouched. Under sudo it runs as the \
+invoking user (SUDO_UID) unless --run-as-root.\n\nExample:\n  perfgate record --per-thread -- ./fixtures/bin/threads")]
+    Record(RecordArgs),
+    /// Show a saved recording again.
+    Report(ReportArgs),
+    /// Record a baseline: run the benchmark N times and write every function's per-run figures to a TOML
+    /// file to commit.
+    #[command(after_help = "Example:\n  perfgate baseline -o baselines/work.toml --runs 10 -- ./fixtures/bin/work")]
+    Baseline(BaselineArgs),
+    /// Gate: run the baseline's command (or the one after --) and compare every function with the baseline.
+    /// Exits 0 (pass), 1 (a function regressed) or 2 (perfgate could not do the job).
+    #[command(after_help = "A function regresses only when its slowdown is significant after correcting for \
+the number of functions (Benjamini–Hochberg), the whole confidence interval of head/base lies above \
+1 + threshold, and it carries at least --min-share of the traced time. Functions that are not decided trigger \
+more runs, up to --max-runs.\n\nExamples:\n  perfgate check --baseline baselines/work.toml\n  \
+perfgate check --baseline baselines/work.toml --junit perf.xml --markdown perf.md --json perf.json\n  \
+perfgate check --baseline baselines/work.toml --update")]
+    Check(CheckArgs),
+}
+
+/// A fraction given as `5%` or `0.05`.
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    let (num, scale) = match s.trim().strip_suffix('%') {
+        Some(p) => (p, 100.0),
+        None => (s.trim(), 1.0),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a number (write 5% or 0.05)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("{s:?}: must be a non-negative number"));
+    }
+    if scale == 1.0 && v >= 1.0 {
+        return Err(format!("{s:?} is ambiguous: write {v}% or {}", v / 100.0));
+    }
+    Ok(v / scale)
+}
+
+/// Gate settings on the command line; each overrides the baseline's `[gate]` table.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GateArgs {
+    /// Smallest slowdown that fails, e.g. 5% or 0.05: the whole confidence interval must lie above it. [default: 5%]
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub threshold: Option<f64>,
+    /// False-discovery rate across all gated functions (Benjamini–Hochberg). [default: 0.05]
+    #[arg(long, value_name = "RATE", value_parser = parse_fraction)]
+    pub alpha: Option<f64>,
+    /// Confidence level of the head/base interval. [default: 95%]
+    #[arg(long, value_name = "LEVEL", value_parser = parse_fraction)]
+    pub confidence: Option<f64>,
+    /// Functions below this share of the traced self time are reported, not gated. [default: 1%]
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub min_share: Option<f64>,
+    /// What is compared per run. [default: self]
+    #[arg(long, value_enum)]
+    pub metric: Option<crate::gate::model::Metric>,
+    /// Fail when a function's call count changes (call counts are exact, no statistics needed).
+    #[arg(long)]
+    pub gate_calls: bool,
+    /// Compare shares of the total time instead of absolute times (for a baseline from another machine).
+    #[arg(long)]
+    pub relative: bool,
+}
+
+/// `perfgate baseline`.
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// The baseline file to write (e.g. baselines/work.toml).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Runs of the benchmark (10 or more lets `check` detect small regressions).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub runs: usize,
+    /// Gate settings to store in the baseline's [gate] table.
+    #[command(flatten)]
+    pub gate: GateArgs,
+    /// Which functions.
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// How to run.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The benchmark command, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// `perfgate check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The committed baseline.
+    #[arg(short, long, value_name = "FILE")]
+    pub baseline: PathBuf,
+    /// Runs before deciding. [default: the baseline's, at most 10]
+    #[arg(long, value_name = "N")]
+    pub runs: Option<usize>,
+    /// Runs at most, while functions are inconclusive. [default: 30]
+    #[arg(long, value_name = "N")]
+    pub max_runs: Option<usize>,
+    /// Gate settings.
+    #[command(flatten)]
+    pub gate: GateArgs,
+    /// Write JUnit XML here (- for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the markdown diff here (- for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write the whole comparison as JSON here (- for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Accept the new numbers: rewrite the baseline from this check's runs (exit 0).
+    #[arg(long)]
+    pub update: bool,
+    /// How to run.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Run this command instead of the baseline's.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// Which functions to trace.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SelectArgs {
+    /// Also trace every function of the shared libraries matching GLOB (soname or file name, e.g. 'libc.so*').
+    /// Repeatable.
+    #[arg(long = "lib", value_name = "GLOB")]
+    pub libs: Vec<String>,
+    /// Trace only functions whose (demangled or raw) name matches GLOB, e.g. 'leveldb::*'. Repeatable.
+    #[arg(long = "function", value_name = "GLOB")]
+    pub functions: Vec<String>,
+    /// Do not trace functions matching GLOB. Repeatable; applied after --function.
+    #[arg(long = "no-function", value_name = "GLOB")]
+    pub no_functions: Vec<String>,
+    /// Also trace C runtime start-up code (_start, _init, frame_dummy, …), skipped by default.
+    #[arg(long)]
+    pub startup: bool,
+}
+
+/// How to run the benchmark.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Under sudo, run the benchmark as root instead of as the invoking user.
+    #[arg(long)]
+    pub run_as_root: bool,
+    /// Kill the benchmark after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Use separate entry and return probes instead of one uprobe.session program (for old kernels).
+    #[arg(long, hide = true)]
+    pub no_session: bool,
+}
+
+/// `perfgate record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Where to save the recording.
+    #[arg(short, long, value_name = "FILE", default_value = "perfgate.data")]
+    pub output: PathBuf,
+    /// Break the table down by thread id.
+    #[arg(long)]
+    pub per_thread: bool,
+    /// Also record every call as an event (for replay, Chrome trace, flame graphs).
+    #[arg(long)]
+    pub trace: bool,
+    /// Ring buffer size for --trace, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub buffer_size: u32,
+    /// Keep the profile when the benchmark exits non-zero (perfgate then exits 0).
+    #[arg(long)]
+    pub allow_failure: bool,
+    /// Rows in the table (0 = all).
+    #[arg(long, value_name = "N", default_value_t = 40)]
+    pub limit: usize,
+    /// Name skipped functions and those whose probe is slow.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Which functions.
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// How to run.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The benchmark command, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// TOTAL TIME | SELF TIME | CALLS | AVG | P50 | P99 | MAX | FUNCTION.
+    Summary,
+}
+
+/// `perfgate report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The recording.
+    #[arg(short, long, value_name = "FILE", default_value = "perfgate.data")]
+    pub input: PathBuf,
+    /// Format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Summary)]
+    pub format: ReportFormat,
+    /// Break the table down by thread id.
+    #[arg(long)]
+    pub per_thread: bool,
+    /// Rows in the table (0 = all).
+    #[arg(long, value_name = "N", default_value_t = 40)]
+    pub limit: usize,
+    /// Name skipped functions and those whose probe is slow.
+    #[arg(short, long)]
+    pub verbose: bool,
+}

@@ -1,0 +1,504 @@
+//! The committed baseline: a human-readable, diff-friendly TOML file with the per-run figures of every
+//! function, the command, the machine and the gate settings. Parsed as untrusted input; written atomically.
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::figures::{FuncKey, FuncRun, RunFigures};
+use super::model::{GateSettings, Metric};
+use crate::plan::Selection;
+use crate::profile::Machine;
+
+/// Version of the baseline format this perfgate reads and writes.
+pub const BASELINE_SCHEMA: u32 = 1;
+
+/// Gate settings stored in a baseline's `[gate]` table; every one optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateOverrides {
+    /// See [`GateSettings::alpha`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// See [`GateSettings::threshold`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// See [`GateSettings::confidence`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// See [`GateSettings::min_share`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_share: Option<f64>,
+    /// See [`GateSettings::runs`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<usize>,
+    /// See [`GateSettings::max_runs`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_runs: Option<usize>,
+    /// See [`GateSettings::metric`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<Metric>,
+    /// See [`GateSettings::gate_calls`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate_calls: Option<bool>,
+    /// See [`GateSettings::relative`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative: Option<bool>,
+}
+
+impl GateOverrides {
+    /// Applies these over `s` (the ones that are set win).
+    pub fn apply(&self, s: &mut GateSettings) {
+        if let Some(v) = self.alpha {
+            s.alpha = v;
+        }
+        if let Some(v) = self.threshold {
+            s.threshold = v;
+        }
+        if let Some(v) = self.confidence {
+            s.confidence = v;
+        }
+        if let Some(v) = self.min_share {
+            s.min_share = v;
+        }
+        if let Some(v) = self.runs {
+            s.runs = v;
+        }
+        if let Some(v) = self.max_runs {
+            s.max_runs = v;
+        }
+        if let Some(v) = self.metric {
+            s.metric = v;
+        }
+        if let Some(v) = self.gate_calls {
+            s.gate_calls = v;
+        }
+        if let Some(v) = self.relative {
+            s.relative = v;
+        }
+    }
+}
+
+/// Checks settings for values that make no sense; one line naming the setting.
+pub fn validate_settings(s: &GateSettings) -> Result<()> {
+    let unit = |v: f64| v.is_finite() && v > 0.0 && v < 1.0;
+    if !unit(s.alpha) {
+        bail!("alpha = {}: must be between 0 and 1 (e.g. 0.05)", s.alpha);
+    }
+    if !(s.threshold.is_finite() && s.threshold >= 0.0 && s.threshold <= 10.0) {
+        bail!("threshold = {}: must be a fraction between 0 and 10 (0.05 = 5% slower)", s.threshold);
+    }
+    if !unit(s.confidence) {
+        bail!("confidence = {}: must be between 0 and 1 (e.g. 0.95)", s.confidence);
+    }
+    if !(s.min_share.is_finite() && (0.0..1.0).contains(&s.min_share)) {
+        bail!("min_share = {}: must be a fraction between 0 and 1 (0.01 = 1% of the time)", s.min_share);
+    }
+    if s.runs == 0 {
+        bail!("runs = 0: at least 1 run is needed (5 or more to detect anything)");
+    }
+    if s.runs > 10_000 || s.max_runs > 10_000 {
+        bail!("runs: at most 10000");
+    }
+    Ok(())
+}
+
+/// Which functions were traced (so `check` traces the same ones).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectionToml {
+    /// `--lib` globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub libs: Vec<String>,
+    /// `--function` globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<String>,
+    /// `--no-function` globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_functions: Vec<String>,
+}
+
+/// One function's figures over the baseline runs; every array has one entry per run (0 where not called).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineFunction {
+    /// Demangled name.
+    pub name: String,
+    /// File short name.
+    pub module: String,
+    /// Raw symbol.
+    pub symbol: String,
+    /// Per-function threshold override (fraction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Never gate this function.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore: bool,
+    /// Calls per run.
+    pub calls: Vec<u64>,
+    /// Mean inclusive time per call, ns.
+    pub mean_ns: Vec<f64>,
+    /// Median inclusive time per call, ns.
+    pub p50_ns: Vec<f64>,
+    /// 90th percentile inclusive, ns.
+    pub p90_ns: Vec<f64>,
+    /// 99th percentile inclusive, ns.
+    pub p99_ns: Vec<f64>,
+    /// Mean self time per call, ns.
+    pub self_mean_ns: Vec<f64>,
+    /// Median self time per call, ns.
+    pub self_p50_ns: Vec<f64>,
+    /// Total inclusive time per run, ns.
+    pub total_ns: Vec<f64>,
+    /// Total self time per run, ns.
+    pub self_total_ns: Vec<f64>,
+}
+
+/// A baseline file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    /// [`BASELINE_SCHEMA`].
+    pub schema: u32,
+    /// Version of perfgate that wrote it.
+    pub perfgate_version: String,
+    /// The benchmark command (argv), run from the current directory by `check`.
+    pub command: Vec<String>,
+    /// GNU build-id of the benchmark binary when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+    /// When it was recorded, seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Number of runs.
+    pub runs: usize,
+    /// Wall time per run, ns.
+    pub wall_ns: Vec<f64>,
+    /// Total self time over all functions per run, ns.
+    pub total_self_ns: Vec<f64>,
+    /// The machine it was recorded on.
+    pub machine: Machine,
+    /// Gate settings.
+    #[serde(default)]
+    pub gate: GateOverrides,
+    /// What was traced.
+    #[serde(default)]
+    pub select: SelectionToml,
+    /// Per function, sorted by module then symbol.
+    #[serde(default, rename = "function")]
+    pub functions: Vec<BaselineFunction>,
+}
+
+fn round(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+impl Baseline {
+    /// Builds a baseline from runs.
+    pub fn from_runs(
+        command: Vec<String>,
+        build_id: Option<String>,
+        machine: Machine,
+        gate: GateOverrides,
+        select: &Selection,
+        runs: &[RunFigures],
+    ) -> Baseline {
+        let keys: std::collections::BTreeSet<&FuncKey> = runs.iter().flat_map(|r| r.functions.keys()).collect();
+        let mut functions = Vec::new();
+        for key in keys {
+            let get = |f: &dyn Fn(&FuncRun) -> f64| -> Vec<f64> {
+                runs.iter().map(|r| r.functions.get(key).map_or(0.0, |x| round(f(x)))).collect()
+            };
+            let name = runs.iter().find_map(|r| r.functions.get(key)).map(|f| f.name.clone()).unwrap_or_default();
+            functions.push(BaselineFunction {
+                name,
+                module: key.module.clone(),
+                symbol: key.symbol.clone(),
+                threshold: None,
+                ignore: false,
+                calls: runs.iter().map(|r| r.functions.get(key).map_or(0, |x| x.calls)).collect(),
+                mean_ns: get(&|f| f.mean),
+                p50_ns: get(&|f| f.p50),
+                p90_ns: get(&|f| f.p90),
+                p99_ns: get(&|f| f.p99),
+                self_mean_ns: get(&|f| f.self_mean),
+                self_p50_ns: get(&|f| f.self_p50),
+                total_ns: get(&|f| f.total),
+                self_total_ns: get(&|f| f.self_total),
+            });
+        }
+        Baseline {
+            schema: BASELINE_SCHEMA,
+            perfgate_version: env!("CARGO_PKG_VERSION").into(),
+            command,
+            build_id,
+            created_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            runs: runs.len(),
+            wall_ns: runs.iter().map(|r| round(r.wall_ns)).collect(),
+            total_self_ns: runs.iter().map(|r| round(r.total_self)).collect(),
+            machine,
+            gate,
+            select: SelectionToml {
+                libs: select.libs.clone(),
+                functions: select.functions.clone(),
+                no_functions: select.no_functions.clone(),
+            },
+            functions,
+        }
+    }
+
+    /// Keeps the per-function settings (threshold, ignore) of an older baseline, for `--update`.
+    pub fn keep_overrides_of(&mut self, old: &Baseline) {
+        let by_key: BTreeMap<(&str, &str), &BaselineFunction> =
+            old.functions.iter().map(|f| ((f.module.as_str(), f.symbol.as_str()), f)).collect();
+        for f in &mut self.functions {
+            if let Some(o) = by_key.get(&(f.module.as_str(), f.symbol.as_str())) {
+                f.threshold = o.threshold;
+                f.ignore = o.ignore;
+            }
+        }
+    }
+
+    /// The selection to trace with.
+    pub fn selection(&self) -> Selection {
+        Selection {
+            libs: self.select.libs.clone(),
+            functions: self.select.functions.clone(),
+            no_functions: self.select.no_functions.clone(),
+            startup: false,
+        }
+    }
+
+    /// The runs back as figures.
+    pub fn run_figures(&self) -> Vec<RunFigures> {
+        (0..self.runs)
+            .map(|i| {
+                let mut functions = BTreeMap::new();
+                for f in &self.functions {
+                    let calls = f.calls.get(i).copied().unwrap_or(0);
+                    if calls == 0 {
+                        continue;
+                    }
+                    let at = |v: &Vec<f64>| v.get(i).copied().unwrap_or(0.0);
+                    functions.insert(
+                        FuncKey { module: f.module.clone(), symbol: f.symbol.clone() },
+                        FuncRun {
+                            name: f.name.clone(),
+                            calls,
+                            mean: at(&f.mean_ns),
+                            p50: at(&f.p50_ns),
+                            p90: at(&f.p90_ns),
+                            p99: at(&f.p99_ns),
+                            self_mean: at(&f.self_mean_ns),
+                            self_p50: at(&f.self_p50_ns),
+                            total: at(&f.total_ns),
+                            self_total: at(&f.self_total_ns),
+                        },
+                    );
+                }
+                RunFigures {
+                    functions,
+                    total_self: self.total_self_ns.get(i).copied().unwrap_or(0.0),
+                    wall_ns: self.wall_ns.get(i).copied().unwrap_or(0.0),
+                }
+            })
+            .collect()
+    }
+
+    /// Reads and validates a baseline file. Every error names the file (and the line, for syntax errors).
+    pub fn read(path: &Path) -> Result<Baseline> {
+        let shown = path.display();
+        let text = std::fs::read(path).with_context(|| format!("cannot read baseline {shown}"))?;
+        if text.len() > 256 << 20 {
+            bail!("{shown}: baseline larger than 256 MiB; not a baseline");
+        }
+        let text = String::from_utf8(text).map_err(|e| anyhow::anyhow!("{shown}: not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
+        Self::parse(&text).with_context(|| format!("baseline {shown}"))
+    }
+
+    /// Parses baseline text.
+    pub fn parse(text: &str) -> Result<Baseline> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", toml_error(&e, text)))?;
+        match table.get("schema").and_then(|v| v.as_integer()) {
+            None => bail!("no `schema = {BASELINE_SCHEMA}` line: not a perfgate baseline"),
+            Some(s) if s > BASELINE_SCHEMA as i64 => bail!(
+                "schema {s} was written by a newer perfgate; this one ({}) reads schema {BASELINE_SCHEMA}: upgrade perfgate",
+                env!("CARGO_PKG_VERSION")
+            ),
+            Some(s) if s < BASELINE_SCHEMA as i64 => bail!(
+                "schema {s} is no longer read (this perfgate reads schema {BASELINE_SCHEMA}): record it again with `perfgate baseline`"
+            ),
+            Some(_) => {}
+        }
+        let b: Baseline = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", toml_error(&e, text)))?;
+        b.validate()?;
+        Ok(b)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.command.is_empty() || self.command[0].is_empty() {
+            bail!("`command` is empty");
+        }
+        if self.runs == 0 {
+            bail!("`runs = 0`: a baseline needs at least one run");
+        }
+        let n = self.runs;
+        if self.wall_ns.len() != n || self.total_self_ns.len() != n {
+            bail!("`wall_ns`/`total_self_ns` must have {n} entries (runs = {n})");
+        }
+        let mut s = GateSettings::default();
+        self.gate.apply(&mut s);
+        validate_settings(&s).context("[gate]")?;
+        for f in &self.functions {
+            let arrays = [
+                ("mean_ns", &f.mean_ns),
+                ("p50_ns", &f.p50_ns),
+                ("p90_ns", &f.p90_ns),
+                ("p99_ns", &f.p99_ns),
+                ("self_mean_ns", &f.self_mean_ns),
+                ("self_p50_ns", &f.self_p50_ns),
+                ("total_ns", &f.total_ns),
+                ("self_total_ns", &f.self_total_ns),
+            ];
+            if f.calls.len() != n {
+                bail!("function {:?}: `calls` has {} entries, runs = {n}", f.name, f.calls.len());
+            }
+            for (what, v) in arrays {
+                if v.len() != n {
+                    bail!("function {:?}: `{what}` has {} entries, runs = {n}", f.name, v.len());
+                }
+                if v.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                    bail!("function {:?}: `{what}` has a negative or non-finite value", f.name);
+                }
+            }
+            if let Some(t) = f.threshold {
+                if !(t.is_finite() && (0.0..=10.0).contains(&t)) {
+                    bail!("function {:?}: threshold = {t}: must be a fraction between 0 and 10", f.name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// TOML text.
+    pub fn to_toml(&self) -> Result<String> {
+        let body = toml::to_string(self).context("serialising the baseline")?;
+        Ok(format!(
+            "# perfgate baseline: per-run figures of every traced function. Commit this file.\n\
+             # Per function you may add `threshold = 0.10` (10% slower fails) or `ignore = true`.\n{body}"
+        ))
+    }
+
+    /// Writes atomically: a temporary file beside the target, synced, then renamed over it.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = self.to_toml()?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.is_empty() {
+            bail!("{}: not a file name", path.display());
+        }
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let result = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("cannot write baseline {}", path.display()));
+        }
+        Ok(())
+    }
+}
+
+/// toml's message is several lines with a source excerpt; keep its first line, which names line and column.
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let msg = e.message().replace('\n', " ");
+    match line {
+        Some(l) => format!("line {l}: {msg}"),
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Baseline {
+        let mut runs = Vec::new();
+        for i in 0..3 {
+            let mut r = RunFigures { total_self: 1000.0 + i as f64, wall_ns: 2000.0, ..Default::default() };
+            r.functions.insert(
+                FuncKey { module: "work".into(), symbol: "work1".into() },
+                FuncRun { name: "work1".into(), calls: 1, mean: 10.0 + i as f64, self_mean: 9.0, ..Default::default() },
+            );
+            runs.push(r);
+        }
+        Baseline::from_runs(
+            vec!["./work".into()],
+            Some("abcd".into()),
+            Machine { cpu_model: "cpu".into(), cores: 2, kernel: "6.18".into() },
+            GateOverrides { threshold: Some(0.1), ..Default::default() },
+            &Selection::default(),
+            &runs,
+        )
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let b = sample();
+        let text = b.to_toml().unwrap();
+        assert!(text.contains("[[function]]"));
+        let back = Baseline::parse(&text).unwrap();
+        assert_eq!(back.functions, b.functions);
+        assert_eq!(back.run_figures().len(), 3);
+        assert_eq!(back.run_figures()[2].functions.values().next().unwrap().mean, 12.0);
+    }
+
+    #[test]
+    fn newer_and_older_schemas_are_refused_clearly() {
+        let text = sample().to_toml().unwrap();
+        let newer = text.replace("schema = 1", "schema = 2");
+        let e = format!("{:#}", Baseline::parse(&newer).unwrap_err());
+        assert!(e.contains("newer perfgate"), "{e}");
+        let older = text.replace("schema = 1", "schema = 0");
+        let e = format!("{:#}", Baseline::parse(&older).unwrap_err());
+        assert!(e.contains("no longer read"), "{e}");
+    }
+
+    #[test]
+    fn truncated_and_broken_files_name_the_line() {
+        let text = sample().to_toml().unwrap();
+        let cut = &text[..text.len() / 2];
+        let cut = &cut[..cut.rfind('=').unwrap() + 1];
+        let e = format!("{:#}", Baseline::parse(cut).unwrap_err());
+        assert!(e.contains("line "), "{e}");
+        let broken = text.replace("runs = 3", "runs = \"three\"");
+        let e = format!("{:#}", Baseline::parse(&broken).unwrap_err());
+        assert!(e.contains("line "), "{e}");
+        let typo = text.replace("threshold = 0.1", "treshold = 0.1");
+        let e = format!("{:#}", Baseline::parse(&typo).unwrap_err());
+        assert!(e.contains("treshold"), "{e}");
+    }
+
+    #[test]
+    fn inconsistent_arrays_are_refused() {
+        let text = sample().to_toml().unwrap().replace("calls = [1, 1, 1]", "calls = [1, 1]");
+        let e = format!("{:#}", Baseline::parse(&text).unwrap_err());
+        assert!(e.contains("`calls` has 2 entries"), "{e}");
+    }
+
+    #[test]
+    fn write_is_atomic_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.toml");
+        sample().write(&p).unwrap();
+        assert!(Baseline::read(&p).is_ok());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1);
+    }
+}

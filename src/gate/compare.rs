@@ -1,0 +1,342 @@
+//! Turns base runs and head runs into verdicts, as DESIGN.md sets them: the run is the unit of evidence, a
+//! rank test per function, a Hodges–Lehmann ratio with its interval, Benjamini–Hochberg across functions,
+//! a threshold on the effect and a floor on the share of time.
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::baseline::Baseline;
+use super::figures::{FuncKey, FuncRun, RunFigures};
+use super::model::{Comparison, FunctionComparison, GateSettings, Metric, Verdict};
+use super::stats;
+use crate::profile::Machine;
+
+/// What differs between the machine of the baseline and this one, if anything.
+pub fn machine_mismatch(base: &Machine, head: &Machine) -> Option<String> {
+    let mut diffs = Vec::new();
+    if base.cpu_model != head.cpu_model {
+        diffs.push(format!("CPU {:?} vs {:?}", base.cpu_model, head.cpu_model));
+    }
+    if base.cores != head.cores {
+        diffs.push(format!("{} vs {} cores", base.cores, head.cores));
+    }
+    if base.kernel != head.kernel {
+        diffs.push(format!("kernel {} vs {}", base.kernel, head.kernel));
+    }
+    if diffs.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "the baseline was measured on another machine ({}); absolute times may differ for that reason alone: \
+             use --relative to compare shares of total time",
+            diffs.join(", ")
+        ))
+    }
+}
+
+fn metric_value(f: &FuncRun, run: &RunFigures, s: &GateSettings) -> f64 {
+    let v = match s.metric {
+        Metric::SelfTime => f.self_mean,
+        Metric::Inclusive => f.mean,
+    };
+    if s.relative {
+        // Share of the run's traced time spent per call: immune to a uniformly faster or slower machine.
+        if run.total_self > 0.0 {
+            v / run.total_self
+        } else {
+            0.0
+        }
+    } else {
+        v
+    }
+}
+
+fn share(f: &FuncRun, run: &RunFigures) -> f64 {
+    if run.total_self > 0.0 {
+        f.self_total / run.total_self
+    } else {
+        0.0
+    }
+}
+
+fn median_u64(v: &[u64]) -> Option<u64> {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied()
+}
+
+/// Compares the baseline's runs with head runs.
+pub fn compare(
+    base: &Baseline,
+    head: &[RunFigures],
+    settings: &GateSettings,
+    benchmark: &str,
+    head_machine: &Machine,
+) -> Comparison {
+    let base_runs = base.run_figures();
+    let overrides: BTreeMap<FuncKey, (Option<f64>, bool)> = base
+        .functions
+        .iter()
+        .map(|f| (FuncKey { module: f.module.clone(), symbol: f.symbol.clone() }, (f.threshold, f.ignore)))
+        .collect();
+    let keys: BTreeSet<&FuncKey> =
+        base_runs.iter().chain(head.iter()).flat_map(|r| r.functions.keys()).collect();
+
+    let collect = |runs: &[RunFigures], key: &FuncKey| {
+        let mut values = Vec::new();
+        let mut shares = Vec::new();
+        let mut calls = Vec::new();
+        let mut totals = Vec::new();
+        let mut name = None;
+        for r in runs {
+            if let Some(f) = r.functions.get(key) {
+                values.push(metric_value(f, r, settings));
+                shares.push(share(f, r));
+                calls.push(f.calls);
+                totals.push(f.total);
+                name = Some(f.name.clone());
+            }
+        }
+        (values, shares, calls, totals, name)
+    };
+
+    let mut rows = Vec::new();
+    let mut tested: Vec<(usize, f64)> = Vec::new();
+    for key in keys {
+        let (bv, bshare, bcalls, _, bname) = collect(&base_runs, key);
+        let (hv, hshare, hcalls, htotals, hname) = collect(head, key);
+        let (threshold, ignore) = overrides.get(key).copied().unwrap_or((None, false));
+        let threshold = threshold.unwrap_or(settings.threshold);
+        let share = stats::median(if hshare.is_empty() { &bshare } else { &hshare }).unwrap_or(0.0);
+        let mut row = FunctionComparison {
+            name: hname.or(bname).unwrap_or_else(|| key.symbol.clone()),
+            module: key.module.clone(),
+            verdict: Verdict::Unchanged,
+            base: stats::median(&bv),
+            head: stats::median(&hv),
+            ratio: None,
+            ratio_low: None,
+            ratio_high: None,
+            p_value: None,
+            q_value: None,
+            share,
+            base_calls: median_u64(&bcalls),
+            head_calls: median_u64(&hcalls),
+            threshold,
+            head_total_ns: stats::median(&htotals),
+        };
+        row.verdict = if ignore {
+            Verdict::Ignored
+        } else if bv.is_empty() {
+            Verdict::New
+        } else if hv.is_empty() {
+            Verdict::Removed
+        } else if share < settings.min_share {
+            Verdict::BelowFloor
+        } else {
+            Verdict::Inconclusive // decided below, once all p-values are known
+        };
+        if !bv.is_empty() && !hv.is_empty() {
+            if let Some(r) = stats::ratio_estimate(&bv, &hv, settings.confidence) {
+                row.ratio = Some(r.estimate);
+                row.ratio_low = Some(r.low);
+                row.ratio_high = Some(r.high);
+            }
+            row.p_value = stats::mann_whitney(&bv, &hv).map(|m| m.p_two_sided);
+            if row.verdict == Verdict::Inconclusive {
+                if let Some(p) = row.p_value {
+                    tested.push((rows.len(), p));
+                }
+            }
+        }
+        rows.push(row);
+    }
+
+    let q = stats::benjamini_hochberg(&tested.iter().map(|&(_, p)| p).collect::<Vec<_>>());
+    for (&(i, _), &q) in tested.iter().zip(&q) {
+        let row = &mut rows[i];
+        row.q_value = Some(q);
+        row.verdict = decide(row, q, settings.alpha);
+    }
+    if settings.gate_calls {
+        for row in &mut rows {
+            if row.calls_changed() && !matches!(row.verdict, Verdict::Ignored | Verdict::New | Verdict::Removed) {
+                row.verdict = Verdict::CallsChanged;
+            }
+        }
+    }
+    rows.sort_by(|a, b| {
+        a.verdict.cmp(&b.verdict).then(b.share.partial_cmp(&a.share).unwrap_or(std::cmp::Ordering::Equal))
+    });
+
+    let mut warnings = Vec::new();
+    let min_p = stats::min_p_two_sided(base.runs, head.len());
+    if min_p >= settings.alpha {
+        warnings.push(format!(
+            "with {} base runs and {} head runs the smallest possible p-value is {min_p:.3}, not below alpha {}: \
+             nothing can be found significant; use more runs",
+            base.runs,
+            head.len(),
+            settings.alpha
+        ));
+    }
+    Comparison {
+        benchmark: benchmark.to_string(),
+        command: base.command.clone(),
+        base_runs: base.runs,
+        head_runs: head.len(),
+        settings: settings.clone(),
+        machine_mismatch: machine_mismatch(&base.machine, head_machine),
+        functions: rows,
+        warnings,
+    }
+}
+
+/// The verdict of a gated function from its ratio interval and adjusted p-value.
+fn decide(row: &FunctionComparison, q: f64, alpha: f64) -> Verdict {
+    let (Some(low), Some(high)) = (row.ratio_low, row.ratio_high) else {
+        // No ratio (a zero time): only identical figures count as unchanged.
+        return if row.base == row.head { Verdict::Unchanged } else { Verdict::Inconclusive };
+    };
+    let up = 1.0 + row.threshold;
+    let down = 1.0 / up;
+    if q < alpha && low > up {
+        Verdict::Regressed
+    } else if q < alpha && high < down {
+        Verdict::Improved
+    } else if low >= down && high <= up {
+        // The whole interval lies within the threshold: whatever changed is too small to matter.
+        Verdict::Unchanged
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+/// Whether more head runs could change a verdict.
+pub fn needs_more_runs(c: &Comparison) -> bool {
+    c.functions.iter().any(|f| f.verdict == Verdict::Inconclusive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::baseline::GateOverrides;
+    use crate::plan::Selection;
+
+    fn runs(values: &[(&str, Vec<f64>)]) -> Vec<RunFigures> {
+        let n = values[0].1.len();
+        (0..n)
+            .map(|i| {
+                let mut r = RunFigures { wall_ns: 1e9, ..Default::default() };
+                for (name, v) in values {
+                        r.functions.insert(
+                        FuncKey { module: "bench".into(), symbol: name.to_string() },
+                        FuncRun {
+                            name: name.to_string(),
+                            calls: 100,
+                            mean: v[i],
+                            self_mean: v[i],
+                            total: v[i] * 100.0,
+                            self_total: v[i] * 100.0,
+                            ..Default::default()
+                        },
+                    );
+                }
+                r.total_self = r.functions.values().map(|f| f.self_total).sum();
+                r
+            })
+            .collect()
+    }
+
+    fn jitter(base: f64, n: usize, k: u64) -> Vec<f64> {
+        // Deterministic ±1% jitter.
+        (0..n).map(|i| base * (1.0 + (((i as u64 * 7919 + k * 104729) % 21) as f64 - 10.0) / 1000.0)).collect()
+    }
+
+    fn baseline(values: &[(&str, Vec<f64>)]) -> Baseline {
+        Baseline::from_runs(
+            vec!["./bench".into()],
+            None,
+            Machine::default(),
+            GateOverrides::default(),
+            &Selection::default(),
+            &runs(values),
+        )
+    }
+
+    #[test]
+    fn a_25_percent_regression_is_found_and_nothing_else() {
+        let base = baseline(&[("a", jitter(1000.0, 10, 1)), ("b", jitter(2000.0, 10, 2)), ("c", jitter(500.0, 10, 3))]);
+        let head = runs(&[("a", jitter(1250.0, 10, 4)), ("b", jitter(2000.0, 10, 5)), ("c", jitter(500.0, 10, 6))]);
+        let c = compare(&base, &head, &GateSettings::default(), "bench", &Machine::default());
+        let failing: Vec<_> = c.failures().map(|f| f.name.as_str()).collect();
+        assert_eq!(failing, ["a"]);
+        let a = &c.functions[0];
+        assert!(a.ratio.unwrap() > 1.2 && a.ratio.unwrap() < 1.3, "{a:?}");
+        assert!(c.with(Verdict::Unchanged).count() == 2);
+    }
+
+    #[test]
+    fn identical_runs_pass() {
+        let v = [("a", jitter(1000.0, 10, 1)), ("b", jitter(2000.0, 10, 2))];
+        let c = compare(&baseline(&v), &runs(&v), &GateSettings::default(), "bench", &Machine::default());
+        assert!(c.passed());
+        assert_eq!(c.with(Verdict::Unchanged).count(), 2);
+    }
+
+    #[test]
+    fn improvements_new_removed_and_floor() {
+        let base = baseline(&[("a", jitter(1000.0, 10, 1)), ("gone", jitter(1000.0, 10, 2)), ("tiny", jitter(1.0, 10, 3))]);
+        let head = runs(&[("a", jitter(700.0, 10, 1)), ("fresh", jitter(1000.0, 10, 2)), ("tiny", jitter(1.0, 10, 3))]);
+        let c = compare(&base, &head, &GateSettings::default(), "bench", &Machine::default());
+        let verdict = |n: &str| c.functions.iter().find(|f| f.name == n).unwrap().verdict;
+        assert_eq!(verdict("a"), Verdict::Improved);
+        assert_eq!(verdict("gone"), Verdict::Removed);
+        assert_eq!(verdict("fresh"), Verdict::New);
+        assert_eq!(verdict("tiny"), Verdict::BelowFloor);
+        assert!(c.passed());
+    }
+
+    #[test]
+    fn a_small_sample_is_inconclusive_not_a_guess() {
+        let base = baseline(&[("a", jitter(1000.0, 3, 1))]);
+        let head = runs(&[("a", jitter(1300.0, 3, 2))]);
+        let c = compare(&base, &head, &GateSettings::default(), "bench", &Machine::default());
+        assert_eq!(c.functions[0].verdict, Verdict::Inconclusive);
+        assert!(needs_more_runs(&c));
+        assert!(c.warnings.iter().any(|w| w.contains("smallest possible p-value")));
+    }
+
+    #[test]
+    fn changed_call_counts_gate_only_when_asked() {
+        let base = baseline(&[("a", jitter(1000.0, 10, 1))]);
+        let mut head = runs(&[("a", jitter(1000.0, 10, 1))]);
+        for r in &mut head {
+            r.functions.values_mut().for_each(|f| f.calls = 150);
+        }
+        let s = GateSettings::default();
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        assert!(c.passed());
+        assert!(c.functions[0].calls_changed());
+        let c = compare(&base, &head, &GateSettings { gate_calls: true, ..s }, "bench", &Machine::default());
+        assert_eq!(c.functions[0].verdict, Verdict::CallsChanged);
+        assert!(!c.passed());
+    }
+
+    #[test]
+    fn relative_mode_survives_a_uniformly_slower_machine() {
+        let base = baseline(&[("a", jitter(1000.0, 10, 1)), ("b", jitter(2000.0, 10, 2))]);
+        let head = runs(&[("a", jitter(1300.0, 10, 1)), ("b", jitter(2600.0, 10, 2))]);
+        let abs = compare(&base, &head, &GateSettings::default(), "bench", &Machine::default());
+        assert_eq!(abs.failures().count(), 2);
+        let rel = compare(&base, &head, &GateSettings { relative: true, ..Default::default() }, "bench", &Machine::default());
+        assert!(rel.passed(), "{:?}", rel.functions);
+    }
+
+    #[test]
+    fn another_machine_is_named() {
+        let a = Machine { cpu_model: "A".into(), cores: 2, kernel: "6.18".into() };
+        let b = Machine { cpu_model: "B".into(), cores: 4, kernel: "6.18".into() };
+        let m = machine_mismatch(&a, &b).unwrap();
+        assert!(m.contains("\"A\" vs \"B\"") && m.contains("2 vs 4 cores") && m.contains("--relative"));
+        assert!(machine_mismatch(&a, &a).is_none());
+    }
+}

@@ -1,0 +1,196 @@
+//! The result of comparing a baseline with new runs: what every report format renders.
+use serde::{Deserialize, Serialize};
+
+/// What is compared per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// Mean self time per call (time in the function minus its traced callees): pins a regression on the
+    /// function that got slower, not on all its callers.
+    #[default]
+    #[value(name = "self")]
+    SelfTime,
+    /// Mean inclusive time per call (entry to return).
+    Inclusive,
+}
+
+impl Metric {
+    /// Short name for reports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Metric::SelfTime => "mean self time per call",
+            Metric::Inclusive => "mean inclusive time per call",
+        }
+    }
+}
+
+/// The verdict on one function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Slower beyond the threshold, significantly.
+    Regressed,
+    /// The number of calls changed and `--gate-calls` is on.
+    CallsChanged,
+    /// Faster beyond the threshold, significantly.
+    Improved,
+    /// Not decided even after the maximum number of runs.
+    Inconclusive,
+    /// In the head runs only.
+    New,
+    /// In the baseline only.
+    Removed,
+    /// The change is within the threshold.
+    Unchanged,
+    /// Too small a share of the total time to gate (reported, not gated).
+    BelowFloor,
+    /// `ignore = true` in the baseline.
+    Ignored,
+}
+
+impl Verdict {
+    /// Whether this verdict fails the gate.
+    pub fn fails(&self) -> bool {
+        matches!(self, Verdict::Regressed | Verdict::CallsChanged)
+    }
+
+    /// Word for reports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Regressed => "regressed",
+            Verdict::CallsChanged => "calls changed",
+            Verdict::Improved => "improved",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::New => "new",
+            Verdict::Removed => "removed",
+            Verdict::Unchanged => "unchanged",
+            Verdict::BelowFloor => "below share floor",
+            Verdict::Ignored => "ignored",
+        }
+    }
+}
+
+/// The gate's settings, as applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateSettings {
+    /// False-discovery rate across functions (Benjamini–Hochberg).
+    pub alpha: f64,
+    /// Smallest slowdown that counts, as a fraction (0.05 = 5% slower). The whole confidence interval of the
+    /// ratio must lie above 1 + threshold.
+    pub threshold: f64,
+    /// Confidence level of the ratio's interval.
+    pub confidence: f64,
+    /// Functions whose share of the total self time is below this fraction are reported, not gated.
+    pub min_share: f64,
+    /// Runs of the benchmark per check before deciding.
+    pub runs: usize,
+    /// Runs at most, when functions are inconclusive.
+    pub max_runs: usize,
+    /// What is compared.
+    pub metric: Metric,
+    /// Fail when a function's call count changes.
+    pub gate_calls: bool,
+    /// Compare shares of total time instead of absolute times.
+    pub relative: bool,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        GateSettings {
+            alpha: 0.05,
+            threshold: 0.05,
+            confidence: 0.95,
+            min_share: 0.01,
+            runs: 10,
+            max_runs: 30,
+            metric: Metric::SelfTime,
+            gate_calls: false,
+            relative: false,
+        }
+    }
+}
+
+/// One function compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionComparison {
+    /// Demangled name.
+    pub name: String,
+    /// File it lives in.
+    pub module: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Median over base runs of the metric, ns (a share in 0..1 when relative).
+    pub base: Option<f64>,
+    /// Median over head runs of the metric, ns (a share in 0..1 when relative).
+    pub head: Option<f64>,
+    /// Hodges–Lehmann estimate of head/base.
+    pub ratio: Option<f64>,
+    /// Lower end of the ratio's confidence interval.
+    pub ratio_low: Option<f64>,
+    /// Upper end of the ratio's confidence interval.
+    pub ratio_high: Option<f64>,
+    /// Two-sided Mann–Whitney p-value, per function.
+    pub p_value: Option<f64>,
+    /// The p-value adjusted for testing many functions (Benjamini–Hochberg).
+    pub q_value: Option<f64>,
+    /// Share of the total self time in the head runs (base runs for removed functions).
+    pub share: f64,
+    /// Median calls per base run.
+    pub base_calls: Option<u64>,
+    /// Median calls per head run.
+    pub head_calls: Option<u64>,
+    /// The threshold applied to this function (a per-function override or the global one).
+    pub threshold: f64,
+    /// Median head time per run spent in the function (inclusive total), ns; the JUnit `time`.
+    pub head_total_ns: Option<f64>,
+}
+
+impl FunctionComparison {
+    /// Whether the call count differs between base and head.
+    pub fn calls_changed(&self) -> bool {
+        matches!((self.base_calls, self.head_calls), (Some(b), Some(h)) if b != h)
+    }
+}
+
+/// A whole comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The benchmark's name (the baseline file's stem).
+    pub benchmark: String,
+    /// The command that was run.
+    pub command: Vec<String>,
+    /// Runs in the baseline.
+    pub base_runs: usize,
+    /// Runs made by this check.
+    pub head_runs: usize,
+    /// Settings as applied.
+    pub settings: GateSettings,
+    /// Set when the baseline was measured on another machine: what differs.
+    pub machine_mismatch: Option<String>,
+    /// Every function, failing verdicts first.
+    pub functions: Vec<FunctionComparison>,
+    /// Warnings to show at the top of every report.
+    pub warnings: Vec<String>,
+}
+
+impl Comparison {
+    /// Functions with a failing verdict.
+    pub fn failures(&self) -> impl Iterator<Item = &FunctionComparison> {
+        self.functions.iter().filter(|f| f.verdict.fails())
+    }
+
+    /// Whether the gate passes.
+    pub fn passed(&self) -> bool {
+        self.failures().next().is_none()
+    }
+
+    /// Functions with a given verdict.
+    pub fn with(&self, v: Verdict) -> impl Iterator<Item = &FunctionComparison> {
+        self.functions.iter().filter(move |f| f.verdict == v)
+    }
+
+    /// Number of functions the gate decided on (not below the floor, not ignored).
+    pub fn gated(&self) -> usize {
+        self.functions.iter().filter(|f| !matches!(f.verdict, Verdict::BelowFloor | Verdict::Ignored)).count()
+    }
+}

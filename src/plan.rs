@@ -1,0 +1,217 @@
+//! The probe plan: which functions of which files get a probe, their ids (= BPF cookies), how their entry
+//! is probed, and everything skipped, with the reason.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::elf::{self, ElfFile, EntryKind, LoaderEnv};
+use crate::profile::{FuncId, FunctionInfo, ProbeKind};
+
+/// What the user selected.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `--lib` globs: libraries whose functions are all traced, matched on soname, file name or path.
+    pub libs: Vec<String>,
+    /// `--function` globs on demangled (or raw) names; empty = every function.
+    pub functions: Vec<String>,
+    /// `--no-function` globs.
+    pub no_functions: Vec<String>,
+    /// Also trace C runtime start-up code (`_start`, `_init`, …).
+    pub startup: bool,
+}
+
+/// Why the plan cannot be made; each is one line for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The executable or a library could not be read.
+    #[error(transparent)]
+    Elf(#[from] elf::ElfError),
+    /// A glob did not parse.
+    #[error("bad pattern {pattern:?}: {reason}")]
+    BadPattern {
+        /// the pattern
+        pattern: String,
+        /// why
+        reason: String,
+    },
+    /// `--lib` named a library the loader would not map.
+    #[error("--lib {0:?}: no library of the program matches (its libraries: {1})")]
+    LibNotFound(String, String),
+    /// `--lib` matched a library that is needed but could not be found on disk.
+    #[error("--lib {0:?}: library {1} is needed but was not found on this system")]
+    LibMissing(String, String),
+    /// Filters left nothing.
+    #[error("no function matched the filters ({0} candidates in {1} files; see --function/--no-function)")]
+    NothingMatched(usize, usize),
+}
+
+/// One file to attach to.
+#[derive(Debug, Clone)]
+pub struct PlannedFile {
+    /// Path given to the kernel.
+    pub path: PathBuf,
+    /// Short name shown to users.
+    pub module: String,
+    /// GNU build-id.
+    pub build_id: Option<String>,
+    /// File offsets of the planned functions.
+    pub offsets: Vec<u64>,
+    /// Their ids, same order.
+    pub ids: Vec<FuncId>,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Files with at least one probe.
+    pub files: Vec<PlannedFile>,
+    /// All planned functions, indexed by id.
+    pub functions: Vec<FunctionInfo>,
+    /// Skipped functions by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Skipped functions worth naming in `--verbose` (reason, name).
+    pub skipped_names: Vec<(String, String)>,
+    /// Libraries the loader would map that were not found.
+    pub libraries_not_found: Vec<String>,
+    /// Warnings (stripped binaries, …).
+    pub warnings: Vec<String>,
+    /// The executable's build-id.
+    pub build_id: Option<String>,
+}
+
+const STARTUP: &[&str] = &[
+    "_start",
+    "_init",
+    "_fini",
+    "__libc_csu_init",
+    "__libc_csu_fini",
+    "frame_dummy",
+    "register_tm_clones",
+    "deregister_tm_clones",
+    "__do_global_dtors_aux",
+    "_dl_relocate_static_pie",
+];
+
+fn patterns(globs: &[String]) -> Result<Vec<glob::Pattern>, PlanError> {
+    globs
+        .iter()
+        .map(|g| {
+            glob::Pattern::new(g).map_err(|e| PlanError::BadPattern { pattern: g.clone(), reason: e.msg.to_string() })
+        })
+        .collect()
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn probe_kind(k: EntryKind) -> ProbeKind {
+    match k {
+        EntryKind::Nop5 => ProbeKind::Nop5,
+        EntryKind::Emulated => ProbeKind::Emulated,
+        EntryKind::SingleStep => ProbeKind::SingleStep,
+        EntryKind::Unknown => ProbeKind::Unknown,
+    }
+}
+
+/// Builds the plan for an executable (already resolved to a path).
+pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
+    let include = patterns(&sel.functions)?;
+    let exclude = patterns(&sel.no_functions)?;
+    let lib_globs = patterns(&sel.libs)?;
+
+    let main = elf::read_elf(exe)?;
+    let mut plan = Plan { build_id: main.build_id.clone(), ..Plan::default() };
+    let mut files: Vec<ElfFile> = Vec::new();
+
+    if !sel.libs.is_empty() || true {
+        let libs = elf::resolve_libraries(&main, &LoaderEnv::from_system());
+        for l in &libs {
+            if l.path.is_none() {
+                plan.libraries_not_found.push(l.soname.clone());
+            }
+        }
+        for (glob_src, g) in sel.libs.iter().zip(&lib_globs) {
+            let matches: Vec<_> = libs
+                .iter()
+                .filter(|l| {
+                    g.matches(&l.soname)
+                        || l.path.as_deref().is_some_and(|p| g.matches(&file_name(p)) || g.matches_path(p))
+                })
+                .collect();
+            if matches.is_empty() {
+                let names: Vec<&str> = libs.iter().map(|l| l.soname.as_str()).collect();
+                let names = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+                return Err(PlanError::LibNotFound(glob_src.clone(), names));
+            }
+            for l in matches {
+                let Some(path) = &l.path else {
+                    return Err(PlanError::LibMissing(glob_src.clone(), l.soname.clone()));
+                };
+                if files.iter().any(|f| f.path == *path) {
+                    continue;
+                }
+                files.push(elf::read_elf(path)?);
+            }
+        }
+    }
+    files.insert(0, main);
+
+    let mut candidates = 0usize;
+    for file in &files {
+        let module = file_name(&file.path);
+        if !file.has_symtab {
+            plan.warnings.push(format!(
+                "{module}: stripped (no .symtab); only the {} exported functions in .dynsym are traced",
+                file.functions.len()
+            ));
+        }
+        for (reason, n) in file.skipped.iter() {
+            if n > 0 {
+                *plan.skipped.entry(reason.to_string()).or_insert(0) += n;
+            }
+        }
+        let mut planned = PlannedFile {
+            path: file.path.clone(),
+            module: module.clone(),
+            build_id: file.build_id.clone(),
+            offsets: Vec::new(),
+            ids: Vec::new(),
+        };
+        for f in &file.functions {
+            candidates += 1;
+            let names = || std::iter::once(f.name.as_str()).chain(std::iter::once(f.raw_name.as_str()));
+            let reason = if !sel.startup && STARTUP.contains(&f.raw_name.as_str()) {
+                Some("start-up code")
+            } else if !include.is_empty() && !include.iter().any(|p| names().any(|n| p.matches(n))) {
+                Some("not selected by --function")
+            } else if exclude.iter().any(|p| names().any(|n| p.matches(n))) {
+                Some("excluded by --no-function")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                *plan.skipped.entry(reason.to_string()).or_insert(0) += 1;
+                plan.skipped_names.push((reason.to_string(), format!("{} ({module})", f.name)));
+                continue;
+            }
+            let id = plan.functions.len() as FuncId;
+            plan.functions.push(FunctionInfo {
+                name: f.name.clone(),
+                raw_name: f.raw_name.clone(),
+                module: module.clone(),
+                addr: f.addr,
+                size: f.size,
+                probe: probe_kind(elf::classify_entry(&f.entry_bytes)),
+            });
+            planned.offsets.push(f.offset.0);
+            planned.ids.push(id);
+        }
+        if !planned.ids.is_empty() {
+            plan.files.push(planned);
+        }
+    }
+    if plan.functions.is_empty() {
+        return Err(PlanError::NothingMatched(candidates, files.len()));
+    }
+    Ok(plan)
+}

@@ -1,0 +1,313 @@
+//! The per-run profile: what one traced run of a benchmark measured, per function and per thread, plus the
+//! accounting of everything that was skipped or lost. Saved to and read from a recording file (`file.rs`).
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub mod file;
+pub mod hist;
+
+pub use hist::Histogram;
+
+/// Nanoseconds.
+pub type Nanos = u64;
+/// A function's id in one recording: its index in [`Profile::functions`], and the BPF cookie of its probe.
+pub type FuncId = u32;
+
+/// Version of the profile format; bumped on incompatible change.
+pub const PROFILE_SCHEMA: u32 = 1;
+
+/// The machine a profile was measured on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPU model name from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Online CPUs.
+    pub cores: u32,
+    /// Kernel release (uname -r).
+    pub kernel: String,
+}
+
+impl Machine {
+    /// Reads the machine this process runs on.
+    pub fn current() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        Machine { cpu_model, cores, kernel }
+    }
+}
+
+/// How the first instruction of a function is probed by the kernel (see DESIGN.md for the costs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    /// A 5-byte nop the kernel turns into a jump: the cheapest probe.
+    Nop5,
+    /// An instruction the kernel emulates (push, nop, jmp, call).
+    Emulated,
+    /// Anything else: trap plus single-step, about 17 µs per hit.
+    SingleStep,
+    /// The bytes could not be read.
+    Unknown,
+}
+
+/// One traced function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    /// Demangled name.
+    pub name: String,
+    /// The symbol as in the file.
+    pub raw_name: String,
+    /// The file's short name (`work`, `libc.so.6`).
+    pub module: String,
+    /// The symbol's virtual address.
+    pub addr: u64,
+    /// The symbol's size in bytes.
+    pub size: u64,
+    /// How its entry is probed.
+    pub probe: ProbeKind,
+}
+
+/// Latency statistics of one kind (inclusive or self) for one function.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeStats {
+    /// Sum over calls, ns.
+    pub sum_ns: Nanos,
+    /// Shortest call, ns.
+    pub min_ns: Nanos,
+    /// Longest call, ns.
+    pub max_ns: Nanos,
+    /// Distribution of calls.
+    pub hist: Histogram,
+}
+
+impl TimeStats {
+    /// Mean per call, ns.
+    pub fn mean(&self, calls: u64) -> f64 {
+        if calls == 0 {
+            0.0
+        } else {
+            self.sum_ns as f64 / calls as f64
+        }
+    }
+
+    /// The q-quantile per call, ns.
+    pub fn quantile(&self, q: f64) -> f64 {
+        self.hist.quantile(q, self.min_ns, self.max_ns).unwrap_or(0.0)
+    }
+
+    /// Adds another set of calls.
+    pub fn merge(&mut self, other: &TimeStats, self_calls: u64) {
+        if self_calls == 0 {
+            self.min_ns = other.min_ns;
+        } else {
+            self.min_ns = self.min_ns.min(other.min_ns);
+        }
+        self.max_ns = self.max_ns.max(other.max_ns);
+        self.sum_ns = self.sum_ns.saturating_add(other.sum_ns);
+        self.hist.merge(&other.hist);
+    }
+}
+
+/// What one thread spent in one function.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FuncStats {
+    /// The function.
+    pub func: FuncId,
+    /// The thread id (0 when merged over threads).
+    pub tid: u32,
+    /// Completed calls.
+    pub calls: u64,
+    /// Inclusive time: entry to return.
+    pub inclusive: TimeStats,
+    /// Self time: inclusive minus the inclusive time of traced callees.
+    pub self_time: TimeStats,
+}
+
+impl FuncStats {
+    /// Adds another thread's calls of the same function.
+    pub fn merge(&mut self, other: &FuncStats) {
+        self.inclusive.merge(&other.inclusive, self.calls);
+        self.self_time.merge(&other.self_time, self.calls);
+        self.calls += other.calls;
+    }
+}
+
+/// Counters of everything that went wrong in the kernel, so nothing is lost silently.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LossCounters {
+    /// Calls not measured: deeper than the shadow stack (their time stays in the caller).
+    pub depth_exceeded: u64,
+    /// Returns that matched no entry.
+    pub return_without_entry: u64,
+    /// Calls measured but not stored: the statistics map was full.
+    pub stats_map_full: u64,
+    /// Calls not measured: too many threads for the stack map.
+    pub stack_map_full: u64,
+    /// Frames that never returned (longjmp, exceptions unwinding past them).
+    pub frames_abandoned: u64,
+    /// Calls still open when their thread exited (e.g. a function that called exit()).
+    pub unfinished_at_exit: u64,
+    /// Trace events the ring buffer had no room for, summed over CPUs.
+    pub events_dropped: u64,
+    /// Trace events dropped, per CPU.
+    pub events_dropped_per_cpu: Vec<u64>,
+}
+
+impl LossCounters {
+    /// Calls whose measurement is missing or incomplete (unfinished calls are not lost, only open).
+    pub fn lost_calls(&self) -> u64 {
+        self.depth_exceeded + self.return_without_entry + self.stats_map_full + self.stack_map_full
+    }
+}
+
+/// A traced file and how many of its functions were probed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TracedFile {
+    /// Path as probed.
+    pub path: String,
+    /// GNU build-id, hex.
+    pub build_id: Option<String>,
+    /// Functions probed in it.
+    pub functions: u64,
+}
+
+/// Everything the plan and the kernel did not cover.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accounting {
+    /// Files with probes.
+    pub files: Vec<TracedFile>,
+    /// Functions skipped, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Names of functions skipped by a filter or another reason a user may care about (reason, name).
+    pub skipped_names: Vec<(String, String)>,
+    /// Libraries the loader would map that could not be found.
+    pub libraries_not_found: Vec<String>,
+    /// Kernel-side loss counters.
+    pub lost: LossCounters,
+    /// Whether entry and return were handled by one `uprobe.session` program.
+    pub session_probes: bool,
+    /// Warnings worth repeating in every view (e.g. a stripped binary).
+    pub warnings: Vec<String>,
+    /// Time to attach all probes, ns.
+    pub attach_ns: Nanos,
+    /// Time to detach all probes, ns.
+    pub detach_ns: Nanos,
+}
+
+/// How the benchmark ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// Exit code, if it exited.
+    pub code: Option<i32>,
+    /// Signal number, if a signal killed it.
+    pub signal: Option<i32>,
+}
+
+impl ExitInfo {
+    /// True when it exited with code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => write!(f, "killed by signal {s} ({})", signal_name(s)),
+            (None, None) => write!(f, "unknown exit status"),
+        }
+    }
+}
+
+fn signal_name(s: i32) -> &'static str {
+    match s {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => "signal",
+    }
+}
+
+/// One traced run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// [`PROFILE_SCHEMA`] when written.
+    pub schema: u32,
+    /// perfgate version that wrote it.
+    pub perfgate_version: String,
+    /// The command as given (argv).
+    pub command: Vec<String>,
+    /// The executable that was traced.
+    pub binary: String,
+    /// Its GNU build-id.
+    pub build_id: Option<String>,
+    /// Where it ran.
+    pub machine: Machine,
+    /// Start of the run, seconds since the Unix epoch.
+    pub started_at: u64,
+    /// Wall time of the benchmark, from release to exit, ns.
+    pub wall_ns: Nanos,
+    /// How it ended.
+    pub exit: ExitInfo,
+    /// Traced functions, indexed by [`FuncId`].
+    pub functions: Vec<FunctionInfo>,
+    /// Per function and thread.
+    pub stats: Vec<FuncStats>,
+    /// Coverage and losses.
+    pub accounting: Accounting,
+    /// Whether the file also holds the event stream.
+    pub has_events: bool,
+}
+
+impl Profile {
+    /// Per function, merged over threads, sorted by total inclusive time (largest first).
+    pub fn per_function(&self) -> Vec<FuncStats> {
+        let mut by_func: BTreeMap<FuncId, FuncStats> = BTreeMap::new();
+        for s in &self.stats {
+            let e = by_func.entry(s.func).or_insert_with(|| FuncStats {
+                func: s.func,
+                ..FuncStats::default()
+            });
+            e.merge(s);
+        }
+        let mut v: Vec<FuncStats> = by_func.into_values().collect();
+        v.sort_by(|a, b| b.inclusive.sum_ns.cmp(&a.inclusive.sum_ns).then(a.func.cmp(&b.func)));
+        v
+    }
+
+    /// Per (thread, function), sorted by thread then total inclusive time.
+    pub fn per_thread(&self) -> Vec<FuncStats> {
+        let mut v = self.stats.clone();
+        v.sort_by(|a, b| a.tid.cmp(&b.tid).then(b.inclusive.sum_ns.cmp(&a.inclusive.sum_ns)));
+        v
+    }
+
+    /// The function with this id, if the file is consistent.
+    pub fn function(&self, id: FuncId) -> Option<&FunctionInfo> {
+        self.functions.get(id as usize)
+    }
+
+    /// Functions whose probe takes the kernel's slow single-step path.
+    pub fn single_stepped(&self) -> impl Iterator<Item = &FunctionInfo> {
+        self.functions.iter().filter(|f| f.probe == ProbeKind::SingleStep)
+    }
+}

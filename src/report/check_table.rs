@@ -1,0 +1,119 @@
+//! The terminal table of `perfgate check`: every gated function, failures first.
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{CellAlignment, Table};
+
+use super::escape::terminal;
+use super::units::{change, count, duration};
+use crate::gate::model::{Comparison, FunctionComparison, Verdict};
+
+/// A p-value for people: `0.0012`, `<0.0001`, `-`.
+pub fn p_value(p: Option<f64>) -> String {
+    match p {
+        None => "-".into(),
+        Some(p) if p < 1e-4 => "<0.0001".into(),
+        Some(p) => format!("{p:.4}"),
+    }
+}
+
+/// A base or head figure: a duration, or a share in relative mode.
+pub fn figure(v: Option<f64>, relative: bool) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if relative => format!("{:.4}%", v * 100.0),
+        Some(v) => duration(v),
+    }
+}
+
+/// `+25.3% [+21.0%, +29.8%]`.
+pub fn change_with_ci(f: &FunctionComparison) -> String {
+    match (f.ratio, f.ratio_low, f.ratio_high) {
+        (Some(r), Some(l), Some(h)) => format!("{} [{}, {}]", change(r), change(l), change(h)),
+        (Some(r), _, _) => change(r),
+        _ => "-".into(),
+    }
+}
+
+/// The table and the verdict line.
+pub fn table(c: &Comparison, all: bool) -> String {
+    let mut out = String::new();
+    if let Some(m) = &c.machine_mismatch {
+        out.push_str(&format!("WARNING: {}\n", terminal(m)));
+    }
+    for w in &c.warnings {
+        out.push_str(&format!("warning: {}\n", terminal(w)));
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    let conf = format!("CHANGE ({:.0}% CI)", c.settings.confidence * 100.0);
+    t.set_header(vec!["VERDICT", "FUNCTION (module)", "BASE", "HEAD", conf.as_str(), "P (adj)", "SHARE", "CALLS"]);
+    let mut hidden = 0;
+    for f in &c.functions {
+        if !all && matches!(f.verdict, Verdict::BelowFloor | Verdict::Ignored) {
+            hidden += 1;
+            continue;
+        }
+        let calls = match (f.base_calls, f.head_calls) {
+            (Some(b), Some(h)) if b != h => format!("{} → {}", count(b), count(h)),
+            (_, Some(h)) => count(h),
+            (Some(b), None) => count(b),
+            _ => "-".into(),
+        };
+        t.add_row(vec![
+            f.verdict.label().to_uppercase(),
+            format!("{} ({})", terminal(&f.name), terminal(&f.module)),
+            figure(f.base, c.settings.relative),
+            figure(f.head, c.settings.relative),
+            change_with_ci(f),
+            p_value(f.q_value),
+            format!("{:.1}%", f.share * 100.0),
+            calls,
+        ]);
+    }
+    for i in 2..8 {
+        if let Some(col) = t.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    out.push_str(&t.to_string());
+    out.push('\n');
+    if hidden > 0 {
+        out.push_str(&format!(
+            "{hidden} functions below {:.1}% of the traced time or ignored are not shown (--json has them)\n",
+            c.settings.min_share * 100.0
+        ));
+    }
+    out.push_str(&format!(
+        "compared {} ({}) over {} base runs and {} head runs; threshold {:.1}%, alpha {}, {:.0}% intervals\n",
+        c.settings.metric.label(),
+        if c.settings.relative { "as a share of the traced time" } else { "absolute" },
+        c.base_runs,
+        c.head_runs,
+        c.settings.threshold * 100.0,
+        c.settings.alpha,
+        c.settings.confidence * 100.0
+    ));
+    out.push_str(&verdict_line(c));
+    out.push('\n');
+    out
+}
+
+/// `FAIL: 2 functions regressed: a, b` / `PASS: no regression in 41 functions`.
+pub fn verdict_line(c: &Comparison) -> String {
+    let failures: Vec<String> = c.failures().map(|f| terminal(&f.name)).collect();
+    let inconclusive = c.with(Verdict::Inconclusive).count();
+    let tail = if inconclusive > 0 {
+        format!(" ({inconclusive} inconclusive after {} runs)", c.head_runs)
+    } else {
+        String::new()
+    };
+    if failures.is_empty() {
+        format!("PASS: no regression in {} functions{tail}", c.gated())
+    } else {
+        format!(
+            "FAIL: {} function{} regressed: {}{tail}",
+            failures.len(),
+            if failures.len() == 1 { "" } else { "s" },
+            failures.join(", ")
+        )
+    }
+}

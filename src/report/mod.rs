@@ -1,0 +1,5 @@
+//! Outputs: one file per format, and one place for escaping.
+pub mod check_table;
+pub mod escape;
+pub mod summary;
+pub mod units;

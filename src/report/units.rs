@@ -1,0 +1,69 @@
+//! Every figure a user sees carries its unit; durations use adaptive units.
+
+/// A duration in ns, with an adaptive unit: `812 ns`, `3.21 µs`, `45.6 ms`, `1.23 s`.
+pub fn duration(ns: f64) -> String {
+    if !ns.is_finite() {
+        return "-".into();
+    }
+    let a = ns.abs();
+    let (v, unit) = if a < 1e3 {
+        (ns, "ns")
+    } else if a < 1e6 {
+        (ns / 1e3, "µs")
+    } else if a < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    if unit == "ns" {
+        format!("{v:.0} {unit}")
+    } else if v.abs() >= 100.0 {
+        format!("{v:.1} {unit}")
+    } else {
+        format!("{v:.2} {unit}")
+    }
+}
+
+/// A count with thousands separators: `1,234,567`.
+pub fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A percentage change from a ratio: 1.25 → `+25.0%`.
+pub fn change(ratio: f64) -> String {
+    if !ratio.is_finite() {
+        return "-".into();
+    }
+    format!("{:+.1}%", (ratio - 1.0) * 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_pick_their_unit() {
+        assert_eq!(duration(812.0), "812 ns");
+        assert_eq!(duration(3_210.0), "3.21 µs");
+        assert_eq!(duration(45_600_000.0), "45.60 ms");
+        assert_eq!(duration(456_000_000.0), "456.0 ms");
+        assert_eq!(duration(1_230_000_000.0), "1.23 s");
+        assert_eq!(duration(f64::NAN), "-");
+    }
+
+    #[test]
+    fn counts_and_changes() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(1234567), "1,234,567");
+        assert_eq!(change(1.25), "+25.0%");
+        assert_eq!(change(0.9), "-10.0%");
+    }
+}

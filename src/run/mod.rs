@@ -1,0 +1,243 @@
+//! Spawning the benchmark held before `exec` until the probes are attached, dropping privileges under sudo,
+//! waiting with a timeout, and reporting how it ended.
+//!
+//! The hold works without blocking inside `pre_exec` (which deadlocks `spawn()`, see DESIGN.md): the child
+//! first execs perfgate itself in a hidden mode (`__held-exec`), which waits on a pipe and then execs the
+//! benchmark. The PID stays the same, so probes attached with it as filter see the benchmark's first call.
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::profile::ExitInfo;
+
+/// The hidden first argument of the hold mode.
+pub const HELD_EXEC_ARG: &str = "__held-exec";
+/// The descriptor the held child reads its go signal from.
+const HOLD_FD: i32 = 3;
+
+/// Whom the benchmark runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAs {
+    /// As perfgate itself.
+    Same,
+    /// As this user and group (from `SUDO_UID`/`SUDO_GID`).
+    User {
+        /// uid
+        uid: u32,
+        /// gid
+        gid: u32,
+    },
+}
+
+impl RunAs {
+    /// Under sudo, the invoking user unless `run_as_root`; otherwise perfgate's own user.
+    pub fn from_env(run_as_root: bool) -> RunAs {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        if run_as_root || euid != 0 {
+            return RunAs::Same;
+        }
+        let parse = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+        match (parse("SUDO_UID"), parse("SUDO_GID")) {
+            (Some(uid), Some(gid)) if uid != 0 => RunAs::User { uid, gid },
+            _ => RunAs::Same,
+        }
+    }
+}
+
+/// Finds the executable a command names, the way `execvp` would.
+pub fn resolve_program(program: &OsStr) -> Result<PathBuf> {
+    let shown = Path::new(program).display().to_string();
+    let path = if program.as_bytes().contains(&b'/') {
+        PathBuf::from(program)
+    } else {
+        let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&search)
+            .map(|d| d.join(program))
+            .find(|p| is_executable(p))
+            .with_context(|| format!("{shown}: command not found in PATH"))?
+    };
+    let meta = std::fs::metadata(&path).with_context(|| format!("{shown}: no such file"))?;
+    if meta.is_dir() {
+        bail!("{shown}: is a directory, not an executable");
+    }
+    if !is_executable(&path) {
+        bail!("{shown}: not executable (chmod +x?)");
+    }
+    Ok(path)
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// A benchmark process stopped just before its `exec`.
+pub struct HeldChild {
+    child: Child,
+    go: Option<OwnedFd>,
+    released_at: Option<Instant>,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// True once Ctrl-C reached perfgate while a benchmark ran.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Ctrl-C goes to the benchmark (same process group); perfgate notes it and keeps what was measured.
+fn catch_sigint() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe; a handler (unlike SIG_IGN)
+    // is reset to the default by exec, so the benchmark still reacts to Ctrl-C.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+}
+
+impl HeldChild {
+    /// Spawns `program` (already resolved) with `argv`, held before exec.
+    pub fn spawn(program: &Path, argv: &[OsString], run_as: RunAs) -> Result<HeldChild> {
+        let mut fds = [0i32; 2];
+        // SAFETY: fds is a valid array of two ints.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("creating the hold pipe");
+        }
+        // SAFETY: pipe2 just returned these two fresh descriptors; each is owned once.
+        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("perfgate-held").arg(HELD_EXEC_ARG);
+        match run_as {
+            RunAs::Same => cmd.arg("-"),
+            RunAs::User { uid, gid } => cmd.arg(format!("{uid}:{gid}")),
+        };
+        cmd.arg(program).args(argv);
+        let rd_raw = rd.as_raw_fd();
+        // SAFETY: only async-signal-safe calls (dup2, fcntl) and no allocation happen in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                if rd_raw == HOLD_FD {
+                    if libc::fcntl(HOLD_FD, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(rd_raw, HOLD_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        catch_sigint();
+        let child = cmd.spawn().context("cannot start the benchmark")?;
+        drop(rd);
+        Ok(HeldChild { child, go: Some(wr), released_at: None })
+    }
+
+    /// Process id (the benchmark keeps it across exec).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Lets the benchmark exec.
+    pub fn release(&mut self) -> Result<()> {
+        if let Some(fd) = self.go.take() {
+            let byte = [b'g'];
+            // SAFETY: writing one byte from a valid buffer to a descriptor we own.
+            let n = unsafe { libc::write(fd.as_raw_fd(), byte.as_ptr().cast(), 1) };
+            if n != 1 {
+                return Err(std::io::Error::last_os_error()).context("releasing the benchmark");
+            }
+            self.released_at = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Polls for exit; kills the benchmark when `deadline` has passed.
+    pub fn try_wait(&mut self, deadline: Option<Instant>) -> Result<Option<Finished>> {
+        if let Some(status) = self.child.try_wait().context("waiting for the benchmark")? {
+            let wall = self.released_at.map_or(Duration::ZERO, |t| t.elapsed());
+            let exit = ExitInfo { code: status.code(), signal: status.signal() };
+            return Ok(Some(Finished { exit, wall, timed_out: false }));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = self.child.kill();
+            let status = self.child.wait().context("waiting for the benchmark")?;
+            let wall = self.released_at.map_or(Duration::ZERO, |t| t.elapsed());
+            let exit = ExitInfo { code: status.code(), signal: status.signal() };
+            return Ok(Some(Finished { exit, wall, timed_out: true }));
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for HeldChild {
+    /// Never leaves a held or running benchmark behind: closing the pipe unheld makes the holder exit.
+    fn drop(&mut self) {
+        self.go.take();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    /// Exit status.
+    pub exit: ExitInfo,
+    /// From release to exit.
+    pub wall: Duration,
+    /// Killed by perfgate's timeout.
+    pub timed_out: bool,
+}
+
+/// The hidden hold mode: `perfgate __held-exec <uid:gid|-> PROGRAM ARGV0 ARGS…`. Waits for the go byte on
+/// fd 3, drops privileges if asked, and execs. Returns only on failure (exit code for the process).
+pub fn held_exec_main(args: &[OsString]) -> i32 {
+    let fail = |msg: String| {
+        eprintln!("perfgate: {msg}");
+        127
+    };
+    let [who, program, argv @ ..] = args else {
+        return fail("internal: bad hold arguments".into());
+    };
+    let mut byte = [0u8; 1];
+    // SAFETY: reading one byte into a valid buffer from the inherited pipe.
+    let n = unsafe { libc::read(HOLD_FD, byte.as_mut_ptr().cast(), 1) };
+    // SAFETY: closing our own inherited descriptor.
+    unsafe { libc::close(HOLD_FD) };
+    if n != 1 || byte[0] != b'g' {
+        // perfgate gave up before releasing us (attach failed, or it was killed).
+        return 126;
+    }
+    if who != "-" {
+        let Some((uid, gid)) = who.to_str().and_then(|s| s.split_once(':')).and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?))) else {
+            return fail("internal: bad user".into());
+        };
+        // SAFETY: plain syscalls; order matters: groups and gid while still root, uid last.
+        let ok = unsafe {
+            libc::setgroups(0, std::ptr::null()) == 0 && libc::setgid(gid) == 0 && libc::setuid(uid) == 0
+        };
+        // SAFETY: getuid has no preconditions.
+        if !ok || unsafe { libc::getuid() } != uid {
+            return fail(format!("cannot drop privileges to uid {uid}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    let mut cmd = Command::new(program);
+    if let Some((argv0, rest)) = argv.split_first() {
+        cmd.arg0(argv0).args(rest);
+    }
+    let err = cmd.exec();
+    fail(format!("cannot execute {}: {err}", Path::new(program).display()))
+}
