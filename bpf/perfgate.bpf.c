@@ -265,7 +265,7 @@ int pg_return(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("tp/sched/sched_process_exit")
+SEC("raw_tp/sched_process_exit")
 int pg_thread_exit(void *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();

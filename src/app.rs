@@ -199,9 +199,7 @@ fn check_writable(path: &std::path::Path) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let probe = tempfile_in(&dir).with_context(|| format!("cannot write {}", path.display()))?;
-    drop(probe);
-    Ok(())
+    tempfile_in(&dir).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn tempfile_in(dir: &std::path::Path) -> std::io::Result<()> {

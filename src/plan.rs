@@ -123,7 +123,7 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
     let mut plan = Plan { build_id: main.build_id.clone(), ..Plan::default() };
     let mut files: Vec<ElfFile> = Vec::new();
 
-    if !sel.libs.is_empty() || true {
+    {
         let libs = elf::resolve_libraries(&main, &LoaderEnv::from_system());
         for l in &libs {
             if l.path.is_none() {
@@ -165,7 +165,15 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
                 file.functions.len()
             ));
         }
-        for (reason, n) in file.skipped.iter() {
+        let k = &file.skipped;
+        // Imports (undefined symbols) are other files' functions, and aliases are probed through their
+        // primary name: neither is a skipped function.
+        for (reason, n) in [
+            ("no size", k.zero_size),
+            ("ifunc resolver", k.ifunc),
+            ("outside executable segments", k.not_executable),
+            ("unreadable name", k.bad_name),
+        ] {
             if n > 0 {
                 *plan.skipped.entry(reason.to_string()).or_insert(0) += n;
             }
@@ -180,7 +188,10 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
         for f in &file.functions {
             candidates += 1;
             let names = || std::iter::once(f.name.as_str()).chain(std::iter::once(f.raw_name.as_str()));
-            let reason = if !sel.startup && STARTUP.contains(&f.raw_name.as_str()) {
+            let rejected = elf::kernel_rejects(&f.entry_bytes);
+            let reason = if rejected.is_some() {
+                Some("kernel cannot probe its first instruction")
+            } else if !sel.startup && STARTUP.contains(&f.raw_name.as_str()) {
                 Some("start-up code")
             } else if !include.is_empty() && !include.iter().any(|p| names().any(|n| p.matches(n))) {
                 Some("not selected by --function")
@@ -201,7 +212,7 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
                 module: module.clone(),
                 addr: f.addr,
                 size: f.size,
-                probe: probe_kind(elf::classify_entry(&f.entry_bytes)),
+                probe: probe_kind(elf::classify_entry_at(&f.entry_bytes, f.addr)),
             });
             planned.offsets.push(f.offset.0);
             planned.ids.push(id);

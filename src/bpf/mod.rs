@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, UprobeMultiOpts};
 
 use crate::plan::Plan;
@@ -103,6 +103,13 @@ pub fn trace(
 #[error("uprobe.session is not supported by this kernel")]
 struct SessionUnsupported;
 
+/// libbpf's own messages are noise for users; `PERFGATE_DEBUG=1` shows them.
+fn quiet_libbpf() {
+    if std::env::var_os("PERFGATE_DEBUG").is_none() {
+        libbpf_rs::set_print(None);
+    }
+}
+
 fn trace_with(
     plan: &Plan,
     child: &mut HeldChild,
@@ -110,6 +117,7 @@ fn trace_with(
     session: bool,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<(Measured, Finished)> {
+    quiet_libbpf();
     let mut storage = MaybeUninit::uninit();
     let mut open = PerfgateSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
     let rodata = open.maps.rodata_data.as_deref_mut().context("BPF object has no read-only data")?;

@@ -94,7 +94,7 @@ pub struct Header {
 
 /// Writes a recording to a temporary file beside the target, renamed into place by [`Writer::finish`].
 pub struct Writer {
-    out: BufWriter<File>,
+    out: Option<BufWriter<File>>,
     tmp: PathBuf,
     path: PathBuf,
     events: u64,
@@ -115,13 +115,14 @@ impl Writer {
         out.write_all(&FORMAT.to_le_bytes())?;
         out.write_all(&(json.len() as u32).to_le_bytes())?;
         out.write_all(&json)?;
-        Ok(Writer { out, tmp, path: path.to_path_buf(), events: 0 })
+        Ok(Writer { out: Some(out), tmp, path: path.to_path_buf(), events: 0 })
     }
 
     /// Appends one event.
     pub fn event(&mut self, e: &Event) -> Result<()> {
         self.events += 1;
-        self.out.write_all(&e.encode()).context("writing the trace")
+        let out = self.out.as_mut().context("recording already finished")?;
+        out.write_all(&e.encode()).context("writing the trace")
     }
 
     /// Events written so far.
@@ -132,10 +133,11 @@ impl Writer {
     /// Writes the trailer, flushes, and renames the file into place.
     pub fn finish(mut self, profile: &Profile) -> Result<()> {
         let json = serde_json::to_vec(profile)?;
-        self.out.write_all(&json)?;
-        self.out.write_all(&(json.len() as u64).to_le_bytes())?;
-        self.out.write_all(END_MAGIC)?;
-        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        let mut out = self.out.take().context("recording already finished")?;
+        out.write_all(&json)?;
+        out.write_all(&(json.len() as u64).to_le_bytes())?;
+        out.write_all(END_MAGIC)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all().ok();
         std::fs::rename(&self.tmp, &self.path)
             .with_context(|| format!("cannot write {}", self.path.display()))?;

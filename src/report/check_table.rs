@@ -43,7 +43,7 @@ pub fn table(c: &Comparison, all: bool) -> String {
         out.push_str(&format!("warning: {}\n", terminal(w)));
     }
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY);
+    t.load_style(UTF8_BORDERS_ONLY);
     let conf = format!("CHANGE ({:.0}% CI)", c.settings.confidence * 100.0);
     t.set_header(vec!["VERDICT", "FUNCTION (module)", "BASE", "HEAD", conf.as_str(), "P (adj)", "SHARE", "CALLS"]);
     let mut hidden = 0;

@@ -46,6 +46,7 @@ pub fn xml(s: &str) -> String {
             '\'' => out.push_str("&apos;"),
             // Not allowed in XML 1.0 at all.
             c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
+            '\u{FFFE}' | '\u{FFFF}' => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }

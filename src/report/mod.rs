@@ -1,5 +1,8 @@
 //! Outputs: one file per format, and one place for escaping.
 pub mod check_table;
 pub mod escape;
+pub mod json;
+pub mod junit;
+pub mod markdown;
 pub mod summary;
 pub mod units;

@@ -21,7 +21,7 @@ pub struct SummaryOptions {
 pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
     let rows: Vec<FuncStats> = if opts.per_thread { profile.per_thread() } else { profile.per_function() };
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY);
+    t.load_style(UTF8_BORDERS_ONLY);
     let mut header = vec!["TOTAL TIME", "SELF TIME", "CALLS", "AVG", "P50", "P99", "MAX", "FUNCTION (module)"];
     if opts.per_thread {
         header.insert(0, "TID");
