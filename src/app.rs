@@ -63,6 +63,7 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_mib: u32) -> Result<RunOpti
     Ok(RunOptions {
         trace: TraceOptions { events, ringbuf_bytes: buffer_mib.saturating_mul(1 << 20), no_session: r.no_session, timeout },
         run_as: RunAs::from_env(r.run_as_root),
+        stdout: None,
     })
 }
 
@@ -80,9 +81,9 @@ fn record(a: RecordArgs) -> Result<u8> {
     let target = Target::new(&a.command, &Selection::from(&a.select))?;
     let mut writer = Writer::create(&a.output, &record::header(&target))?;
     status(&format!(
-        "tracing {} functions in {} files of {}",
+        "tracing {} functions in {} of {}",
         target.plan.functions.len(),
-        target.plan.files.len(),
+        plural(target.plan.files.len(), "file"),
         terminal(&target.program.display().to_string())
     ));
     let profile = record::trace_once(&target, &opts, Some(&mut writer))?;
@@ -176,10 +177,10 @@ fn baseline(a: BaselineArgs) -> Result<u8> {
     // Fail on an unwritable output before spending minutes on runs.
     check_writable(&a.output)?;
     status(&format!(
-        "recording a baseline of {} runs, {} functions in {} files",
+        "recording a baseline of {} runs, {} functions in {}",
         a.runs,
         target.plan.functions.len(),
-        target.plan.files.len()
+        plural(target.plan.files.len(), "file")
     ));
     let mut runs = Vec::new();
     run_batch(&target, &opts, a.runs, &mut runs, a.runs)?;
@@ -296,4 +297,13 @@ fn check(a: CheckArgs) -> Result<u8> {
         return Ok(EXIT_OK);
     }
     Ok(if c.passed() { EXIT_OK } else { EXIT_REGRESSION })
+}
+
+/// `1 file`, `3 files`.
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }

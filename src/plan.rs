@@ -40,7 +40,7 @@ pub enum PlanError {
     #[error("--lib {0:?}: library {1} is needed but was not found on this system")]
     LibMissing(String, String),
     /// Filters left nothing.
-    #[error("no function matched the filters ({0} candidates in {1} files; see --function/--no-function)")]
+    #[error("no function matched the filters ({0} candidates in {1} file(s); see --function/--no-function)")]
     NothingMatched(usize, usize),
 }
 

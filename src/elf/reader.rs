@@ -382,6 +382,8 @@ pub(crate) struct Parsed {
     pub(crate) segments: Vec<Segment>,
     pub(crate) sections: Vec<Section>,
     shstrtab: Vec<u8>,
+    /// Executable `PT_LOAD` segments sorted by address.
+    exec_loads: Vec<Segment>,
 }
 
 impl Parsed {
@@ -462,11 +464,19 @@ impl Parsed {
             None => Vec::new(),
         };
 
+        let mut exec_loads: Vec<Segment> = segments
+            .iter()
+            .filter(|s| s.p_type == PT_LOAD && s.flags & PF_X != 0)
+            .copied()
+            .collect();
+        exec_loads.sort_by_key(|s| s.vaddr);
+
         Ok(Parsed {
             header,
             segments,
             sections,
             shstrtab,
+            exec_loads,
         })
     }
 
@@ -476,11 +486,12 @@ impl Parsed {
         cstr_at(&self.shstrtab, u64::from(s.name))
     }
 
-    /// The executable `PT_LOAD` segment whose file-backed part contains `addr`.
+    /// The executable `PT_LOAD` segment whose file-backed part contains `addr`
+    /// (a binary search: segments of a valid file don't overlap).
     pub(crate) fn exec_segment_for(&self, addr: u64) -> Option<&Segment> {
-        self.segments
-            .iter()
-            .find(|s| s.p_type == PT_LOAD && s.flags & PF_X != 0 && s.contains_file_backed(addr))
+        let idx = self.exec_loads.partition_point(|s| s.vaddr <= addr);
+        let seg = self.exec_loads.get(idx.checked_sub(1)?)?;
+        seg.contains_file_backed(addr).then_some(seg)
     }
 
     /// The file offset of virtual address `addr` through any `PT_LOAD`.

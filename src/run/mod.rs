@@ -64,7 +64,10 @@ pub fn resolve_program(program: &OsStr) -> Result<PathBuf> {
             .find(|p| is_executable(p))
             .with_context(|| format!("{shown}: command not found in PATH"))?
     };
-    let meta = std::fs::metadata(&path).with_context(|| format!("{shown}: no such file"))?;
+    let meta = std::fs::metadata(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("{shown}: no such file"),
+        _ => anyhow::anyhow!("{shown}: {e}"),
+    })?;
     if meta.is_dir() {
         bail!("{shown}: is a directory, not an executable");
     }
@@ -108,7 +111,7 @@ fn catch_sigint() {
 
 impl HeldChild {
     /// Spawns `program` (already resolved) with `argv`, held before exec.
-    pub fn spawn(program: &Path, argv: &[OsString], run_as: RunAs) -> Result<HeldChild> {
+    pub fn spawn(program: &Path, argv: &[OsString], run_as: RunAs, stdout: Option<&Path>) -> Result<HeldChild> {
         let mut fds = [0i32; 2];
         // SAFETY: fds is a valid array of two ints.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -123,6 +126,10 @@ impl HeldChild {
             RunAs::User { uid, gid } => cmd.arg(format!("{uid}:{gid}")),
         };
         cmd.arg(program).args(argv);
+        if let Some(path) = stdout {
+            let f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+            cmd.stdout(f);
+        }
         let rd_raw = rd.as_raw_fd();
         // SAFETY: only async-signal-safe calls (dup2, fcntl) and no allocation happen in the child.
         unsafe {
