@@ -1,11 +1,11 @@
 //! What each subcommand does, from parsed arguments to output and exit code.
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use crate::bpf::TraceOptions;
-use crate::cli::{BaselineArgs, CheckArgs, Cli, Command, GateArgs, RecordArgs, ReportArgs, ReportFormat, RunArgs, SelectArgs};
+use crate::cli::{BaselineArgs, CheckArgs, Cli, Command, GateArgs, RecordArgs, ReplayArgs, ReportArgs, ReportFormat, RunArgs, SelectArgs};
 use crate::gate::baseline::{validate_settings, Baseline, GateOverrides};
 use crate::gate::compare::{compare, needs_more_runs};
 use crate::gate::figures::RunFigures;
@@ -29,9 +29,15 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Record(a) => record(a),
         Command::Report(a) => report(a),
+        Command::Replay(a) => replay(a),
         Command::Baseline(a) => baseline(a),
         Command::Check(a) => check(a),
     }
+}
+
+/// Whether the error is a closed stdout.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 /// An error as one line: the context chain joined, control characters escaped.
@@ -99,14 +105,108 @@ fn record(a: RecordArgs) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// The recording's events, with a progress bar on a terminal; a recording without events is an error.
+fn events_of(rec: &Recording) -> Result<impl Iterator<Item = Result<crate::profile::file::Event>>> {
+    if !rec.profile.has_events {
+        bail!(
+            "{}: this view needs every call: record with `perfgate record --trace` (this recording has only per-function totals)",
+            terminal(&rec.path.display().to_string())
+        );
+    }
+    let dropped = rec.profile.accounting.lost.events_dropped;
+    if dropped > 0 {
+        status(&format!("warning: {} events were lost while recording; gaps are marked", crate::report::units::count(dropped)));
+    }
+    let bar = progress(rec.event_count(), 0);
+    let mut n = 0u64;
+    Ok(rec.events()?.inspect(move |_| {
+        n += 1;
+        if n % 65_536 == 0 {
+            bar.set_position(n);
+        }
+    }))
+}
+
+fn open_output(path: Option<&std::path::Path>) -> Result<Box<dyn std::io::Write>> {
+    match path {
+        None => Ok(Box::new(std::io::stdout().lock())),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(std::io::stdout().lock())),
+        Some(p) => {
+            let f = std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?;
+            Ok(Box::new(std::io::BufWriter::new(f)))
+        }
+    }
+}
+
+fn folded_of(rec: &Recording, threads: bool) -> Result<Vec<(String, u64)>> {
+    let events = events_of(rec)?;
+    if threads {
+        crate::report::flame::folded_per_thread(&rec.profile, events)
+    } else {
+        crate::report::flame::folded(&rec.profile, events)
+    }
+}
+
 fn report(a: ReportArgs) -> Result<u8> {
+    use crate::report::flame;
     let rec = Recording::open(&a.input)?;
+    let base = a.diff.as_deref().map(Recording::open).transpose()?;
+    if base.is_some() && !matches!(a.format, ReportFormat::FlameGraph | ReportFormat::Folded) {
+        bail!("--diff works with --format=flame-graph or --format=folded");
+    }
+    let mut out = open_output(a.output.as_deref())?;
+    let title = format!("perfgate: {}", rec.profile.command.join(" "));
     match a.format {
         ReportFormat::Summary => {
             let opts = SummaryOptions { per_thread: a.per_thread, limit: a.limit, verbose: a.verbose };
-            print!("{}", summary::table(&rec.profile, opts));
+            out.write_all(summary::table(&rec.profile, opts).as_bytes())?;
+        }
+        ReportFormat::Chrome => crate::report::chrome::chrome_trace(&rec.profile, events_of(&rec)?, &mut out)?,
+        ReportFormat::FlameGraph => {
+            let head = folded_of(&rec, a.threads)?;
+            match &base {
+                Some(b) => flame::diff_flame_graph_svg(&folded_of(b, a.threads)?, &head, &format!("{title} (vs base)"), &mut out)?,
+                None => flame::flame_graph_svg(&head, &title, &mut out)?,
+            }
+        }
+        ReportFormat::Folded => {
+            let head = folded_of(&rec, a.threads)?;
+            match &base {
+                Some(b) => {
+                    let base: std::collections::BTreeMap<String, u64> = folded_of(b, a.threads)?.into_iter().collect();
+                    let head_map: std::collections::BTreeMap<String, u64> = head.into_iter().collect();
+                    let stacks: std::collections::BTreeSet<&String> = base.keys().chain(head_map.keys()).collect();
+                    for s in stacks {
+                        writeln!(out, "{s} {} {}", base.get(s).unwrap_or(&0), head_map.get(s).unwrap_or(&0))?;
+                    }
+                }
+                None => flame::write_folded(&head, &mut out)?,
+            }
         }
     }
+    out.flush()?;
+    if let Some(p) = a.output.as_deref().filter(|p| p.as_os_str() != "-") {
+        status(&format!("wrote {}", terminal(&p.display().to_string())));
+    }
+    Ok(EXIT_OK)
+}
+
+fn replay(a: ReplayArgs) -> Result<u8> {
+    use crate::report::replay::{replay, ReplayOptions};
+    let rec = Recording::open(&a.input)?;
+    let globs = |v: &[String]| -> Result<Vec<glob::Pattern>> {
+        v.iter().map(|g| glob::Pattern::new(g).map_err(|e| anyhow::anyhow!("bad pattern {g:?}: {}", e.msg))).collect()
+    };
+    let opts = ReplayOptions {
+        tid: a.tid,
+        max_depth: a.depth,
+        time_filter_ns: a.time_filter,
+        functions: globs(&a.functions)?,
+        no_functions: globs(&a.no_functions)?,
+    };
+    let mut out = open_output(None)?;
+    replay(&rec.profile, events_of(&rec)?, &opts, &mut out)?;
+    out.flush()?;
     Ok(EXIT_OK)
 }
 

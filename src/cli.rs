@@ -30,8 +30,14 @@ pub enum Command {
     #[command(after_help = "The benchmark's stdout and stderr pass through untouched. Under sudo it runs as the \
 invoking user (SUDO_UID) unless --run-as-root.\n\nExample:\n  perfgate record --per-thread -- ./fixtures/bin/threads")]
     Record(RecordArgs),
-    /// Show a saved recording again.
+    /// Show a saved recording again: summary table, Chrome trace, flame graph, folded stacks.
+    #[command(after_help = "Examples:\n  perfgate report -i run.data --format=summary\n  \
+perfgate report -i run.data --format=chrome -o trace.json\n  \
+perfgate report -i run.data --format=flame-graph -o flame.svg\n  \
+perfgate report --diff base.data -i head.data --format=flame-graph -o diff.svg")]
     Report(ReportArgs),
+    /// Print every recorded call as a call graph with durations, uftrace-style (needs `record --trace`).
+    Replay(ReplayArgs),
     /// Record a baseline: run the benchmark N times and write every function's per-run figures to a TOML
     /// file to commit.
     #[command(after_help = "Example:\n  perfgate baseline -o baselines/work.toml --runs 10 -- ./fixtures/bin/work")]
@@ -219,6 +225,57 @@ pub struct RecordArgs {
 pub enum ReportFormat {
     /// TOTAL TIME | SELF TIME | CALLS | AVG | P50 | P99 | MAX | FUNCTION.
     Summary,
+    /// Trace Event Format JSON, one complete event per call (Perfetto, chrome://tracing). Needs --trace.
+    Chrome,
+    /// An SVG flame graph of self time along real call stacks. Needs --trace.
+    FlameGraph,
+    /// Folded stacks (`main;work1 1234`, self time in ns) for other tools. Needs --trace.
+    Folded,
+}
+
+/// A duration like `10us`, `1.5ms`, `250ns`, `2s` (a bare number is ns).
+pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("{s:?}: expected a duration like 10us, 1.5ms, 250ns"))?;
+    let scale = match unit.trim() {
+        "" | "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (ns, us, ms, s)")),
+    };
+    let ns = v * scale;
+    if !ns.is_finite() || ns < 0.0 || ns > 1e18 {
+        return Err(format!("{s:?}: out of range"));
+    }
+    Ok(ns as u64)
+}
+
+/// `perfgate replay`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  perfgate record --trace -o run.data -- ./fixtures/bin/threads\n  \
+perfgate replay -i run.data --tid 4242 --depth 3 --time-filter 10us --function 'leveldb::*'")]
+pub struct ReplayArgs {
+    /// The recording (made with `record --trace`).
+    #[arg(short, long, value_name = "FILE", default_value = "perfgate.data")]
+    pub input: PathBuf,
+    /// Only this thread.
+    #[arg(long, value_name = "TID")]
+    pub tid: Option<u32>,
+    /// Only calls down to this depth (1 = top-level calls).
+    #[arg(long, value_name = "N")]
+    pub depth: Option<usize>,
+    /// Hide calls shorter than this (e.g. 10us); their time stays in their caller.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ns)]
+    pub time_filter: Option<u64>,
+    /// Only show calls inside functions matching GLOB (and the function itself). Repeatable.
+    #[arg(long = "function", value_name = "GLOB")]
+    pub functions: Vec<String>,
+    /// Hide functions matching GLOB; their callees move up a level. Repeatable.
+    #[arg(long = "no-function", value_name = "GLOB")]
+    pub no_functions: Vec<String>,
 }
 
 /// `perfgate report`.
@@ -239,4 +296,14 @@ pub struct ReportArgs {
     /// Name skipped functions and those whose probe is slow.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Write here instead of stdout (- = stdout).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// A base recording: with --format=flame-graph draws a differential flame graph (red = slower in
+    /// --input), with --format=folded writes `stack base head` lines.
+    #[arg(long, value_name = "BASE")]
+    pub diff: Option<PathBuf>,
+    /// Folded stacks and flame graphs: one root per thread.
+    #[arg(long)]
+    pub threads: bool,
 }

@@ -11,6 +11,8 @@ fn main() -> ExitCode {
     let cli = perfgate::cli::Cli::parse();
     match perfgate::app::run(cli) {
         Ok(code) => ExitCode::from(code),
+        // A reader that went away (`| head`) is not an error.
+        Err(e) if perfgate::app::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("perfgate: error: {}", perfgate::app::one_line(&e));
             ExitCode::from(2)
