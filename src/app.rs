@@ -57,17 +57,14 @@ impl From<&SelectArgs> for Selection {
 }
 
 /// Run settings from the command line.
-pub fn run_options(r: &RunArgs, events: bool, buffer_mib: u32) -> Result<RunOptions> {
+pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOptions> {
     let timeout = match r.timeout {
         None => None,
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => bail!("--timeout {s}: must be a positive number of seconds"),
     };
-    if events && (buffer_mib == 0 || buffer_mib > 4096) {
-        bail!("--buffer-size {buffer_mib}: must be between 1 and 4096 MiB");
-    }
     Ok(RunOptions {
-        trace: TraceOptions { events, ringbuf_bytes: buffer_mib.saturating_mul(1 << 20), no_session: r.no_session, timeout },
+        trace: TraceOptions { events, ringbuf_bytes: buffer_bytes, no_session: r.no_session, timeout },
         run_as: RunAs::from_env(r.run_as_root),
         stdout: None,
     })
@@ -365,6 +362,12 @@ fn check(a: CheckArgs) -> Result<u8> {
     let mut head = Vec::new();
     run_batch(&target, &opts, settings.runs, &mut head, settings.runs)?;
     let mut c = compare(&base, &head, &settings, &benchmark, &machine);
+    if !c.functions.iter().any(|f| f.base.is_some() && f.head.is_some()) {
+        bail!(
+            "no function in common between {} and this run: is it the same benchmark?",
+            terminal(&a.baseline.display().to_string())
+        );
+    }
     while needs_more_runs(&c) && head.len() < settings.max_runs {
         let more = 5.min(settings.max_runs - head.len());
         status(&format!("{} functions inconclusive after {} runs: {more} more runs", c.with(crate::gate::model::Verdict::Inconclusive).count(), head.len()));

@@ -197,8 +197,9 @@ pub struct RecordArgs {
     /// Also record every call as an event (for replay, Chrome trace, flame graphs).
     #[arg(long)]
     pub trace: bool,
-    /// Ring buffer size for --trace, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    /// Ring buffer size for --trace, in bytes with an optional K, M or G suffix (a power of two, at least 4K).
+    /// Events that do not fit are counted as lost, per CPU.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
     pub buffer_size: u32,
     /// Keep the profile when the benchmark exits non-zero (perfgate then exits 0).
     #[arg(long)]
@@ -231,6 +232,23 @@ pub enum ReportFormat {
     FlameGraph,
     /// Folded stacks (`main;work1 1234`, self time in ns) for other tools. Needs --trace.
     Folded,
+}
+
+/// A size like `64M`, `4K`, `1G` or `4096` (bytes), rounded up to a power of two.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let (num, scale) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a size like 64M, 4K or 4096"))?;
+    let bytes = n.saturating_mul(scale);
+    if !(4096..=(1 << 31)).contains(&bytes) {
+        return Err(format!("{s:?}: must be between 4K and 2G"));
+    }
+    Ok(bytes.next_power_of_two() as u32)
 }
 
 /// A duration like `10us`, `1.5ms`, `250ns`, `2s` (a bare number is ns).

@@ -1,0 +1,94 @@
+//! Shared helpers of the integration tests: they drive the real binary and trace for real (root is
+//! available on every test machine; see README).
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Once;
+
+use assert_cmd::Command;
+use perfgate::profile::file::Recording;
+use perfgate::profile::{FuncStats, Profile};
+
+static FIXTURES: Once = Once::new();
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture binary, built on first use.
+pub fn fixture(name: &str) -> PathBuf {
+    FIXTURES.call_once(|| {
+        let st = std::process::Command::new("bash")
+            .arg(root().join("fixtures/build.sh"))
+            .status()
+            .expect("running fixtures/build.sh");
+        assert!(st.success(), "fixtures/build.sh failed");
+    });
+    root().join("fixtures/bin").join(name)
+}
+
+/// The perfgate binary, run from the repository root.
+pub fn perfgate() -> Command {
+    let mut c = Command::cargo_bin("perfgate").expect("perfgate binary");
+    c.current_dir(root());
+    c.env_remove("SUDO_UID").env_remove("SUDO_GID").env_remove("GATEBENCH_SLOW");
+    c
+}
+
+/// Output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `perfgate record -o <tmp> ARGS -- CMD…` and returns the saved profile with the output.
+pub fn record(args: &[&str], cmd: &[&str]) -> (Profile, Output) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_path = dir.path().join("run.data");
+    let mut c = perfgate();
+    c.arg("record").arg("-o").arg(&out_path).args(args).arg("--").args(cmd);
+    let out = c.output().expect("running perfgate");
+    assert!(
+        out.status.success(),
+        "perfgate record failed: {}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    let rec = Recording::open(&out_path).expect("reading the recording");
+    (rec.profile, out)
+}
+
+/// Merged statistics of the function called `name` (demangled), if it was called.
+pub fn func<'a>(p: &Profile, merged: &'a [FuncStats], name: &str) -> Option<&'a FuncStats> {
+    merged.iter().find(|s| p.function(s.func).is_some_and(|f| f.name == name))
+}
+
+/// Calls of `name`, 0 if never called; panics if the function was not even traced.
+pub fn calls(p: &Profile, name: &str) -> u64 {
+    assert!(p.functions.iter().any(|f| f.name == name), "{name} was not traced; traced: {:?}", names(p));
+    let merged = p.per_function();
+    func(p, &merged, name).map_or(0, |s| s.calls)
+}
+
+/// Names of the traced functions.
+pub fn names(p: &Profile) -> Vec<String> {
+    p.functions.iter().map(|f| f.name.clone()).collect()
+}
+
+/// Asserts a perfgate failure: exit 2, one line on stderr starting with `perfgate: error:` and containing
+/// `needle`, no panic.
+pub fn assert_clean_error(out: &Output, needle: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("perfgate: error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    assert!(lines[0].contains(needle), "{needle:?} not in {err:?}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+}
+
+/// A copy of a file into `dir` under `name`.
+pub fn copy_to(src: &Path, dir: &Path, name: &str) -> PathBuf {
+    let dst = dir.join(name);
+    std::fs::copy(src, &dst).expect("copy");
+    dst
+}

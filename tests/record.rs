@@ -1,0 +1,220 @@
+//! `perfgate record` on the fixtures, with real probes: exact call counts, per-thread attribution,
+//! library and C++ functions, latency relations, accounting, privileges.
+mod common;
+use common::*;
+
+#[test]
+fn work_counts_and_latency_relations() {
+    let w = fixture("work");
+    let (p, out) = record(&[], &[w.to_str().unwrap()]);
+    for f in ["main", "work1", "work2"] {
+        assert_eq!(calls(&p, f), 1, "{f}");
+    }
+    let merged = p.per_function();
+    let incl = |n: &str| func(&p, &merged, n).unwrap().inclusive.sum_ns as f64;
+    let ratio = incl("work2") / incl("work1");
+    assert!((1.8..=2.2).contains(&ratio), "work2/work1 = {ratio}");
+    assert!(incl("main") >= incl("work1") + incl("work2"));
+    let main_self = func(&p, &merged, "main").unwrap().self_time.sum_ns as f64;
+    assert!(main_self < 0.05 * incl("main"), "self(main) = {main_self} ns of {} ns", incl("main"));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("TOTAL TIME") && stdout.contains("work2 (work)"), "{stdout}");
+    assert!(stdout.contains("traced 3 functions in 1 file; skipped"), "{stdout}");
+    assert!(stdout.contains("; 0 lost"), "{stdout}");
+    assert!(p.exit.success());
+    assert!(p.accounting.session_probes);
+}
+
+#[test]
+fn threads_are_counted_exactly_per_thread() {
+    let (p, out) = record(&["--per-thread"], &[fixture("threads").to_str().unwrap()]);
+    assert_eq!(calls(&p, "a"), 4000);
+    assert_eq!(calls(&p, "b"), 4000);
+    assert_eq!(calls(&p, "c"), 4000);
+    assert_eq!(calls(&p, "thread_main"), 4);
+    let id = |n: &str| p.functions.iter().position(|f| f.name == n).unwrap() as u32;
+    let mut tids: Vec<u32> = p.stats.iter().filter(|s| s.func == id("a")).map(|s| s.tid).collect();
+    tids.sort();
+    tids.dedup();
+    assert_eq!(tids.len(), 4, "a() on 4 threads");
+    for tid in tids {
+        for f in ["a", "b", "c"] {
+            let s = p.stats.iter().find(|s| s.tid == tid && s.func == id(f)).unwrap();
+            assert_eq!(s.calls, 1000, "{f} on thread {tid}");
+        }
+        let main_on_worker = p.stats.iter().any(|s| s.tid == tid && s.func == id("main"));
+        assert!(!main_on_worker, "main attributed to a worker thread");
+    }
+    assert!(text(&out.stdout).contains("TID"));
+}
+
+#[test]
+fn a_thread_exiting_mid_call_does_not_disturb_the_others() {
+    let (p, out) = record(&[], &[fixture("threads").to_str().unwrap(), "exit"]);
+    assert_eq!(calls(&p, "a"), 4000);
+    assert_eq!(calls(&p, "c"), 4000);
+    assert_eq!(calls(&p, "d"), 0, "d never returns");
+    assert_eq!(p.accounting.lost.unfinished_at_exit, 2, "d and its caller were open at pthread_exit");
+    assert_eq!(p.accounting.lost.lost_calls(), 0);
+    assert!(text(&out.stdout).contains("still running when their thread exited"));
+}
+
+#[test]
+fn cpp_names_are_demangled_and_counted() {
+    let (p, _) = record(&["--limit", "0"], &[fixture("cpp").to_str().unwrap()]);
+    let expected = [
+        ("shapes::Circle::Circle(double)", 3),
+        ("shapes::Square::Square(double)", 2),
+        ("shapes::Shape::Shape()", 5),
+        ("shapes::Circle::area() const", 3),
+        ("shapes::Square::area() const", 2),
+        ("shapes::describe(shapes::Shape const&)", 5),
+        ("shapes::Shape::live_count()", 2),
+        ("double shapes::accumulate<double>(std::vector<double, std::allocator<double> > const&)", 1),
+        ("int shapes::accumulate<int>(std::vector<int, std::allocator<int> > const&)", 2),
+        ("shapes::operator+(shapes::Vec2 const&, shapes::Vec2 const&)", 4),
+    ];
+    for (name, n) in expected {
+        assert_eq!(calls(&p, name), n, "{name}");
+    }
+    // The raw symbol is kept for matching.
+    let area = p.functions.iter().find(|f| f.name == "shapes::Circle::area() const").unwrap();
+    assert_eq!(area.raw_name, "_ZNK6shapes6Circle4areaEv");
+}
+
+#[test]
+fn library_functions_are_traced_with_lib() {
+    let (p, _) = record(&["--lib", "libfixture*"], &[fixture("uselib").to_str().unwrap()]);
+    for f in ["fx_compute", "fx_add", "fx_mul"] {
+        assert_eq!(calls(&p, f), 100, "{f}");
+        let info = p.functions.iter().find(|x| x.name == f).unwrap();
+        assert_eq!(info.module, "libfixture.so");
+    }
+    assert_eq!(calls(&p, "main"), 1);
+    assert_eq!(p.accounting.files.len(), 2);
+}
+
+#[test]
+fn function_filters_include_and_exclude() {
+    let (p, out) =
+        record(&["--function", "shapes::*", "--no-function", "*::~*"], &[fixture("cpp").to_str().unwrap()]);
+    assert!(p.functions.iter().all(|f| f.name.starts_with("shapes::") && !f.name.contains("::~")), "{:?}", names(&p));
+    assert!(p.accounting.skipped.get("not selected by --function").copied().unwrap_or(0) > 0);
+    assert!(p.accounting.skipped.get("excluded by --no-function").copied().unwrap_or(0) > 0);
+    assert!(text(&out.stdout).contains("excluded by --no-function"));
+}
+
+#[test]
+fn recursion_is_counted_and_too_deep_calls_are_accounted() {
+    let (p, _) = record(&[], &[fixture("recursive").to_str().unwrap()]);
+    assert_eq!(calls(&p, "recurse"), 500);
+    assert_eq!(p.accounting.lost.lost_calls(), 0);
+    // 2 × 301 calls, each chain 301 deep; main takes one frame, so 63 per chain fit in 64 frames.
+    let (p, out) = record(&[], &[fixture("recursive").to_str().unwrap(), "300", "2"]);
+    assert_eq!(calls(&p, "recurse"), 2 * 63);
+    assert_eq!(p.accounting.lost.depth_exceeded, 2 * (301 - 63));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("476 lost") && stdout.contains("deeper than 64 frames"), "{stdout}");
+}
+
+#[test]
+fn a_stripped_binary_is_traced_through_dynsym_with_a_warning() {
+    let (p, out) = record(&[], &[fixture("work_stripped").to_str().unwrap(), "10"]);
+    assert_eq!(calls(&p, "work1"), 1);
+    assert_eq!(calls(&p, "work2"), 1);
+    assert!(text(&out.stdout).contains("stripped (no .symtab)"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn entry_and_return_probes_work_without_uprobe_session() {
+    let (p, _) = record(&["--no-session"], &[fixture("threads").to_str().unwrap()]);
+    assert!(!p.accounting.session_probes);
+    assert_eq!(calls(&p, "a"), 4000);
+    assert_eq!(calls(&p, "c"), 4000);
+    assert_eq!(p.accounting.lost.lost_calls(), 0);
+}
+
+#[test]
+fn verbose_names_single_stepped_functions_with_the_hint() {
+    let (p, out) = record(&["--verbose"], &[fixture("entry").to_str().unwrap(), "sstep", "100"]);
+    assert_eq!(calls(&p, "f_sstep"), 100);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("single-step probe path"), "{stdout}");
+    assert!(stdout.contains("    f_sstep (entry)"), "{stdout}");
+    assert!(stdout.contains("-fpatchable-function-entry=5"), "{stdout}");
+    let kind = |n: &str| p.functions.iter().find(|f| f.name == n).unwrap().probe;
+    use perfgate::profile::ProbeKind;
+    assert_eq!(kind("f_nop5"), ProbeKind::Nop5);
+    assert_eq!(kind("f_emulated"), ProbeKind::Emulated);
+    assert_eq!(kind("f_sstep"), ProbeKind::SingleStep);
+}
+
+#[test]
+fn the_benchmark_output_passes_through_and_its_failure_is_reported() {
+    let out = perfgate().args(["record", "-o", "/tmp/perfgate-test-pass.data", "--"]).arg(fixture("uselib")).output().unwrap();
+    assert!(text(&out.stdout).starts_with("total=14950\n"), "{}", text(&out.stdout));
+    // A failing benchmark: exit 2, its status named, nothing saved unless --allow-failure.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("x.data");
+    let out = perfgate().arg("record").arg("-o").arg(&data).arg("--").arg(fixture("work")).arg("0").output().unwrap();
+    assert_clean_error(&out, "exit code 2");
+    assert!(!data.exists());
+    let out = perfgate()
+        .arg("record")
+        .arg("--allow-failure")
+        .arg("-o")
+        .arg(&data)
+        .arg("--")
+        .arg(fixture("work"))
+        .arg("0")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(data.exists());
+}
+
+#[test]
+fn report_shows_the_saved_table_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("w.data");
+    let rec = perfgate().arg("record").arg("-o").arg(&data).arg("--").arg(fixture("work")).arg("10").output().unwrap();
+    assert!(rec.status.success());
+    let rep = perfgate().arg("report").arg("-i").arg(&data).output().unwrap();
+    assert!(rep.status.success());
+    let table = |s: &str| s.lines().filter(|l| l.contains("(work)")).map(|l| l.split('│').last().unwrap_or("").trim().to_string()).collect::<Vec<_>>();
+    assert_eq!(table(&text(&rec.stdout)), table(&text(&rep.stdout)));
+    assert_eq!(table(&text(&rep.stdout)).len(), 3);
+}
+
+#[test]
+fn under_sudo_the_benchmark_runs_as_the_invoking_user() {
+    let id = ["/usr/bin/id", "-u"];
+    let run = |extra: &[&str]| {
+        let mut c = perfgate();
+        c.env("SUDO_UID", "65534").env("SUDO_GID", "65534");
+        c.args(["record", "-o", "/tmp/perfgate-test-sudo.data", "--lib", "libc.so*", "--function", "getuid"]);
+        c.args(extra).arg("--").args(id);
+        c.output().unwrap()
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("65534\n"), "{}", text(&out.stdout));
+    let out = run(&["--run-as-root"]);
+    assert!(text(&out.stdout).starts_with("0\n"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn without_privileges_it_says_so_in_one_line() {
+    // A copy of the binary that the unprivileged user can execute.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = copy_to(&assert_cmd::cargo::cargo_bin("perfgate"), dir.path(), "perfgate");
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(&bin)
+        .args(["record", "-o", "/tmp/perfgate-nobody.data", "--"])
+        .arg(fixture("work"))
+        .output()
+        .unwrap();
+    assert_clean_error(&out, "needs root or CAP_BPF+CAP_PERFMON");
+}
