@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Replay(a) => replay(a),
         Command::Baseline(a) => baseline(a),
         Command::Check(a) => check(a),
+        Command::Bench(a) => crate::bench::run(&a),
     }
 }
 
@@ -66,7 +67,7 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOp
     Ok(RunOptions {
         trace: TraceOptions { events, ringbuf_bytes: buffer_bytes, no_session: r.no_session, timeout },
         run_as: RunAs::from_env(r.run_as_root),
-        stdout: None,
+        stdout: crate::run::Stdout::Inherit,
     })
 }
 
@@ -268,7 +269,8 @@ fn baseline(a: BaselineArgs) -> Result<u8> {
     gate.apply(&mut settings);
     settings.runs = a.runs;
     validate_settings(&settings).context("--runs")?;
-    let opts = run_options(&a.run, false, 0)?;
+    let mut opts = run_options(&a.run, false, 0)?;
+    opts.stdout = crate::run::Stdout::Stderr;
     let sel = Selection::from(&a.select);
     let target = Target::new(&a.command, &sel)?;
     // Fail on an unwritable output before spending minutes on runs.
@@ -346,7 +348,8 @@ fn check(a: CheckArgs) -> Result<u8> {
             "the command cannot be traced".to_string()
         }
     })?;
-    let opts = run_options(&a.run, false, 0)?;
+    let mut opts = run_options(&a.run, false, 0)?;
+    opts.stdout = crate::run::Stdout::Stderr;
     let benchmark = a.baseline.file_stem().map_or_else(|| "benchmark".into(), |s| s.to_string_lossy().into_owned());
     let same_binary = base.build_id.is_some() && base.build_id == target.plan.build_id;
     status(&format!(

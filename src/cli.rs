@@ -51,6 +51,8 @@ more runs, up to --max-runs.\n\nExamples:\n  perfgate check --baseline baselines
 perfgate check --baseline baselines/work.toml --junit perf.xml --markdown perf.md --json perf.json\n  \
 perfgate check --baseline baselines/work.toml --update")]
     Check(CheckArgs),
+    /// Measure perfgate itself: attach/detach time, per-call probe cost, trace throughput, the gate's false-alarm rate and power.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// A fraction given as `5%` or `0.05`.

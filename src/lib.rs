@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod bench;
 pub mod bpf;
 pub mod cli;
 pub mod elf;

@@ -47,15 +47,15 @@ pub struct RunOptions {
     pub trace: TraceOptions,
     /// Whom the benchmark runs as.
     pub run_as: RunAs,
-    /// Send the benchmark's stdout to this file instead of passing it through (benchmarks of perfgate).
-    pub stdout: Option<PathBuf>,
+    /// Where the benchmark's stdout goes.
+    pub stdout: run::Stdout,
 }
 
 /// Traces one run of the target. `writer` (trace mode) receives every event as it arrives.
 pub fn trace_once(target: &Target, opts: &RunOptions, mut writer: Option<&mut Writer>) -> Result<Profile> {
     bpf::check_privileges()?;
     let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, opts.stdout.as_deref())?;
+    let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
     let mut on_event = |e: &Event| match writer.as_deref_mut() {
         Some(w) => w.event(e),
         None => Ok(()),

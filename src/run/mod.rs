@@ -5,7 +5,7 @@
 //! first execs perfgate itself in a hidden mode (`__held-exec`), which waits on a pipe and then execs the
 //! benchmark. The PID stays the same, so probes attached with it as filter see the benchmark's first call.
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -82,6 +82,18 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Where the benchmark's standard output goes.
+#[derive(Debug, Clone, Default)]
+pub enum Stdout {
+    /// Passed through untouched.
+    #[default]
+    Inherit,
+    /// To perfgate's stderr, so perfgate's stdout carries only its report (`check`, `baseline`).
+    Stderr,
+    /// Into a file (perfgate's own benchmarks).
+    File(PathBuf),
+}
+
 /// A benchmark process stopped just before its `exec`.
 pub struct HeldChild {
     child: Child,
@@ -111,7 +123,7 @@ fn catch_sigint() {
 
 impl HeldChild {
     /// Spawns `program` (already resolved) with `argv`, held before exec.
-    pub fn spawn(program: &Path, argv: &[OsString], run_as: RunAs, stdout: Option<&Path>) -> Result<HeldChild> {
+    pub fn spawn(program: &Path, argv: &[OsString], run_as: RunAs, stdout: &Stdout) -> Result<HeldChild> {
         let mut fds = [0i32; 2];
         // SAFETY: fds is a valid array of two ints.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -126,9 +138,16 @@ impl HeldChild {
             RunAs::User { uid, gid } => cmd.arg(format!("{uid}:{gid}")),
         };
         cmd.arg(program).args(argv);
-        if let Some(path) = stdout {
-            let f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-            cmd.stdout(f);
+        match stdout {
+            Stdout::Inherit => {}
+            Stdout::Stderr => {
+                let fd = std::io::stderr().as_fd().try_clone_to_owned().context("duplicating stderr")?;
+                cmd.stdout(fd);
+            }
+            Stdout::File(path) => {
+                let f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+                cmd.stdout(f);
+            }
         }
         let rd_raw = rd.as_raw_fd();
         // SAFETY: only async-signal-safe calls (dup2, fcntl) and no allocation happen in the child.
