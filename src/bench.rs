@@ -238,6 +238,15 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// Like [`duration`], with two decimals below 10 ns (a bare call costs about 1.5 ns).
+fn fine(ns: f64) -> String {
+    if ns.is_finite() && ns.abs() < 10.0 {
+        format!("{ns:.2} ns")
+    } else {
+        duration(ns)
+    }
+}
+
 fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::NAN, f64::max)
 }
@@ -431,9 +440,9 @@ fn overhead(a: &BenchArgs, scratch: &Scratch) -> Result<String> {
             format!("{func} ({insn})"),
             probe_label(kind).to_string(),
             count(calls),
-            duration(u),
-            duration(t),
-            duration(added),
+            fine(u),
+            fine(t),
+            fine(added),
             ratio(t / u),
             if counted_ok {
                 "all".into()

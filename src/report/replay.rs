@@ -652,19 +652,21 @@ pub fn replay(
         };
         let dur = units::duration(c.duration() as f64);
         let unfinished = if c.unfinished { ", unfinished" } else { "" };
+        // Demangled C++ names carry their parameter list already: no second pair of parentheses.
+        let call = if n.contains('(') { n.to_string() } else { format!("{n}()") };
         match l.kind {
             LineKind::Open => writeln!(
                 w,
-                "{blank:>DURATION_WIDTH$} [{:>6}] | {indent}{n}() {{",
+                "{blank:>DURATION_WIDTH$} [{:>6}] | {indent}{call} {{",
                 c.tid
             )?,
             LineKind::Leaf if c.unfinished => writeln!(
                 w,
-                "{dur:>DURATION_WIDTH$} [{:>6}] | {indent}{n}(); /* unfinished */",
+                "{dur:>DURATION_WIDTH$} [{:>6}] | {indent}{call}; /* unfinished */",
                 c.tid
             )?,
             LineKind::Leaf => {
-                writeln!(w, "{dur:>DURATION_WIDTH$} [{:>6}] | {indent}{n}();", c.tid)?
+                writeln!(w, "{dur:>DURATION_WIDTH$} [{:>6}] | {indent}{call};", c.tid)?
             }
             LineKind::Close | LineKind::Gap => writeln!(
                 w,
