@@ -7,7 +7,8 @@ use libbpf_cargo::SkeletonBuilder;
 const SRC: &str = "bpf/perfgate.bpf.c";
 
 fn main() {
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo")).join("perfgate.skel.rs");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"))
+        .join("perfgate.skel.rs");
     // linux/bpf.h includes asm/types.h, which Debian keeps under the multiarch directory.
     let mut clang_args: Vec<String> = ["-I", "bpf", "-Wall", "-O2"].map(String::from).to_vec();
     for dir in ["/usr/include/x86_64-linux-gnu"] {
@@ -18,7 +19,12 @@ fn main() {
     }
     SkeletonBuilder::new()
         .source(SRC)
-        .clang_args(clang_args.iter().map(std::ffi::OsString::from).collect::<Vec<_>>())
+        .clang_args(
+            clang_args
+                .iter()
+                .map(std::ffi::OsString::from)
+                .collect::<Vec<_>>(),
+        )
         .build_and_generate(&out)
         .expect("building bpf/perfgate.bpf.c failed: is clang installed? (make setup)");
     println!("cargo:rerun-if-changed={SRC}");

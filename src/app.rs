@@ -5,16 +5,19 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::bpf::TraceOptions;
-use crate::cli::{BaselineArgs, CheckArgs, Cli, Command, GateArgs, RecordArgs, ReplayArgs, ReportArgs, ReportFormat, RunArgs, SelectArgs};
+use crate::cli::{
+    BaselineArgs, CheckArgs, Cli, Command, GateArgs, RecordArgs, ReplayArgs, ReportArgs,
+    ReportFormat, RunArgs, SelectArgs,
+};
 use crate::gate::baseline::{validate_settings, Baseline, GateOverrides};
 use crate::gate::compare::{compare, needs_more_runs};
 use crate::gate::figures::RunFigures;
 use crate::gate::model::GateSettings;
-use crate::profile::Machine;
-use crate::report::check_table;
 use crate::plan::Selection;
 use crate::profile::file::{Recording, Writer};
+use crate::profile::Machine;
 use crate::record::{self, RunOptions, Target};
+use crate::report::check_table;
 use crate::report::escape::terminal;
 use crate::report::summary::{self, SummaryOptions};
 use crate::run::RunAs;
@@ -38,7 +41,10 @@ pub fn run(cli: Cli) -> Result<u8> {
 
 /// Whether the error is a closed stdout.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// An error as one line: the context chain joined, control characters escaped.
@@ -65,7 +71,12 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOp
         Some(s) => bail!("--timeout {s}: must be a positive number of seconds"),
     };
     Ok(RunOptions {
-        trace: TraceOptions { events, ringbuf_bytes: buffer_bytes, no_session: r.no_session, timeout },
+        trace: TraceOptions {
+            events,
+            ringbuf_bytes: buffer_bytes,
+            no_session: r.no_session,
+            timeout,
+        },
         run_as: RunAs::from_env(r.run_as_root),
         stdout: crate::run::Stdout::Inherit,
     })
@@ -92,14 +103,32 @@ fn record(a: RecordArgs) -> Result<u8> {
     ));
     let profile = record::trace_once(&target, &opts, Some(&mut writer))?;
     if !profile.exit.success() && !a.allow_failure {
-        bail!("the benchmark failed ({}); nothing saved (--allow-failure keeps the profile)", profile.exit);
+        bail!(
+            "the benchmark failed ({}); nothing saved (--allow-failure keeps the profile)",
+            profile.exit
+        );
     }
     let events = writer.events();
     writer.finish(&profile)?;
-    let table = summary::table(&profile, SummaryOptions { per_thread: a.per_thread, limit: a.limit, verbose: a.verbose });
+    let table = summary::table(
+        &profile,
+        SummaryOptions {
+            per_thread: a.per_thread,
+            limit: a.limit,
+            verbose: a.verbose,
+        },
+    );
     print!("{table}");
-    let what = if a.trace { format!(" with {} events", crate::report::units::count(events)) } else { String::new() };
-    status(&format!("benchmark {}; saved {}{what}", profile.exit, terminal(&a.output.display().to_string())));
+    let what = if a.trace {
+        format!(" with {} events", crate::report::units::count(events))
+    } else {
+        String::new()
+    };
+    status(&format!(
+        "benchmark {}; saved {}{what}",
+        profile.exit,
+        terminal(&a.output.display().to_string())
+    ));
     Ok(EXIT_OK)
 }
 
@@ -113,7 +142,10 @@ fn events_of(rec: &Recording) -> Result<impl Iterator<Item = Result<crate::profi
     }
     let dropped = rec.profile.accounting.lost.events_dropped;
     if dropped > 0 {
-        status(&format!("warning: {} events were lost while recording; gaps are marked", crate::report::units::count(dropped)));
+        status(&format!(
+            "warning: {} events were lost while recording; gaps are marked",
+            crate::report::units::count(dropped)
+        ));
     }
     let bar = progress(rec.event_count(), 0);
     let mut n = 0u64;
@@ -130,7 +162,8 @@ fn open_output(path: Option<&std::path::Path>) -> Result<Box<dyn std::io::Write>
         None => Ok(Box::new(std::io::stdout().lock())),
         Some(p) if p.as_os_str() == "-" => Ok(Box::new(std::io::stdout().lock())),
         Some(p) => {
-            let f = std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?;
+            let f = std::fs::File::create(p)
+                .with_context(|| format!("cannot write {}", p.display()))?;
             Ok(Box::new(std::io::BufWriter::new(f)))
         }
     }
@@ -156,14 +189,25 @@ fn report(a: ReportArgs) -> Result<u8> {
     let title = format!("perfgate: {}", rec.profile.command.join(" "));
     match a.format {
         ReportFormat::Summary => {
-            let opts = SummaryOptions { per_thread: a.per_thread, limit: a.limit, verbose: a.verbose };
+            let opts = SummaryOptions {
+                per_thread: a.per_thread,
+                limit: a.limit,
+                verbose: a.verbose,
+            };
             out.write_all(summary::table(&rec.profile, opts).as_bytes())?;
         }
-        ReportFormat::Chrome => crate::report::chrome::chrome_trace(&rec.profile, events_of(&rec)?, &mut out)?,
+        ReportFormat::Chrome => {
+            crate::report::chrome::chrome_trace(&rec.profile, events_of(&rec)?, &mut out)?
+        }
         ReportFormat::FlameGraph => {
             let head = folded_of(&rec, a.threads)?;
             match &base {
-                Some(b) => flame::diff_flame_graph_svg(&folded_of(b, a.threads)?, &head, &format!("{title} (vs base)"), &mut out)?,
+                Some(b) => flame::diff_flame_graph_svg(
+                    &folded_of(b, a.threads)?,
+                    &head,
+                    &format!("{title} (vs base)"),
+                    &mut out,
+                )?,
                 None => flame::flame_graph_svg(&head, &title, &mut out)?,
             }
         }
@@ -171,11 +215,19 @@ fn report(a: ReportArgs) -> Result<u8> {
             let head = folded_of(&rec, a.threads)?;
             match &base {
                 Some(b) => {
-                    let base: std::collections::BTreeMap<String, u64> = folded_of(b, a.threads)?.into_iter().collect();
-                    let head_map: std::collections::BTreeMap<String, u64> = head.into_iter().collect();
-                    let stacks: std::collections::BTreeSet<&String> = base.keys().chain(head_map.keys()).collect();
+                    let base: std::collections::BTreeMap<String, u64> =
+                        folded_of(b, a.threads)?.into_iter().collect();
+                    let head_map: std::collections::BTreeMap<String, u64> =
+                        head.into_iter().collect();
+                    let stacks: std::collections::BTreeSet<&String> =
+                        base.keys().chain(head_map.keys()).collect();
                     for s in stacks {
-                        writeln!(out, "{s} {} {}", base.get(s).unwrap_or(&0), head_map.get(s).unwrap_or(&0))?;
+                        writeln!(
+                            out,
+                            "{s} {} {}",
+                            base.get(s).unwrap_or(&0),
+                            head_map.get(s).unwrap_or(&0)
+                        )?;
                     }
                 }
                 None => flame::write_folded(&head, &mut out)?,
@@ -193,7 +245,11 @@ fn replay(a: ReplayArgs) -> Result<u8> {
     use crate::report::replay::{replay, ReplayOptions};
     let rec = Recording::open(&a.input)?;
     let globs = |v: &[String]| -> Result<Vec<glob::Pattern>> {
-        v.iter().map(|g| glob::Pattern::new(g).map_err(|e| anyhow::anyhow!("bad pattern {g:?}: {}", e.msg))).collect()
+        v.iter()
+            .map(|g| {
+                glob::Pattern::new(g).map_err(|e| anyhow::anyhow!("bad pattern {g:?}: {}", e.msg))
+            })
+            .collect()
     };
     let opts = ReplayOptions {
         tid: a.tid,
@@ -225,7 +281,13 @@ impl GateArgs {
 }
 
 /// Runs the target `n` more times, appending each run's figures; a failing run is an error, not a regression.
-fn run_batch(target: &Target, opts: &RunOptions, n: usize, runs: &mut Vec<RunFigures>, total: usize) -> Result<()> {
+fn run_batch(
+    target: &Target,
+    opts: &RunOptions,
+    n: usize,
+    runs: &mut Vec<RunFigures>,
+    total: usize,
+) -> Result<()> {
     let bar = progress(total as u64, runs.len() as u64);
     for _ in 0..n {
         let i = runs.len() + 1;
@@ -241,7 +303,9 @@ fn run_batch(target: &Target, opts: &RunOptions, n: usize, runs: &mut Vec<RunFig
         }
         let lost = profile.accounting.lost.lost_calls();
         if lost > 0 {
-            status(&format!("run {i}: {lost} calls could not be measured (see perfgate record --verbose)"));
+            status(&format!(
+                "run {i}: {lost} calls could not be measured (see perfgate record --verbose)"
+            ));
         }
         runs.push(RunFigures::from_profile(&profile));
         bar.inc(1);
@@ -257,7 +321,9 @@ fn progress(total: u64, done: u64) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(total);
     bar.set_position(done);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("perfgate: run {pos}/{len} {wide_bar} {elapsed}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("perfgate: run {pos}/{len} {wide_bar} {elapsed}")
+    {
         bar.set_style(style);
     }
     bar
@@ -283,7 +349,14 @@ fn baseline(a: BaselineArgs) -> Result<u8> {
     ));
     let mut runs = Vec::new();
     run_batch(&target, &opts, a.runs, &mut runs, a.runs)?;
-    let b = Baseline::from_runs(target.command(), target.plan.build_id.clone(), Machine::current(), gate, &sel, &runs);
+    let b = Baseline::from_runs(
+        target.command(),
+        target.plan.build_id.clone(),
+        Machine::current(),
+        gate,
+        &sel,
+        &runs,
+    );
     b.write(&a.output)?;
     status(&format!(
         "wrote {} ({} functions, {} runs): commit it",
@@ -343,14 +416,20 @@ fn check(a: CheckArgs) -> Result<u8> {
     };
     let target = Target::new(&argv, &base.selection()).with_context(|| {
         if a.command.is_empty() {
-            format!("the baseline's command `{}` cannot be traced", terminal(&base.command.join(" ")))
+            format!(
+                "the baseline's command `{}` cannot be traced",
+                terminal(&base.command.join(" "))
+            )
         } else {
             "the command cannot be traced".to_string()
         }
     })?;
     let mut opts = run_options(&a.run, false, 0)?;
     opts.stdout = crate::run::Stdout::Stderr;
-    let benchmark = a.baseline.file_stem().map_or_else(|| "benchmark".into(), |s| s.to_string_lossy().into_owned());
+    let benchmark = a
+        .baseline
+        .file_stem()
+        .map_or_else(|| "benchmark".into(), |s| s.to_string_lossy().into_owned());
     let same_binary = base.build_id.is_some() && base.build_id == target.plan.build_id;
     status(&format!(
         "checking {} against {} ({} base runs{}), {} runs first, up to {}",
@@ -365,7 +444,11 @@ fn check(a: CheckArgs) -> Result<u8> {
     let mut head = Vec::new();
     run_batch(&target, &opts, settings.runs, &mut head, settings.runs)?;
     let mut c = compare(&base, &head, &settings, &benchmark, &machine);
-    if !c.functions.iter().any(|f| f.base.is_some() && f.head.is_some()) {
+    if !c
+        .functions
+        .iter()
+        .any(|f| f.base.is_some() && f.head.is_some())
+    {
         bail!(
             "no function in common between {} and this run: is it the same benchmark?",
             terminal(&a.baseline.display().to_string())
@@ -373,7 +456,11 @@ fn check(a: CheckArgs) -> Result<u8> {
     }
     while needs_more_runs(&c) && head.len() < settings.max_runs {
         let more = 5.min(settings.max_runs - head.len());
-        status(&format!("{} functions inconclusive after {} runs: {more} more runs", c.with(crate::gate::model::Verdict::Inconclusive).count(), head.len()));
+        status(&format!(
+            "{} functions inconclusive after {} runs: {more} more runs",
+            c.with(crate::gate::model::Verdict::Inconclusive).count(),
+            head.len()
+        ));
         run_batch(&target, &opts, more, &mut head, settings.max_runs)?;
         c = compare(&base, &head, &settings, &benchmark, &machine);
     }
@@ -399,7 +486,11 @@ fn check(a: CheckArgs) -> Result<u8> {
         );
         b.keep_overrides_of(&base);
         b.write(&a.baseline)?;
-        status(&format!("updated {} with {} runs", terminal(&a.baseline.display().to_string()), head.len()));
+        status(&format!(
+            "updated {} with {} runs",
+            terminal(&a.baseline.display().to_string()),
+            head.len()
+        ));
         return Ok(EXIT_OK);
     }
     Ok(if c.passed() { EXIT_OK } else { EXIT_REGRESSION })

@@ -27,29 +27,37 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command under function tracing and print per-function latency (saved for `report`).
-    #[command(after_help = "The benchmark's stdout and stderr pass through untouched. Under sudo it runs as the \
-invoking user (SUDO_UID) unless --run-as-root.\n\nExample:\n  perfgate record --per-thread -- ./fixtures/bin/threads")]
+    #[command(
+        after_help = "The benchmark's stdout and stderr pass through untouched. Under sudo it runs as the \
+invoking user (SUDO_UID) unless --run-as-root.\n\nExample:\n  perfgate record --per-thread -- ./fixtures/bin/threads"
+    )]
     Record(RecordArgs),
     /// Show a saved recording again: summary table, Chrome trace, flame graph, folded stacks.
-    #[command(after_help = "Examples:\n  perfgate report -i run.data --format=summary\n  \
+    #[command(
+        after_help = "Examples:\n  perfgate report -i run.data --format=summary\n  \
 perfgate report -i run.data --format=chrome -o trace.json\n  \
 perfgate report -i run.data --format=flame-graph -o flame.svg\n  \
-perfgate report --diff base.data -i head.data --format=flame-graph -o diff.svg")]
+perfgate report --diff base.data -i head.data --format=flame-graph -o diff.svg"
+    )]
     Report(ReportArgs),
     /// Print every recorded call as a call graph with durations, uftrace-style (needs `record --trace`).
     Replay(ReplayArgs),
     /// Record a baseline: run the benchmark N times and write every function's per-run figures to a TOML
     /// file to commit.
-    #[command(after_help = "Example:\n  perfgate baseline -o baselines/work.toml --runs 10 -- ./fixtures/bin/work")]
+    #[command(
+        after_help = "Example:\n  perfgate baseline -o baselines/work.toml --runs 10 -- ./fixtures/bin/work"
+    )]
     Baseline(BaselineArgs),
     /// Gate: run the baseline's command (or the one after --) and compare every function with the baseline.
     /// Exits 0 (pass), 1 (a function regressed) or 2 (perfgate could not do the job).
-    #[command(after_help = "A function regresses only when its slowdown is significant after correcting for \
+    #[command(
+        after_help = "A function regresses only when its slowdown is significant after correcting for \
 the number of functions (Benjamini–Hochberg), the whole confidence interval of head/base lies above \
 1 + threshold, and it carries at least --min-share of the traced time. Functions that are not decided trigger \
 more runs, up to --max-runs.\n\nExamples:\n  perfgate check --baseline baselines/work.toml\n  \
 perfgate check --baseline baselines/work.toml --junit perf.xml --markdown perf.md --json perf.json\n  \
-perfgate check --baseline baselines/work.toml --update")]
+perfgate check --baseline baselines/work.toml --update"
+    )]
     Check(CheckArgs),
     /// Measure perfgate itself: attach/detach time, per-call probe cost, trace throughput, the gate's false-alarm rate and power.
     Bench(crate::bench::BenchArgs),
@@ -61,7 +69,9 @@ pub fn parse_fraction(s: &str) -> Result<f64, String> {
         Some(p) => (p, 100.0),
         None => (s.trim(), 1.0),
     };
-    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a number (write 5% or 0.05)"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number (write 5% or 0.05)"))?;
     if !v.is_finite() || v < 0.0 {
         return Err(format!("{s:?}: must be a non-negative number"));
     }
@@ -245,7 +255,9 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
         Some('G') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a size like 64M, 4K or 4096"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a size like 64M, 4K or 4096"))?;
     let bytes = n.saturating_mul(scale);
     if !(4096..=(1 << 31)).contains(&bytes) {
         return Err(format!("{s:?}: must be between 4K and 2G"));
@@ -256,9 +268,13 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
 /// A duration like `10us`, `1.5ms`, `250ns`, `2s` (a bare number is ns).
 pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("{s:?}: expected a duration like 10us, 1.5ms, 250ns"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration like 10us, 1.5ms, 250ns"))?;
     let scale = match unit.trim() {
         "" | "ns" => 1.0,
         "us" | "µs" => 1e3,
@@ -267,7 +283,7 @@ pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
         u => return Err(format!("{s:?}: unknown unit {u:?} (ns, us, ms, s)")),
     };
     let ns = v * scale;
-    if !ns.is_finite() || ns < 0.0 || ns > 1e18 {
+    if !ns.is_finite() || !(0.0..=1e18).contains(&ns) {
         return Err(format!("{s:?}: out of range"));
     }
     Ok(ns as u64)
@@ -275,8 +291,10 @@ pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
 
 /// `perfgate replay`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  perfgate record --trace -o run.data -- ./fixtures/bin/threads\n  \
-perfgate replay -i run.data --tid 4242 --depth 3 --time-filter 10us --function 'leveldb::*'")]
+#[command(
+    after_help = "Example:\n  perfgate record --trace -o run.data -- ./fixtures/bin/threads\n  \
+perfgate replay -i run.data --tid 4242 --depth 3 --time-filter 10us --function 'leveldb::*'"
+)]
 pub struct ReplayArgs {
     /// The recording (made with `record --trace`).
     #[arg(short, long, value_name = "FILE", default_value = "perfgate.data")]

@@ -5,7 +5,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == perfgate::run::HELD_EXEC_ARG) {
+    if args
+        .get(1)
+        .is_some_and(|a| a == perfgate::run::HELD_EXEC_ARG)
+    {
         return ExitCode::from(perfgate::run::held_exec_main(&args[2..]) as u8);
     }
     let cli = perfgate::cli::Cli::parse();

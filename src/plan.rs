@@ -95,13 +95,19 @@ fn patterns(globs: &[String]) -> Result<Vec<glob::Pattern>, PlanError> {
     globs
         .iter()
         .map(|g| {
-            glob::Pattern::new(g).map_err(|e| PlanError::BadPattern { pattern: g.clone(), reason: e.msg.to_string() })
+            glob::Pattern::new(g).map_err(|e| PlanError::BadPattern {
+                pattern: g.clone(),
+                reason: e.msg.to_string(),
+            })
         })
         .collect()
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn probe_kind(k: EntryKind) -> ProbeKind {
@@ -120,7 +126,10 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
     let lib_globs = patterns(&sel.libs)?;
 
     let main = elf::read_elf(exe)?;
-    let mut plan = Plan { build_id: main.build_id.clone(), ..Plan::default() };
+    let mut plan = Plan {
+        build_id: main.build_id.clone(),
+        ..Plan::default()
+    };
     let mut files: Vec<ElfFile> = Vec::new();
 
     {
@@ -135,12 +144,18 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
                 .iter()
                 .filter(|l| {
                     g.matches(&l.soname)
-                        || l.path.as_deref().is_some_and(|p| g.matches(&file_name(p)) || g.matches_path(p))
+                        || l.path
+                            .as_deref()
+                            .is_some_and(|p| g.matches(&file_name(p)) || g.matches_path(p))
                 })
                 .collect();
             if matches.is_empty() {
                 let names: Vec<&str> = libs.iter().map(|l| l.soname.as_str()).collect();
-                let names = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+                let names = if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                };
                 return Err(PlanError::LibNotFound(glob_src.clone(), names));
             }
             for l in matches {
@@ -187,13 +202,15 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
         };
         for f in &file.functions {
             candidates += 1;
-            let names = || std::iter::once(f.name.as_str()).chain(std::iter::once(f.raw_name.as_str()));
+            let names =
+                || std::iter::once(f.name.as_str()).chain(std::iter::once(f.raw_name.as_str()));
             let rejected = elf::kernel_rejects(&f.entry_bytes);
             let reason = if rejected.is_some() {
                 Some("kernel cannot probe its first instruction")
             } else if !sel.startup && STARTUP.contains(&f.raw_name.as_str()) {
                 Some("start-up code")
-            } else if !include.is_empty() && !include.iter().any(|p| names().any(|n| p.matches(n))) {
+            } else if !include.is_empty() && !include.iter().any(|p| names().any(|n| p.matches(n)))
+            {
                 Some("not selected by --function")
             } else if exclude.iter().any(|p| names().any(|n| p.matches(n))) {
                 Some("excluded by --no-function")
@@ -202,7 +219,8 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
             };
             if let Some(reason) = reason {
                 *plan.skipped.entry(reason.to_string()).or_insert(0) += 1;
-                plan.skipped_names.push((reason.to_string(), format!("{} ({module})", f.name)));
+                plan.skipped_names
+                    .push((reason.to_string(), format!("{} ({module})", f.name)));
                 continue;
             }
             let id = plan.functions.len() as FuncId;

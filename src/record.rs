@@ -27,16 +27,25 @@ impl Target {
     /// Resolves `argv[0]` and plans the probes; every bad input is a one-line error.
     pub fn new(argv: &[OsString], sel: &Selection) -> Result<Target> {
         let Some(first) = argv.first() else {
-            bail!("no command given: put the benchmark after `--`, e.g. perfgate record -- ./bench");
+            bail!(
+                "no command given: put the benchmark after `--`, e.g. perfgate record -- ./bench"
+            );
         };
         let program = run::resolve_program(first)?;
         let plan = plan::build(&program, sel)?;
-        Ok(Target { argv: argv.to_vec(), program, plan })
+        Ok(Target {
+            argv: argv.to_vec(),
+            program,
+            plan,
+        })
     }
 
     /// The command as strings, for reports and baselines.
     pub fn command(&self) -> Vec<String> {
-        self.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        self.argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 }
 
@@ -52,32 +61,55 @@ pub struct RunOptions {
 }
 
 /// Traces one run of the target. `writer` (trace mode) receives every event as it arrives.
-pub fn trace_once(target: &Target, opts: &RunOptions, mut writer: Option<&mut Writer>) -> Result<Profile> {
+pub fn trace_once(
+    target: &Target,
+    opts: &RunOptions,
+    mut writer: Option<&mut Writer>,
+) -> Result<Profile> {
     bpf::check_privileges()?;
-    let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let started_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
     let mut on_event = |e: &Event| match writer.as_deref_mut() {
         Some(w) => w.event(e),
         None => Ok(()),
     };
     let (measured, finished) = bpf::trace(&target.plan, &mut child, &opts.trace, &mut on_event)?;
-    Ok(assemble(target, started_at, measured, finished, opts.trace.events))
+    Ok(assemble(
+        target,
+        started_at,
+        measured,
+        finished,
+        opts.trace.events,
+    ))
 }
 
 /// The header of a recording file for this target.
 pub fn header(target: &Target) -> Header {
     Header {
         command: target.command(),
-        started_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        started_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         functions: target.plan.functions.clone(),
     }
 }
 
-fn assemble(target: &Target, started_at: u64, m: Measured, f: Finished, has_events: bool) -> Profile {
+fn assemble(
+    target: &Target,
+    started_at: u64,
+    m: Measured,
+    f: Finished,
+    has_events: bool,
+) -> Profile {
     let plan = &target.plan;
     let mut warnings = plan.warnings.clone();
     if f.timed_out {
-        warnings.push(format!("the benchmark was killed by the timeout after {}", secs(f.wall)));
+        warnings.push(format!(
+            "the benchmark was killed by the timeout after {}",
+            secs(f.wall)
+        ));
     }
     if run::interrupted() {
         warnings.push("interrupted by Ctrl-C: the profile covers the run up to that point".into());

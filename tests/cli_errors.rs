@@ -3,7 +3,12 @@ mod common;
 use common::*;
 
 fn record(args: &[&str]) -> std::process::Output {
-    perfgate().arg("record").args(["-o", "/tmp/perfgate-errors.data"]).args(args).output().unwrap()
+    perfgate()
+        .arg("record")
+        .args(["-o", "/tmp/perfgate-errors.data"])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -27,24 +32,36 @@ fn not_executable() {
 
 #[test]
 fn not_an_elf_file() {
-    assert_clean_error(&record(&["--", fixture("not_elf").to_str().unwrap()]), "not an ELF file");
+    assert_clean_error(
+        &record(&["--", fixture("not_elf").to_str().unwrap()]),
+        "not an ELF file",
+    );
 }
 
 #[test]
 fn elf_for_another_architecture() {
-    assert_clean_error(&record(&["--", fixture("work_aarch64").to_str().unwrap()]), "ELF for AArch64");
+    assert_clean_error(
+        &record(&["--", fixture("work_aarch64").to_str().unwrap()]),
+        "ELF for AArch64",
+    );
 }
 
 #[test]
 fn no_function_matched() {
     let w = fixture("work");
-    assert_clean_error(&record(&["--function", "nomatch*", "--", w.to_str().unwrap()]), "no function matched");
+    assert_clean_error(
+        &record(&["--function", "nomatch*", "--", w.to_str().unwrap()]),
+        "no function matched",
+    );
 }
 
 #[test]
 fn library_not_found() {
     let w = fixture("work");
-    assert_clean_error(&record(&["--lib", "libnope*", "--", w.to_str().unwrap()]), "no library of the program matches");
+    assert_clean_error(
+        &record(&["--lib", "libnope*", "--", w.to_str().unwrap()]),
+        "no library of the program matches",
+    );
 }
 
 #[test]
@@ -60,12 +77,18 @@ fn unwritable_output_path() {
 #[test]
 fn bad_glob() {
     let w = fixture("work");
-    assert_clean_error(&record(&["--function", "[", "--", w.to_str().unwrap()]), "bad pattern");
+    assert_clean_error(
+        &record(&["--function", "[", "--", w.to_str().unwrap()]),
+        "bad pattern",
+    );
 }
 
 #[test]
 fn report_of_a_file_that_is_not_a_recording() {
-    let out = perfgate().args(["report", "-i", "/etc/passwd"]).output().unwrap();
+    let out = perfgate()
+        .args(["report", "-i", "/etc/passwd"])
+        .output()
+        .unwrap();
     assert_clean_error(&out, "not a perfgate recording");
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("cut.data");
@@ -76,8 +99,14 @@ fn report_of_a_file_that_is_not_a_recording() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = perfgate().args(["record", "--no-such-flag"]).output().unwrap();
+    let out = perfgate()
+        .args(["record", "--no-such-flag"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = perfgate().args(["record", "--timeout", "-1", "--", "true"]).output().unwrap();
+    let out = perfgate()
+        .args(["record", "--timeout", "-1", "--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

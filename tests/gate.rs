@@ -31,9 +31,17 @@ fn check(extra: &[&str], slow: Option<&str>) -> (std::process::Output, serde_jso
     if let Some(s) = slow {
         c.env("GATEBENCH_SLOW", s);
     }
-    c.arg("check").arg("--baseline").arg(baseline()).arg("--json").arg(&json).args(extra);
+    c.arg("check")
+        .arg("--baseline")
+        .arg(baseline())
+        .arg("--json")
+        .arg(&json)
+        .args(extra);
     let out = c.output().unwrap();
-    let v = std::fs::read(&json).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::Value::Null);
+    let v = std::fs::read(&json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
     (out, v)
 }
 
@@ -55,7 +63,13 @@ fn baseline_file_has_what_it_promises() {
     assert!(b.build_id.is_some());
     assert!(!b.machine.cpu_model.is_empty() && b.machine.cores > 0);
     let names: Vec<&str> = b.functions.iter().map(|f| f.name.as_str()).collect();
-    for f in ["parse_input", "hash_block", "sort_items", "compress_chunk", "checksum"] {
+    for f in [
+        "parse_input",
+        "hash_block",
+        "sort_items",
+        "compress_chunk",
+        "checksum",
+    ] {
         assert!(names.contains(&f), "{f} in {names:?}");
         let bf = b.functions.iter().find(|x| x.name == f).unwrap();
         assert_eq!(bf.calls, vec![200; 10]);
@@ -69,7 +83,13 @@ fn baseline_file_has_what_it_promises() {
 #[test]
 fn a_a_check_passes() {
     let (out, v) = check(&[], None);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(failing(&v).is_empty());
     assert!(text(&out.stdout).contains("PASS: no regression in"));
 }
@@ -79,17 +99,36 @@ fn a_25_percent_regression_fails_naming_exactly_that_function() {
     let dir = tempfile::tempdir().unwrap();
     let (xml, md) = (dir.path().join("perf.xml"), dir.path().join("perf.md"));
     let (out, v) = check(
-        &["--junit", xml.to_str().unwrap(), "--markdown", md.to_str().unwrap()],
+        &[
+            "--junit",
+            xml.to_str().unwrap(),
+            "--markdown",
+            md.to_str().unwrap(),
+        ],
         Some("hash_block:25"),
     );
-    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert_eq!(failing(&v), ["hash_block"]);
-    let hb = v["functions"].as_array().unwrap().iter().find(|f| f["name"] == "hash_block").unwrap();
+    let hb = v["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "hash_block")
+        .unwrap();
     let ratio = hb["ratio"].as_f64().unwrap();
     assert!((1.18..1.32).contains(&ratio), "ratio {ratio}");
     assert!(hb["ratio_low"].as_f64().unwrap() > 1.05);
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("FAIL: 1 function regressed: hash_block"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL: 1 function regressed: hash_block"),
+        "{stdout}"
+    );
     let md = std::fs::read_to_string(md).unwrap();
     assert!(md.starts_with("❌ 1 function regressed"), "{md}");
     let regressions = md.split("### Improvements").next().unwrap();
@@ -97,7 +136,10 @@ fn a_25_percent_regression_fails_naming_exactly_that_function() {
     let xml = std::fs::read_to_string(xml).unwrap();
     assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
     assert!(xml.contains("name=\"hash_block\""));
-    assert_eq!(xml.matches("<testcase").count(), v["functions"].as_array().unwrap().len());
+    assert_eq!(
+        xml.matches("<testcase").count(),
+        v["functions"].as_array().unwrap().len()
+    );
 }
 
 #[test]
@@ -106,14 +148,34 @@ fn update_rewrites_the_baseline_atomically_keeping_overrides() {
     let path = dir.path().join("b.toml");
     let text_before = std::fs::read_to_string(baseline()).unwrap();
     // A per-function override that --update must keep.
-    let with_override = text_before.replacen("symbol = \"checksum\"\n", "symbol = \"checksum\"\nthreshold = 0.2\n", 1);
+    let with_override = text_before.replacen(
+        "symbol = \"checksum\"\n",
+        "symbol = \"checksum\"\nthreshold = 0.2\n",
+        1,
+    );
     std::fs::write(&path, &with_override).unwrap();
-    let out = perfgate().arg("check").arg("--baseline").arg(&path).args(["--runs", "5", "--update"]).output().unwrap();
+    let out = perfgate()
+        .arg("check")
+        .arg("--baseline")
+        .arg(&path)
+        .args(["--runs", "5", "--update"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let b = Baseline::read(&path).unwrap();
     assert_eq!(b.runs, 5);
-    assert_eq!(b.functions.iter().find(|f| f.name == "checksum").unwrap().threshold, Some(0.2));
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).collect();
+    assert_eq!(
+        b.functions
+            .iter()
+            .find(|f| f.name == "checksum")
+            .unwrap()
+            .threshold,
+        Some(0.2)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
     assert_eq!(leftovers.len(), 1, "no temporary file left");
 }
 
@@ -122,22 +184,56 @@ fn a_baseline_from_another_machine_is_flagged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("b.toml");
     let t = std::fs::read_to_string(baseline()).unwrap();
-    let t = t.lines().map(|l| if l.starts_with("cpu_model") { "cpu_model = \"Some Other CPU\"".to_string() } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+    let t = t
+        .lines()
+        .map(|l| {
+            if l.starts_with("cpu_model") {
+                "cpu_model = \"Some Other CPU\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     std::fs::write(&path, t).unwrap();
     let md = dir.path().join("m.md");
-    let out = perfgate().arg("check").arg("--baseline").arg(&path).arg("--relative").arg("--markdown").arg(&md).output().unwrap();
+    let out = perfgate()
+        .arg("check")
+        .arg("--baseline")
+        .arg(&path)
+        .arg("--relative")
+        .arg("--markdown")
+        .arg(&md)
+        .output()
+        .unwrap();
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("WARNING: the baseline was measured on another machine"), "{stdout}");
-    assert!(std::fs::read_to_string(&md).unwrap().contains("Baseline from another machine"));
+    assert!(
+        stdout.starts_with("WARNING: the baseline was measured on another machine"),
+        "{stdout}"
+    );
+    assert!(std::fs::read_to_string(&md)
+        .unwrap()
+        .contains("Baseline from another machine"));
     assert_eq!(out.status.code(), Some(0), "{stdout}");
 }
 
 #[test]
 fn bad_baselines_and_failing_benchmarks_are_clean_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |p: &std::path::Path, extra: &[&str]| perfgate().arg("check").arg("--baseline").arg(p).args(extra).output().unwrap();
+    let run = |p: &std::path::Path, extra: &[&str]| {
+        perfgate()
+            .arg("check")
+            .arg("--baseline")
+            .arg(p)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
     // Missing.
-    assert_clean_error(&run(&dir.path().join("none.toml"), &[]), "cannot read baseline");
+    assert_clean_error(
+        &run(&dir.path().join("none.toml"), &[]),
+        "cannot read baseline",
+    );
     // Malformed: names the file and the line.
     let bad = dir.path().join("bad.toml");
     let good = std::fs::read_to_string(baseline()).unwrap();
@@ -149,15 +245,28 @@ fn bad_baselines_and_failing_benchmarks_are_clean_errors() {
     std::fs::write(&bad, &good[..good.len() / 3]).unwrap();
     assert_clean_error(&run(&bad, &[]), "bad.toml");
     // The stored command no longer exists.
-    std::fs::write(&bad, good.replacen("fixtures/bin/gatebench", "fixtures/bin/gone", 1)).unwrap();
+    std::fs::write(
+        &bad,
+        good.replacen("fixtures/bin/gatebench", "fixtures/bin/gone", 1),
+    )
+    .unwrap();
     assert_clean_error(&run(&bad, &[]), "cannot be traced");
     // --runs 0.
     assert_clean_error(&run(baseline(), &["--runs", "0"]), "runs = 0");
     // No function in common.
     let w = fixture("work");
-    assert_clean_error(&run(baseline(), &["--", w.to_str().unwrap(), "10"]), "no function in common");
+    assert_clean_error(
+        &run(baseline(), &["--", w.to_str().unwrap(), "10"]),
+        "no function in common",
+    );
     // The benchmark fails during the check: an error, not a regression.
-    let out = perfgate().env("GATEBENCH_SLOW", "bogus").arg("check").arg("--baseline").arg(baseline()).output().unwrap();
+    let out = perfgate()
+        .env("GATEBENCH_SLOW", "bogus")
+        .arg("check")
+        .arg("--baseline")
+        .arg(baseline())
+        .output()
+        .unwrap();
     assert_clean_error(&out, "not a regression");
     // A baseline written by a newer perfgate.
     std::fs::write(&bad, good.replacen("schema = 1", "schema = 9", 1)).unwrap();

@@ -16,10 +16,20 @@ fn work_counts_and_latency_relations() {
     assert!((1.8..=2.2).contains(&ratio), "work2/work1 = {ratio}");
     assert!(incl("main") >= incl("work1") + incl("work2"));
     let main_self = func(&p, &merged, "main").unwrap().self_time.sum_ns as f64;
-    assert!(main_self < 0.05 * incl("main"), "self(main) = {main_self} ns of {} ns", incl("main"));
+    assert!(
+        main_self < 0.05 * incl("main"),
+        "self(main) = {main_self} ns of {} ns",
+        incl("main")
+    );
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("TOTAL TIME") && stdout.contains("work2 (work)"), "{stdout}");
-    assert!(stdout.contains("traced 3 functions in 1 file; skipped"), "{stdout}");
+    assert!(
+        stdout.contains("TOTAL TIME") && stdout.contains("work2 (work)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("traced 3 functions in 1 file; skipped"),
+        "{stdout}"
+    );
     assert!(stdout.contains("; 0 lost"), "{stdout}");
     assert!(p.exit.success());
     assert!(p.accounting.session_probes);
@@ -33,13 +43,22 @@ fn threads_are_counted_exactly_per_thread() {
     assert_eq!(calls(&p, "c"), 4000);
     assert_eq!(calls(&p, "thread_main"), 4);
     let id = |n: &str| p.functions.iter().position(|f| f.name == n).unwrap() as u32;
-    let mut tids: Vec<u32> = p.stats.iter().filter(|s| s.func == id("a")).map(|s| s.tid).collect();
+    let mut tids: Vec<u32> = p
+        .stats
+        .iter()
+        .filter(|s| s.func == id("a"))
+        .map(|s| s.tid)
+        .collect();
     tids.sort();
     tids.dedup();
     assert_eq!(tids.len(), 4, "a() on 4 threads");
     for tid in tids {
         for f in ["a", "b", "c"] {
-            let s = p.stats.iter().find(|s| s.tid == tid && s.func == id(f)).unwrap();
+            let s = p
+                .stats
+                .iter()
+                .find(|s| s.tid == tid && s.func == id(f))
+                .unwrap();
             assert_eq!(s.calls, 1000, "{f} on thread {tid}");
         }
         let main_on_worker = p.stats.iter().any(|s| s.tid == tid && s.func == id("main"));
@@ -54,7 +73,10 @@ fn a_thread_exiting_mid_call_does_not_disturb_the_others() {
     assert_eq!(calls(&p, "a"), 4000);
     assert_eq!(calls(&p, "c"), 4000);
     assert_eq!(calls(&p, "d"), 0, "d never returns");
-    assert_eq!(p.accounting.lost.unfinished_at_exit, 2, "d and its caller were open at pthread_exit");
+    assert_eq!(
+        p.accounting.lost.unfinished_at_exit, 2,
+        "d and its caller were open at pthread_exit"
+    );
     assert_eq!(p.accounting.lost.lost_calls(), 0);
     assert!(text(&out.stdout).contains("still running when their thread exited"));
 }
@@ -78,13 +100,20 @@ fn cpp_names_are_demangled_and_counted() {
         assert_eq!(calls(&p, name), n, "{name}");
     }
     // The raw symbol is kept for matching.
-    let area = p.functions.iter().find(|f| f.name == "shapes::Circle::area() const").unwrap();
+    let area = p
+        .functions
+        .iter()
+        .find(|f| f.name == "shapes::Circle::area() const")
+        .unwrap();
     assert_eq!(area.raw_name, "_ZNK6shapes6Circle4areaEv");
 }
 
 #[test]
 fn library_functions_are_traced_with_lib() {
-    let (p, _) = record(&["--lib", "libfixture*"], &[fixture("uselib").to_str().unwrap()]);
+    let (p, _) = record(
+        &["--lib", "libfixture*"],
+        &[fixture("uselib").to_str().unwrap()],
+    );
     for f in ["fx_compute", "fx_add", "fx_mul"] {
         assert_eq!(calls(&p, f), 100, "{f}");
         let info = p.functions.iter().find(|x| x.name == f).unwrap();
@@ -96,11 +125,33 @@ fn library_functions_are_traced_with_lib() {
 
 #[test]
 fn function_filters_include_and_exclude() {
-    let (p, out) =
-        record(&["--function", "shapes::*", "--no-function", "*::~*"], &[fixture("cpp").to_str().unwrap()]);
-    assert!(p.functions.iter().all(|f| f.name.starts_with("shapes::") && !f.name.contains("::~")), "{:?}", names(&p));
-    assert!(p.accounting.skipped.get("not selected by --function").copied().unwrap_or(0) > 0);
-    assert!(p.accounting.skipped.get("excluded by --no-function").copied().unwrap_or(0) > 0);
+    let (p, out) = record(
+        &["--function", "shapes::*", "--no-function", "*::~*"],
+        &[fixture("cpp").to_str().unwrap()],
+    );
+    assert!(
+        p.functions
+            .iter()
+            .all(|f| f.name.starts_with("shapes::") && !f.name.contains("::~")),
+        "{:?}",
+        names(&p)
+    );
+    assert!(
+        p.accounting
+            .skipped
+            .get("not selected by --function")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    assert!(
+        p.accounting
+            .skipped
+            .get("excluded by --no-function")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
     assert!(text(&out.stdout).contains("excluded by --no-function"));
 }
 
@@ -114,7 +165,10 @@ fn recursion_is_counted_and_too_deep_calls_are_accounted() {
     assert_eq!(calls(&p, "recurse"), 2 * 63);
     assert_eq!(p.accounting.lost.depth_exceeded, 2 * (301 - 63));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("476 lost") && stdout.contains("deeper than 64 frames"), "{stdout}");
+    assert!(
+        stdout.contains("476 lost") && stdout.contains("deeper than 64 frames"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -122,7 +176,11 @@ fn a_stripped_binary_is_traced_through_dynsym_with_a_warning() {
     let (p, out) = record(&[], &[fixture("work_stripped").to_str().unwrap(), "10"]);
     assert_eq!(calls(&p, "work1"), 1);
     assert_eq!(calls(&p, "work2"), 1);
-    assert!(text(&out.stdout).contains("stripped (no .symtab)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("stripped (no .symtab)"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -136,7 +194,10 @@ fn entry_and_return_probes_work_without_uprobe_session() {
 
 #[test]
 fn verbose_names_single_stepped_functions_with_the_hint() {
-    let (p, out) = record(&["--verbose"], &[fixture("entry").to_str().unwrap(), "sstep", "100"]);
+    let (p, out) = record(
+        &["--verbose"],
+        &[fixture("entry").to_str().unwrap(), "sstep", "100"],
+    );
     assert_eq!(calls(&p, "f_sstep"), 100);
     let stdout = text(&out.stdout);
     assert!(stdout.contains("single-step probe path"), "{stdout}");
@@ -151,12 +212,28 @@ fn verbose_names_single_stepped_functions_with_the_hint() {
 
 #[test]
 fn the_benchmark_output_passes_through_and_its_failure_is_reported() {
-    let out = perfgate().args(["record", "-o", "/tmp/perfgate-test-pass.data", "--"]).arg(fixture("uselib")).output().unwrap();
-    assert!(text(&out.stdout).starts_with("total=14950\n"), "{}", text(&out.stdout));
+    let out = perfgate()
+        .args(["record", "-o", "/tmp/perfgate-test-pass.data", "--"])
+        .arg(fixture("uselib"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).starts_with("total=14950\n"),
+        "{}",
+        text(&out.stdout)
+    );
     // A failing benchmark: exit 2, its status named, nothing saved unless --allow-failure.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("x.data");
-    let out = perfgate().arg("record").arg("-o").arg(&data).arg("--").arg(fixture("work")).arg("0").output().unwrap();
+    let out = perfgate()
+        .arg("record")
+        .arg("-o")
+        .arg(&data)
+        .arg("--")
+        .arg(fixture("work"))
+        .arg("0")
+        .output()
+        .unwrap();
     assert_clean_error(&out, "exit code 2");
     assert!(!data.exists());
     let out = perfgate()
@@ -177,11 +254,29 @@ fn the_benchmark_output_passes_through_and_its_failure_is_reported() {
 fn report_shows_the_saved_table_again() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("w.data");
-    let rec = perfgate().arg("record").arg("-o").arg(&data).arg("--").arg(fixture("work")).arg("10").output().unwrap();
+    let rec = perfgate()
+        .arg("record")
+        .arg("-o")
+        .arg(&data)
+        .arg("--")
+        .arg(fixture("work"))
+        .arg("10")
+        .output()
+        .unwrap();
     assert!(rec.status.success());
-    let rep = perfgate().arg("report").arg("-i").arg(&data).output().unwrap();
+    let rep = perfgate()
+        .arg("report")
+        .arg("-i")
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(rep.status.success());
-    let table = |s: &str| s.lines().filter(|l| l.contains("(work)")).map(|l| l.split('│').last().unwrap_or("").trim().to_string()).collect::<Vec<_>>();
+    let table = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains("(work)"))
+            .map(|l| l.split('│').next_back().unwrap_or("").trim().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(table(&text(&rec.stdout)), table(&text(&rep.stdout)));
     assert_eq!(table(&text(&rep.stdout)).len(), 3);
 }
@@ -192,25 +287,54 @@ fn under_sudo_the_benchmark_runs_as_the_invoking_user() {
     let run = |extra: &[&str]| {
         let mut c = perfgate();
         c.env("SUDO_UID", "65534").env("SUDO_GID", "65534");
-        c.args(["record", "-o", "/tmp/perfgate-test-sudo.data", "--lib", "libc.so*", "--function", "getuid"]);
+        c.args([
+            "record",
+            "-o",
+            "/tmp/perfgate-test-sudo.data",
+            "--lib",
+            "libc.so*",
+            "--function",
+            "getuid",
+        ]);
         c.args(extra).arg("--").args(id);
         c.output().unwrap()
     };
     let out = run(&[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("65534\n"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("65534\n"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = run(&["--run-as-root"]);
-    assert!(text(&out.stdout).starts_with("0\n"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("0\n"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
 fn without_privileges_it_says_so_in_one_line() {
     // A copy of the binary that the unprivileged user can execute.
     let dir = tempfile::tempdir().unwrap();
-    let bin = copy_to(&assert_cmd::cargo::cargo_bin("perfgate"), dir.path(), "perfgate");
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bin = copy_to(
+        &assert_cmd::cargo::cargo_bin("perfgate"),
+        dir.path(),
+        "perfgate",
+    );
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(&bin)
         .args(["record", "-o", "/tmp/perfgate-nobody.data", "--"])
         .arg(fixture("work"))

@@ -9,7 +9,16 @@ use perfgate::profile::file::Recording;
 fn trace(args: &[&str], cmd: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Recording) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("t.data");
-    let out = perfgate().arg("record").arg("--trace").arg("-o").arg(&data).args(args).arg("--").args(cmd).output().unwrap();
+    let out = perfgate()
+        .arg("record")
+        .arg("--trace")
+        .arg("-o")
+        .arg(&data)
+        .args(args)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rec = Recording::open(&data).unwrap();
     (dir, data, rec)
@@ -84,7 +93,10 @@ fn replay_of_recursion() {
 
 #[test]
 fn replay_of_a_library_call_tree() {
-    let (_d, data, _) = trace(&["--lib", "libfixture*"], &[fixture("uselib").to_str().unwrap()]);
+    let (_d, data, _) = trace(
+        &["--lib", "libfixture*"],
+        &[fixture("uselib").to_str().unwrap()],
+    );
     let out = shape(&perfgate_out(&["replay", "--depth", "2"], &data));
     let first: String = out.lines().take(4).map(|l| format!("{l}\n")).collect();
     insta::assert_snapshot!(first, @r"
@@ -101,7 +113,10 @@ fn replay_of_a_library_call_tree() {
 
 #[test]
 fn replay_of_cpp_main_thread() {
-    let (_d, data, _) = trace(&["--function", "shapes::*", "--function", "main"], &[fixture("cpp").to_str().unwrap()]);
+    let (_d, data, _) = trace(
+        &["--function", "shapes::*", "--function", "main"],
+        &[fixture("cpp").to_str().unwrap()],
+    );
     insta::assert_snapshot!(shape(&perfgate_out(&["replay"], &data)));
 }
 
@@ -121,7 +136,11 @@ fn replay_of_threads_is_exact_per_thread_and_interleaved_in_time() {
     let mut workers = 0;
     for tid in &worker_tids {
         let one = shape(&perfgate_out(&["replay", "--tid", &tid.to_string()], &data));
-        let body: String = one.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+        let body: String = one
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
         if body.contains("main() {") && !body.contains("thread_main") || body == "T0  | main();\n" {
             continue;
         }
@@ -130,10 +149,20 @@ fn replay_of_threads_is_exact_per_thread_and_interleaved_in_time() {
     }
     assert_eq!(workers, 4);
     // Interleaved: lines of different threads alternate somewhere in the full replay.
-    let tids_in_order: Vec<&str> = full.lines().filter_map(|l| l.split('[').nth(1)?.split(']').next()).collect();
+    let tids_in_order: Vec<&str> = full
+        .lines()
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
     let switches = tids_in_order.windows(2).filter(|w| w[0] != w[1]).count();
-    assert!(switches > 4, "threads interleaved in time order ({switches} switches)");
-    assert!(full.contains("# 12005 calls shown, 0 hidden, 0 gaps, 0 unfinished"), "{}", full.lines().last().unwrap());
+    assert!(
+        switches > 4,
+        "threads interleaved in time order ({switches} switches)"
+    );
+    assert!(
+        full.contains("# 12005 calls shown, 0 hidden, 0 gaps, 0 unfinished"),
+        "{}",
+        full.lines().last().unwrap()
+    );
 }
 
 #[test]
@@ -161,24 +190,40 @@ fn replay_filters() {
 #[test]
 fn chrome_trace_has_one_complete_event_per_call_properly_nested() {
     let (_d, data, rec) = trace(&[], &[fixture("threads").to_str().unwrap()]);
-    let json = perfgate().args(["report", "--format", "chrome", "-i"]).arg(&data).output().unwrap();
+    let json = perfgate()
+        .args(["report", "--format", "chrome", "-i"])
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(json.status.success());
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
     let events = v["traceEvents"].as_array().unwrap();
     let x: Vec<&serde_json::Value> = events.iter().filter(|e| e["ph"] == "X").collect();
     let total_calls: u64 = rec.profile.stats.iter().map(|s| s.calls).sum();
     assert_eq!(x.len() as u64, total_calls);
-    assert!(events.iter().any(|e| e["ph"] == "M" && e["name"] == "thread_name"));
+    assert!(events
+        .iter()
+        .any(|e| e["ph"] == "M" && e["name"] == "thread_name"));
     // Every b() lies within an a() of the same thread.
     let spans = |name: &str| -> Vec<(u64, f64, f64)> {
         x.iter()
             .filter(|e| e["name"] == name)
-            .map(|e| (e["tid"].as_u64().unwrap(), e["ts"].as_f64().unwrap(), e["ts"].as_f64().unwrap() + e["dur"].as_f64().unwrap()))
+            .map(|e| {
+                (
+                    e["tid"].as_u64().unwrap(),
+                    e["ts"].as_f64().unwrap(),
+                    e["ts"].as_f64().unwrap() + e["dur"].as_f64().unwrap(),
+                )
+            })
             .collect()
     };
     let a = spans("a");
     for (tid, s, e) in spans("b") {
-        assert!(a.iter().any(|&(t, s2, e2)| t == tid && s2 <= s && e <= e2 + 1e-3), "b at {s} not inside an a()");
+        assert!(
+            a.iter()
+                .any(|&(t, s2, e2)| t == tid && s2 <= s && e <= e2 + 1e-3),
+            "b at {s} not inside an a()"
+        );
     }
 }
 
@@ -186,19 +231,34 @@ fn chrome_trace_has_one_complete_event_per_call_properly_nested() {
 fn folded_stacks_sum_to_the_recorded_totals_and_the_svg_is_well_formed() {
     let (dir, data, rec) = trace(&[], &[fixture("work").to_str().unwrap(), "10"]);
     let folded = perfgate_out(&["report", "--format", "folded"], &data);
-    let sum: u64 = folded.lines().map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum();
+    let sum: u64 = folded
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
     let merged = rec.profile.per_function();
     let main = func(&rec.profile, &merged, "main").unwrap();
-    assert_eq!(sum, main.inclusive.sum_ns, "folded self times add up to main's inclusive time");
+    assert_eq!(
+        sum, main.inclusive.sum_ns,
+        "folded self times add up to main's inclusive time"
+    );
     assert!(folded.contains("main;work2 "), "{folded}");
     let svg = dir.path().join("f.svg");
-    let out = perfgate().args(["report", "--format", "flame-graph", "-o"]).arg(&svg).arg("-i").arg(&data).output().unwrap();
+    let out = perfgate()
+        .args(["report", "--format", "flame-graph", "-o"])
+        .arg(&svg)
+        .arg("-i")
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches("<svg").count(), svg.matches("</svg>").count());
     for f in ["main", "work1", "work2"] {
-        assert!(svg.contains(&format!(">{f} ")) || svg.contains(&format!("{f} (")), "{f} in the SVG");
+        assert!(
+            svg.contains(&format!(">{f} ")) || svg.contains(&format!("{f} (")),
+            "{f} in the SVG"
+        );
     }
     // A differential flame graph against itself renders too.
     let diff = dir.path().join("d.svg");
@@ -219,9 +279,21 @@ fn folded_stacks_sum_to_the_recorded_totals_and_the_svg_is_well_formed() {
 fn views_that_need_events_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("g.data");
-    let out = perfgate().arg("record").arg("-o").arg(&data).arg("--").arg(fixture("work")).arg("10").output().unwrap();
+    let out = perfgate()
+        .arg("record")
+        .arg("-o")
+        .arg(&data)
+        .arg("--")
+        .arg(fixture("work"))
+        .arg("10")
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    for args in [&["replay"][..], &["report", "--format", "chrome"], &["report", "--format", "flame-graph"]] {
+    for args in [
+        &["replay"][..],
+        &["report", "--format", "chrome"],
+        &["report", "--format", "flame-graph"],
+    ] {
         let out = perfgate().args(args).arg("-i").arg(&data).output().unwrap();
         assert_clean_error(&out, "record with `perfgate record --trace`");
     }
@@ -230,16 +302,27 @@ fn views_that_need_events_say_so() {
 #[test]
 fn a_ring_buffer_overflow_is_counted_reported_and_replay_stays_consistent() {
     // 4 KiB of ring buffer for 4 threads × 3,000 calls: most events cannot fit.
-    let (_d, data, rec) = trace(&["--buffer-size", "4K"], &[fixture("threads").to_str().unwrap()]);
+    let (_d, data, rec) = trace(
+        &["--buffer-size", "4K"],
+        &[fixture("threads").to_str().unwrap()],
+    );
     let lost = &rec.profile.accounting.lost;
     assert!(lost.events_dropped > 0, "no loss forced");
-    assert_eq!(lost.events_dropped, lost.events_dropped_per_cpu.iter().sum::<u64>());
+    assert_eq!(
+        lost.events_dropped,
+        lost.events_dropped_per_cpu.iter().sum::<u64>()
+    );
     // The in-kernel totals are still exact.
     assert_eq!(calls(&rec.profile, "a"), 4000);
     let report = perfgate_out(&["report"], &data);
     assert!(report.contains("trace events dropped"), "{report}");
     assert!(report.contains("events dropped per CPU: cpu"), "{report}");
-    let out = perfgate().arg("replay").arg("-i").arg(&data).output().unwrap();
+    let out = perfgate()
+        .arg("replay")
+        .arg("-i")
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("events were lost while recording"));
     let replay = text(&out.stdout);
@@ -247,7 +330,9 @@ fn a_ring_buffer_overflow_is_counted_reported_and_replay_stays_consistent() {
     // Consistency: per thread, every closing line names the function opened at that level.
     let mut stacks: std::collections::HashMap<String, Vec<String>> = Default::default();
     for line in replay.lines().filter(|l| !l.starts_with('#')) {
-        let Some((head, body)) = line.split_once("] | ") else { continue };
+        let Some((head, body)) = line.split_once("] | ") else {
+            continue;
+        };
         let tid = head.rsplit('[').next().unwrap().trim().to_string();
         let stack = stacks.entry(tid).or_default();
         let trimmed = body.trim_start();
@@ -255,9 +340,16 @@ fn a_ring_buffer_overflow_is_counted_reported_and_replay_stays_consistent() {
         if let Some(name) = trimmed.strip_suffix("() {") {
             stack.truncate(depth);
             stack.push(name.to_string());
-        } else if let Some(name) = trimmed.strip_prefix("} /* ").and_then(|r| r.strip_suffix(" */")) {
+        } else if let Some(name) = trimmed
+            .strip_prefix("} /* ")
+            .and_then(|r| r.strip_suffix(" */"))
+        {
             let name = name.strip_suffix(", unfinished").unwrap_or(name);
-            assert_eq!(stack.get(depth).map(String::as_str), Some(name), "closing {name} at depth {depth}: {stack:?}");
+            assert_eq!(
+                stack.get(depth).map(String::as_str),
+                Some(name),
+                "closing {name} at depth {depth}: {stack:?}"
+            );
             stack.truncate(depth);
         }
     }

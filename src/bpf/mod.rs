@@ -15,13 +15,22 @@ use crate::profile::hist::BUCKETS;
 use crate::profile::{FuncStats, Histogram, LossCounters, TimeStats};
 use crate::run::{Finished, HeldChild};
 
-#[allow(missing_docs, clippy::all, unsafe_op_in_unsafe_fn, non_camel_case_types, dead_code)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    unsafe_op_in_unsafe_fn,
+    non_camel_case_types,
+    dead_code
+)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/perfgate.skel.rs"));
 }
 use skel::{types, PerfgateSkelBuilder};
 
-const _: () = assert!(BUCKETS == 328, "histogram size must match PG_HIST_BUCKETS in bpf/perfgate.h");
+const _: () = assert!(
+    BUCKETS == 328,
+    "histogram size must match PG_HIST_BUCKETS in bpf/perfgate.h"
+);
 
 /// Settings of one traced run.
 #[derive(Debug, Clone)]
@@ -38,7 +47,12 @@ pub struct TraceOptions {
 
 impl Default for TraceOptions {
     fn default() -> Self {
-        TraceOptions { events: false, ringbuf_bytes: 64 << 20, no_session: false, timeout: None }
+        TraceOptions {
+            events: false,
+            ringbuf_bytes: 64 << 20,
+            no_session: false,
+            timeout: None,
+        }
     }
 }
 
@@ -119,14 +133,26 @@ fn trace_with(
 ) -> Result<(Measured, Finished)> {
     quiet_libbpf();
     let mut storage = MaybeUninit::uninit();
-    let mut open = PerfgateSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
-    let rodata = open.maps.rodata_data.as_deref_mut().context("BPF object has no read-only data")?;
+    let mut open = PerfgateSkelBuilder::default()
+        .open(&mut storage)
+        .context("opening the BPF object")?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("BPF object has no read-only data")?;
     rodata.target_tgid = child.pid();
     rodata.trace_events = opts.events;
-    let rb_bytes = if opts.events { opts.ringbuf_bytes.max(4096).next_power_of_two() } else { 4096 };
+    let rb_bytes = if opts.events {
+        opts.ringbuf_bytes.max(4096).next_power_of_two()
+    } else {
+        4096
+    };
     open.maps.events.set_max_entries(rb_bytes)?;
     // Up to every function on ~16 threads before we report the map as full.
-    let entries = (plan.functions.len() as u32).saturating_mul(16).clamp(65_536, 1 << 22);
+    let entries = (plan.functions.len() as u32)
+        .saturating_mul(16)
+        .clamp(65_536, 1 << 22);
     open.maps.stats.set_max_entries(entries)?;
     open.progs.pg_session.set_autoload(session);
     open.progs.pg_entry.set_autoload(!session);
@@ -137,7 +163,10 @@ fn trace_with(
             bail!("loading the BPF program was refused: run perfgate as root or with CAP_BPF+CAP_PERFMON")
         }
         Err(_) if session => return Err(SessionUnsupported.into()),
-        Err(e) => return Err(e).context("loading the BPF program (kernel ≥ 6.6 with BTF and uprobe_multi needed)"),
+        Err(e) => {
+            return Err(e)
+                .context("loading the BPF program (kernel ≥ 6.6 with BTF and uprobe_multi needed)")
+        }
     };
 
     let pid = child.pid() as i32;
@@ -170,13 +199,22 @@ fn trace_with(
             }
             Err(e) => {
                 return Err(e).with_context(|| {
-                    format!("attaching {} probes to {}", file.offsets.len(), file.path.display())
+                    format!(
+                        "attaching {} probes to {}",
+                        file.offsets.len(),
+                        file.path.display()
+                    )
                 })
             }
         }
     }
     let attach_ns = t0.elapsed().as_nanos() as u64;
-    links.push(skel.progs.pg_thread_exit.attach().context("attaching the thread-exit tracepoint")?);
+    links.push(
+        skel.progs
+            .pg_thread_exit
+            .attach()
+            .context("attaching the thread-exit tracepoint")?,
+    );
 
     let pending: Rc<RefCell<Vec<Event>>> = Rc::new(RefCell::new(Vec::new()));
     let ring = if opts.events {
@@ -220,10 +258,20 @@ fn trace_with(
     drop(links);
     let detach_ns = t1.elapsed().as_nanos() as u64;
 
-    let mut measured = Measured { session, attach_ns, detach_ns, ..Measured::default() };
+    let mut measured = Measured {
+        session,
+        attach_ns,
+        detach_ns,
+        ..Measured::default()
+    };
     for key in skel.maps.stats.keys() {
-        let Some(value) = skel.maps.stats.lookup(&key, MapFlags::ANY)? else { continue };
-        let (Some(k), Some(v)) = (read_pod::<types::pg_key>(&key), read_pod::<types::pg_stats>(&value)) else {
+        let Some(value) = skel.maps.stats.lookup(&key, MapFlags::ANY)? else {
+            continue;
+        };
+        let (Some(k), Some(v)) = (
+            read_pod::<types::pg_key>(&key),
+            read_pod::<types::pg_stats>(&value),
+        ) else {
             continue;
         };
         measured.stats.push(FuncStats {
@@ -246,8 +294,15 @@ fn trace_with(
     }
     measured.stats.sort_by_key(|s| (s.tid, s.func));
     let counter = |i: u32| -> Result<Vec<u64>> {
-        let per_cpu = skel.maps.counters.lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)?.unwrap_or_default();
-        Ok(per_cpu.iter().map(|b| read_pod::<u64>(b).unwrap_or(0)).collect())
+        let per_cpu = skel
+            .maps
+            .counters
+            .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)?
+            .unwrap_or_default();
+        Ok(per_cpu
+            .iter()
+            .map(|b| read_pod::<u64>(b).unwrap_or(0))
+            .collect())
     };
     let total = |i: u32| -> Result<u64> { Ok(counter(i)?.iter().sum()) };
     let l = &mut measured.lost;
@@ -269,7 +324,11 @@ fn decode_event(data: &[u8]) -> Option<Event> {
         tid: e.tid,
         func: e.func,
         depth: e.depth,
-        kind: if e.kind == 0 { EventKind::Entry } else { EventKind::Exit },
+        kind: if e.kind == 0 {
+            EventKind::Entry
+        } else {
+            EventKind::Exit
+        },
     })
 }
 

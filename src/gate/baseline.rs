@@ -88,13 +88,22 @@ pub fn validate_settings(s: &GateSettings) -> Result<()> {
         bail!("alpha = {}: must be between 0 and 1 (e.g. 0.05)", s.alpha);
     }
     if !(s.threshold.is_finite() && s.threshold >= 0.0 && s.threshold <= 10.0) {
-        bail!("threshold = {}: must be a fraction between 0 and 10 (0.05 = 5% slower)", s.threshold);
+        bail!(
+            "threshold = {}: must be a fraction between 0 and 10 (0.05 = 5% slower)",
+            s.threshold
+        );
     }
     if !unit(s.confidence) {
-        bail!("confidence = {}: must be between 0 and 1 (e.g. 0.95)", s.confidence);
+        bail!(
+            "confidence = {}: must be between 0 and 1 (e.g. 0.95)",
+            s.confidence
+        );
     }
     if !(s.min_share.is_finite() && (0.0..1.0).contains(&s.min_share)) {
-        bail!("min_share = {}: must be a fraction between 0 and 1 (0.01 = 1% of the time)", s.min_share);
+        bail!(
+            "min_share = {}: must be a fraction between 0 and 1 (0.01 = 1% of the time)",
+            s.min_share
+        );
     }
     if s.runs == 0 {
         bail!("runs = 0: at least 1 run is needed (5 or more to detect anything)");
@@ -204,20 +213,30 @@ impl Baseline {
         select: &Selection,
         runs: &[RunFigures],
     ) -> Baseline {
-        let keys: std::collections::BTreeSet<&FuncKey> = runs.iter().flat_map(|r| r.functions.keys()).collect();
+        let keys: std::collections::BTreeSet<&FuncKey> =
+            runs.iter().flat_map(|r| r.functions.keys()).collect();
         let mut functions = Vec::new();
         for key in keys {
             let get = |f: &dyn Fn(&FuncRun) -> f64| -> Vec<f64> {
-                runs.iter().map(|r| r.functions.get(key).map_or(0.0, |x| round(f(x)))).collect()
+                runs.iter()
+                    .map(|r| r.functions.get(key).map_or(0.0, |x| round(f(x))))
+                    .collect()
             };
-            let name = runs.iter().find_map(|r| r.functions.get(key)).map(|f| f.name.clone()).unwrap_or_default();
+            let name = runs
+                .iter()
+                .find_map(|r| r.functions.get(key))
+                .map(|f| f.name.clone())
+                .unwrap_or_default();
             functions.push(BaselineFunction {
                 name,
                 module: key.module.clone(),
                 symbol: key.symbol.clone(),
                 threshold: None,
                 ignore: false,
-                calls: runs.iter().map(|r| r.functions.get(key).map_or(0, |x| x.calls)).collect(),
+                calls: runs
+                    .iter()
+                    .map(|r| r.functions.get(key).map_or(0, |x| x.calls))
+                    .collect(),
                 mean_ns: get(&|f| f.mean),
                 p50_ns: get(&|f| f.p50),
                 p90_ns: get(&|f| f.p90),
@@ -252,8 +271,11 @@ impl Baseline {
 
     /// Keeps the per-function settings (threshold, ignore) of an older baseline, for `--update`.
     pub fn keep_overrides_of(&mut self, old: &Baseline) {
-        let by_key: BTreeMap<(&str, &str), &BaselineFunction> =
-            old.functions.iter().map(|f| ((f.module.as_str(), f.symbol.as_str()), f)).collect();
+        let by_key: BTreeMap<(&str, &str), &BaselineFunction> = old
+            .functions
+            .iter()
+            .map(|f| ((f.module.as_str(), f.symbol.as_str()), f))
+            .collect();
         for f in &mut self.functions {
             if let Some(o) = by_key.get(&(f.module.as_str(), f.symbol.as_str())) {
                 f.threshold = o.threshold;
@@ -284,7 +306,10 @@ impl Baseline {
                     }
                     let at = |v: &Vec<f64>| v.get(i).copied().unwrap_or(0.0);
                     functions.insert(
-                        FuncKey { module: f.module.clone(), symbol: f.symbol.clone() },
+                        FuncKey {
+                            module: f.module.clone(),
+                            symbol: f.symbol.clone(),
+                        },
                         FuncRun {
                             name: f.name.clone(),
                             calls,
@@ -315,13 +340,19 @@ impl Baseline {
         if text.len() > 256 << 20 {
             bail!("{shown}: baseline larger than 256 MiB; not a baseline");
         }
-        let text = String::from_utf8(text).map_err(|e| anyhow::anyhow!("{shown}: not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
+        let text = String::from_utf8(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{shown}: not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            )
+        })?;
         Self::parse(&text).with_context(|| format!("baseline {shown}"))
     }
 
     /// Parses baseline text.
     pub fn parse(text: &str) -> Result<Baseline> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", toml_error(&e, text)))?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", toml_error(&e, text)))?;
         match table.get("schema").and_then(|v| v.as_integer()) {
             None => bail!("no `schema = {BASELINE_SCHEMA}` line: not a perfgate baseline"),
             Some(s) if s > BASELINE_SCHEMA as i64 => bail!(
@@ -333,7 +364,8 @@ impl Baseline {
             ),
             Some(_) => {}
         }
-        let b: Baseline = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", toml_error(&e, text)))?;
+        let b: Baseline =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", toml_error(&e, text)))?;
         b.validate()?;
         Ok(b)
     }
@@ -364,19 +396,33 @@ impl Baseline {
                 ("self_total_ns", &f.self_total_ns),
             ];
             if f.calls.len() != n {
-                bail!("function {:?}: `calls` has {} entries, runs = {n}", f.name, f.calls.len());
+                bail!(
+                    "function {:?}: `calls` has {} entries, runs = {n}",
+                    f.name,
+                    f.calls.len()
+                );
             }
             for (what, v) in arrays {
                 if v.len() != n {
-                    bail!("function {:?}: `{what}` has {} entries, runs = {n}", f.name, v.len());
+                    bail!(
+                        "function {:?}: `{what}` has {} entries, runs = {n}",
+                        f.name,
+                        v.len()
+                    );
                 }
                 if v.iter().any(|x| !x.is_finite() || *x < 0.0) {
-                    bail!("function {:?}: `{what}` has a negative or non-finite value", f.name);
+                    bail!(
+                        "function {:?}: `{what}` has a negative or non-finite value",
+                        f.name
+                    );
                 }
             }
             if let Some(t) = f.threshold {
                 if !(t.is_finite() && (0.0..=10.0).contains(&t)) {
-                    bail!("function {:?}: threshold = {t}: must be a fraction between 0 and 10", f.name);
+                    bail!(
+                        "function {:?}: threshold = {t}: must be a fraction between 0 and 10",
+                        f.name
+                    );
                 }
             }
         }
@@ -395,7 +441,10 @@ impl Baseline {
     /// Writes atomically: a temporary file beside the target, synced, then renamed over it.
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = self.to_toml()?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.is_empty() {
             bail!("{}: not a file name", path.display());
         }
@@ -416,7 +465,9 @@ impl Baseline {
 
 /// toml's message is several lines with a source excerpt; keep its first line, which names line and column.
 fn toml_error(e: &toml::de::Error, text: &str) -> String {
-    let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
     let msg = e.message().replace('\n', " ");
     match line {
         Some(l) => format!("line {l}: {msg}"),
@@ -431,18 +482,38 @@ mod tests {
     fn sample() -> Baseline {
         let mut runs = Vec::new();
         for i in 0..3 {
-            let mut r = RunFigures { total_self: 1000.0 + i as f64, wall_ns: 2000.0, ..Default::default() };
+            let mut r = RunFigures {
+                total_self: 1000.0 + i as f64,
+                wall_ns: 2000.0,
+                ..Default::default()
+            };
             r.functions.insert(
-                FuncKey { module: "work".into(), symbol: "work1".into() },
-                FuncRun { name: "work1".into(), calls: 1, mean: 10.0 + i as f64, self_mean: 9.0, ..Default::default() },
+                FuncKey {
+                    module: "work".into(),
+                    symbol: "work1".into(),
+                },
+                FuncRun {
+                    name: "work1".into(),
+                    calls: 1,
+                    mean: 10.0 + i as f64,
+                    self_mean: 9.0,
+                    ..Default::default()
+                },
             );
             runs.push(r);
         }
         Baseline::from_runs(
             vec!["./work".into()],
             Some("abcd".into()),
-            Machine { cpu_model: "cpu".into(), cores: 2, kernel: "6.18".into() },
-            GateOverrides { threshold: Some(0.1), ..Default::default() },
+            Machine {
+                cpu_model: "cpu".into(),
+                cores: 2,
+                kernel: "6.18".into(),
+            },
+            GateOverrides {
+                threshold: Some(0.1),
+                ..Default::default()
+            },
             &Selection::default(),
             &runs,
         )
@@ -456,7 +527,15 @@ mod tests {
         let back = Baseline::parse(&text).unwrap();
         assert_eq!(back.functions, b.functions);
         assert_eq!(back.run_figures().len(), 3);
-        assert_eq!(back.run_figures()[2].functions.values().next().unwrap().mean, 12.0);
+        assert_eq!(
+            back.run_figures()[2]
+                .functions
+                .values()
+                .next()
+                .unwrap()
+                .mean,
+            12.0
+        );
     }
 
     #[test]
@@ -487,7 +566,10 @@ mod tests {
 
     #[test]
     fn inconsistent_arrays_are_refused() {
-        let text = sample().to_toml().unwrap().replace("calls = [1, 1, 1]", "calls = [1, 1]");
+        let text = sample()
+            .to_toml()
+            .unwrap()
+            .replace("calls = [1, 1, 1]", "calls = [1, 1]");
         let e = format!("{:#}", Baseline::parse(&text).unwrap_err());
         assert!(e.contains("`calls` has 2 entries"), "{e}");
     }
@@ -498,7 +580,10 @@ mod tests {
         let p = dir.path().join("b.toml");
         sample().write(&p).unwrap();
         assert!(Baseline::read(&p).is_ok());
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1);
     }
 }

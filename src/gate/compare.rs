@@ -75,10 +75,21 @@ pub fn compare(
     let overrides: BTreeMap<FuncKey, (Option<f64>, bool)> = base
         .functions
         .iter()
-        .map(|f| (FuncKey { module: f.module.clone(), symbol: f.symbol.clone() }, (f.threshold, f.ignore)))
+        .map(|f| {
+            (
+                FuncKey {
+                    module: f.module.clone(),
+                    symbol: f.symbol.clone(),
+                },
+                (f.threshold, f.ignore),
+            )
+        })
         .collect();
-    let keys: BTreeSet<&FuncKey> =
-        base_runs.iter().chain(head.iter()).flat_map(|r| r.functions.keys()).collect();
+    let keys: BTreeSet<&FuncKey> = base_runs
+        .iter()
+        .chain(head.iter())
+        .flat_map(|r| r.functions.keys())
+        .collect();
 
     let collect = |runs: &[RunFigures], key: &FuncKey| {
         let mut values = Vec::new();
@@ -158,13 +169,22 @@ pub fn compare(
     }
     if settings.gate_calls {
         for row in &mut rows {
-            if row.calls_changed() && !matches!(row.verdict, Verdict::Ignored | Verdict::New | Verdict::Removed) {
+            if row.calls_changed()
+                && !matches!(
+                    row.verdict,
+                    Verdict::Ignored | Verdict::New | Verdict::Removed
+                )
+            {
                 row.verdict = Verdict::CallsChanged;
             }
         }
     }
     rows.sort_by(|a, b| {
-        a.verdict.cmp(&b.verdict).then(b.share.partial_cmp(&a.share).unwrap_or(std::cmp::Ordering::Equal))
+        a.verdict.cmp(&b.verdict).then(
+            b.share
+                .partial_cmp(&a.share)
+                .unwrap_or(std::cmp::Ordering::Equal),
+        )
     });
 
     let mut warnings = Vec::new();
@@ -194,7 +214,11 @@ pub fn compare(
 fn decide(row: &FunctionComparison, q: f64, alpha: f64) -> Verdict {
     let (Some(low), Some(high)) = (row.ratio_low, row.ratio_high) else {
         // No ratio (a zero time): only identical figures count as unchanged.
-        return if row.base == row.head { Verdict::Unchanged } else { Verdict::Inconclusive };
+        return if row.base == row.head {
+            Verdict::Unchanged
+        } else {
+            Verdict::Inconclusive
+        };
     };
     let up = 1.0 + row.threshold;
     let down = 1.0 / up;
@@ -212,7 +236,9 @@ fn decide(row: &FunctionComparison, q: f64, alpha: f64) -> Verdict {
 
 /// Whether more head runs could change a verdict.
 pub fn needs_more_runs(c: &Comparison) -> bool {
-    c.functions.iter().any(|f| f.verdict == Verdict::Inconclusive)
+    c.functions
+        .iter()
+        .any(|f| f.verdict == Verdict::Inconclusive)
 }
 
 #[cfg(test)]
@@ -225,10 +251,16 @@ mod tests {
         let n = values[0].1.len();
         (0..n)
             .map(|i| {
-                let mut r = RunFigures { wall_ns: 1e9, ..Default::default() };
+                let mut r = RunFigures {
+                    wall_ns: 1e9,
+                    ..Default::default()
+                };
                 for (name, v) in values {
-                        r.functions.insert(
-                        FuncKey { module: "bench".into(), symbol: name.to_string() },
+                    r.functions.insert(
+                        FuncKey {
+                            module: "bench".into(),
+                            symbol: name.to_string(),
+                        },
                         FuncRun {
                             name: name.to_string(),
                             calls: 100,
@@ -248,7 +280,9 @@ mod tests {
 
     fn jitter(base: f64, n: usize, k: u64) -> Vec<f64> {
         // Deterministic ±1% jitter.
-        (0..n).map(|i| base * (1.0 + (((i as u64 * 7919 + k * 104729) % 21) as f64 - 10.0) / 1000.0)).collect()
+        (0..n)
+            .map(|i| base * (1.0 + (((i as u64 * 7919 + k * 104729) % 21) as f64 - 10.0) / 1000.0))
+            .collect()
     }
 
     fn baseline(values: &[(&str, Vec<f64>)]) -> Baseline {
@@ -264,9 +298,23 @@ mod tests {
 
     #[test]
     fn a_25_percent_regression_is_found_and_nothing_else() {
-        let base = baseline(&[("a", jitter(1000.0, 10, 1)), ("b", jitter(2000.0, 10, 2)), ("c", jitter(500.0, 10, 3))]);
-        let head = runs(&[("a", jitter(1250.0, 10, 4)), ("b", jitter(2000.0, 10, 5)), ("c", jitter(500.0, 10, 6))]);
-        let c = compare(&base, &head, &GateSettings::default(), "bench", &Machine::default());
+        let base = baseline(&[
+            ("a", jitter(1000.0, 10, 1)),
+            ("b", jitter(2000.0, 10, 2)),
+            ("c", jitter(500.0, 10, 3)),
+        ]);
+        let head = runs(&[
+            ("a", jitter(1250.0, 10, 4)),
+            ("b", jitter(2000.0, 10, 5)),
+            ("c", jitter(500.0, 10, 6)),
+        ]);
+        let c = compare(
+            &base,
+            &head,
+            &GateSettings::default(),
+            "bench",
+            &Machine::default(),
+        );
         let failing: Vec<_> = c.failures().map(|f| f.name.as_str()).collect();
         assert_eq!(failing, ["a"]);
         let a = &c.functions[0];
@@ -277,16 +325,36 @@ mod tests {
     #[test]
     fn identical_runs_pass() {
         let v = [("a", jitter(1000.0, 10, 1)), ("b", jitter(2000.0, 10, 2))];
-        let c = compare(&baseline(&v), &runs(&v), &GateSettings::default(), "bench", &Machine::default());
+        let c = compare(
+            &baseline(&v),
+            &runs(&v),
+            &GateSettings::default(),
+            "bench",
+            &Machine::default(),
+        );
         assert!(c.passed());
         assert_eq!(c.with(Verdict::Unchanged).count(), 2);
     }
 
     #[test]
     fn improvements_new_removed_and_floor() {
-        let base = baseline(&[("a", jitter(1000.0, 10, 1)), ("gone", jitter(1000.0, 10, 2)), ("tiny", jitter(1.0, 10, 3))]);
-        let head = runs(&[("a", jitter(700.0, 10, 1)), ("fresh", jitter(1000.0, 10, 2)), ("tiny", jitter(1.0, 10, 3))]);
-        let c = compare(&base, &head, &GateSettings::default(), "bench", &Machine::default());
+        let base = baseline(&[
+            ("a", jitter(1000.0, 10, 1)),
+            ("gone", jitter(1000.0, 10, 2)),
+            ("tiny", jitter(1.0, 10, 3)),
+        ]);
+        let head = runs(&[
+            ("a", jitter(700.0, 10, 1)),
+            ("fresh", jitter(1000.0, 10, 2)),
+            ("tiny", jitter(1.0, 10, 3)),
+        ]);
+        let c = compare(
+            &base,
+            &head,
+            &GateSettings::default(),
+            "bench",
+            &Machine::default(),
+        );
         let verdict = |n: &str| c.functions.iter().find(|f| f.name == n).unwrap().verdict;
         assert_eq!(verdict("a"), Verdict::Improved);
         assert_eq!(verdict("gone"), Verdict::Removed);
@@ -299,10 +367,19 @@ mod tests {
     fn a_small_sample_is_inconclusive_not_a_guess() {
         let base = baseline(&[("a", jitter(1000.0, 3, 1))]);
         let head = runs(&[("a", jitter(1300.0, 3, 2))]);
-        let c = compare(&base, &head, &GateSettings::default(), "bench", &Machine::default());
+        let c = compare(
+            &base,
+            &head,
+            &GateSettings::default(),
+            "bench",
+            &Machine::default(),
+        );
         assert_eq!(c.functions[0].verdict, Verdict::Inconclusive);
         assert!(needs_more_runs(&c));
-        assert!(c.warnings.iter().any(|w| w.contains("smallest possible p-value")));
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.contains("smallest possible p-value")));
     }
 
     #[test]
@@ -316,7 +393,16 @@ mod tests {
         let c = compare(&base, &head, &s, "bench", &Machine::default());
         assert!(c.passed());
         assert!(c.functions[0].calls_changed());
-        let c = compare(&base, &head, &GateSettings { gate_calls: true, ..s }, "bench", &Machine::default());
+        let c = compare(
+            &base,
+            &head,
+            &GateSettings {
+                gate_calls: true,
+                ..s
+            },
+            "bench",
+            &Machine::default(),
+        );
         assert_eq!(c.functions[0].verdict, Verdict::CallsChanged);
         assert!(!c.passed());
     }
@@ -325,18 +411,43 @@ mod tests {
     fn relative_mode_survives_a_uniformly_slower_machine() {
         let base = baseline(&[("a", jitter(1000.0, 10, 1)), ("b", jitter(2000.0, 10, 2))]);
         let head = runs(&[("a", jitter(1300.0, 10, 1)), ("b", jitter(2600.0, 10, 2))]);
-        let abs = compare(&base, &head, &GateSettings::default(), "bench", &Machine::default());
+        let abs = compare(
+            &base,
+            &head,
+            &GateSettings::default(),
+            "bench",
+            &Machine::default(),
+        );
         assert_eq!(abs.failures().count(), 2);
-        let rel = compare(&base, &head, &GateSettings { relative: true, ..Default::default() }, "bench", &Machine::default());
+        let rel = compare(
+            &base,
+            &head,
+            &GateSettings {
+                relative: true,
+                ..Default::default()
+            },
+            "bench",
+            &Machine::default(),
+        );
         assert!(rel.passed(), "{:?}", rel.functions);
     }
 
     #[test]
     fn another_machine_is_named() {
-        let a = Machine { cpu_model: "A".into(), cores: 2, kernel: "6.18".into() };
-        let b = Machine { cpu_model: "B".into(), cores: 4, kernel: "6.18".into() };
+        let a = Machine {
+            cpu_model: "A".into(),
+            cores: 2,
+            kernel: "6.18".into(),
+        };
+        let b = Machine {
+            cpu_model: "B".into(),
+            cores: 4,
+            kernel: "6.18".into(),
+        };
         let m = machine_mismatch(&a, &b).unwrap();
-        assert!(m.contains("\"A\" vs \"B\"") && m.contains("2 vs 4 cores") && m.contains("--relative"));
+        assert!(
+            m.contains("\"A\" vs \"B\"") && m.contains("2 vs 4 cores") && m.contains("--relative")
+        );
         assert!(machine_mismatch(&a, &a).is_none());
     }
 }

@@ -55,11 +55,16 @@ impl RunFigures {
     pub fn from_profile(p: &Profile) -> RunFigures {
         let mut functions: BTreeMap<FuncKey, FuncRun> = BTreeMap::new();
         for s in p.per_function() {
-            let Some(info) = p.function(s.func) else { continue };
+            let Some(info) = p.function(s.func) else {
+                continue;
+            };
             if s.calls == 0 {
                 continue;
             }
-            let key = FuncKey { module: info.module.clone(), symbol: info.raw_name.clone() };
+            let key = FuncKey {
+                module: info.module.clone(),
+                symbol: info.raw_name.clone(),
+            };
             let run = FuncRun {
                 name: info.name.clone(),
                 calls: s.calls,
@@ -81,6 +86,10 @@ impl RunFigures {
             }
         }
         let total_self = functions.values().map(|f| f.self_total).sum();
-        RunFigures { functions, total_self, wall_ns: p.wall_ns as f64 }
+        RunFigures {
+            functions,
+            total_self,
+            wall_ns: p.wall_ns as f64,
+        }
     }
 }

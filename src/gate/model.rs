@@ -191,6 +191,9 @@ impl Comparison {
 
     /// Number of functions the gate decided on (not below the floor, not ignored).
     pub fn gated(&self) -> usize {
-        self.functions.iter().filter(|f| !matches!(f.verdict, Verdict::BelowFloor | Verdict::Ignored)).count()
+        self.functions
+            .iter()
+            .filter(|f| !matches!(f.verdict, Verdict::BelowFloor | Verdict::Ignored))
+            .count()
     }
 }

@@ -64,7 +64,18 @@ impl Event {
     }
 
     fn decode(b: &[u8; EVENT_BYTES as usize]) -> Option<Event> {
-        let u64_at = |i: usize| u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
+        let u64_at = |i: usize| {
+            u64::from_le_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let kind = match b[18] {
             0 => EventKind::Entry,
@@ -103,19 +114,28 @@ pub struct Writer {
 impl Writer {
     /// Creates the temporary file and writes the header. Fails early when the target cannot be written.
     pub fn create(path: &Path, header: &Header) -> Result<Writer> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.is_empty() {
             bail!("{}: not a file name", path.display());
         }
         let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        let file = File::create(&tmp).with_context(|| format!("cannot write {}", path.display()))?;
+        let file =
+            File::create(&tmp).with_context(|| format!("cannot write {}", path.display()))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let json = serde_json::to_vec(header)?;
         out.write_all(MAGIC)?;
         out.write_all(&FORMAT.to_le_bytes())?;
         out.write_all(&(json.len() as u32).to_le_bytes())?;
         out.write_all(&json)?;
-        Ok(Writer { out: Some(out), tmp, path: path.to_path_buf(), events: 0 })
+        Ok(Writer {
+            out: Some(out),
+            tmp,
+            path: path.to_path_buf(),
+            events: 0,
+        })
     }
 
     /// Appends one event.
@@ -171,7 +191,10 @@ impl Recording {
     pub fn open(path: &Path) -> Result<Recording> {
         let shown = path.display();
         let mut f = File::open(path).with_context(|| format!("cannot read {shown}"))?;
-        let size = f.metadata().with_context(|| format!("cannot read {shown}"))?.len();
+        let size = f
+            .metadata()
+            .with_context(|| format!("cannot read {shown}"))?
+            .len();
         let mut head = [0u8; 16];
         if size < 16 || f.read_exact(&mut head).is_err() || &head[0..8] != MAGIC {
             bail!("{shown}: not a perfgate recording");
@@ -186,15 +209,17 @@ impl Recording {
         }
         let mut hjson = vec![0u8; header_len as usize];
         f.read_exact(&mut hjson)?;
-        let header: Header =
-            serde_json::from_slice(&hjson).with_context(|| format!("{shown}: damaged recording header"))?;
+        let header: Header = serde_json::from_slice(&hjson)
+            .with_context(|| format!("{shown}: damaged recording header"))?;
         let mut tail = [0u8; 16];
         f.seek(SeekFrom::Start(size - 16))?;
         f.read_exact(&mut tail)?;
         if &tail[8..16] != END_MAGIC {
             bail!("{shown}: truncated recording (no trailer; was the recording interrupted?)");
         }
-        let plen = u64::from_le_bytes([tail[0], tail[1], tail[2], tail[3], tail[4], tail[5], tail[6], tail[7]]);
+        let plen = u64::from_le_bytes([
+            tail[0], tail[1], tail[2], tail[3], tail[4], tail[5], tail[6], tail[7],
+        ]);
         let events_start = 16 + header_len;
         if plen > MAX_JSON || plen > size - 16 - events_start {
             bail!("{shown}: damaged recording (trailer length {plen} does not fit the file)");
@@ -203,16 +228,28 @@ impl Recording {
         f.seek(SeekFrom::Start(pstart))?;
         let mut pjson = vec![0u8; plen as usize];
         f.read_exact(&mut pjson)?;
-        let profile: Profile =
-            serde_json::from_slice(&pjson).with_context(|| format!("{shown}: damaged recording trailer"))?;
+        let profile: Profile = serde_json::from_slice(&pjson)
+            .with_context(|| format!("{shown}: damaged recording trailer"))?;
         let events_len = pstart - events_start;
         if events_len % EVENT_BYTES != 0 {
             bail!("{shown}: damaged recording (event section is not a whole number of events)");
         }
-        if profile.stats.iter().any(|s| s.func as usize >= profile.functions.len()) {
-            bail!("{shown}: damaged recording (statistics name a function that is not in its table)");
+        if profile
+            .stats
+            .iter()
+            .any(|s| s.func as usize >= profile.functions.len())
+        {
+            bail!(
+                "{shown}: damaged recording (statistics name a function that is not in its table)"
+            );
         }
-        Ok(Recording { path: path.to_path_buf(), header, profile, events_start, events_len })
+        Ok(Recording {
+            path: path.to_path_buf(),
+            header,
+            profile,
+            events_start,
+            events_len,
+        })
     }
 
     /// Number of events stored.
@@ -222,9 +259,14 @@ impl Recording {
 
     /// Streams the events in file order. Malformed records end the stream with an error.
     pub fn events(&self) -> Result<EventIter> {
-        let mut f = File::open(&self.path).with_context(|| format!("cannot read {}", self.path.display()))?;
+        let mut f = File::open(&self.path)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
         f.seek(SeekFrom::Start(self.events_start))?;
-        Ok(EventIter { r: BufReader::with_capacity(1 << 20, f), left: self.event_count(), nfuncs: self.profile.functions.len() })
+        Ok(EventIter {
+            r: BufReader::with_capacity(1 << 20, f),
+            left: self.event_count(),
+            nfuncs: self.profile.functions.len(),
+        })
     }
 }
 

@@ -104,7 +104,12 @@ mod tests {
         let mut prev_hi = 0;
         for i in 0..BUCKETS {
             let (lo, hi) = bucket_range(i);
-            assert_eq!(lo, prev_hi, "bucket {i} starts where {} ended", i.saturating_sub(1));
+            assert_eq!(
+                lo,
+                prev_hi,
+                "bucket {i} starts where {} ended",
+                i.saturating_sub(1)
+            );
             assert!(hi > lo);
             assert_eq!(bucket_of(lo), i);
             assert_eq!(bucket_of(hi - 1), i);

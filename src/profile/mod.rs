@@ -41,7 +41,11 @@ impl Machine {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
-        Machine { cpu_model, cores, kernel }
+        Machine {
+            cpu_model,
+            cores,
+            kernel,
+        }
     }
 }
 
@@ -101,7 +105,9 @@ impl TimeStats {
 
     /// The q-quantile per call, ns.
     pub fn quantile(&self, q: f64) -> f64 {
-        self.hist.quantile(q, self.min_ns, self.max_ns).unwrap_or(0.0)
+        self.hist
+            .quantile(q, self.min_ns, self.max_ns)
+            .unwrap_or(0.0)
     }
 
     /// Adds another set of calls.
@@ -290,14 +296,23 @@ impl Profile {
             e.merge(s);
         }
         let mut v: Vec<FuncStats> = by_func.into_values().collect();
-        v.sort_by(|a, b| b.inclusive.sum_ns.cmp(&a.inclusive.sum_ns).then(a.func.cmp(&b.func)));
+        v.sort_by(|a, b| {
+            b.inclusive
+                .sum_ns
+                .cmp(&a.inclusive.sum_ns)
+                .then(a.func.cmp(&b.func))
+        });
         v
     }
 
     /// Per (thread, function), sorted by thread then total inclusive time.
     pub fn per_thread(&self) -> Vec<FuncStats> {
         let mut v = self.stats.clone();
-        v.sort_by(|a, b| a.tid.cmp(&b.tid).then(b.inclusive.sum_ns.cmp(&a.inclusive.sum_ns)));
+        v.sort_by(|a, b| {
+            a.tid
+                .cmp(&b.tid)
+                .then(b.inclusive.sum_ns.cmp(&a.inclusive.sum_ns))
+        });
         v
     }
 
@@ -308,6 +323,8 @@ impl Profile {
 
     /// Functions whose probe takes the kernel's slow single-step path.
     pub fn single_stepped(&self) -> impl Iterator<Item = &FunctionInfo> {
-        self.functions.iter().filter(|f| f.probe == ProbeKind::SingleStep)
+        self.functions
+            .iter()
+            .filter(|f| f.probe == ProbeKind::SingleStep)
     }
 }

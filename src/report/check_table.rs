@@ -45,7 +45,16 @@ pub fn table(c: &Comparison, all: bool) -> String {
     let mut t = Table::new();
     t.load_style(UTF8_BORDERS_ONLY);
     let conf = format!("CHANGE ({:.0}% CI)", c.settings.confidence * 100.0);
-    t.set_header(vec!["VERDICT", "FUNCTION (module)", "BASE", "HEAD", conf.as_str(), "P (adj)", "SHARE", "CALLS"]);
+    t.set_header(vec![
+        "VERDICT",
+        "FUNCTION (module)",
+        "BASE",
+        "HEAD",
+        conf.as_str(),
+        "P (adj)",
+        "SHARE",
+        "CALLS",
+    ]);
     let mut hidden = 0;
     for f in &c.functions {
         if !all && matches!(f.verdict, Verdict::BelowFloor | Verdict::Ignored) {

@@ -18,7 +18,8 @@ pub struct Junit;
 impl Exporter for Junit {
     fn render(&self, c: &Comparison) -> anyhow::Result<Vec<u8>> {
         let mut out = String::new();
-        write_junit(&mut out, c).map_err(|_| anyhow::anyhow!("could not format the JUnit report"))?;
+        write_junit(&mut out, c)
+            .map_err(|_| anyhow::anyhow!("could not format the JUnit report"))?;
         Ok(out.into_bytes())
     }
 }
@@ -40,7 +41,11 @@ fn skip_reason(c: &Comparison, f: &FunctionComparison) -> Option<String> {
 fn write_junit(out: &mut String, c: &Comparison) -> fmt::Result {
     let tests = c.functions.len();
     let failures = c.failures().count();
-    let skipped = c.functions.iter().filter(|f| skip_reason(c, f).is_some()).count();
+    let skipped = c
+        .functions
+        .iter()
+        .filter(|f| skip_reason(c, f).is_some())
+        .count();
     let counts = format!(r#"tests="{tests}" failures="{failures}" errors="0" skipped="{skipped}""#);
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(out, r#"<testsuites name="perfgate" {counts}>"#)?;
@@ -68,12 +73,20 @@ fn write_junit(out: &mut String, c: &Comparison) -> fmt::Result {
     }
     writeln!(out, "    <properties>")?;
     for (name, v) in properties {
-        writeln!(out, r#"      <property name="{name}" value="{}"/>"#, escape::xml(&v))?;
+        writeln!(
+            out,
+            r#"      <property name="{name}" value="{}"/>"#,
+            escape::xml(&v)
+        )?;
     }
     writeln!(out, "    </properties>")?;
 
     for f in &c.functions {
-        let time = f.head_total_ns.filter(|t| t.is_finite() && *t >= 0.0).unwrap_or(0.0) / 1e9;
+        let time = f
+            .head_total_ns
+            .filter(|t| t.is_finite() && *t >= 0.0)
+            .unwrap_or(0.0)
+            / 1e9;
         writeln!(
             out,
             r#"    <testcase classname="{}" name="{}" time="{time:.6}">"#,
@@ -83,10 +96,17 @@ fn write_junit(out: &mut String, c: &Comparison) -> fmt::Result {
         let text = escape::xml(&details(c, f));
         if f.verdict.fails() {
             let (kind, message) = match f.verdict {
-                Verdict::CallsChanged => ("calls-changed", format!("calls per run changed: {}", calls_cell(f))),
+                Verdict::CallsChanged => (
+                    "calls-changed",
+                    format!("calls per run changed: {}", calls_cell(f)),
+                ),
                 _ => (
                     "regression",
-                    format!("{} slower, threshold {}", change_with_ci(c, f), percent(f.threshold)),
+                    format!(
+                        "{} slower, threshold {}",
+                        change_with_ci(c, f),
+                        percent(f.threshold)
+                    ),
                 ),
             };
             writeln!(
@@ -96,7 +116,11 @@ fn write_junit(out: &mut String, c: &Comparison) -> fmt::Result {
             )?;
         } else {
             if let Some(reason) = skip_reason(c, f) {
-                writeln!(out, r#"      <skipped message="{}"/>"#, escape::xml(&reason))?;
+                writeln!(
+                    out,
+                    r#"      <skipped message="{}"/>"#,
+                    escape::xml(&reason)
+                )?;
             }
             writeln!(out, "      <system-out>{text}</system-out>")?;
         }
@@ -110,7 +134,11 @@ fn write_junit(out: &mut String, c: &Comparison) -> fmt::Result {
         .chain(c.warnings.iter().map(|w| format!("warning: {w}")))
         .collect();
     if !notes.is_empty() {
-        writeln!(out, "    <system-out>{}</system-out>", escape::xml(&notes.join("\n")))?;
+        writeln!(
+            out,
+            "    <system-out>{}</system-out>",
+            escape::xml(&notes.join("\n"))
+        )?;
     }
     writeln!(out, "  </testsuite>")?;
     writeln!(out, "</testsuites>")
@@ -195,7 +223,10 @@ mod tests {
 
     impl Node {
         fn attr(&self, key: &str) -> Option<&str> {
-            self.attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+            self.attrs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
         }
 
         /// This element and all below it with the given name, in document order.
@@ -217,7 +248,9 @@ mod tests {
 
     fn check_name(n: &str) -> Result<(), String> {
         let mut chars = n.chars();
-        let ok = chars.next().is_some_and(|c| c.is_alphabetic() || c == '_' || c == ':')
+        let ok = chars
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_' || c == ':')
             && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | ':' | '-' | '.'));
         if ok {
             Ok(())
@@ -294,7 +327,9 @@ mod tests {
             let text = decode(text)?;
             match stack.last_mut() {
                 Some(n) => n.text.push_str(&text),
-                None if !text.trim().is_empty() => return Err(format!("text outside the root: {text:?}")),
+                None if !text.trim().is_empty() => {
+                    return Err(format!("text outside the root: {text:?}"))
+                }
                 None => {}
             }
             rest = &rest[i..];
@@ -401,7 +436,9 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-        assert!(parse("<?xml version=\"1.0\"?>\n<a x='&lt;&#x41;'><b/>t<![CDATA[<&]]></a>\n").is_ok());
+        assert!(
+            parse("<?xml version=\"1.0\"?>\n<a x='&lt;&#x41;'><b/>t<![CDATA[<&]]></a>\n").is_ok()
+        );
     }
 
     #[test]
@@ -574,7 +611,10 @@ mod tests {
     }
 
     fn case<'a>(root: &'a Node, name: &str) -> &'a Node {
-        let found = root.all("testcase").into_iter().find(|n| n.attr("name") == Some(name));
+        let found = root
+            .all("testcase")
+            .into_iter()
+            .find(|n| n.attr("name") == Some(name));
         found.unwrap_or_else(|| panic!("no testcase {name}"))
     }
 
@@ -600,15 +640,22 @@ mod tests {
             "calls per run: 200",
             "share of the total time: 23.45%",
         ] {
-            assert!(failure.text.contains(needle), "{needle:?} not in {:?}", failure.text);
+            assert!(
+                failure.text.contains(needle),
+                "{needle:?} not in {:?}",
+                failure.text
+            );
         }
         let calls = &case(&root, "alloc_node").children[0];
         assert_eq!(calls.name, "failure");
         assert_eq!(calls.attr("type"), Some("calls-changed"));
-        assert_eq!(calls.attr("message"), Some("calls per run changed: 200 → 250"));
-        assert!(calls
-            .text
-            .contains("calls per run: 200 → 250 (+25.0%; call counts are exact, the change is certain)"));
+        assert_eq!(
+            calls.attr("message"),
+            Some("calls per run changed: 200 → 250")
+        );
+        assert!(calls.text.contains(
+            "calls per run: 200 → 250 (+25.0%; call counts are exact, the change is certain)"
+        ));
         let hostile = &case(&root, &survives(HOSTILE)).children[0];
         assert!(hostile
             .text
@@ -627,8 +674,14 @@ mod tests {
             skipped("tiny_helper").as_deref(),
             Some("below the share floor: 0.30% of the total time, under 1%")
         );
-        assert_eq!(skipped("log_debug").as_deref(), Some("ignored in the baseline"));
-        assert_eq!(skipped("old_slow_path").as_deref(), Some("removed from the benchmark"));
+        assert_eq!(
+            skipped("log_debug").as_deref(),
+            Some("ignored in the baseline")
+        );
+        assert_eq!(
+            skipped("old_slow_path").as_deref(),
+            Some("removed from the benchmark")
+        );
         let ignored = case(&root, "log_debug");
         assert_eq!(ignored.attr("time"), Some("0.000000"));
         let new = case(&root, "new_fast_path");
@@ -639,7 +692,8 @@ mod tests {
 
     #[test]
     fn hostile_text_everywhere_stays_well_formed() {
-        let nasty = "a]]>b<![CDATA[c]]>&amp;\"'<!-- x -->\u{0}\u{1b}[31m\r\n\t\u{7f}\u{85}</testcase>&#0;";
+        let nasty =
+            "a]]>b<![CDATA[c]]>&amp;\"'<!-- x -->\u{0}\u{1b}[31m\r\n\t\u{7f}\u{85}</testcase>&#0;";
         let mut c = fixture();
         c.benchmark = nasty.into();
         c.command.push(nasty.into());

@@ -22,7 +22,8 @@ pub struct Markdown;
 impl Exporter for Markdown {
     fn render(&self, c: &Comparison) -> anyhow::Result<Vec<u8>> {
         let mut out = String::new();
-        write_markdown(&mut out, c).map_err(|_| anyhow::anyhow!("could not format the markdown report"))?;
+        write_markdown(&mut out, c)
+            .map_err(|_| anyhow::anyhow!("could not format the markdown report"))?;
         Ok(out.into_bytes())
     }
 }
@@ -38,7 +39,11 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
                 escape::markdown(m)
             ));
         }
-        lines.extend(c.warnings.iter().map(|w| format!("> ⚠️ {}", escape::markdown(w))));
+        lines.extend(
+            c.warnings
+                .iter()
+                .map(|w| format!("> ⚠️ {}", escape::markdown(w))),
+        );
         // `>` lines without a blank quoted line between them would run into one paragraph.
         writeln!(out, "{}", lines.join("\n>\n"))?;
     }
@@ -134,7 +139,10 @@ fn verdict_line(c: &Comparison) -> String {
             parts.push(format!("{} regressed", counted(regressed, "function")));
         }
         if calls > 0 {
-            parts.push(format!("call counts changed in {}", counted(calls, "function")));
+            parts.push(format!(
+                "call counts changed in {}",
+                counted(calls, "function")
+            ));
         }
         format!("❌ {}", parts.join(", "))
     };
@@ -195,7 +203,11 @@ fn function_cell(f: &FunctionComparison) -> String {
     if f.module.is_empty() {
         escape::markdown(&f.name)
     } else {
-        format!("{} ({})", escape::markdown(&f.name), escape::markdown(&f.module))
+        format!(
+            "{} ({})",
+            escape::markdown(&f.name),
+            escape::markdown(&f.module)
+        )
     }
 }
 
@@ -205,7 +217,11 @@ fn settings_line(s: &GateSettings) -> String {
         format!(
             "metric: {}{}",
             s.metric.label(),
-            if s.relative { " as a share of the total" } else { "" }
+            if s.relative {
+                " as a share of the total"
+            } else {
+                ""
+            }
         ),
         format!("threshold {}", percent(s.threshold)),
         format!("alpha {} (Benjamini–Hochberg)", s.alpha),
@@ -244,7 +260,12 @@ pub(crate) fn value(s: &GateSettings, v: Option<f64>) -> String {
 pub(crate) fn change_ci(f: &FunctionComparison) -> String {
     match (f.ratio, f.ratio_low, f.ratio_high) {
         (Some(r), Some(lo), Some(hi)) => {
-            format!("{} ({} … {})", units::change(r), units::change(lo), units::change(hi))
+            format!(
+                "{} ({} … {})",
+                units::change(r),
+                units::change(lo),
+                units::change(hi)
+            )
         }
         (Some(r), _, _) => units::change(r),
         (None, _, _) => "-".into(),
@@ -615,7 +636,9 @@ pub(crate) mod tests {
         c.functions[0].base = Some(0.2012);
         c.functions[0].head = Some(0.25);
         let s = md(&c);
-        assert!(s.contains("| Function | Base share | Head share | Change (95% CI) | p (adjusted) |"));
+        assert!(
+            s.contains("| Function | Base share | Head share | Change (95% CI) | p (adjusted) |")
+        );
         assert!(
             s.contains("| parse\\_header (libfoo.so) | 20.12% | 25.00% | +25.3% (+21.0% … +29.8%) | 0.0012 |"),
             "{s}"

@@ -653,7 +653,11 @@ pub fn replay(
         let dur = units::duration(c.duration() as f64);
         let unfinished = if c.unfinished { ", unfinished" } else { "" };
         // Demangled C++ names carry their parameter list already: no second pair of parentheses.
-        let call = if n.contains('(') { n.to_string() } else { format!("{n}()") };
+        let call = if n.contains('(') {
+            n.to_string()
+        } else {
+            format!("{n}()")
+        };
         match l.kind {
             LineKind::Open => writeln!(
                 w,

@@ -4,7 +4,7 @@ use comfy_table::{CellAlignment, Table};
 
 use super::escape::terminal;
 use super::units::{count, duration};
-use crate::profile::{FuncStats, Profile, ProbeKind};
+use crate::profile::{FuncStats, ProbeKind, Profile};
 
 /// Options of the table.
 #[derive(Debug, Clone, Copy, Default)]
@@ -19,19 +19,37 @@ pub struct SummaryOptions {
 
 /// The table: TOTAL TIME | SELF TIME | CALLS | AVG | P50 | P99 | MAX | FUNCTION (module).
 pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
-    let rows: Vec<FuncStats> = if opts.per_thread { profile.per_thread() } else { profile.per_function() };
+    let rows: Vec<FuncStats> = if opts.per_thread {
+        profile.per_thread()
+    } else {
+        profile.per_function()
+    };
     let mut t = Table::new();
     t.load_style(UTF8_BORDERS_ONLY);
-    let mut header = vec!["TOTAL TIME", "SELF TIME", "CALLS", "AVG", "P50", "P99", "MAX", "FUNCTION (module)"];
+    let mut header = vec![
+        "TOTAL TIME",
+        "SELF TIME",
+        "CALLS",
+        "AVG",
+        "P50",
+        "P99",
+        "MAX",
+        "FUNCTION (module)",
+    ];
     if opts.per_thread {
         header.insert(0, "TID");
     }
     t.set_header(header);
-    let shown = if opts.limit == 0 { rows.len() } else { rows.len().min(opts.limit) };
+    let shown = if opts.limit == 0 {
+        rows.len()
+    } else {
+        rows.len().min(opts.limit)
+    };
     for s in &rows[..shown] {
-        let name = profile
-            .function(s.func)
-            .map_or_else(|| format!("#{}", s.func), |f| format!("{} ({})", terminal(&f.name), terminal(&f.module)));
+        let name = profile.function(s.func).map_or_else(
+            || format!("#{}", s.func),
+            |f| format!("{} ({})", terminal(&f.name), terminal(&f.module)),
+        );
         let mut row = vec![
             duration(s.inclusive.sum_ns as f64),
             duration(s.self_time.sum_ns as f64),
@@ -56,7 +74,10 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
     let mut out = t.to_string();
     out.push('\n');
     if shown < rows.len() {
-        out.push_str(&format!("… {} more rows (--limit 0 shows all)\n", rows.len() - shown));
+        out.push_str(&format!(
+            "… {} more rows (--limit 0 shows all)\n",
+            rows.len() - shown
+        ));
     }
     let called = profile.per_function().len();
     let never = profile.functions.len().saturating_sub(called);
@@ -73,7 +94,12 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
     let a = &profile.accounting;
     let mut out = String::new();
     let skipped: u64 = a.skipped.values().sum();
-    let reasons: Vec<String> = a.skipped.iter().filter(|(_, &n)| n > 0).map(|(r, n)| format!("{r}: {n}")).collect();
+    let reasons: Vec<String> = a
+        .skipped
+        .iter()
+        .filter(|(_, &n)| n > 0)
+        .map(|(r, n)| format!("{r}: {n}"))
+        .collect();
     let skipped = if reasons.is_empty() {
         "skipped 0".to_string()
     } else {
@@ -88,11 +114,17 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
         count(l.lost_calls() + l.events_dropped),
     ));
     let losses = [
-        (l.depth_exceeded, "calls deeper than 64 frames not measured (their time stays in the caller)"),
+        (
+            l.depth_exceeded,
+            "calls deeper than 64 frames not measured (their time stays in the caller)",
+        ),
         (l.return_without_entry, "returns without a matching entry"),
         (l.stats_map_full, "calls not stored: statistics map full"),
         (l.stack_map_full, "calls not measured: too many threads"),
-        (l.events_dropped, "trace events dropped: ring buffer full (raise --buffer-size)"),
+        (
+            l.events_dropped,
+            "trace events dropped: ring buffer full (raise --buffer-size)",
+        ),
     ];
     for (n, what) in losses {
         if n > 0 {
@@ -107,7 +139,10 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
             .filter(|(_, &n)| n > 0)
             .map(|(cpu, n)| format!("cpu{cpu}: {}", count(*n)))
             .collect();
-        out.push_str(&format!("  events dropped per CPU: {}\n", per_cpu.join(", ")));
+        out.push_str(&format!(
+            "  events dropped per CPU: {}\n",
+            per_cpu.join(", ")
+        ));
     }
     if l.frames_abandoned > 0 {
         out.push_str(&format!(
@@ -124,7 +159,11 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
     if !a.libraries_not_found.is_empty() {
         out.push_str(&format!(
             "  libraries not found: {}\n",
-            a.libraries_not_found.iter().map(|s| terminal(s)).collect::<Vec<_>>().join(", ")
+            a.libraries_not_found
+                .iter()
+                .map(|s| terminal(s))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     for w in &a.warnings {
@@ -135,11 +174,19 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
         out.push_str(&format!(
             "  {} functions pay the kernel's single-step probe path (~17 µs per call){}\n",
             slow.len(),
-            if verbose { ":" } else { "; --verbose names them" }
+            if verbose {
+                ":"
+            } else {
+                "; --verbose names them"
+            }
         ));
         if verbose {
             for f in &slow {
-                out.push_str(&format!("    {} ({})\n", terminal(&f.name), terminal(&f.module)));
+                out.push_str(&format!(
+                    "    {} ({})\n",
+                    terminal(&f.name),
+                    terminal(&f.module)
+                ));
             }
             out.push_str(
                 "    hint: build with clang -fpatchable-function-entry=5 (a 5-byte nop at each entry) to make probes ~30× cheaper\n",
@@ -147,10 +194,20 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
         }
     }
     if verbose {
-        let kinds = [ProbeKind::Nop5, ProbeKind::Emulated, ProbeKind::SingleStep, ProbeKind::Unknown];
+        let kinds = [
+            ProbeKind::Nop5,
+            ProbeKind::Emulated,
+            ProbeKind::SingleStep,
+            ProbeKind::Unknown,
+        ];
         let parts: Vec<String> = kinds
             .iter()
-            .map(|k| (k, profile.functions.iter().filter(|f| f.probe == *k).count()))
+            .map(|k| {
+                (
+                    k,
+                    profile.functions.iter().filter(|f| f.probe == *k).count(),
+                )
+            })
             .filter(|(_, n)| *n > 0)
             .map(|(k, n)| format!("{n} {}", probe_kind_name(*k)))
             .collect();
@@ -160,10 +217,18 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
             duration(a.attach_ns as f64),
             duration(a.detach_ns as f64),
             profile.functions.len(),
-            if a.session_probes { ", uprobe.session" } else { ", entry + return probes" }
+            if a.session_probes {
+                ", uprobe.session"
+            } else {
+                ", entry + return probes"
+            }
         ));
         for (reason, name) in &a.skipped_names {
-            out.push_str(&format!("  skipped ({}): {}\n", terminal(reason), terminal(name)));
+            out.push_str(&format!(
+                "  skipped ({}): {}\n",
+                terminal(reason),
+                terminal(name)
+            ));
         }
     }
     out

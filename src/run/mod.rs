@@ -58,7 +58,8 @@ pub fn resolve_program(program: &OsStr) -> Result<PathBuf> {
     let path = if program.as_bytes().contains(&b'/') {
         PathBuf::from(program)
     } else {
-        let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        let search =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
         std::env::split_paths(&search)
             .map(|d| d.join(program))
             .find(|p| is_executable(p))
@@ -123,7 +124,12 @@ fn catch_sigint() {
 
 impl HeldChild {
     /// Spawns `program` (already resolved) with `argv`, held before exec.
-    pub fn spawn(program: &Path, argv: &[OsString], run_as: RunAs, stdout: &Stdout) -> Result<HeldChild> {
+    pub fn spawn(
+        program: &Path,
+        argv: &[OsString],
+        run_as: RunAs,
+        stdout: &Stdout,
+    ) -> Result<HeldChild> {
         let mut fds = [0i32; 2];
         // SAFETY: fds is a valid array of two ints.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -141,11 +147,15 @@ impl HeldChild {
         match stdout {
             Stdout::Inherit => {}
             Stdout::Stderr => {
-                let fd = std::io::stderr().as_fd().try_clone_to_owned().context("duplicating stderr")?;
+                let fd = std::io::stderr()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .context("duplicating stderr")?;
                 cmd.stdout(fd);
             }
             Stdout::File(path) => {
-                let f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+                let f = std::fs::File::create(path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 cmd.stdout(f);
             }
         }
@@ -166,7 +176,11 @@ impl HeldChild {
         catch_sigint();
         let child = cmd.spawn().context("cannot start the benchmark")?;
         drop(rd);
-        Ok(HeldChild { child, go: Some(wr), released_at: None })
+        Ok(HeldChild {
+            child,
+            go: Some(wr),
+            released_at: None,
+        })
     }
 
     /// Process id (the benchmark keeps it across exec).
@@ -192,15 +206,29 @@ impl HeldChild {
     pub fn try_wait(&mut self, deadline: Option<Instant>) -> Result<Option<Finished>> {
         if let Some(status) = self.child.try_wait().context("waiting for the benchmark")? {
             let wall = self.released_at.map_or(Duration::ZERO, |t| t.elapsed());
-            let exit = ExitInfo { code: status.code(), signal: status.signal() };
-            return Ok(Some(Finished { exit, wall, timed_out: false }));
+            let exit = ExitInfo {
+                code: status.code(),
+                signal: status.signal(),
+            };
+            return Ok(Some(Finished {
+                exit,
+                wall,
+                timed_out: false,
+            }));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = self.child.kill();
             let status = self.child.wait().context("waiting for the benchmark")?;
             let wall = self.released_at.map_or(Duration::ZERO, |t| t.elapsed());
-            let exit = ExitInfo { code: status.code(), signal: status.signal() };
-            return Ok(Some(Finished { exit, wall, timed_out: true }));
+            let exit = ExitInfo {
+                code: status.code(),
+                signal: status.signal(),
+            };
+            return Ok(Some(Finished {
+                exit,
+                wall,
+                timed_out: true,
+            }));
         }
         Ok(None)
     }
@@ -248,16 +276,25 @@ pub fn held_exec_main(args: &[OsString]) -> i32 {
         return 126;
     }
     if who != "-" {
-        let Some((uid, gid)) = who.to_str().and_then(|s| s.split_once(':')).and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?))) else {
+        let Some((uid, gid)) = who
+            .to_str()
+            .and_then(|s| s.split_once(':'))
+            .and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?)))
+        else {
             return fail("internal: bad user".into());
         };
         // SAFETY: plain syscalls; order matters: groups and gid while still root, uid last.
         let ok = unsafe {
-            libc::setgroups(0, std::ptr::null()) == 0 && libc::setgid(gid) == 0 && libc::setuid(uid) == 0
+            libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setgid(gid) == 0
+                && libc::setuid(uid) == 0
         };
         // SAFETY: getuid has no preconditions.
         if !ok || unsafe { libc::getuid() } != uid {
-            return fail(format!("cannot drop privileges to uid {uid}: {}", std::io::Error::last_os_error()));
+            return fail(format!(
+                "cannot drop privileges to uid {uid}: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     let mut cmd = Command::new(program);
@@ -265,5 +302,8 @@ pub fn held_exec_main(args: &[OsString]) -> i32 {
         cmd.arg0(argv0).args(rest);
     }
     let err = cmd.exec();
-    fail(format!("cannot execute {}: {err}", Path::new(program).display()))
+    fail(format!(
+        "cannot execute {}: {err}",
+        Path::new(program).display()
+    ))
 }

@@ -32,7 +32,9 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn perfgate() -> Command {
     let mut c = Command::cargo_bin("perfgate").expect("perfgate binary");
     c.current_dir(root());
-    c.env_remove("SUDO_UID").env_remove("SUDO_GID").env_remove("GATEBENCH_SLOW");
+    c.env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .env_remove("GATEBENCH_SLOW");
     c
 }
 
@@ -46,7 +48,12 @@ pub fn record(args: &[&str], cmd: &[&str]) -> (Profile, Output) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out_path = dir.path().join("run.data");
     let mut c = perfgate();
-    c.arg("record").arg("-o").arg(&out_path).args(args).arg("--").args(cmd);
+    c.arg("record")
+        .arg("-o")
+        .arg(&out_path)
+        .args(args)
+        .arg("--")
+        .args(cmd);
     let out = c.output().expect("running perfgate");
     assert!(
         out.status.success(),
@@ -60,12 +67,18 @@ pub fn record(args: &[&str], cmd: &[&str]) -> (Profile, Output) {
 
 /// Merged statistics of the function called `name` (demangled), if it was called.
 pub fn func<'a>(p: &Profile, merged: &'a [FuncStats], name: &str) -> Option<&'a FuncStats> {
-    merged.iter().find(|s| p.function(s.func).is_some_and(|f| f.name == name))
+    merged
+        .iter()
+        .find(|s| p.function(s.func).is_some_and(|f| f.name == name))
 }
 
 /// Calls of `name`, 0 if never called; panics if the function was not even traced.
 pub fn calls(p: &Profile, name: &str) -> u64 {
-    assert!(p.functions.iter().any(|f| f.name == name), "{name} was not traced; traced: {:?}", names(p));
+    assert!(
+        p.functions.iter().any(|f| f.name == name),
+        "{name} was not traced; traced: {:?}",
+        names(p)
+    );
     let merged = p.per_function();
     func(p, &merged, name).map_or(0, |s| s.calls)
 }
@@ -80,10 +93,16 @@ pub fn names(p: &Profile) -> Vec<String> {
 pub fn assert_clean_error(out: &Output, needle: &str) {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "exit code; stderr: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("perfgate: error:")).collect();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("perfgate: error:"))
+        .collect();
     assert_eq!(lines.len(), 1, "one error line expected: {err}");
     assert!(lines[0].contains(needle), "{needle:?} not in {err:?}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
 }
 
 /// A copy of a file into `dir` under `name`.
