@@ -101,7 +101,23 @@ fn record(a: RecordArgs) -> Result<u8> {
         plural(target.plan.files.len(), "file"),
         terminal(&target.program.display().to_string())
     ));
-    let profile = record::trace_once(&target, &opts, Some(&mut writer))?;
+    let spinner = if a.trace && std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("perfgate: {spinner} {pos} events recorded, {elapsed}") {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let profile = record::trace_with_events(&target, &opts, &mut |e| {
+        writer.event(e)?;
+        if writer.events() % 65_536 == 0 {
+            spinner.set_position(writer.events());
+        }
+        Ok(())
+    })?;
+    spinner.finish_and_clear();
     if !profile.exit.success() && !a.allow_failure {
         bail!(
             "the benchmark failed ({}); nothing saved (--allow-failure keeps the profile)",
@@ -291,7 +307,7 @@ fn run_batch(
     let bar = progress(total as u64, runs.len() as u64);
     for _ in 0..n {
         let i = runs.len() + 1;
-        let profile = record::trace_once(target, opts, None)?;
+        let profile = record::trace_once(target, opts)?;
         if crate::run::interrupted() {
             bail!("interrupted by Ctrl-C during run {i}");
         }
@@ -464,7 +480,13 @@ fn check(a: CheckArgs) -> Result<u8> {
         run_batch(&target, &opts, more, &mut head, settings.max_runs)?;
         c = compare(&base, &head, &settings, &benchmark, &machine);
     }
-    print!("{}", check_table::table(&c, false));
+    // When a report goes to stdout, the table goes to stderr so the two do not mix.
+    let to_stdout = [&a.junit, &a.markdown, &a.json].into_iter().flatten().any(|p| p.as_os_str() == "-");
+    if to_stdout {
+        eprint!("{}", check_table::table(&c, false));
+    } else {
+        print!("{}", check_table::table(&c, false));
+    }
     use crate::report::markdown::Exporter;
     if let Some(p) = &a.junit {
         write_output(p, &crate::report::junit::Junit.render(&c)?)?;

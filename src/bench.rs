@@ -193,7 +193,10 @@ fn traced(
         run_as: RunAs::Same,
         stdout: crate::run::Stdout::File(stdout.to_path_buf()),
     };
-    let p = record::trace_once(target, &opts, writer)?;
+    let p = match writer {
+        Some(w) => record::trace_with_events(target, &opts, &mut |e| w.event(e))?,
+        None => record::trace_once(target, &opts)?,
+    };
     if crate::run::interrupted() {
         bail!("interrupted by Ctrl-C");
     }

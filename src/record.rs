@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 
 use crate::bpf::{self, Measured, TraceOptions};
 use crate::plan::{self, Plan, Selection};
-use crate::profile::file::{Event, Header, Writer};
+use crate::profile::file::{Event, Header};
 use crate::profile::{Accounting, Machine, Profile, TracedFile, PROFILE_SCHEMA};
 use crate::run::{self, Finished, HeldChild, RunAs};
 
@@ -60,22 +60,23 @@ pub struct RunOptions {
     pub stdout: run::Stdout,
 }
 
-/// Traces one run of the target. `writer` (trace mode) receives every event as it arrives.
-pub fn trace_once(
+/// Traces one run of the target without an event stream.
+pub fn trace_once(target: &Target, opts: &RunOptions) -> Result<Profile> {
+    trace_with_events(target, opts, &mut |_| Ok(()))
+}
+
+/// Traces one run of the target; in trace mode `on_event` receives every event as it arrives.
+pub fn trace_with_events(
     target: &Target,
     opts: &RunOptions,
-    mut writer: Option<&mut Writer>,
+    on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<Profile> {
     bpf::check_privileges()?;
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
-    let mut on_event = |e: &Event| match writer.as_deref_mut() {
-        Some(w) => w.event(e),
-        None => Ok(()),
-    };
-    let (measured, finished) = bpf::trace(&target.plan, &mut child, &opts.trace, &mut on_event)?;
+    let (measured, finished) = bpf::trace(&target.plan, &mut child, &opts.trace, on_event)?;
     Ok(assemble(
         target,
         started_at,
