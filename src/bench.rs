@@ -651,6 +651,32 @@ struct CheckOutcome {
     inconclusive: bool,
     runs: usize,
     ratio: Option<f64>,
+    /// The same head runs judged with `--relative` (shares of total time): (caught, wrongly flagged).
+    relative: (bool, bool),
+    /// Highest 1-minute load average seen at the start or end of the check.
+    load: f64,
+}
+
+/// The 1-minute load average: other work on the machine is the first suspect of a false alarm.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+/// Whether the slowed function regressed, and whether anything else failed.
+fn judge(c: &Comparison, slowed: bool) -> (bool, Vec<String>) {
+    let caught = slowed
+        && c.functions
+            .iter()
+            .any(|f| f.name == SLOW_FUNCTION && f.verdict == Verdict::Regressed);
+    let wrongly_flagged = c
+        .failures()
+        .filter(|f| !(slowed && f.name == SLOW_FUNCTION))
+        .map(|f| format!("{} ({})", f.name, f.verdict.label()))
+        .collect();
+    (caught, wrongly_flagged)
 }
 
 fn run_figures(target: &Target, stdout: &Path, n: usize, runs: &mut Vec<RunFigures>) -> Result<()> {
@@ -676,6 +702,7 @@ fn one_check(
     slowed: bool,
 ) -> Result<CheckOutcome> {
     let machine = Machine::current();
+    let load_before = load_average();
     let mut head = Vec::new();
     run_figures(target, stdout, settings.runs, &mut head)?;
     let mut c: Comparison = compare(base, &head, settings, "gatebench", &machine);
@@ -684,19 +711,25 @@ fn one_check(
         run_figures(target, stdout, more, &mut head)?;
         c = compare(base, &head, settings, "gatebench", &machine);
     }
-    let hash = c.functions.iter().find(|f| f.name == SLOW_FUNCTION);
-    let caught = slowed && hash.is_some_and(|f| f.verdict == Verdict::Regressed);
-    let wrongly_flagged = c
-        .failures()
-        .filter(|f| !(slowed && f.name == SLOW_FUNCTION))
-        .map(|f| format!("{} ({})", f.name, f.verdict.label()))
-        .collect();
+    let (caught, wrongly_flagged) = judge(&c, slowed);
+    let relative = GateSettings {
+        relative: true,
+        ..settings.clone()
+    };
+    let r = compare(base, &head, &relative, "gatebench", &machine);
+    let (r_caught, r_flagged) = judge(&r, slowed);
     Ok(CheckOutcome {
         caught,
         wrongly_flagged,
         inconclusive: needs_more_runs(&c),
         runs: head.len(),
-        ratio: hash.and_then(|f| f.ratio),
+        ratio: c
+            .functions
+            .iter()
+            .find(|f| f.name == SLOW_FUNCTION)
+            .and_then(|f| f.ratio),
+        relative: (r_caught, !r_flagged.is_empty()),
+        load: load_before.max(load_average()),
     })
 }
 
@@ -748,12 +781,14 @@ fn gate(a: &BenchArgs, scratch: &Scratch) -> Result<String> {
         (format!("{SLOW_FUNCTION} +20%"), Some(20)),
     ];
     let mut rows = Vec::new();
+    let mut rel_rows = Vec::new();
     let mut aa_false = 0;
     let mut caught10 = (0, 0);
     for (label, pct) in &scenarios {
         knob.set(*pct);
         let (mut caught, mut false_alarms, mut inconclusive, mut runs) = (0, 0, 0, 0);
         let mut ratios = Vec::new();
+        let (mut rel_caught, mut rel_false, mut load) = (0, 0, f64::NAN);
         for i in 1..=a.checks {
             let o = one_check(&target, &stdout, &base, &settings, pct.is_some())?;
             caught += usize::from(o.caught);
@@ -761,6 +796,9 @@ fn gate(a: &BenchArgs, scratch: &Scratch) -> Result<String> {
             inconclusive += usize::from(o.inconclusive);
             runs += o.runs;
             ratios.extend(o.ratio);
+            rel_caught += usize::from(o.relative.0);
+            rel_false += usize::from(o.relative.1);
+            load = load.max(o.load);
             let what = match (pct.is_some(), o.caught) {
                 (false, _) => String::new(),
                 (true, true) => format!("{SLOW_FUNCTION} regressed, "),
@@ -772,11 +810,12 @@ fn gate(a: &BenchArgs, scratch: &Scratch) -> Result<String> {
                 format!("FALSE ALARM: {}", o.wrongly_flagged.join(", "))
             };
             status(&format!(
-                "bench gate: {label}: check {i}/{}: {what}{flagged}, {} runs, {SLOW_FUNCTION} {}{} [{} elapsed]",
+                "bench gate: {label}: check {i}/{}: {what}{flagged}, {} runs, {SLOW_FUNCTION} {}{}, load {:.2} [{} elapsed]",
                 a.checks,
                 o.runs,
                 o.ratio.map_or("-".into(), crate::report::units::change),
                 if o.inconclusive { ", still inconclusive at the cap" } else { "" },
+                o.load,
                 duration(started.elapsed().as_nanos() as f64)
             ));
         }
@@ -798,6 +837,16 @@ fn gate(a: &BenchArgs, scratch: &Scratch) -> Result<String> {
             percent(inconclusive, a.checks),
             format!("{:.1}", runs as f64 / a.checks as f64),
             crate::report::units::change(median(&ratios)),
+            format!("{load:.2}"),
+        ]);
+        rel_rows.push(vec![
+            label.clone(),
+            if pct.is_some() {
+                percent(rel_caught, a.checks)
+            } else {
+                "-".into()
+            },
+            percent(rel_false, a.checks),
         ]);
     }
     drop(knob);
@@ -820,8 +869,23 @@ fn gate(a: &BenchArgs, scratch: &Scratch) -> Result<String> {
             "inconclusive at the cap",
             "mean runs needed",
             "hash_block change (median estimate)",
+            "1-min load (max)",
         ],
         rows,
+        1,
+    ));
+    s.push_str(&format!(
+        "the same head runs judged with --relative (shares of total time; survives a uniformly slower machine, \
+         e.g. other work on these {} cores):\n",
+        Machine::current().cores
+    ));
+    s.push_str(&table(
+        &[
+            "scenario",
+            "caught (hash_block regressed)",
+            "false alarms (other functions or A/A failures)",
+        ],
+        rel_rows,
         1,
     ));
     let aim_met = aa_false == 0 && caught10.1 > 0 && caught10.0 as f64 >= 0.95 * caught10.1 as f64;
