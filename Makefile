@@ -16,11 +16,7 @@ fixtures: setup
 	@bash fixtures/build.sh
 
 demo: build fixtures
-	@echo "== perfgate record: the talk's example (work1 spins 1e8 times, work2 2e8) =="
-	$(PERFGATE) record -o /tmp/perfgate-demo.data -- ./fixtures/bin/work
-	@echo
-	@echo "== perfgate check: gate the demo benchmark against its committed baseline =="
-	$(PERFGATE) check --baseline baselines/gatebench.toml --markdown /tmp/perfgate-demo.md --junit /tmp/perfgate-demo.xml
+	@bash scripts/demo.sh
 
 test: setup fixtures
 	$(CARGO) build --locked --all-targets
