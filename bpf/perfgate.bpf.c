@@ -11,6 +11,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set before load. */
 const volatile __u32 target_tgid = 0;
 const volatile bool trace_events = false;
+/* Calibrated cost of one traced call (entry + return probe) as seen by its caller, per probe kind, ns. */
+const volatile __u64 probe_cost_ns[PG_NR_PROBE_KINDS] = {};
 
 /* Makes the event type visible in the skeleton's BTF (the map types already are). */
 struct pg_event _pg_event = {};
@@ -139,6 +141,7 @@ static __always_inline __u32 on_entry(__u32 func)
 	struct pg_frame *f = &st->frames[d & (PG_MAX_DEPTH - 1)];
 	f->func = func;
 	f->child = 0;
+	f->overhead = 0;
 	st->depth = d + 1;
 	/* Timestamp last, so the probe's own work before it is not charged to the function. */
 	__u64 now = bpf_ktime_get_ns();
@@ -148,7 +151,7 @@ static __always_inline __u32 on_entry(__u32 func)
 	return d + 1;
 }
 
-static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self)
+static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self, __u64 overhead)
 {
 	struct pg_key key = { .tid = tid, .func = func };
 	struct pg_stats *s = bpf_map_lookup_elem(&stats, &key);
@@ -166,6 +169,7 @@ static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self
 	}
 	/* Keyed by thread: only this thread writes this entry, so plain increments are safe. */
 	s->calls += 1;
+	s->overhead_sum += overhead;
 	s->incl_sum += incl;
 	s->self_sum += self;
 	if (s->calls == 1 || incl < s->incl_min)
@@ -185,7 +189,7 @@ static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self
 }
 
 /* Pop the frame at 1-based depth `want` (0 = unknown: search the top of the stack for `func`). */
-static __always_inline void on_return(__u32 func, __u32 want)
+static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -226,18 +230,23 @@ static __always_inline void on_return(__u32 func, __u32 want)
 		count(PG_FRAMES_ABANDONED, d - want);
 	__u64 incl = now > f->start ? now - f->start : 0;
 	__u64 self = incl > f->child ? incl - f->child : 0;
+	__u64 overhead = f->overhead;
 	st->depth = want - 1;
-	if (idx > 0)
-		st->frames[(idx - 1) & (PG_MAX_DEPTH - 1)].child += incl;
+	if (idx > 0) {
+		struct pg_frame *parent = &st->frames[(idx - 1) & (PG_MAX_DEPTH - 1)];
+		parent->child += incl;
+		parent->overhead += overhead + probe_cost_ns[kind & (PG_NR_PROBE_KINDS - 1)];
+	}
 	if (trace_events)
 		emit(tid, func, PG_EV_EXIT, want, now);
-	record(tid, func, incl, self);
+	record(tid, func, incl, self, overhead);
 }
 
 SEC("uprobe.session")
 int pg_session(struct pt_regs *ctx)
 {
-	__u32 func = (__u32)bpf_get_attach_cookie(ctx);
+	__u64 attach = bpf_get_attach_cookie(ctx);
+	__u32 func = (__u32)attach;
 	__u64 *cookie = bpf_session_cookie();
 	if (!cookie)
 		return 1;
@@ -247,7 +256,7 @@ int pg_session(struct pt_regs *ctx)
 		/* 1 = no return probe for a call we did not push. */
 		return d ? 0 : 1;
 	}
-	on_return(func, (__u32)*cookie);
+	on_return(func, (__u32)(attach >> PG_COOKIE_KIND_SHIFT), (__u32)*cookie);
 	return 0;
 }
 
@@ -261,7 +270,8 @@ int pg_entry(struct pt_regs *ctx)
 SEC("uretprobe.multi")
 int pg_return(struct pt_regs *ctx)
 {
-	on_return((__u32)bpf_get_attach_cookie(ctx), 0);
+	__u64 attach = bpf_get_attach_cookie(ctx);
+	on_return((__u32)attach, (__u32)(attach >> PG_COOKIE_KIND_SHIFT), 0);
 	return 0;
 }
 

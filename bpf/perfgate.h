@@ -25,8 +25,20 @@ struct pg_key {
 	__u32 func;
 };
 
+/* The BPF cookie of a probe: function id in the low 32 bits, probe kind (enum pg_probe_kind) above. */
+#define PG_COOKIE_KIND_SHIFT 32
+
+enum pg_probe_kind {
+	PG_PROBE_NOP5 = 0,
+	PG_PROBE_EMULATED = 1,
+	PG_PROBE_SINGLE_STEP = 2,
+	PG_PROBE_UNKNOWN = 3,
+	PG_NR_PROBE_KINDS = 4,
+};
+
 struct pg_stats {
 	__u64 calls;
+	__u64 overhead_sum; /* calibrated probe cost of all traced descendants, summed over calls */
 	__u64 incl_sum;
 	__u64 incl_min;
 	__u64 incl_max;
@@ -40,6 +52,7 @@ struct pg_stats {
 struct pg_frame {
 	__u64 start;
 	__u64 child;
+	__u64 overhead; /* calibrated probe cost of traced descendants so far */
 	__u32 func;
 	__u32 _pad;
 };

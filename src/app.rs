@@ -76,6 +76,7 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOp
             ringbuf_bytes: buffer_bytes,
             no_session: r.no_session,
             timeout,
+            probe_cost: None,
         },
         run_as: RunAs::from_env(r.run_as_root),
         stdout: crate::run::Stdout::Inherit,
@@ -92,9 +93,19 @@ pub fn status(msg: &str) {
 }
 
 fn record(a: RecordArgs) -> Result<u8> {
-    let opts = run_options(&a.run, a.trace, a.buffer_size)?;
+    let mut opts = run_options(&a.run, a.trace, a.buffer_size)?;
     let target = Target::new(&a.command, &Selection::from(&a.select))?;
     let mut writer = Writer::create(&a.output, &record::header(&target))?;
+    if !a.no_calibrate {
+        crate::bpf::check_privileges()?;
+        match crate::calibrate::calibrate(&opts.trace) {
+            Ok(c) => opts.trace.probe_cost = Some(c),
+            Err(e) => status(&format!(
+                "warning: probe cost not calibrated: {}",
+                one_line(&e)
+            )),
+        }
+    }
     status(&format!(
         "tracing {} functions in {} of {}",
         target.plan.functions.len(),
@@ -103,7 +114,9 @@ fn record(a: RecordArgs) -> Result<u8> {
     ));
     let spinner = if a.trace && std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) = indicatif::ProgressStyle::with_template("perfgate: {spinner} {pos} events recorded, {elapsed}") {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "perfgate: {spinner} {pos} events recorded, {elapsed}",
+        ) {
             bar.set_style(style);
         }
         bar
@@ -132,6 +145,7 @@ fn record(a: RecordArgs) -> Result<u8> {
             per_thread: a.per_thread,
             limit: a.limit,
             verbose: a.verbose,
+            compensated: a.compensated,
         },
     );
     print!("{table}");
@@ -209,6 +223,7 @@ fn report(a: ReportArgs) -> Result<u8> {
                 per_thread: a.per_thread,
                 limit: a.limit,
                 verbose: a.verbose,
+                compensated: a.compensated,
             };
             out.write_all(summary::table(&rec.profile, opts).as_bytes())?;
         }
@@ -481,7 +496,10 @@ fn check(a: CheckArgs) -> Result<u8> {
         c = compare(&base, &head, &settings, &benchmark, &machine);
     }
     // When a report goes to stdout, the table goes to stderr so the two do not mix.
-    let to_stdout = [&a.junit, &a.markdown, &a.json].into_iter().flatten().any(|p| p.as_os_str() == "-");
+    let to_stdout = [&a.junit, &a.markdown, &a.json]
+        .into_iter()
+        .flatten()
+        .any(|p| p.as_os_str() == "-");
     if to_stdout {
         eprint!("{}", check_table::table(&c, false));
     } else {

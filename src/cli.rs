@@ -213,6 +213,13 @@ pub struct RecordArgs {
     /// Events that do not fit are counted as lost, per CPU.
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
     pub buffer_size: u32,
+    /// Do not measure the probe's own cost at start-up (saves ~0.2 s; no compensated times then).
+    #[arg(long)]
+    pub no_calibrate: bool,
+    /// Show inclusive TOTAL TIME and AVG with the calibrated probe cost of traced callees subtracted
+    /// (marked *); the raw figures stay in the recording.
+    #[arg(long)]
+    pub compensated: bool,
     /// Keep the profile when the benchmark exits non-zero (perfgate then exits 0).
     #[arg(long)]
     pub allow_failure: bool,
@@ -337,6 +344,9 @@ pub struct ReportArgs {
     /// Write here instead of stdout (- = stdout).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Summary: inclusive TOTAL TIME and AVG minus the calibrated probe cost of traced callees (marked *).
+    #[arg(long)]
+    pub compensated: bool,
     /// A base recording: with --format=flame-graph draws a differential flame graph (red = slower in
     /// --input), with --format=folded writes `stack base head` lines.
     #[arg(long, value_name = "BASE")]

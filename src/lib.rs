@@ -7,6 +7,7 @@
 pub mod app;
 pub mod bench;
 pub mod bpf;
+pub mod calibrate;
 pub mod cli;
 pub mod elf;
 pub mod gate;

@@ -11,6 +11,12 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(perfgate::run::held_exec_main(&args[2..]) as u8);
     }
+    if args
+        .get(1)
+        .is_some_and(|a| a == perfgate::calibrate::CALIBRATE_ARG)
+    {
+        return ExitCode::from(perfgate::calibrate::calibrate_main() as u8);
+    }
     let cli = perfgate::cli::Cli::parse();
     match perfgate::app::run(cli) {
         Ok(code) => ExitCode::from(code),

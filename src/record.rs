@@ -78,6 +78,7 @@ pub fn trace_with_events(
     let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
     let (measured, finished) = bpf::trace(&target.plan, &mut child, &opts.trace, on_event)?;
     Ok(assemble(
+        opts.trace.probe_cost,
         target,
         started_at,
         measured,
@@ -98,6 +99,7 @@ pub fn header(target: &Target) -> Header {
 }
 
 fn assemble(
+    probe_cost: Option<crate::profile::ProbeCosts>,
     target: &Target,
     started_at: u64,
     m: Measured,
@@ -145,6 +147,7 @@ fn assemble(
             warnings,
             attach_ns: m.attach_ns,
             detach_ns: m.detach_ns,
+            probe_cost,
         },
         has_events,
     }

@@ -17,7 +17,11 @@ fn work_functions_with_sizes_and_file_offsets() {
     assert!(f.has_symtab);
     assert!(f.build_id.as_deref().is_some_and(|b| b.len() == 40));
     for name in ["main", "work1", "work2"] {
-        let func = f.functions.iter().find(|x| x.name == name).unwrap_or_else(|| panic!("{name}"));
+        let func = f
+            .functions
+            .iter()
+            .find(|x| x.name == name)
+            .unwrap_or_else(|| panic!("{name}"));
         assert!(func.size > 0);
         // The entry bytes read through the offset are the function's code: -O0 starts with push %rbp.
         assert_eq!(bytes_at(&path, func.offset.0, 1), vec![0x55], "{name}");
@@ -55,8 +59,14 @@ fn uselib_finds_libfixture_through_runpath_origin() {
     let f = elf::read_elf(&fixture("uselib")).unwrap();
     assert_eq!(f.runpath, vec!["$ORIGIN".to_string()]);
     let libs = elf::resolve_libraries(&f, &LoaderEnv::from_system());
-    let lib = libs.iter().find(|l| l.soname == "libfixture.so").expect("libfixture.so needed");
-    assert_eq!(lib.path.as_deref(), Some(fixture("libfixture.so").as_path()));
+    let lib = libs
+        .iter()
+        .find(|l| l.soname == "libfixture.so")
+        .expect("libfixture.so needed");
+    assert_eq!(
+        lib.path.as_deref(),
+        Some(fixture("libfixture.so").as_path())
+    );
     assert_eq!(lib.how, Resolution::Runpath);
     let libc = libs.iter().find(|l| l.soname == "libc.so.6").unwrap();
     assert!(libc.path.as_ref().is_some_and(|p| p.exists()));
@@ -68,18 +78,36 @@ fn cpp_symbols_are_demangled_and_constructor_aliases_merged() {
     let find = |n: &str| f.functions.iter().filter(|x| x.name == n).count();
     assert_eq!(find("shapes::Circle::area() const"), 1);
     // C1 and C2 constructors share an address: one function, the other name an alias.
-    let ctor = f.functions.iter().find(|x| x.name == "shapes::Circle::Circle(double)").unwrap();
+    let ctor = f
+        .functions
+        .iter()
+        .find(|x| x.name == "shapes::Circle::Circle(double)")
+        .unwrap();
     assert!(!ctor.aliases.is_empty(), "{ctor:?}");
-    assert_eq!(elf::demangle("_ZN6shapes6CircleC2Ed"), "shapes::Circle::Circle(double)");
-    assert_eq!(elf::demangle("_ZN6shapesplERKNS_4Vec2ES2_"), "shapes::operator+(shapes::Vec2 const&, shapes::Vec2 const&)");
-    assert_eq!(elf::demangle("_ZN4core3fmt5write17h0123456789abcdefE"), "core::fmt::write");
+    assert_eq!(
+        elf::demangle("_ZN6shapes6CircleC2Ed"),
+        "shapes::Circle::Circle(double)"
+    );
+    assert_eq!(
+        elf::demangle("_ZN6shapesplERKNS_4Vec2ES2_"),
+        "shapes::operator+(shapes::Vec2 const&, shapes::Vec2 const&)"
+    );
+    assert_eq!(
+        elf::demangle("_ZN4core3fmt5write17h0123456789abcdefE"),
+        "core::fmt::write"
+    );
     assert_eq!(elf::demangle("plain_c"), "plain_c");
 }
 
 #[test]
 fn errors_name_the_file() {
     let e = elf::read_elf(&fixture("not_elf")).unwrap_err().to_string();
-    assert!(e.contains("not_elf") && e.contains("not an ELF file"), "{e}");
-    let e = elf::read_elf(&fixture("work_aarch64")).unwrap_err().to_string();
+    assert!(
+        e.contains("not_elf") && e.contains("not an ELF file"),
+        "{e}"
+    );
+    let e = elf::read_elf(&fixture("work_aarch64"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("AArch64"), "{e}");
 }

@@ -158,7 +158,7 @@ fn update_rewrites_the_baseline_atomically_keeping_overrides() {
         .arg("check")
         .arg("--baseline")
         .arg(&path)
-        .args(["--runs", "5", "--update"])
+        .args(["--runs", "5", "--max-runs", "5", "--update"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -342,3 +342,34 @@ fn without_privileges_it_says_so_in_one_line() {
         .unwrap();
     assert_clean_error(&out, "needs root or CAP_BPF+CAP_PERFMON");
 }
+
+#[test]
+fn probe_cost_is_calibrated_and_compensation_subtracts_it() {
+    let (p, out) = record(
+        &["--compensated", "--verbose"],
+        &[fixture("recursive").to_str().unwrap()],
+    );
+    let c = p.accounting.probe_cost.expect("calibrated");
+    // The kernel's costs on this machine (DESIGN.md): single-step far above the emulated and nop5 paths.
+    assert!(c.nop5_ns > 0.0 && c.emulated_ns > 0.0, "{c:?}");
+    assert!(c.single_step_ns > 3.0 * c.emulated_ns, "{c:?}");
+    let merged = p.per_function();
+    let rec = func(&p, &merged, "recurse").unwrap();
+    // recurse(49) × 10: each call has on average 24.5 traced descendants, all with an emulated entry.
+    let expected = (10 * (0..50u64).map(|d| 49 - d).sum::<u64>()) as f64 * c.emulated_ns;
+    let got = rec.overhead_ns as f64;
+    assert!(
+        (got - expected).abs() <= 0.01 * expected + 1000.0,
+        "overhead {got} vs {expected}"
+    );
+    assert!(rec.compensated_inclusive() < rec.inclusive.sum_ns);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("* minus the calibrated probe cost"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("probe cost per traced call (calibrated)"),
+        "{stdout}"
+    );
+}

@@ -12,7 +12,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, UprobeMultiOpts};
 use crate::plan::Plan;
 use crate::profile::file::{Event, EventKind};
 use crate::profile::hist::BUCKETS;
-use crate::profile::{FuncStats, Histogram, LossCounters, TimeStats};
+use crate::profile::{FuncStats, Histogram, LossCounters, ProbeCosts, ProbeKind, TimeStats};
 use crate::run::{Finished, HeldChild};
 
 #[allow(
@@ -43,6 +43,8 @@ pub struct TraceOptions {
     pub no_session: bool,
     /// Kill the benchmark after this long.
     pub timeout: Option<Duration>,
+    /// Calibrated cost of one traced call per probe kind (see [`ProbeCosts`]); zero = not compensated.
+    pub probe_cost: Option<ProbeCosts>,
 }
 
 impl Default for TraceOptions {
@@ -52,6 +54,7 @@ impl Default for TraceOptions {
             ringbuf_bytes: 64 << 20,
             no_session: false,
             timeout: None,
+            probe_cost: None,
         }
     }
 }
@@ -143,6 +146,18 @@ fn trace_with(
         .context("BPF object has no read-only data")?;
     rodata.target_tgid = child.pid();
     rodata.trace_events = opts.events;
+    if let Some(c) = opts.probe_cost {
+        // Indexed by enum pg_probe_kind.
+        let kinds = [
+            ProbeKind::Nop5,
+            ProbeKind::Emulated,
+            ProbeKind::SingleStep,
+            ProbeKind::Unknown,
+        ];
+        for (slot, kind) in rodata.probe_cost_ns.iter_mut().zip(kinds) {
+            *slot = c.of(kind).max(0.0).round() as u64;
+        }
+    }
     let rb_bytes = if opts.events {
         opts.ringbuf_bytes.max(4096).next_power_of_two()
     } else {
@@ -174,7 +189,17 @@ fn trace_with(
     let mut links: Vec<Link> = Vec::with_capacity(plan.files.len() * 2 + 1);
     for file in &plan.files {
         let offsets: Vec<usize> = file.offsets.iter().map(|&o| o as usize).collect();
-        let cookies: Vec<u64> = file.ids.iter().map(|&id| id as u64).collect();
+        let cookies: Vec<u64> = file
+            .ids
+            .iter()
+            .map(|&id| {
+                let kind = plan
+                    .functions
+                    .get(id as usize)
+                    .map_or(3, |f| kind_index(f.probe));
+                id as u64 | (kind << 32)
+            })
+            .collect();
         let attach = |prog: &libbpf_rs::ProgramMut, retprobe: bool, session: bool| {
             let opts = UprobeMultiOpts {
                 offsets: offsets.clone(),
@@ -278,6 +303,7 @@ fn trace_with(
             func: k.func,
             tid: k.tid,
             calls: v.calls,
+            overhead_ns: v.overhead_sum,
             inclusive: TimeStats {
                 sum_ns: v.incl_sum,
                 min_ns: v.incl_min,
@@ -315,6 +341,16 @@ fn trace_with(
     l.events_dropped_per_cpu = counter(6)?;
     l.events_dropped = l.events_dropped_per_cpu.iter().sum();
     Ok((measured, finished))
+}
+
+/// `enum pg_probe_kind` of a probe kind.
+fn kind_index(k: ProbeKind) -> u64 {
+    match k {
+        ProbeKind::Nop5 => 0,
+        ProbeKind::Emulated => 1,
+        ProbeKind::SingleStep => 2,
+        ProbeKind::Unknown => 3,
+    }
 }
 
 fn decode_event(data: &[u8]) -> Option<Event> {

@@ -438,15 +438,27 @@ mod tests {
         base.functions[0].ignore = true; // a
         base.functions[1].threshold = Some(0.5); // b: only 50% slower fails
         let head = runs(&[("a", jitter(2000.0, 10, 1)), ("b", jitter(1300.0, 10, 2))]);
-        let c = compare(&base, &head, &GateSettings::default(), "bench", &Machine::default());
+        let c = compare(
+            &base,
+            &head,
+            &GateSettings::default(),
+            "bench",
+            &Machine::default(),
+        );
         let verdict = |n: &str| c.functions.iter().find(|f| f.name == n).unwrap().verdict;
         assert_eq!(verdict("a"), Verdict::Ignored);
         assert_ne!(verdict("b"), Verdict::Regressed);
         assert!(c.passed());
-        let s = GateSettings { threshold: 0.05, ..Default::default() };
+        let s = GateSettings {
+            threshold: 0.05,
+            ..Default::default()
+        };
         base.functions[1].threshold = None;
         let c = compare(&base, &head, &s, "bench", &Machine::default());
-        assert_eq!(c.functions.iter().find(|f| f.name == "b").unwrap().verdict, Verdict::Regressed);
+        assert_eq!(
+            c.functions.iter().find(|f| f.name == "b").unwrap().verdict,
+            Verdict::Regressed
+        );
     }
 
     #[test]

@@ -136,11 +136,21 @@ pub struct FuncStats {
     pub inclusive: TimeStats,
     /// Self time: inclusive minus the inclusive time of traced callees.
     pub self_time: TimeStats,
+    /// Calibrated probe cost of all traced descendants, summed over calls, ns: subtract it from the
+    /// inclusive sum for a compensated inclusive time (0 when not calibrated).
+    #[serde(default)]
+    pub overhead_ns: Nanos,
 }
 
 impl FuncStats {
+    /// Inclusive time summed over calls minus the probe cost of traced descendants, ns.
+    pub fn compensated_inclusive(&self) -> Nanos {
+        self.inclusive.sum_ns.saturating_sub(self.overhead_ns)
+    }
+
     /// Adds another thread's calls of the same function.
     pub fn merge(&mut self, other: &FuncStats) {
+        self.overhead_ns = self.overhead_ns.saturating_add(other.overhead_ns);
         self.inclusive.merge(&other.inclusive, self.calls);
         self.self_time.merge(&other.self_time, self.calls);
         self.calls += other.calls;
@@ -207,6 +217,32 @@ pub struct Accounting {
     pub attach_ns: Nanos,
     /// Time to detach all probes, ns.
     pub detach_ns: Nanos,
+    /// The calibrated cost of one traced call, if calibrated.
+    #[serde(default)]
+    pub probe_cost: Option<ProbeCosts>,
+}
+
+/// What one traced call costs its caller (entry and return probe), measured at start-up, ns per call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeCosts {
+    /// On a 5-byte nop (optimised probe).
+    pub nop5_ns: f64,
+    /// On an emulated first instruction.
+    pub emulated_ns: f64,
+    /// On a single-stepped first instruction.
+    pub single_step_ns: f64,
+}
+
+impl ProbeCosts {
+    /// Cost for a probe kind, ns (unknown kinds count as single-stepped, the safe side being no
+    /// over-compensation... of the cheaper kinds; they are rare).
+    pub fn of(&self, kind: ProbeKind) -> f64 {
+        match kind {
+            ProbeKind::Nop5 => self.nop5_ns,
+            ProbeKind::Emulated => self.emulated_ns,
+            ProbeKind::SingleStep | ProbeKind::Unknown => self.single_step_ns,
+        }
+    }
 }
 
 /// How the benchmark ended.

@@ -15,6 +15,8 @@ pub struct SummaryOptions {
     pub limit: usize,
     /// Name skipped and slow-probe functions.
     pub verbose: bool,
+    /// Inclusive TOTAL TIME and AVG minus the calibrated probe cost of traced callees.
+    pub compensated: bool,
 }
 
 /// The table: TOTAL TIME | SELF TIME | CALLS | AVG | P50 | P99 | MAX | FUNCTION (module).
@@ -50,11 +52,27 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
             || format!("#{}", s.func),
             |f| format!("{} ({})", terminal(&f.name), terminal(&f.module)),
         );
+        let compensate = opts.compensated && profile.accounting.probe_cost.is_some();
+        let (total, avg) = if compensate {
+            let t = s.compensated_inclusive() as f64;
+            (
+                format!("{}*", duration(t)),
+                format!(
+                    "{}*",
+                    duration(if s.calls > 0 { t / s.calls as f64 } else { 0.0 })
+                ),
+            )
+        } else {
+            (
+                duration(s.inclusive.sum_ns as f64),
+                duration(s.inclusive.mean(s.calls)),
+            )
+        };
         let mut row = vec![
-            duration(s.inclusive.sum_ns as f64),
+            total,
             duration(s.self_time.sum_ns as f64),
             count(s.calls),
-            duration(s.inclusive.mean(s.calls)),
+            avg,
             duration(s.inclusive.quantile(0.5)),
             duration(s.inclusive.quantile(0.99)),
             duration(s.inclusive.max_ns as f64),
@@ -78,6 +96,12 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
             "… {} more rows (--limit 0 shows all)\n",
             rows.len() - shown
         ));
+    }
+    if opts.compensated {
+        match profile.accounting.probe_cost {
+            Some(_) => out.push_str("* minus the calibrated probe cost of traced callees (SELF TIME, P50, P99 and MAX are raw)\n"),
+            None => out.push_str("no calibration in this recording: times are raw (record without --no-calibrate)\n"),
+        }
     }
     let called = profile.per_function().len();
     let never = profile.functions.len().saturating_sub(called);
@@ -213,7 +237,7 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
             .collect();
         out.push_str(&format!("  probes: {}\n", parts.join(", ")));
         out.push_str(&format!(
-            "  attach {} , detach {} ({} probes{})\n",
+            "  attach {}, detach {} ({} probes{})\n",
             duration(a.attach_ns as f64),
             duration(a.detach_ns as f64),
             profile.functions.len(),
@@ -223,6 +247,14 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
                 ", entry + return probes"
             }
         ));
+        if let Some(c) = a.probe_cost {
+            out.push_str(&format!(
+                "  probe cost per traced call (calibrated): {} on a 5-byte nop, {} emulated, {} single-stepped\n",
+                duration(c.nop5_ns),
+                duration(c.emulated_ns),
+                duration(c.single_step_ns)
+            ));
+        }
         for (reason, name) in &a.skipped_names {
             out.push_str(&format!(
                 "  skipped ({}): {}\n",

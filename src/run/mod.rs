@@ -307,3 +307,45 @@ pub fn held_exec_main(args: &[OsString]) -> i32 {
         Path::new(program).display()
     ))
 }
+
+/// A fresh directory only perfgate's user can enter (mode 0700), removed on drop: files in it cannot be
+/// redirected by another user's symlink, unlike fixed names in /tmp.
+pub struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    /// Creates one under the temporary directory.
+    pub fn new() -> Result<PrivateDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::temp_dir();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        for attempt in 0..100u32 {
+            let p = base.join(format!(
+                "perfgate.{}.{stamp:x}.{attempt}",
+                std::process::id()
+            ));
+            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => return Ok(PrivateDir(p)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot create a directory in {}", base.display())
+                    })
+                }
+            }
+        }
+        bail!("cannot create a private directory in {}", base.display())
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
