@@ -26,27 +26,53 @@ pub fn machine_mismatch(base: &Machine, head: &Machine) -> Option<String> {
     } else {
         Some(format!(
             "the baseline was measured on another machine ({}); absolute times may differ for that reason alone: \
-             use --relative to compare shares of total time",
+             use --relative to factor out a uniformly faster or slower machine",
             diffs.join(", ")
         ))
     }
 }
 
-fn metric_value(f: &FuncRun, run: &RunFigures, s: &GateSettings) -> f64 {
-    let v = match s.metric {
+fn metric_value(f: &FuncRun, s: &GateSettings) -> f64 {
+    match s.metric {
         Metric::SelfTime => f.self_mean,
         Metric::Inclusive => f.mean,
-    };
-    if s.relative {
-        // Share of the run's traced time spent per call: immune to a uniformly faster or slower machine.
-        if run.total_self > 0.0 {
-            v / run.total_self
-        } else {
-            0.0
-        }
-    } else {
-        v
     }
+}
+
+/// How much faster or slower the head machine runs everything: the median over the gated functions (in both
+/// sides, above the share floor, not ignored) of head/base medians. One function that really changed does
+/// not move a median of many; a uniformly faster or slower machine moves them all. `None` without any.
+fn speed_factor(
+    base: &[RunFigures],
+    head: &[RunFigures],
+    s: &GateSettings,
+    ignored: &BTreeSet<&FuncKey>,
+) -> Option<f64> {
+    let keys: BTreeSet<&FuncKey> = head.iter().flat_map(|r| r.functions.keys()).collect();
+    let mut ratios = Vec::new();
+    for key in keys {
+        if ignored.contains(key) {
+            continue;
+        }
+        let values = |runs: &[RunFigures]| -> (Vec<f64>, Vec<f64>) {
+            runs.iter()
+                .filter_map(|r| {
+                    r.functions
+                        .get(key)
+                        .map(|f| (metric_value(f, s), share(f, r)))
+                })
+                .unzip()
+        };
+        let (b, _) = values(base);
+        let (h, hshare) = values(head);
+        let share = stats::median(&hshare).unwrap_or(0.0);
+        if let (Some(b), Some(h)) = (stats::median(&b), stats::median(&h)) {
+            if b > 0.0 && h > 0.0 && share >= s.min_share {
+                ratios.push(h / b);
+            }
+        }
+    }
+    stats::median(&ratios)
 }
 
 fn share(f: &FuncRun, run: &RunFigures) -> f64 {
@@ -91,7 +117,17 @@ pub fn compare(
         .flat_map(|r| r.functions.keys())
         .collect();
 
-    let collect = |runs: &[RunFigures], key: &FuncKey| {
+    let ignored: BTreeSet<&FuncKey> = overrides
+        .iter()
+        .filter(|(_, (_, ig))| *ig)
+        .map(|(k, _)| k)
+        .collect();
+    let factor = if settings.relative {
+        speed_factor(&base_runs, head, settings, &ignored)
+    } else {
+        None
+    };
+    let collect = |runs: &[RunFigures], key: &FuncKey, scale: f64| {
         let mut values = Vec::new();
         let mut shares = Vec::new();
         let mut calls = Vec::new();
@@ -99,7 +135,7 @@ pub fn compare(
         let mut name = None;
         for r in runs {
             if let Some(f) = r.functions.get(key) {
-                values.push(metric_value(f, r, settings));
+                values.push(metric_value(f, settings) / scale);
                 shares.push(share(f, r));
                 calls.push(f.calls);
                 totals.push(f.total);
@@ -112,8 +148,8 @@ pub fn compare(
     let mut rows = Vec::new();
     let mut tested: Vec<(usize, f64)> = Vec::new();
     for key in keys {
-        let (bv, bshare, bcalls, _, bname) = collect(&base_runs, key);
-        let (hv, hshare, hcalls, htotals, hname) = collect(head, key);
+        let (bv, bshare, bcalls, _, bname) = collect(&base_runs, key, 1.0);
+        let (hv, hshare, hcalls, htotals, hname) = collect(head, key, factor.unwrap_or(1.0));
         let (threshold, ignore) = overrides.get(key).copied().unwrap_or((None, false));
         let threshold = threshold.unwrap_or(settings.threshold);
         let share = stats::median(if hshare.is_empty() { &bshare } else { &hshare }).unwrap_or(0.0);
@@ -205,6 +241,7 @@ pub fn compare(
         head_runs: head.len(),
         settings: settings.clone(),
         machine_mismatch: machine_mismatch(&base.machine, head_machine),
+        speed_factor: factor,
         functions: rows,
         warnings,
     }
@@ -459,6 +496,31 @@ mod tests {
             c.functions.iter().find(|f| f.name == "b").unwrap().verdict,
             Verdict::Regressed
         );
+    }
+
+    #[test]
+    fn relative_mode_still_pins_one_regression_on_a_slower_machine() {
+        let base = baseline(&[
+            ("a", jitter(1000.0, 10, 1)),
+            ("b", jitter(2000.0, 10, 2)),
+            ("c", jitter(1500.0, 10, 3)),
+        ]);
+        // Everything 10% slower (the machine), and a 25% more on top of that.
+        let head = runs(&[
+            ("a", jitter(1000.0 * 1.1 * 1.25, 10, 4)),
+            ("b", jitter(2000.0 * 1.1, 10, 5)),
+            ("c", jitter(1500.0 * 1.1, 10, 6)),
+        ]);
+        let s = GateSettings {
+            relative: true,
+            ..Default::default()
+        };
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        let failing: Vec<_> = c.failures().map(|f| f.name.as_str()).collect();
+        assert_eq!(failing, ["a"]);
+        assert_eq!(c.with(Verdict::Improved).count(), 0, "{:?}", c.functions);
+        let k = c.speed_factor.unwrap();
+        assert!((k - 1.1).abs() < 0.02, "speed factor {k}");
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub struct GateSettings {
     pub metric: Metric,
     /// Fail when a function's call count changes.
     pub gate_calls: bool,
-    /// Compare shares of total time instead of absolute times.
+    /// Divide head figures by the machine's speed factor (the median change over all gated functions), so a
+    /// uniformly faster or slower machine does not count as a change.
     pub relative: bool,
 }
 
@@ -119,9 +120,9 @@ pub struct FunctionComparison {
     pub module: String,
     /// The verdict.
     pub verdict: Verdict,
-    /// Median over base runs of the metric, ns (a share in 0..1 when relative).
+    /// Median over base runs of the metric, ns.
     pub base: Option<f64>,
-    /// Median over head runs of the metric, ns (a share in 0..1 when relative).
+    /// Median over head runs of the metric, ns (divided by the speed factor when relative).
     pub head: Option<f64>,
     /// Hodges–Lehmann estimate of head/base.
     pub ratio: Option<f64>,
@@ -167,6 +168,10 @@ pub struct Comparison {
     pub settings: GateSettings,
     /// Set when the baseline was measured on another machine: what differs.
     pub machine_mismatch: Option<String>,
+    /// In relative mode: the head machine's speed factor (median head/base over the gated functions) that
+    /// head figures were divided by.
+    #[serde(default)]
+    pub speed_factor: Option<f64>,
     /// Every function, failing verdicts first.
     pub functions: Vec<FunctionComparison>,
     /// Warnings to show at the top of every report.

@@ -15,13 +15,9 @@ pub fn p_value(p: Option<f64>) -> String {
     }
 }
 
-/// A base or head figure: a duration, or a share in relative mode.
-pub fn figure(v: Option<f64>, relative: bool) -> String {
-    match v {
-        None => "-".into(),
-        Some(v) if relative => format!("{:.4}%", v * 100.0),
-        Some(v) => duration(v),
-    }
+/// A base or head figure.
+pub fn figure(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), duration)
 }
 
 /// `+25.3% [+21.0%, +29.8%]`.
@@ -70,8 +66,8 @@ pub fn table(c: &Comparison, all: bool) -> String {
         t.add_row(vec![
             f.verdict.label().to_uppercase(),
             format!("{} ({})", terminal(&f.name), terminal(&f.module)),
-            figure(f.base, c.settings.relative),
-            figure(f.head, c.settings.relative),
+            figure(f.base),
+            figure(f.head),
             change_with_ci(f),
             p_value(f.q_value),
             format!("{:.1}%", f.share * 100.0),
@@ -94,7 +90,11 @@ pub fn table(c: &Comparison, all: bool) -> String {
     out.push_str(&format!(
         "compared {} ({}) over {} base runs and {} head runs; threshold {:.1}%, alpha {}, {:.0}% intervals\n",
         c.settings.metric.label(),
-        if c.settings.relative { "as a share of the traced time" } else { "absolute" },
+        match c.speed_factor {
+            Some(k) if c.settings.relative => format!("head divided by the machine's speed factor {k:.3}"),
+            _ if c.settings.relative => "relative, but no function to estimate the machine's speed from".into(),
+            _ => "absolute".into(),
+        },
         c.base_runs,
         c.head_runs,
         c.settings.threshold * 100.0,

@@ -162,7 +162,11 @@ fn change_with_ci(c: &Comparison, f: &FunctionComparison) -> String {
 /// Every number of one function, one per line (unescaped).
 fn details(c: &Comparison, f: &FunctionComparison) -> String {
     let s = &c.settings;
-    let unit = if s.relative { " of the total time" } else { "" };
+    let unit = if s.relative {
+        " (head divided by the machine's speed factor)"
+    } else {
+        ""
+    };
     let mut lines = vec![
         format!("verdict: {}", f.verdict.label()),
         format!("metric: {}", s.metric.label()),

@@ -122,7 +122,11 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
         writeln!(out, "\n</details>")?;
     }
 
-    writeln!(out, "\n<sub>{}</sub>", settings_line(&c.settings))
+    writeln!(
+        out,
+        "\n<sub>{}</sub>",
+        settings_line(&c.settings, c.speed_factor)
+    )
 }
 
 /// `❌ 2 functions regressed (benchmark **name**, 10 base runs vs 12 head runs)` or
@@ -182,17 +186,13 @@ fn timing_table(out: &mut String, s: &GateSettings, rows: &[&FunctionComparison]
     Ok(())
 }
 
-fn base_header(s: &GateSettings) -> &'static str {
-    if s.relative {
-        "Base share"
-    } else {
-        "Base"
-    }
+fn base_header(_: &GateSettings) -> &'static str {
+    "Base"
 }
 
 fn head_header(s: &GateSettings) -> &'static str {
     if s.relative {
-        "Head share"
+        "Head (scaled)"
     } else {
         "Head"
     }
@@ -212,17 +212,13 @@ fn function_cell(f: &FunctionComparison) -> String {
 }
 
 /// `metric: mean self time per call · threshold 5% · alpha 0.05 (Benjamini–Hochberg) · …`
-fn settings_line(s: &GateSettings) -> String {
+fn settings_line(s: &GateSettings, speed_factor: Option<f64>) -> String {
+    let relative = match speed_factor {
+        Some(k) if s.relative => format!(", head divided by the machine's speed factor {k:.3}"),
+        _ => String::new(),
+    };
     let mut parts = vec![
-        format!(
-            "metric: {}{}",
-            s.metric.label(),
-            if s.relative {
-                " as a share of the total"
-            } else {
-                ""
-            }
-        ),
+        format!("metric: {}{relative}", s.metric.label()),
         format!("threshold {}", percent(s.threshold)),
         format!("alpha {} (Benjamini–Hochberg)", s.alpha),
         format!("confidence {}", percent(s.confidence)),
@@ -247,13 +243,9 @@ fn noun(n: usize, what: &str) -> String {
     }
 }
 
-/// A median of the metric: a duration, or a share of the total with 2 decimals when relative; `-` if absent.
-pub(crate) fn value(s: &GateSettings, v: Option<f64>) -> String {
-    match v {
-        Some(v) if s.relative && v.is_finite() => format!("{:.2}%", v * 100.0),
-        Some(v) => units::duration(v),
-        None => "-".into(),
-    }
+/// A median of the metric as a duration; `-` if absent.
+pub(crate) fn value(_: &GateSettings, v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), units::duration)
 }
 
 /// `+25.3% (+21.0% … +29.8%)`: the change with its confidence interval; `-` when there is no ratio.
@@ -460,6 +452,7 @@ pub(crate) mod tests {
             head_runs: 12,
             settings: GateSettings::default(),
             machine_mismatch: Some("cpu: AMD EPYC 7B13 → Intel Xeon 8375C".into()),
+            speed_factor: None,
             functions,
             warnings: vec!["3 events lost <b>here</b>".into()],
         }
@@ -630,19 +623,16 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn relative_values_are_shares() {
+    fn relative_mode_says_head_is_scaled() {
         let mut c = fixture();
         c.settings.relative = true;
-        c.functions[0].base = Some(0.2012);
-        c.functions[0].head = Some(0.25);
+        c.speed_factor = Some(1.25);
         let s = md(&c);
         assert!(
-            s.contains("| Function | Base share | Head share | Change (95% CI) | p (adjusted) |")
-        );
-        assert!(
-            s.contains("| parse\\_header (libfoo.so) | 20.12% | 25.00% | +25.3% (+21.0% … +29.8%) | 0.0012 |"),
+            s.contains("| Function | Base | Head (scaled) | Change (95% CI) | p (adjusted) |"),
             "{s}"
         );
+        assert!(s.contains("speed factor"), "{s}");
     }
 
     #[test]
