@@ -76,6 +76,11 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// The executable's build-id.
     pub build_id: Option<String>,
+    /// The executable.
+    pub program: PathBuf,
+    /// Every library the loader maps at start-up (found ones), traced or not: anything else mapped later
+    /// came from dlopen.
+    pub known_libraries: Vec<PathBuf>,
 }
 
 const STARTUP: &[&str] = &[
@@ -128,6 +133,7 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
     let main = elf::read_elf(exe)?;
     let mut plan = Plan {
         build_id: main.build_id.clone(),
+        program: exe.to_path_buf(),
         ..Plan::default()
     };
     let mut files: Vec<ElfFile> = Vec::new();
@@ -135,9 +141,14 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
     {
         let libs = elf::resolve_libraries(&main, &LoaderEnv::from_system());
         for l in &libs {
-            if l.path.is_none() {
-                plan.libraries_not_found.push(l.soname.clone());
+            match &l.path {
+                Some(p) => plan.known_libraries.push(p.clone()),
+                None => plan.libraries_not_found.push(l.soname.clone()),
             }
+        }
+        // The dynamic loader itself is mapped too, whether or not a library names it.
+        if let Some(interp) = &main.interp {
+            plan.known_libraries.push(PathBuf::from(interp));
         }
         for (glob_src, g) in sel.libs.iter().zip(&lib_globs) {
             let matches: Vec<_> = libs

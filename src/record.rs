@@ -142,6 +142,7 @@ fn assemble(
             skipped: plan.skipped.clone(),
             skipped_names: plan.skipped_names.clone(),
             libraries_not_found: plan.libraries_not_found.clone(),
+            libraries_loaded_later: loaded_later(plan, &m.mapped),
             lost: m.lost,
             session_probes: m.session,
             warnings,
@@ -151,6 +152,22 @@ fn assemble(
         },
         has_events,
     }
+}
+
+/// Mapped files that are neither the program nor a library the loader maps at start-up.
+fn loaded_later(plan: &Plan, mapped: &[PathBuf]) -> Vec<String> {
+    let canon = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+    let known: std::collections::BTreeSet<PathBuf> = plan
+        .known_libraries
+        .iter()
+        .chain(std::iter::once(&plan.program))
+        .map(canon)
+        .collect();
+    mapped
+        .iter()
+        .filter(|p| !known.contains(&canon(p)))
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 fn secs(d: Duration) -> String {

@@ -373,3 +373,26 @@ fn probe_cost_is_calibrated_and_compensation_subtracts_it() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_library_loaded_with_dlopen_is_reported_as_not_traced() {
+    let (p, out) = record(
+        &["--no-calibrate"],
+        &[fixture("dlopener").to_str().unwrap()],
+    );
+    assert_eq!(calls(&p, "main"), 1);
+    let later = &p.accounting.libraries_loaded_later;
+    assert_eq!(later.len(), 1, "{later:?}");
+    assert!(later[0].ends_with("/libfixture.so"), "{later:?}");
+    assert!(text(&out.stdout).contains("not traced: loaded at run time (dlopen):"));
+    // A library in DT_NEEDED is not reported as loaded later.
+    let (p, _) = record(
+        &["--no-calibrate", "--lib", "libfixture*"],
+        &[fixture("uselib").to_str().unwrap()],
+    );
+    assert!(
+        p.accounting.libraries_loaded_later.is_empty(),
+        "{:?}",
+        p.accounting.libraries_loaded_later
+    );
+}

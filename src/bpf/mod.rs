@@ -72,6 +72,8 @@ pub struct Measured {
     pub attach_ns: u64,
     /// Detach time of all links, ns.
     pub detach_ns: u64,
+    /// Executable files the benchmark had mapped while it ran (sampled every 100 ms).
+    pub mapped: Vec<std::path::PathBuf>,
 }
 
 fn is_permission_error(e: &libbpf_rs::Error) -> bool {
@@ -262,9 +264,16 @@ fn trace_with(
 
     child.release()?;
     let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let mut mapped = std::collections::BTreeSet::new();
+    let mut last_maps: Option<Instant> = None;
     let finished = loop {
         if let Some(f) = child.try_wait(deadline)? {
             break f;
+        }
+        // Libraries loaded with dlopen cannot be probed from the start: notice them to report them.
+        if last_maps.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
+            mapped.extend(child.mapped_files(&plan.program));
+            last_maps = Some(Instant::now());
         }
         match &ring {
             Some(rb) => {
@@ -287,6 +296,7 @@ fn trace_with(
         session,
         attach_ns,
         detach_ns,
+        mapped: mapped.into_iter().collect(),
         ..Measured::default()
     };
     for key in skel.maps.stats.keys() {

@@ -207,6 +207,9 @@ pub struct Accounting {
     pub skipped_names: Vec<(String, String)>,
     /// Libraries the loader would map that could not be found.
     pub libraries_not_found: Vec<String>,
+    /// Libraries the benchmark loaded at run time (dlopen): mapped after start-up, so not traced.
+    #[serde(default)]
+    pub libraries_loaded_later: Vec<String>,
     /// Kernel-side loss counters.
     pub lost: LossCounters,
     /// Whether entry and return were handled by one `uprobe.session` program.

@@ -131,8 +131,13 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
     };
     let l = &a.lost;
     out.push_str(&format!(
-        "traced {} functions in {} file{}; {skipped}; {} lost\n",
+        "traced {} function{} in {} file{}; {skipped}; {} lost\n",
         profile.functions.len(),
+        if profile.functions.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         a.files.len(),
         if a.files.len() == 1 { "" } else { "s" },
         count(l.lost_calls() + l.events_dropped),
@@ -184,6 +189,16 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
         out.push_str(&format!(
             "  libraries not found: {}\n",
             a.libraries_not_found
+                .iter()
+                .map(|s| terminal(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !a.libraries_loaded_later.is_empty() {
+        out.push_str(&format!(
+            "  not traced: loaded at run time (dlopen): {}\n",
+            a.libraries_loaded_later
                 .iter()
                 .map(|s| terminal(s))
                 .collect::<Vec<_>>()

@@ -202,6 +202,30 @@ impl HeldChild {
         Ok(())
     }
 
+    /// Executable files mapped by the benchmark now, from /proc/PID/maps; empty until it has exec'd
+    /// `program` (before that the process is perfgate's own holder).
+    pub fn mapped_files(&self, program: &Path) -> Vec<PathBuf> {
+        let pid = self.pid();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        let program = std::fs::canonicalize(program).ok();
+        if exe.is_none() || exe != program {
+            return Vec::new();
+        }
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        let mut files: Vec<PathBuf> = maps
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let perms = f.nth(1)?;
+                let path = f.nth(3)?;
+                (perms.contains('x') && path.starts_with('/')).then(|| PathBuf::from(path))
+            })
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
     /// Polls for exit; kills the benchmark when `deadline` has passed.
     pub fn try_wait(&mut self, deadline: Option<Instant>) -> Result<Option<Finished>> {
         if let Some(status) = self.child.try_wait().context("waiting for the benchmark")? {
