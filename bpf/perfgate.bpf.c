@@ -11,6 +11,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set before load. */
 const volatile __u32 target_tgid = 0;
 const volatile bool trace_events = false;
+/* Wake the reader only when this much is waiting: a wakeup per event would cost more than the event. */
+const volatile __u64 wakeup_bytes = 1 << 20;
 /* Calibrated cost of one traced call (entry + return probe) as seen by its caller, per probe kind, ns. */
 const volatile __u64 probe_cost_ns[PG_NR_PROBE_KINDS] = {};
 
@@ -104,7 +106,8 @@ static __always_inline void emit(__u32 tid, __u32 func, __u16 kind, __u32 depth,
 	e->kind = kind;
 	e->depth = depth;
 	e->cpu = bpf_get_smp_processor_id();
-	bpf_ringbuf_submit(e, 0);
+	__u64 waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	bpf_ringbuf_submit(e, waiting >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline bool ours(__u64 pid_tgid)

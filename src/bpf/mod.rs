@@ -137,6 +137,11 @@ fn trace_with(
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<(Measured, Finished)> {
     quiet_libbpf();
+    let rb_bytes = if opts.events {
+        opts.ringbuf_bytes.max(4096).next_power_of_two()
+    } else {
+        4096
+    };
     let mut storage = MaybeUninit::uninit();
     let mut open = PerfgateSkelBuilder::default()
         .open(&mut storage)
@@ -147,6 +152,8 @@ fn trace_with(
         .as_deref_mut()
         .context("BPF object has no read-only data")?;
     rodata.target_tgid = child.pid();
+    // The reader polls every few ms anyway; a wakeup is only needed before the buffer could fill up.
+    rodata.wakeup_bytes = (rb_bytes / 4) as u64;
     rodata.trace_events = opts.events;
     if let Some(c) = opts.probe_cost {
         // Indexed by enum pg_probe_kind.
@@ -160,11 +167,6 @@ fn trace_with(
             *slot = c.of(kind).max(0.0).round() as u64;
         }
     }
-    let rb_bytes = if opts.events {
-        opts.ringbuf_bytes.max(4096).next_power_of_two()
-    } else {
-        4096
-    };
     open.maps.events.set_max_entries(rb_bytes)?;
     // Up to every function on ~16 threads before we report the map as full.
     let entries = (plan.functions.len() as u32)
@@ -277,7 +279,7 @@ fn trace_with(
         }
         match &ring {
             Some(rb) => {
-                rb.poll(Duration::from_millis(20)).ok();
+                rb.poll(Duration::from_millis(10)).ok();
                 drain(&pending)?;
             }
             None => std::thread::sleep(Duration::from_millis(2)),
