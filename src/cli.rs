@@ -102,7 +102,8 @@ pub struct GateArgs {
     /// Fail when a function's call count changes (call counts are exact, no statistics needed).
     #[arg(long)]
     pub gate_calls: bool,
-    /// Compare shares of the total time instead of absolute times (for a baseline from another machine).
+    /// Divide head figures by the machine's speed factor (the median change over all gated functions), so a
+    /// uniformly faster or slower machine is no change (for a baseline from another machine).
     #[arg(long)]
     pub relative: bool,
 }
