@@ -495,6 +495,9 @@ fn check(a: CheckArgs) -> Result<u8> {
         run_batch(&target, &opts, more, &mut head, settings.max_runs)?;
         c = compare(&base, &head, &settings, &benchmark, &machine);
     }
+    if let Some(w) = busy_machine_warning() {
+        c.warnings.push(w);
+    }
     // When a report goes to stdout, the table goes to stderr so the two do not mix.
     let to_stdout = [&a.junit, &a.markdown, &a.json]
         .into_iter()
@@ -543,4 +546,18 @@ pub fn plural(n: usize, word: &str) -> String {
     } else {
         format!("{n} {word}s")
     }
+}
+
+/// A warning when the machine was busier than its cores during the check (other work skews timings).
+fn busy_machine_warning() -> Option<String> {
+    let load: f64 = std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (load > cores).then(|| {
+        format!("the machine was busy during the check (load average {load:.1} on {cores} cores): timings are noisier")
+    })
 }

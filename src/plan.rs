@@ -57,6 +57,45 @@ pub struct PlannedFile {
     pub offsets: Vec<u64>,
     /// Their ids, same order.
     pub ids: Vec<FuncId>,
+    /// The file as it was when its offsets were read.
+    pub identity: Option<FileIdentity>,
+}
+
+/// What identifies a file's content cheaply: a rebuilt file gets another inode, size or time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileIdentity {
+    /// Of the file at `path` now.
+    pub fn of(path: &Path) -> Option<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        })
+    }
+}
+
+impl PlannedFile {
+    /// Fails when the file changed since its offsets were read: probes at stale offsets would land inside
+    /// instructions of the new code and crash the benchmark.
+    pub fn check_unchanged(&self) -> anyhow::Result<()> {
+        if self.identity.is_some() && FileIdentity::of(&self.path) != self.identity {
+            anyhow::bail!(
+                "{} changed since perfgate read its symbols (rebuilt while perfgate ran?): start again",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The whole plan.
@@ -130,7 +169,11 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
     let exclude = patterns(&sel.no_functions)?;
     let lib_globs = patterns(&sel.libs)?;
 
+    // Identities are taken before reading: a change during or after the read is caught before each attach.
+    let mut file_ids: std::collections::HashMap<PathBuf, Option<FileIdentity>> = Default::default();
+    let main_id = FileIdentity::of(exe);
     let main = elf::read_elf(exe)?;
+    file_ids.insert(main.path.clone(), main_id);
     let mut plan = Plan {
         build_id: main.build_id.clone(),
         program: exe.to_path_buf(),
@@ -176,7 +219,10 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
                 if files.iter().any(|f| f.path == *path) {
                     continue;
                 }
-                files.push(elf::read_elf(path)?);
+                let id = FileIdentity::of(path);
+                let lib = elf::read_elf(path)?;
+                file_ids.insert(lib.path.clone(), id);
+                files.push(lib);
             }
         }
     }
@@ -210,6 +256,7 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
             build_id: file.build_id.clone(),
             offsets: Vec::new(),
             ids: Vec::new(),
+            identity: file_ids.get(&file.path).copied().flatten(),
         };
         for f in &file.functions {
             candidates += 1;

@@ -396,3 +396,29 @@ fn a_library_loaded_with_dlopen_is_reported_as_not_traced() {
         p.accounting.libraries_loaded_later
     );
 }
+
+#[test]
+fn a_binary_rebuilt_between_runs_is_refused_not_probed_at_stale_offsets() {
+    use perfgate::plan::Selection;
+    use perfgate::record::Target;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = copy_to(&fixture("work"), dir.path(), "work");
+    let target = Target::new(
+        &[bin.clone().into_os_string(), "10".into()],
+        &Selection::default(),
+    )
+    .unwrap();
+    // "Rebuild": a different file takes its place.
+    std::fs::remove_file(&bin).unwrap();
+    std::fs::copy(fixture("work_stripped"), &bin).unwrap();
+    let opts = perfgate::record::RunOptions {
+        trace: Default::default(),
+        run_as: perfgate::run::RunAs::Same,
+        stdout: perfgate::run::Stdout::Inherit,
+    };
+    let err = perfgate::record::trace_once(&target, &opts).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("changed since perfgate read its symbols"),
+        "{err:#}"
+    );
+}

@@ -188,6 +188,9 @@ fn trace_with(
         }
     };
 
+    for file in &plan.files {
+        file.check_unchanged()?;
+    }
     let pid = child.pid() as i32;
     let t0 = Instant::now();
     let mut links: Vec<Link> = Vec::with_capacity(plan.files.len() * 2 + 1);

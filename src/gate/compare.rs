@@ -122,10 +122,11 @@ pub fn compare(
         .filter(|(_, (_, ig))| *ig)
         .map(|(k, _)| k)
         .collect();
-    let factor = if settings.relative {
-        speed_factor(&base_runs, head, settings, &ignored)
+    let factor = speed_factor(&base_runs, head, settings, &ignored);
+    let scale = if settings.relative {
+        factor.unwrap_or(1.0)
     } else {
-        None
+        1.0
     };
     let collect = |runs: &[RunFigures], key: &FuncKey, scale: f64| {
         let mut values = Vec::new();
@@ -149,7 +150,7 @@ pub fn compare(
     let mut tested: Vec<(usize, f64)> = Vec::new();
     for key in keys {
         let (bv, bshare, bcalls, _, bname) = collect(&base_runs, key, 1.0);
-        let (hv, hshare, hcalls, htotals, hname) = collect(head, key, factor.unwrap_or(1.0));
+        let (hv, hshare, hcalls, htotals, hname) = collect(head, key, scale);
         let (threshold, ignore) = overrides.get(key).copied().unwrap_or((None, false));
         let threshold = threshold.unwrap_or(settings.threshold);
         let share = stats::median(if hshare.is_empty() { &bshare } else { &hshare }).unwrap_or(0.0);
@@ -233,6 +234,17 @@ pub fn compare(
             head.len(),
             settings.alpha
         ));
+    }
+    let gated = rows.iter().filter(|r| r.q_value.is_some()).count();
+    if let Some(k) = factor {
+        let up = 1.0 + settings.threshold;
+        if !settings.relative && gated >= 3 && (k > up || k < 1.0 / up) {
+            warnings.push(format!(
+                "all gated functions moved together (median change {:+.1}%): a busier or different machine looks \
+                 like this, a change of the code rarely does; rerun, or use --relative to factor it out",
+                (k - 1.0) * 100.0
+            ));
+        }
     }
     Comparison {
         benchmark: benchmark.to_string(),
@@ -521,6 +533,39 @@ mod tests {
         assert_eq!(c.with(Verdict::Improved).count(), 0, "{:?}", c.functions);
         let k = c.speed_factor.unwrap();
         assert!((k - 1.1).abs() < 0.02, "speed factor {k}");
+    }
+
+    #[test]
+    fn everything_moving_together_is_called_out_in_absolute_mode() {
+        let v = |k: f64| {
+            [
+                ("a", jitter(1000.0 * k, 10, 1)),
+                ("b", jitter(2000.0 * k, 10, 2)),
+                ("c", jitter(1500.0 * k, 10, 3)),
+            ]
+        };
+        let c = compare(
+            &baseline(&v(1.0)),
+            &runs(&v(1.2)),
+            &GateSettings::default(),
+            "bench",
+            &Machine::default(),
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("all gated functions moved together (median change +20.0%)")),
+            "{:?}",
+            c.warnings
+        );
+        let c = compare(
+            &baseline(&v(1.0)),
+            &runs(&v(1.0)),
+            &GateSettings::default(),
+            "bench",
+            &Machine::default(),
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]

@@ -168,8 +168,8 @@ pub struct Comparison {
     pub settings: GateSettings,
     /// Set when the baseline was measured on another machine: what differs.
     pub machine_mismatch: Option<String>,
-    /// In relative mode: the head machine's speed factor (median head/base over the gated functions) that
-    /// head figures were divided by.
+    /// The head machine's speed factor: median head/base over the gated functions; in relative mode head
+    /// figures were divided by it.
     #[serde(default)]
     pub speed_factor: Option<f64>,
     /// Every function, failing verdicts first.
