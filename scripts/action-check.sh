@@ -22,14 +22,15 @@ if [ -f "$out/perf.json" ]; then
   regressions=$(python3 - "$out/perf.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
-def esc(s): return s.replace('%', '%25').replace('\r', '%0D').replace('\n', '%0A').replace(':', '%3A').replace(',', '%2C')
+def esc(s): return s.replace('%', '%25').replace('\r', '%0D').replace('\n', '%0A')
+def esc_prop(s): return esc(s).replace(':', '%3A').replace(',', '%2C')
 n = 0
 for f in c["functions"]:
     if f["verdict"] in ("regressed", "calls-changed"):
         n += 1
         r = f.get("ratio")
         change = f"{(r - 1) * 100:+.1f}%" if r else "calls changed"
-        print(f"::error title=perfgate%3A {esc(f['name'])} regressed::{esc(f['name'])} ({esc(f['module'])}) {change}", file=sys.stderr)
+        print(f"::error title={esc_prop('perfgate: ' + f['name'] + ' regressed')}::{esc(f['name'])} ({esc(f['module'])}) {change}", file=sys.stderr)
 print(n)
 PY
 )
