@@ -651,7 +651,7 @@ struct CheckOutcome {
     inconclusive: bool,
     runs: usize,
     ratio: Option<f64>,
-    /// The same head runs judged with `--relative` (shares of total time): (caught, wrongly flagged).
+    /// The same head runs judged with `--relative` (head divided by the machine's speed factor): (caught, wrongly flagged).
     relative: (bool, bool),
     /// Highest 1-minute load average seen at the start or end of the check.
     load: f64,
@@ -875,7 +875,7 @@ fn gate(a: &BenchArgs, scratch: &Scratch) -> Result<String> {
         1,
     ));
     s.push_str(&format!(
-        "the same head runs judged with --relative (shares of total time; survives a uniformly slower machine, \
+        "the same head runs judged with --relative (head divided by the machine's speed factor, the median change over all functions; survives a uniformly slower machine, \
          e.g. other work on these {} cores):\n",
         Machine::current().cores
     ));
