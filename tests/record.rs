@@ -401,6 +401,8 @@ fn a_library_loaded_with_dlopen_is_reported_as_not_traced() {
 fn a_binary_rebuilt_between_runs_is_refused_not_probed_at_stale_offsets() {
     use perfgate::plan::Selection;
     use perfgate::record::Target;
+    // This test binary is not perfgate: the held child must start perfgate's holder.
+    std::env::set_var("PERFGATE_HOLDER", assert_cmd::cargo::cargo_bin("perfgate"));
     let dir = tempfile::tempdir().unwrap();
     let bin = copy_to(&fixture("work"), dir.path(), "work");
     let target = Target::new(

@@ -95,6 +95,22 @@ pub enum Stdout {
     File(PathBuf),
 }
 
+/// The binary that implements the hold mode: perfgate itself, whose `main` dispatches [`HELD_EXEC_ARG`]
+/// to [`held_exec_main`]. A program using this library from another binary (its tests, say) points
+/// `PERFGATE_HOLDER` at a perfgate binary, or dispatches the argument in its own `main`.
+fn holder_binary() -> PathBuf {
+    let self_exe = PathBuf::from("/proc/self/exe");
+    // perfgate itself never takes the holder from its environment (nothing to redirect under sudo -E).
+    let is_perfgate = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n == "perfgate"))
+        .unwrap_or(false);
+    match std::env::var_os("PERFGATE_HOLDER") {
+        Some(p) if !is_perfgate => PathBuf::from(p),
+        _ => self_exe,
+    }
+}
+
 /// A benchmark process stopped just before its `exec`.
 pub struct HeldChild {
     child: Child,
@@ -137,7 +153,7 @@ impl HeldChild {
         }
         // SAFETY: pipe2 just returned these two fresh descriptors; each is owned once.
         let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let mut cmd = Command::new("/proc/self/exe");
+        let mut cmd = Command::new(holder_binary());
         cmd.arg0("perfgate-held").arg(HELD_EXEC_ARG);
         match run_as {
             RunAs::Same => cmd.arg("-"),
