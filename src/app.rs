@@ -398,18 +398,10 @@ fn baseline(a: BaselineArgs) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// Fails early, before minutes of runs, when `path` cannot be written (a probe file beside it).
 fn check_writable(path: &std::path::Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    tempfile_in(&dir).with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn tempfile_in(dir: &std::path::Path) -> std::io::Result<()> {
-    let p = dir.join(format!(".perfgate-probe.{}", std::process::id()));
-    std::fs::File::create(&p)?;
-    std::fs::remove_file(&p)
+    let (_, tmp) = crate::profile::file::create_beside(path)?;
+    std::fs::remove_file(&tmp).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn write_output(path: &std::path::Path, bytes: &[u8]) -> Result<()> {

@@ -441,16 +441,8 @@ impl Baseline {
     /// Writes atomically: a temporary file beside the target, synced, then renamed over it.
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = self.to_toml()?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.is_empty() {
-            bail!("{}: not a file name", path.display());
-        }
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let (mut f, tmp) = crate::profile::file::create_beside(path)?;
         let result = (|| -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)

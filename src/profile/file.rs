@@ -103,6 +103,30 @@ pub struct Header {
     pub functions: Vec<FunctionInfo>,
 }
 
+/// Creates a new temporary file beside `path` (same directory, so a rename replaces `path` atomically).
+/// It is created exclusively: an existing file or symlink of that name is never followed or truncated.
+pub fn create_beside(path: &Path) -> Result<(File, PathBuf)> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.is_empty() {
+        bail!("{}: not a file name", path.display());
+    }
+    for attempt in 0..100u32 {
+        let tmp = path.with_file_name(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
+        match File::options().write(true).create_new(true).open(&tmp) {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
+        }
+    }
+    bail!(
+        "cannot write {}: no free temporary name beside it",
+        path.display()
+    )
+}
+
 /// Writes a recording to a temporary file beside the target, renamed into place by [`Writer::finish`].
 pub struct Writer {
     out: Option<BufWriter<File>>,
@@ -114,16 +138,7 @@ pub struct Writer {
 impl Writer {
     /// Creates the temporary file and writes the header. Fails early when the target cannot be written.
     pub fn create(path: &Path, header: &Header) -> Result<Writer> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.is_empty() {
-            bail!("{}: not a file name", path.display());
-        }
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        let file =
-            File::create(&tmp).with_context(|| format!("cannot write {}", path.display()))?;
+        let (file, tmp) = create_beside(path)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let json = serde_json::to_vec(header)?;
         out.write_all(MAGIC)?;

@@ -244,33 +244,26 @@ impl HeldChild {
 
     /// Polls for exit; kills the benchmark when `deadline` has passed.
     pub fn try_wait(&mut self, deadline: Option<Instant>) -> Result<Option<Finished>> {
-        if let Some(status) = self.child.try_wait().context("waiting for the benchmark")? {
-            let wall = self.released_at.map_or(Duration::ZERO, |t| t.elapsed());
-            let exit = ExitInfo {
+        let (status, timed_out) =
+            match self.child.try_wait().context("waiting for the benchmark")? {
+                Some(status) => (status, false),
+                None if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    let _ = self.child.kill();
+                    (
+                        self.child.wait().context("waiting for the benchmark")?,
+                        true,
+                    )
+                }
+                None => return Ok(None),
+            };
+        Ok(Some(Finished {
+            exit: ExitInfo {
                 code: status.code(),
                 signal: status.signal(),
-            };
-            return Ok(Some(Finished {
-                exit,
-                wall,
-                timed_out: false,
-            }));
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            let _ = self.child.kill();
-            let status = self.child.wait().context("waiting for the benchmark")?;
-            let wall = self.released_at.map_or(Duration::ZERO, |t| t.elapsed());
-            let exit = ExitInfo {
-                code: status.code(),
-                signal: status.signal(),
-            };
-            return Ok(Some(Finished {
-                exit,
-                wall,
-                timed_out: true,
-            }));
-        }
-        Ok(None)
+            },
+            wall: self.released_at.map_or(Duration::ZERO, |t| t.elapsed()),
+            timed_out,
+        }))
     }
 }
 
