@@ -211,8 +211,12 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
     let slow: Vec<_> = profile.single_stepped().collect();
     if !slow.is_empty() {
         out.push_str(&format!(
-            "  {} functions pay the kernel's single-step probe path (~17 µs per call){}\n",
+            "  {} functions pay the kernel's single-step probe path ({} per call){}\n",
             slow.len(),
+            a.probe_cost.map_or_else(
+                || "~10-17 µs".to_string(),
+                |c| format!("{}, calibrated", duration(c.single_step_ns))
+            ),
             if verbose {
                 ":"
             } else {
