@@ -272,3 +272,38 @@ fn bad_baselines_and_failing_benchmarks_are_clean_errors() {
     std::fs::write(&bad, good.replacen("schema = 1", "schema = 9", 1)).unwrap();
     assert_clean_error(&run(&bad, &[]), "newer perfgate");
 }
+
+#[test]
+fn the_github_action_step_publishes_summary_annotations_and_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(root().join("scripts/action-check.sh"))
+        .current_dir(root())
+        .env("RUNNER_TEMP", dir.path())
+        .env("GITHUB_STEP_SUMMARY", dir.path().join("summary.md"))
+        .env("GITHUB_OUTPUT", dir.path().join("outputs.txt"))
+        .env("PERFGATE", assert_cmd::cargo::cargo_bin("perfgate"))
+        .env("BASELINE", baseline())
+        .env("COMMAND", "")
+        .env("THRESHOLD", "")
+        .env("MAX_RUNS", "10")
+        .env("EXTRA", "")
+        .env("GATEBENCH_SLOW", "hash_block:25")
+        .env_remove("SUDO_UID")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("::error title=perfgate%3A hash_block regressed::hash_block (gatebench) +"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("::error").count(), 1);
+    let outputs = std::fs::read_to_string(dir.path().join("outputs.txt")).unwrap();
+    assert!(
+        outputs.contains("verdict=fail\n") && outputs.contains("regressions=1\n"),
+        "{outputs}"
+    );
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(summary.starts_with("❌ 1 function regressed"), "{summary}");
+}

@@ -424,3 +424,27 @@ fn a_binary_rebuilt_between_runs_is_refused_not_probed_at_stale_offsets() {
         "{err:#}"
     );
 }
+
+#[test]
+fn a_timeout_kills_the_benchmark_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("t.data");
+    let run = |extra: &[&str]| {
+        perfgate()
+            .args(["record", "--no-calibrate", "--timeout", "0.05", "-o"])
+            .arg(&data)
+            .args(extra)
+            .arg("--")
+            .arg(fixture("work"))
+            .output()
+            .unwrap()
+    };
+    assert_clean_error(&run(&[]), "killed by signal 9 (SIGKILL)");
+    let out = run(&["--allow-failure"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("killed by the timeout after"),
+        "{}",
+        text(&out.stdout)
+    );
+}
