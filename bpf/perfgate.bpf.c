@@ -2,6 +2,7 @@
 /* perfgate: per-thread shadow stack of function entries, in-kernel latency aggregation, optional event stream. */
 #include <linux/types.h>
 #include <linux/bpf.h>
+#include <asm/ptrace.h>
 #include <bpf/bpf_helpers.h>
 #include <stdbool.h>
 #include "perfgate.h"
@@ -116,8 +117,19 @@ static __always_inline bool ours(__u64 pid_tgid)
 	return (pid_tgid >> 32) == target_tgid;
 }
 
+/* A frame is dead when a new call's stack pointer lies at or above it on the same stack: its function was
+ * left by longjmp (the stack grows down, so live callers sit at higher addresses). Equal pointers are
+ * a tail call unless it is the same function called again from the same place. Stacks farther apart
+ * than 8 MiB are another stack (a coroutine), not evidence. */
+static __always_inline bool frame_dead(struct pg_frame *f, __u64 sp, __u32 func)
+{
+	if (f->sp > sp || sp - f->sp > (8 << 20))
+		return false;
+	return f->sp < sp || f->func == func;
+}
+
 /* Push a frame; returns its 1-based depth, or 0 when the call is not measured. */
-static __always_inline __u32 on_entry(__u32 func)
+static __always_inline __u32 on_entry(__u32 func, __u64 sp)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (!ours(pid_tgid))
@@ -137,11 +149,29 @@ static __always_inline __u32 on_entry(__u32 func)
 		}
 	}
 	__u32 d = st->depth;
+	if (d > PG_MAX_DEPTH)
+		d = PG_MAX_DEPTH;
+	__u32 dead = 0;
+	for (int i = 0; i < PG_MAX_DEPTH; i++) {
+		if (d == 0 || !frame_dead(&st->frames[(d - 1) & (PG_MAX_DEPTH - 1)], sp, func))
+			break;
+		d--;
+		dead++;
+	}
+	if (dead) {
+		count(PG_FRAMES_ABANDONED, dead);
+		st->depth = d;
+	}
 	if (d >= PG_MAX_DEPTH) {
 		count(PG_DEPTH_EXCEEDED, 1);
 		return 0;
 	}
-	struct pg_frame *f = &st->frames[d & (PG_MAX_DEPTH - 1)];
+	/* Keep the mask in the program: the verifier needs it to bound the index. */
+	__u32 idx = d;
+	barrier_var(idx);
+	idx &= PG_MAX_DEPTH - 1;
+	struct pg_frame *f = &st->frames[idx];
+	f->sp = sp;
 	f->func = func;
 	f->child = 0;
 	f->overhead = 0;
@@ -254,7 +284,7 @@ int pg_session(struct pt_regs *ctx)
 	if (!cookie)
 		return 1;
 	if (!bpf_session_is_return()) {
-		__u32 d = on_entry(func);
+		__u32 d = on_entry(func, ctx->rsp);
 		*cookie = d;
 		/* 1 = no return probe for a call we did not push. */
 		return d ? 0 : 1;
@@ -266,7 +296,7 @@ int pg_session(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int pg_entry(struct pt_regs *ctx)
 {
-	on_entry((__u32)bpf_get_attach_cookie(ctx));
+	on_entry((__u32)bpf_get_attach_cookie(ctx), ctx->rsp);
 	return 0;
 }
 

@@ -14,7 +14,7 @@ enum pg_counter {
 	PG_RETURN_WITHOUT_ENTRY = 1,/* a return that matched no entry on the shadow stack */
 	PG_STATS_MAP_FULL = 2,      /* a call measured but not stored: stats map full */
 	PG_STACK_MAP_FULL = 3,      /* a call not measured: too many threads for the stack map */
-	PG_FRAMES_ABANDONED = 4,    /* frames left without a return (longjmp, exceptions unwinding past them) */
+	PG_FRAMES_ABANDONED = 4,    /* frames left without a return (longjmp past them) */
 	PG_UNFINISHED_AT_EXIT = 5,  /* frames still open when their thread exited */
 	PG_EVENTS_DROPPED = 6,      /* trace events the ring buffer had no room for */
 	PG_NR_COUNTERS = 7,
@@ -50,6 +50,7 @@ struct pg_stats {
 };
 
 struct pg_frame {
+	__u64 sp;    /* stack pointer at entry: tells live frames from frames a longjmp skipped */
 	__u64 start;
 	__u64 child;
 	__u64 overhead; /* calibrated probe cost of traced descendants so far */

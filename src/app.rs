@@ -131,6 +131,12 @@ fn record(a: RecordArgs) -> Result<u8> {
         Ok(())
     })?;
     spinner.finish_and_clear();
+    if profile.exit.signal == Some(libc::SIGABRT) {
+        status(
+            "hint: a C++ exception thrown through a traced function aborts the program: the kernel's return-probe \
+             trampoline has no unwind information. Exclude the functions the exception passes through with --no-function",
+        );
+    }
     if !profile.exit.success() && !a.allow_failure {
         bail!(
             "the benchmark failed ({}); nothing saved (--allow-failure keeps the profile)",

@@ -448,3 +448,22 @@ fn a_timeout_kills_the_benchmark_and_says_so() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn frames_left_by_longjmp_are_dropped_not_piled_up() {
+    for mode in [&["--no-calibrate"][..], &["--no-calibrate", "--no-session"]] {
+        let (p, out) = record(mode, &[fixture("longjmp").to_str().unwrap()]);
+        assert_eq!(calls(&p, "f"), 5, "{mode:?}");
+        assert_eq!(calls(&p, "g"), 5, "{mode:?}");
+        assert_eq!(calls(&p, "main"), 1, "{mode:?}");
+        assert_eq!(p.accounting.lost.frames_abandoned, 80, "{mode:?}");
+        assert_eq!(p.accounting.lost.lost_calls(), 0, "{mode:?}");
+        // g's longest completed call is short: no frame was matched with a stale entry.
+        let merged = p.per_function();
+        assert!(
+            func(&p, &merged, "g").unwrap().inclusive.max_ns < 5_000_000,
+            "{mode:?}"
+        );
+        assert!(text(&out.stdout).contains("80 calls were left by longjmp"));
+    }
+}

@@ -76,6 +76,11 @@ pub struct Measured {
     pub mapped: Vec<std::path::PathBuf>,
 }
 
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 fn is_permission_error(e: &libbpf_rs::Error) -> bool {
     matches!(e.kind(), libbpf_rs::ErrorKind::PermissionDenied)
 }
@@ -178,13 +183,14 @@ fn trace_with(
     open.progs.pg_return.set_autoload(!session);
     let skel = match open.load() {
         Ok(s) => s,
-        Err(e) if is_permission_error(&e) => {
+        // As root, EACCES at load is the verifier refusing the program, not a missing privilege.
+        Err(e) if is_permission_error(&e) && !is_root() => {
             bail!("loading the BPF program was refused: run perfgate as root or with CAP_BPF+CAP_PERFMON")
         }
         Err(_) if session => return Err(SessionUnsupported.into()),
         Err(e) => {
             return Err(e)
-                .context("loading the BPF program (kernel ≥ 6.6 with BTF and uprobe_multi needed)")
+                .context("loading the BPF program (kernel ≥ 6.6 with BTF and uprobe_multi needed; PERFGATE_DEBUG=1 shows the kernel's log)")
         }
     };
 

@@ -168,7 +168,7 @@ pub struct LossCounters {
     pub stats_map_full: u64,
     /// Calls not measured: too many threads for the stack map.
     pub stack_map_full: u64,
-    /// Frames that never returned (longjmp, exceptions unwinding past them).
+    /// Frames that never returned: a longjmp left them.
     pub frames_abandoned: u64,
     /// Calls still open when their thread exited (e.g. a function that called exit()).
     pub unfinished_at_exit: u64,

@@ -175,7 +175,7 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
     }
     if l.frames_abandoned > 0 {
         out.push_str(&format!(
-            "  note: {} calls never returned normally (longjmp or exception); their time is in their caller\n",
+            "  note: {} calls were left by longjmp without returning; their time is in their caller\n",
             count(l.frames_abandoned)
         ));
     }
