@@ -2,12 +2,19 @@
 # The GitHub Action's check step: run perfgate check, publish the markdown summary, one ::error per
 # regression, and step outputs. Inputs arrive in environment variables (never interpolated into code).
 set -uo pipefail
-out="${RUNNER_TEMP:-/tmp}/perfgate"
-mkdir -p "$out"
+if [ -n "${RUNNER_TEMP:-}" ]; then
+  out="$RUNNER_TEMP/perfgate"
+  mkdir -p "$out"
+else
+  out=$(mktemp -d)
+fi
+# Reports of an earlier run in this job must not be published as this run's.
+rm -f "$out/perf.xml" "$out/perf.md" "$out/perf.json"
 args=(check --baseline "$BASELINE" --junit "$out/perf.xml" --markdown "$out/perf.md" --json "$out/perf.json")
 [ -n "${THRESHOLD:-}" ] && args+=(--threshold "$THRESHOLD")
 [ -n "${MAX_RUNS:-}" ] && args+=(--max-runs "$MAX_RUNS")
-# shellcheck disable=SC2206 # extra-args and command are word-split on purpose, as documented
+# shellcheck disable=SC2206 # extra-args and command are split on white space (no quotes, no globbing)
+set -f
 [ -n "${EXTRA:-}" ] && args+=($EXTRA)
 # shellcheck disable=SC2206
 [ -n "${COMMAND:-}" ] && args+=(-- $COMMAND)
@@ -36,7 +43,7 @@ PY
 )
 fi
 {
-  echo "verdict=$([ "$code" -eq 0 ] && echo pass || echo fail)"
+  case "$code" in 0) echo "verdict=pass" ;; 1) echo "verdict=fail" ;; *) echo "verdict=error" ;; esac
   echo "regressions=${regressions:-0}"
   echo "junit=$out/perf.xml"
   echo "markdown=$out/perf.md"

@@ -4,8 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 P=./target/release/perfgate
-out=${TMPDIR:-/tmp}/perfgate-demo
-mkdir -p "$out"
+out=$(mktemp -d "${TMPDIR:-/tmp}/perfgate-demo.XXXXXX")
 
 echo "== perfgate record: work1 spins 1e8 times, work2 2e8; main calls both =="
 $P record -o "$out/work.data" -- ./fixtures/bin/work || exit 2

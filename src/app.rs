@@ -67,8 +67,10 @@ impl From<&SelectArgs> for Selection {
 pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOptions> {
     let timeout = match r.timeout {
         None => None,
-        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
-        Some(s) => bail!("--timeout {s}: must be a positive number of seconds"),
+        Some(s) if s.is_finite() && s > 0.0 && s <= 31_536_000.0 => {
+            Some(Duration::from_secs_f64(s))
+        }
+        Some(s) => bail!("--timeout {s}: must be a positive number of seconds, at most a year"),
     };
     Ok(RunOptions {
         trace: TraceOptions {
@@ -137,7 +139,9 @@ fn record(a: RecordArgs) -> Result<u8> {
              trampoline has no unwind information. Exclude the functions the exception passes through with --no-function",
         );
     }
-    if !profile.exit.success() && !a.allow_failure {
+    // Ctrl-C: what was measured up to then is kept (and says so), but the run did not complete.
+    let interrupted = crate::run::interrupted();
+    if !profile.exit.success() && !a.allow_failure && !interrupted {
         bail!(
             "the benchmark failed ({}); nothing saved (--allow-failure keeps the profile)",
             profile.exit
@@ -155,6 +159,13 @@ fn record(a: RecordArgs) -> Result<u8> {
         },
     );
     print!("{table}");
+    if interrupted {
+        status(&format!(
+            "interrupted: the profile up to Ctrl-C was saved to {}",
+            terminal(&a.output.display().to_string())
+        ));
+        return Ok(2);
+    }
     let what = if a.trace {
         format!(" with {} events", crate::report::units::count(events))
     } else {
@@ -179,7 +190,7 @@ fn events_of(rec: &Recording) -> Result<impl Iterator<Item = Result<crate::profi
     let dropped = rec.profile.accounting.lost.events_dropped;
     if dropped > 0 {
         status(&format!(
-            "warning: {} events were lost while recording; gaps are marked",
+            "warning: {} events were lost while recording; the replay marks the gaps it can detect",
             crate::report::units::count(dropped)
         ));
     }
@@ -416,14 +427,24 @@ fn write_output(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         std::io::stdout().write_all(bytes)?;
         return Ok(());
     }
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    // A new file renamed into place: a symlink planted at `path` is replaced, never written through.
+    let (mut f, tmp) = crate::profile::file::create_beside(path)?;
+    let result = f
+        .write_all(bytes)
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn check(a: CheckArgs) -> Result<u8> {
     let base = Baseline::read(&a.baseline)?;
-    let mut settings = GateSettings::default();
+    let mut settings = GateSettings {
+        runs: base.runs.min(10),
+        ..GateSettings::default()
+    };
     base.gate.apply(&mut settings);
-    settings.runs = base.runs.min(10);
     a.gate.overrides().apply(&mut settings);
     if let Some(r) = a.runs {
         settings.runs = r;

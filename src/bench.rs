@@ -190,7 +190,7 @@ fn traced(
             events,
             ..TraceOptions::default()
         },
-        run_as: RunAs::Same,
+        run_as: RunAs::from_env(false),
         stdout: crate::run::Stdout::File(stdout.to_path_buf()),
     };
     let p = match writer {
@@ -212,8 +212,14 @@ fn traced(
 
 /// One untraced run; returns its stdout and wall time (spawn to exit).
 fn untraced(program: &Path, args: &[&str]) -> Result<(String, f64)> {
+    let mut cmd = Command::new(program);
+    // Under sudo the untraced runs drop privileges like the traced ones (std calls setgroups(0) first).
+    if let RunAs::User { uid, gid } = RunAs::from_env(false) {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(gid);
+    }
     let t = Instant::now();
-    let out = Command::new(program)
+    let out = cmd
         .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())

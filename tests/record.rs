@@ -12,8 +12,20 @@ fn work_counts_and_latency_relations() {
     }
     let merged = p.per_function();
     let incl = |n: &str| func(&p, &merged, n).unwrap().inclusive.sum_ns as f64;
-    let ratio = incl("work2") / incl("work1");
-    assert!((1.8..=2.2).contains(&ratio), "work2/work1 = {ratio}");
+    // A timing ratio: the median of three recordings, so one run disturbed by the machine does not decide.
+    let mut ratios = vec![incl("work2") / incl("work1")];
+    for _ in 0..2 {
+        let (q, _) = record(&["--no-calibrate"], &[w.to_str().unwrap()]);
+        let m = q.per_function();
+        let i = |n: &str| func(&q, &m, n).unwrap().inclusive.sum_ns as f64;
+        ratios.push(i("work2") / i("work1"));
+    }
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    let ratio = ratios[1];
+    assert!(
+        (1.8..=2.2).contains(&ratio),
+        "work2/work1 = {ratio} (of {ratios:?})"
+    );
     assert!(incl("main") >= incl("work1") + incl("work2"));
     let main_self = func(&p, &merged, "main").unwrap().self_time.sum_ns as f64;
     assert!(
@@ -312,6 +324,24 @@ fn under_sudo_the_benchmark_runs_as_the_invoking_user() {
         "{}",
         text(&out.stdout)
     );
+    // Its own groups and home, as a login would give them.
+    let mut c = perfgate();
+    c.env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .env("HOME", "/root");
+    c.args([
+        "record",
+        "--no-calibrate",
+        "-o",
+        "/tmp/perfgate-test-sudo.data",
+        "--lib",
+        "libc.so*",
+    ]);
+    c.args(["--function", "getuid", "--", "/usr/bin/env"]);
+    let out = c.output().unwrap();
+    let env = text(&out.stdout);
+    assert!(env.lines().any(|l| l == "USER=nobody"), "{env}");
+    assert!(!env.lines().any(|l| l == "HOME=/root"), "{env}");
 }
 
 #[test]

@@ -72,7 +72,7 @@ pub struct Measured {
     pub attach_ns: u64,
     /// Detach time of all links, ns.
     pub detach_ns: u64,
-    /// Executable files the benchmark had mapped while it ran (sampled every 100 ms).
+    /// Executable files the benchmark had mapped while it ran (sampled every 10 ms).
     pub mapped: Vec<std::path::PathBuf>,
 }
 
@@ -282,7 +282,7 @@ fn trace_with(
             break f;
         }
         // Libraries loaded with dlopen cannot be probed from the start: notice them to report them.
-        if last_maps.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
+        if last_maps.is_none_or(|t| t.elapsed() >= Duration::from_millis(10)) {
             mapped.extend(child.mapped_files(&plan.program));
             last_maps = Some(Instant::now());
         }

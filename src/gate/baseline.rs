@@ -381,6 +381,14 @@ impl Baseline {
         if self.wall_ns.len() != n || self.total_self_ns.len() != n {
             bail!("`wall_ns`/`total_self_ns` must have {n} entries (runs = {n})");
         }
+        for (what, v) in [
+            ("wall_ns", &self.wall_ns),
+            ("total_self_ns", &self.total_self_ns),
+        ] {
+            if v.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                bail!("`{what}` has a negative or non-finite value");
+            }
+        }
         let mut s = GateSettings::default();
         self.gate.apply(&mut s);
         validate_settings(&s).context("[gate]")?;

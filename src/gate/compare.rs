@@ -72,8 +72,15 @@ fn speed_factor(
             }
         }
     }
+    // With one or two functions the median is pulled by the very function that changed.
+    if ratios.len() < MIN_FUNCTIONS_FOR_SPEED {
+        return None;
+    }
     stats::median(&ratios)
 }
+
+/// Gated functions needed before their median change says anything about the machine.
+pub const MIN_FUNCTIONS_FOR_SPEED: usize = 3;
 
 fn share(f: &FuncRun, run: &RunFigures) -> f64 {
     if run.total_self > 0.0 {
@@ -225,6 +232,12 @@ pub fn compare(
     });
 
     let mut warnings = Vec::new();
+    if settings.relative && factor.is_none() {
+        warnings.push(format!(
+            "--relative needs at least {MIN_FUNCTIONS_FOR_SPEED} gated functions to estimate the machine's speed; \
+             absolute times were compared"
+        ));
+    }
     let min_p = stats::min_p_two_sided(base.runs, head.len());
     if min_p >= settings.alpha {
         warnings.push(format!(
@@ -458,8 +471,16 @@ mod tests {
 
     #[test]
     fn relative_mode_survives_a_uniformly_slower_machine() {
-        let base = baseline(&[("a", jitter(1000.0, 10, 1)), ("b", jitter(2000.0, 10, 2))]);
-        let head = runs(&[("a", jitter(1300.0, 10, 1)), ("b", jitter(2600.0, 10, 2))]);
+        let base = baseline(&[
+            ("a", jitter(1000.0, 10, 1)),
+            ("b", jitter(2000.0, 10, 2)),
+            ("c", jitter(1500.0, 10, 3)),
+        ]);
+        let head = runs(&[
+            ("a", jitter(1300.0, 10, 1)),
+            ("b", jitter(2600.0, 10, 2)),
+            ("c", jitter(1950.0, 10, 3)),
+        ]);
         let abs = compare(
             &base,
             &head,
@@ -467,7 +488,7 @@ mod tests {
             "bench",
             &Machine::default(),
         );
-        assert_eq!(abs.failures().count(), 2);
+        assert_eq!(abs.failures().count(), 3);
         let rel = compare(
             &base,
             &head,
@@ -479,6 +500,25 @@ mod tests {
             &Machine::default(),
         );
         assert!(rel.passed(), "{:?}", rel.functions);
+        // Two functions are too few to tell the machine from the code: absolute, and said so.
+        let two = baseline(&[("a", jitter(1000.0, 10, 1)), ("b", jitter(2000.0, 10, 2))]);
+        let head2 = runs(&[("a", jitter(2000.0, 10, 1)), ("b", jitter(2000.0, 10, 2))]);
+        let s = GateSettings {
+            relative: true,
+            ..Default::default()
+        };
+        let c = compare(&two, &head2, &s, "bench", &Machine::default());
+        assert!(c.speed_factor.is_none());
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("needs at least 3 gated functions")),
+            "{:?}",
+            c.warnings
+        );
+        let failing: Vec<_> = c.failures().map(|f| f.name.as_str()).collect();
+        assert_eq!(failing, ["a"]);
+        assert_eq!(c.with(Verdict::Improved).count(), 0);
     }
 
     #[test]

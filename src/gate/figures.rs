@@ -53,6 +53,22 @@ pub struct RunFigures {
 impl RunFigures {
     /// Reduces a profile to per-function figures (threads merged).
     pub fn from_profile(p: &Profile) -> RunFigures {
+        // Local symbols of one name in one file (static functions of two units) stay apart: the second
+        // and later ones by address get `#2`, `#3`… in their symbol and name, stable across runs of a build.
+        let mut occurrence: BTreeMap<(&str, &str), Vec<(u64, usize)>> = BTreeMap::new();
+        for (id, f) in p.functions.iter().enumerate() {
+            occurrence
+                .entry((f.module.as_str(), f.raw_name.as_str()))
+                .or_default()
+                .push((f.addr, id));
+        }
+        let mut suffix: BTreeMap<usize, String> = BTreeMap::new();
+        for ids in occurrence.values_mut().filter(|v| v.len() > 1) {
+            ids.sort_unstable();
+            for (k, &(_, id)) in ids.iter().enumerate().skip(1) {
+                suffix.insert(id, format!("#{}", k + 1));
+            }
+        }
         let mut functions: BTreeMap<FuncKey, FuncRun> = BTreeMap::new();
         for s in p.per_function() {
             let Some(info) = p.function(s.func) else {
@@ -61,12 +77,13 @@ impl RunFigures {
             if s.calls == 0 {
                 continue;
             }
+            let tag = suffix.get(&(s.func as usize)).map_or("", String::as_str);
             let key = FuncKey {
                 module: info.module.clone(),
-                symbol: info.raw_name.clone(),
+                symbol: format!("{}{tag}", info.raw_name),
             };
             let run = FuncRun {
-                name: info.name.clone(),
+                name: format!("{}{tag}", info.name),
                 calls: s.calls,
                 mean: s.inclusive.mean(s.calls),
                 p50: s.inclusive.quantile(0.5),
@@ -77,13 +94,7 @@ impl RunFigures {
                 total: s.inclusive.sum_ns as f64,
                 self_total: s.self_time.sum_ns as f64,
             };
-            // Two local symbols of one name in one file (static functions of two units): keep the busier.
-            match functions.get(&key) {
-                Some(old) if old.total >= run.total => {}
-                _ => {
-                    functions.insert(key, run);
-                }
-            }
+            functions.insert(key, run);
         }
         let total_self = functions.values().map(|f| f.self_total).sum();
         RunFigures {
@@ -91,5 +102,76 @@ impl RunFigures {
             total_self,
             wall_ns: p.wall_ns as f64,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{FuncStats, FunctionInfo, ProbeKind, TimeStats};
+
+    fn info(name: &str, addr: u64) -> FunctionInfo {
+        FunctionInfo {
+            name: name.into(),
+            raw_name: name.into(),
+            module: "bench".into(),
+            addr,
+            size: 8,
+            probe: ProbeKind::Emulated,
+        }
+    }
+
+    #[test]
+    fn static_functions_of_one_name_stay_apart() {
+        let mut p = crate::profile::Profile {
+            schema: 1,
+            perfgate_version: String::new(),
+            command: vec![],
+            binary: String::new(),
+            build_id: None,
+            machine: Default::default(),
+            started_at: 0,
+            wall_ns: 0,
+            exit: Default::default(),
+            functions: vec![
+                info("helper", 0x2000),
+                info("helper", 0x1000),
+                info("main", 0x3000),
+            ],
+            stats: vec![],
+            accounting: Default::default(),
+            has_events: false,
+        };
+        let stat = |func: u32, calls: u64, ns: u64| FuncStats {
+            func,
+            tid: 1,
+            calls,
+            inclusive: TimeStats {
+                sum_ns: ns,
+                min_ns: 1,
+                max_ns: ns,
+                ..Default::default()
+            },
+            self_time: TimeStats {
+                sum_ns: ns,
+                min_ns: 1,
+                max_ns: ns,
+                ..Default::default()
+            },
+            overhead_ns: 0,
+        };
+        p.stats = vec![stat(0, 2, 100), stat(1, 1, 100), stat(2, 1, 50)];
+        let r = RunFigures::from_profile(&p);
+        let calls = |sym: &str| {
+            r.functions[&FuncKey {
+                module: "bench".into(),
+                symbol: sym.into(),
+            }]
+                .calls
+        };
+        // The one at the lower address keeps the plain name.
+        assert_eq!(calls("helper"), 1);
+        assert_eq!(calls("helper#2"), 2);
+        assert_eq!(r.total_self, 250.0);
     }
 }

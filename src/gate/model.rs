@@ -9,6 +9,7 @@ pub enum Metric {
     /// function that got slower, not on all its callers.
     #[default]
     #[value(name = "self")]
+    #[serde(rename = "self", alias = "self-time")]
     SelfTime,
     /// Mean inclusive time per call (entry to return).
     Inclusive,

@@ -28,7 +28,7 @@ mod tests {
         assert_eq!(back, c);
         let text = String::from_utf8(out)?;
         assert!(text.contains(r#""verdict": "calls-changed""#));
-        assert!(text.contains(r#""metric": "self-time""#));
+        assert!(text.contains(r#""metric": "self""#));
         Ok(())
     }
 }

@@ -106,7 +106,17 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
     let called = profile.per_function().len();
     let never = profile.functions.len().saturating_sub(called);
     if never > 0 && !opts.per_thread {
-        out.push_str(&format!("{never} traced functions were never called\n"));
+        let open = if profile.accounting.lost.unfinished_at_exit
+            + profile.accounting.lost.frames_abandoned
+            > 0
+        {
+            " (or entered but never returned, see below)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "{never} traced functions completed no call{open}\n"
+        ));
     }
     out.push_str(&accounting(profile, opts.verbose));
     out

@@ -316,12 +316,16 @@ pub fn held_exec_main(args: &[OsString]) -> i32 {
         else {
             return fail("internal: bad user".into());
         };
-        // SAFETY: plain syscalls; order matters: groups and gid while still root, uid last.
-        let ok = unsafe {
-            libc::setgroups(0, std::ptr::null()) == 0
-                && libc::setgid(gid) == 0
-                && libc::setuid(uid) == 0
+        let user = passwd_entry(uid);
+        // The user's supplementary groups, as a login would give them; none if the user is unknown.
+        let groups_ok = match &user {
+            // SAFETY: `name` is a valid NUL-terminated string; initgroups only reads it.
+            Some(u) => unsafe { libc::initgroups(u.name.as_ptr(), gid) == 0 },
+            // SAFETY: clearing the group list with a null pointer and a zero count is valid.
+            None => unsafe { libc::setgroups(0, std::ptr::null()) == 0 },
         };
+        // SAFETY: plain syscalls; order matters: groups and gid while still root, uid last.
+        let ok = groups_ok && unsafe { libc::setgid(gid) == 0 && libc::setuid(uid) == 0 };
         // SAFETY: getuid has no preconditions.
         if !ok || unsafe { libc::getuid() } != uid {
             return fail(format!(
@@ -331,6 +335,16 @@ pub fn held_exec_main(args: &[OsString]) -> i32 {
         }
     }
     let mut cmd = Command::new(program);
+    if who != "-" {
+        // The environment sudo left is root's: give the benchmark its own user's home and name.
+        // SAFETY: getuid has no preconditions.
+        if let Some(u) = passwd_entry(unsafe { libc::getuid() }) {
+            let name = u.name.to_string_lossy().into_owned();
+            cmd.env("HOME", &u.home)
+                .env("USER", &name)
+                .env("LOGNAME", &name);
+        }
+    }
     if let Some((argv0, rest)) = argv.split_first() {
         cmd.arg0(argv0).args(rest);
     }
@@ -381,4 +395,42 @@ impl Drop for PrivateDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A user's name and home directory from the password database.
+struct PasswdEntry {
+    name: std::ffi::CString,
+    home: PathBuf,
+}
+
+fn passwd_entry(uid: u32) -> Option<PasswdEntry> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value to be overwritten by getpwuid_r.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and `buf` outlives the reads of `pwd` below.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() || pwd.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so both fields point to NUL-terminated strings inside `buf`.
+    let (name, home) = unsafe {
+        (
+            std::ffi::CStr::from_ptr(pwd.pw_name),
+            std::ffi::CStr::from_ptr(pwd.pw_dir),
+        )
+    };
+    Some(PasswdEntry {
+        name: name.to_owned(),
+        home: PathBuf::from(OsString::from_vec(home.to_bytes().to_vec())),
+    })
 }
