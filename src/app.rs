@@ -70,7 +70,7 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOp
         Some(s) if s.is_finite() && s > 0.0 && s <= 31_536_000.0 => {
             Some(Duration::from_secs_f64(s))
         }
-        Some(s) => bail!("--timeout {s}: must be a positive number of seconds, at most a year"),
+        Some(s) => bail!("--timeout {s:e}: must be a positive number of seconds, at most a year"),
     };
     Ok(RunOptions {
         trace: TraceOptions {

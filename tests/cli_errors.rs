@@ -105,6 +105,14 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = perfgate()
+        .args(["record", "--timeout", "1e300", "--", "true"])
+        .output()
+        .unwrap();
+    assert_clean_error(
+        &out,
+        "--timeout 1e300: must be a positive number of seconds",
+    );
+    let out = perfgate()
         .args(["record", "--timeout", "-1", "--", "true"])
         .output()
         .unwrap();

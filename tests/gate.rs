@@ -82,7 +82,18 @@ fn baseline_file_has_what_it_promises() {
 
 #[test]
 fn a_a_check_passes() {
-    let (out, v) = check(&[], None);
+    // A symlink planted where a report goes is replaced, never written through.
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let md = dir.path().join("perf.md");
+    std::os::unix::fs::symlink(&victim, &md).unwrap();
+    let (out, v) = check(&["--markdown", md.to_str().unwrap()], None);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(!std::fs::symlink_metadata(&md)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(
         out.status.code(),
         Some(0),
