@@ -109,8 +109,8 @@ fn record(a: RecordArgs) -> Result<u8> {
         }
     }
     status(&format!(
-        "tracing {} functions in {} of {}",
-        target.plan.functions.len(),
+        "tracing {} in {} of {}",
+        plural(target.plan.functions.len(), "function"),
         plural(target.plan.files.len(), "file"),
         terminal(&target.program.display().to_string())
     ));
@@ -480,6 +480,23 @@ fn check(a: CheckArgs) -> Result<u8> {
         .baseline
         .file_stem()
         .map_or_else(|| "benchmark".into(), |s| s.to_string_lossy().into_owned());
+    // Before any run: a command whose functions share nothing with the baseline is another benchmark.
+    let planned: std::collections::BTreeSet<(&str, &str)> = target
+        .plan
+        .functions
+        .iter()
+        .map(|f| (f.module.as_str(), f.raw_name.as_str()))
+        .collect();
+    if !base
+        .functions
+        .iter()
+        .any(|f| planned.contains(&(f.module.as_str(), f.symbol.as_str())))
+    {
+        bail!(
+            "no function in common between {} and this command: is it the same benchmark?",
+            terminal(&a.baseline.display().to_string())
+        );
+    }
     let same_binary = base.build_id.is_some() && base.build_id == target.plan.build_id;
     status(&format!(
         "checking {} against {} ({} base runs{}), {} runs first, up to {}",
