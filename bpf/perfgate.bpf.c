@@ -62,6 +62,25 @@ struct {
 	__uint(max_entries, 4096);
 } events SEC(".maps");
 
+/* Every path ever seen in the loader's link map: dlopen'd libraries show up here even if they are closed
+ * again before the benchmark exits. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct pg_lib_name);
+	__type(value, __u8);
+} dl_libs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pg_lib_name);
+} lib_scratch SEC(".maps");
+
+/* _r_debug minus _dl_debug_state, as laid out in the loader. */
+const volatile __s64 r_debug_delta = 0;
+
 extern bool bpf_session_is_return(void) __ksym __weak;
 extern __u64 *bpf_session_cookie(void) __ksym __weak;
 
@@ -320,6 +339,36 @@ int pg_thread_exit(void *ctx)
 		if (st->depth)
 			count(PG_UNFINISHED_AT_EXIT, st->depth);
 		bpf_map_delete_elem(&stacks, &tid);
+	}
+	return 0;
+}
+
+/* The loader calls _dl_debug_state after every change of its link map (start-up, dlopen, dlclose): walk the
+ * list (struct r_debug { int; struct link_map *r_map; ... }, struct link_map { addr; char *l_name; dyn *;
+ * struct link_map *l_next; ... }) and remember every path. */
+SEC("uprobe.multi")
+int pg_dl_change(struct pt_regs *ctx)
+{
+	if (!ours(bpf_get_current_pid_tgid()))
+		return 0;
+	__u64 r_debug = bpf_get_func_ip(ctx) + r_debug_delta;
+	__u64 lm = 0;
+	if (bpf_probe_read_user(&lm, sizeof(lm), (void *)(r_debug + 8)))
+		return 0;
+	__u32 zero = 0;
+	__u8 one = 1;
+	for (int i = 0; i < 128 && lm; i++) {
+		struct pg_lib_name *n = bpf_map_lookup_elem(&lib_scratch, &zero);
+		if (!n)
+			return 0;
+		for (int k = 0; k < PG_LIB_NAME / 8; k++)
+			((__u64 *)n->name)[k] = 0;
+		__u64 name = 0;
+		bpf_probe_read_user(&name, sizeof(name), (void *)(lm + 8));
+		if (name && bpf_probe_read_user_str(n->name, sizeof(n->name), (void *)name) > 1)
+			bpf_map_update_elem(&dl_libs, n, &one, BPF_ANY);
+		if (bpf_probe_read_user(&lm, sizeof(lm), (void *)(lm + 24)))
+			break;
 	}
 	return 0;
 }

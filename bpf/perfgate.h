@@ -79,4 +79,10 @@ struct pg_event {
 	__u32 cpu;
 };
 
+/* A path from the dynamic loader's link map (libraries loaded at run time are found there). */
+#define PG_LIB_NAME 256
+struct pg_lib_name {
+	char name[PG_LIB_NAME];
+};
+
 #endif

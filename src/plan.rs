@@ -120,6 +120,45 @@ pub struct Plan {
     /// Every library the loader maps at start-up (found ones), traced or not: anything else mapped later
     /// came from dlopen.
     pub known_libraries: Vec<PathBuf>,
+    /// Where to watch the dynamic loader's link map, if the loader has the debugger interface.
+    pub loader_hook: Option<LoaderHook>,
+}
+
+/// The dynamic loader's debugger interface: `_dl_debug_state` is called after every change of the link map,
+/// whose head is in `_r_debug`.
+#[derive(Debug, Clone)]
+pub struct LoaderHook {
+    /// The loader (PT_INTERP).
+    pub path: PathBuf,
+    /// File offset of `_dl_debug_state`.
+    pub offset: u64,
+    /// Address of `_r_debug` minus address of `_dl_debug_state`.
+    pub r_debug_delta: i64,
+}
+
+/// Finds the debugger interface in a loader; `None` when it is not there (then only sampling is left).
+fn loader_hook(interp: &Path) -> Option<LoaderHook> {
+    use object::{Object, ObjectSymbol};
+    let loader = elf::read_elf(interp).ok()?;
+    let debug_state = loader
+        .functions
+        .iter()
+        .find(|f| f.raw_name == "_dl_debug_state" || f.name == "_dl_debug_state")?;
+    let meta = std::fs::metadata(interp).ok()?;
+    if meta.len() > 64 << 20 {
+        return None;
+    }
+    let data = std::fs::read(interp).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let r_debug = file
+        .dynamic_symbols()
+        .find(|s| s.name() == Ok("_r_debug"))?
+        .address();
+    Some(LoaderHook {
+        path: loader.path.clone(),
+        offset: debug_state.offset.0,
+        r_debug_delta: r_debug as i64 - debug_state.addr as i64,
+    })
 }
 
 const STARTUP: &[&str] = &[
@@ -192,6 +231,7 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
         // The dynamic loader itself is mapped too, whether or not a library names it.
         if let Some(interp) = &main.interp {
             plan.known_libraries.push(PathBuf::from(interp));
+            plan.loader_hook = loader_hook(Path::new(interp));
         }
         for (glob_src, g) in sel.libs.iter().zip(&lib_globs) {
             let matches: Vec<_> = libs

@@ -2,6 +2,7 @@
 //! reading the maps and the ring buffer. One call to [`trace`] is one traced run.
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -157,6 +158,7 @@ fn trace_with(
         .as_deref_mut()
         .context("BPF object has no read-only data")?;
     rodata.target_tgid = child.pid();
+    rodata.r_debug_delta = plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta);
     // The reader polls every few ms anyway; a wakeup is only needed before the buffer could fill up.
     rodata.wakeup_bytes = (rb_bytes / 4) as u64;
     rodata.trace_events = opts.events;
@@ -247,6 +249,21 @@ fn trace_with(
         }
     }
     let attach_ns = t0.elapsed().as_nanos() as u64;
+    // Best effort: without the loader hook, sampling /proc/PID/maps still notices most dlopen'd libraries.
+    if let Some(hook) = &plan.loader_hook {
+        // uprobe_multi: a perf-event uprobe takes ~120 ms to detach, a multi link a fraction of that.
+        let opts = UprobeMultiOpts {
+            offsets: vec![hook.offset as usize],
+            ..Default::default()
+        };
+        if let Ok(l) = skel
+            .progs
+            .pg_dl_change
+            .attach_uprobe_multi_with_opts(pid, &hook.path, "", opts)
+        {
+            links.push(l);
+        }
+    }
     links.push(
         skel.progs
             .pg_thread_exit
@@ -300,7 +317,12 @@ fn trace_with(
     }
 
     let t1 = Instant::now();
-    drop(links);
+    // Each link's detach waits for its own RCU grace period: closing them in parallel overlaps the waits.
+    std::thread::scope(|scope| {
+        for link in links {
+            scope.spawn(move || drop(link));
+        }
+    });
     let detach_ns = t1.elapsed().as_nanos() as u64;
 
     let mut measured = Measured {
@@ -340,6 +362,16 @@ fn trace_with(
         });
     }
     measured.stats.sort_by_key(|s| (s.tid, s.func));
+    for key in skel.maps.dl_libs.keys() {
+        let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
+        let name = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&key[..end]));
+        // Entries without a directory (the vDSO, the program itself) are not files.
+        if name.is_absolute() || name.to_string_lossy().contains('/') {
+            measured.mapped.push(name);
+        }
+    }
+    measured.mapped.sort();
+    measured.mapped.dedup();
     let counter = |i: u32| -> Result<Vec<u64>> {
         let per_cpu = skel
             .maps
