@@ -237,14 +237,9 @@ fn untraced(program: &Path, args: &[&str]) -> Result<(String, f64)> {
     Ok((String::from_utf8_lossy(&out.stdout).into_owned(), wall))
 }
 
+/// The gate's own median; NaN (printed as `-`) when there is nothing to take it of.
 fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+    crate::gate::stats::median(v).unwrap_or(f64::NAN)
 }
 
 /// Like [`duration`], with two decimals below 10 ns (a bare call costs about 1.5 ns).

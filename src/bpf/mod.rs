@@ -88,8 +88,7 @@ fn is_permission_error(e: &libbpf_rs::Error) -> bool {
 
 /// Whether perfgate can load BPF programs here: one clear line when it cannot.
 pub fn check_privileges() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if is_root() {
         return Ok(());
     }
     let caps = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
