@@ -17,8 +17,13 @@ const volatile __u64 wakeup_bytes = 1 << 20;
 /* Calibrated cost of one traced call (entry + return probe) as seen by its caller, per probe kind, ns. */
 const volatile __u64 probe_cost_ns[PG_NR_PROBE_KINDS] = {};
 
-/* Makes the event type visible in the skeleton's BTF (the map types already are). */
+/* Make the event type and the enums visible in the skeleton's BTF (the map types already are), so Rust
+ * takes every constant from the generated types. */
 struct pg_event _pg_event = {};
+enum pg_layout _pg_layout = 0;
+enum pg_counter _pg_counter = 0;
+enum pg_probe_kind _pg_probe_kind = 0;
+enum pg_event_kind _pg_event_kind = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -3,11 +3,20 @@
 #ifndef PERFGATE_H
 #define PERFGATE_H
 
-/* Equal to the kernel's MAX_URETPROBE_DEPTH: deeper calls get no return probe anyway. */
-#define PG_MAX_DEPTH 64
-/* Log-linear histogram: values 0..7 exactly, then 8 sub-buckets per power of two (12.5% wide), up to 2^43 ns. */
-#define PG_HIST_SUB_BITS 3
-#define PG_HIST_BUCKETS 328
+/* Sizes and bit layouts shared with Rust. An enum, not #defines, so that they reach the BTF and the
+ * generated skeleton: Rust reads them from there (src/bpf/kernel.rs), never from a copy. */
+enum pg_layout {
+	/* Equal to the kernel's MAX_URETPROBE_DEPTH: deeper calls get no return probe anyway. */
+	PG_MAX_DEPTH = 64,
+	/* Log-linear histogram: values 0..7 exactly, then 8 sub-buckets per power of two (12.5% wide), up to
+	 * 2^43 ns. */
+	PG_HIST_SUB_BITS = 3,
+	PG_HIST_BUCKETS = 328,
+	/* The BPF cookie of a probe: function id in the low 32 bits, probe kind (enum pg_probe_kind) above. */
+	PG_COOKIE_KIND_SHIFT = 32,
+	/* Longest path read from the dynamic loader's link map. */
+	PG_LIB_NAME = 256,
+};
 
 enum pg_counter {
 	PG_DEPTH_EXCEEDED = 0,      /* call not measured: shadow stack full (its time stays in the caller) */
@@ -24,9 +33,6 @@ struct pg_key {
 	__u32 tid;
 	__u32 func;
 };
-
-/* The BPF cookie of a probe: function id in the low 32 bits, probe kind (enum pg_probe_kind) above. */
-#define PG_COOKIE_KIND_SHIFT 32
 
 enum pg_probe_kind {
 	PG_PROBE_NOP5 = 0,
@@ -80,7 +86,6 @@ struct pg_event {
 };
 
 /* A path from the dynamic loader's link map (libraries loaded at run time are found there). */
-#define PG_LIB_NAME 256
 struct pg_lib_name {
 	char name[PG_LIB_NAME];
 };

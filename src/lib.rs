@@ -1,18 +1,20 @@
 //! perfgate: trace every function of a benchmark with eBPF uprobes, measure per-function latency,
 //! and gate performance regressions against a committed baseline.
 //!
-//! The data flows one way: [`elf`] → [`plan`] → [`bpf`] → [`profile`] → gate → [`report`].
+//! The data flows one way (docs/ARCHITECTURE.md): [`cli`] → [`cmd`] → [`session`] →
+//! {[`bpf`], [`run`], [`plan`]} → {[`elf`], [`profile`]}; [`gate`] and [`report`] read profiles and
+//! comparisons; [`files`] and [`sys`] serve every layer.
 #![warn(missing_docs)]
 
-pub mod app;
-pub mod bench;
 pub mod bpf;
-pub mod calibrate;
 pub mod cli;
+pub mod cmd;
 pub mod elf;
+pub mod files;
 pub mod gate;
 pub mod plan;
 pub mod profile;
-pub mod record;
 pub mod report;
 pub mod run;
+pub mod session;
+pub mod sys;

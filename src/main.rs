@@ -1,30 +1,30 @@
-//! The perfgate binary: parse arguments, run, map the error to a message and an exit code.
+//! The perfgate binary: dispatch the hidden child modes, parse arguments, run, map the error to one line
+//! and an exit code.
 use std::process::ExitCode;
 
 use clap::Parser;
+use perfgate::cmd::{self, Exit};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args
-        .get(1)
-        .is_some_and(|a| a == perfgate::run::HELD_EXEC_ARG)
-    {
-        return ExitCode::from(perfgate::run::held_exec_main(&args[2..]) as u8);
-    }
-    if args
-        .get(1)
-        .is_some_and(|a| a == perfgate::calibrate::CALIBRATE_ARG)
-    {
-        return ExitCode::from(perfgate::calibrate::calibrate_main() as u8);
+    // perfgate re-executes itself as the held benchmark and as the calibration child.
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some(perfgate::run::HELD_EXEC_ARG) => {
+            return ExitCode::from(perfgate::run::held_exec_main(&args[2..]) as u8)
+        }
+        Some(perfgate::session::calibrate::CALIBRATE_ARG) => {
+            return ExitCode::from(perfgate::session::calibrate::calibrate_main() as u8)
+        }
+        _ => {}
     }
     let cli = perfgate::cli::Cli::parse();
-    match perfgate::app::run(cli) {
-        Ok(code) => ExitCode::from(code),
+    match cmd::run(cli) {
+        Ok(code) => code.into(),
         // A reader that went away (`| head`) is not an error.
-        Err(e) if perfgate::app::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if cmd::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("perfgate: error: {}", perfgate::app::one_line(&e));
-            ExitCode::from(2)
+            eprintln!("perfgate: error: {}", cmd::one_line(&e));
+            Exit::Error.into()
         }
     }
 }

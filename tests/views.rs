@@ -159,7 +159,7 @@ fn replay_of_threads_is_exact_per_thread_and_interleaved_in_time() {
         "threads interleaved in time order ({switches} switches)"
     );
     assert!(
-        full.contains("# 12005 calls shown, 0 hidden, 0 gaps, 0 unfinished"),
+        full.contains("# 12,005 calls shown, 0 hidden, 0 gaps, 0 unfinished"),
         "{}",
         full.lines().last().unwrap()
     );

@@ -1,64 +1,64 @@
-//! The only `unsafe` of perfgate that touches the kernel: the libbpf-rs skeleton, attach and detach,
-//! reading the maps and the ring buffer. One call to [`trace`] is one traced run.
+//! The BPF side of one traced run: load the program with its settings, attach probes, read events from the
+//! ring buffer, detach, and read the maps. With `sys/`, the only place of perfgate's `unsafe`.
+//!
+//! This layer never drives a process: it knows a PID only as the filter of its probes. The session layer
+//! (`session/`) starts the benchmark, calls [`Program`] in order — [`Program::load`],
+//! [`Program::attach_functions`] per file, [`Program::attach_loader_hook`],
+//! [`Program::attach_thread_exit`], then [`Program::poll_events`] while the benchmark runs,
+//! [`Program::detach`], [`Program::measured`] — and joins the two. Every kernel type is read through
+//! [`kernel`], the one decoder of the generated skeleton.
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
-use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, UprobeMultiOpts};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, UprobeMultiOpts};
 
-use crate::plan::Plan;
-use crate::profile::file::{Event, EventKind};
-use crate::profile::hist::BUCKETS;
-use crate::profile::{FuncStats, Histogram, LossCounters, ProbeCosts, ProbeKind, TimeStats};
-use crate::run::{Finished, HeldChild};
+use crate::elf::FileOffset;
+use crate::profile::file::Event;
+use crate::profile::{FuncId, FuncStats, LossCounters, ProbeCosts, ProbeKind};
 
-#[allow(
-    missing_docs,
-    clippy::all,
-    unsafe_op_in_unsafe_fn,
-    non_camel_case_types,
-    dead_code
-)]
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/perfgate.skel.rs"));
-}
-use skel::{types, PerfgateSkelBuilder};
+pub mod kernel;
+use kernel::skel::{PerfgateSkel, PerfgateSkelBuilder};
+pub use kernel::MAX_DEPTH;
 
-const _: () = assert!(
-    BUCKETS == 328,
-    "histogram size must match PG_HIST_BUCKETS in bpf/perfgate.h"
-);
-
-/// Settings of one traced run.
+/// Settings of the program, fixed before it is loaded.
 #[derive(Debug, Clone)]
-pub struct TraceOptions {
+pub struct ProgramConfig {
+    /// The process whose calls are counted (the probes' PID filter).
+    pub target_pid: u32,
     /// Stream entry/exit events (trace mode) besides the in-kernel aggregation.
     pub events: bool,
-    /// Ring buffer size in bytes (power of two, at least a page); trace mode only.
+    /// Ring buffer size in bytes (rounded up to a power of two, at least a page); trace mode only.
     pub ringbuf_bytes: u32,
-    /// Use the uprobe.multi + uretprobe.multi pair even where `uprobe.session` exists.
-    pub no_session: bool,
-    /// Kill the benchmark after this long.
-    pub timeout: Option<Duration>,
-    /// Calibrated cost of one traced call per probe kind (see [`ProbeCosts`]); zero = not compensated.
+    /// One `uprobe.session` program for entry and return; otherwise an entry and a return program.
+    pub session: bool,
+    /// Calibrated cost of one traced call per probe kind, accumulated over descendants; `None` = zero.
     pub probe_cost: Option<ProbeCosts>,
+    /// `_r_debug` minus `_dl_debug_state` in the loader, when its link map is watched.
+    pub r_debug_delta: i64,
+    /// Functions in the plan: sizes the statistics map.
+    pub functions: usize,
 }
 
-impl Default for TraceOptions {
-    fn default() -> Self {
-        TraceOptions {
-            events: false,
-            ringbuf_bytes: 64 << 20,
-            no_session: false,
-            timeout: None,
-            probe_cost: None,
-        }
-    }
+/// One probe: a function at a file offset, and the kind of instruction there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Where in the file.
+    pub offset: FileOffset,
+    /// The function's id (reported back in every statistic and event).
+    pub func: FuncId,
+    /// How the kernel handles the instruction at `offset`: selects the calibrated cost.
+    pub kind: ProbeKind,
 }
+
+/// The kernel refused `uprobe.session` (before 6.12): the caller retries without it.
+#[derive(Debug, thiserror::Error)]
+#[error("uprobe.session is not supported by this kernel")]
+pub struct SessionUnsupported;
 
 /// What the kernel measured in one run.
 #[derive(Debug, Clone, Default)]
@@ -69,26 +69,29 @@ pub struct Measured {
     pub lost: LossCounters,
     /// Whether `uprobe.session` was used.
     pub session: bool,
-    /// Attach time of all links, ns.
-    pub attach_ns: u64,
-    /// Detach time of all links, ns.
-    pub detach_ns: u64,
-    /// Executable files the benchmark had mapped while it ran (sampled every 10 ms).
-    pub mapped: Vec<std::path::PathBuf>,
+    /// Attach time of all links.
+    pub attach: Duration,
+    /// Detach time of all links.
+    pub detach: Duration,
+    /// Paths the loader's link map held at some point of the run (libraries loaded at start-up and
+    /// with dlopen).
+    pub loader_paths: Vec<PathBuf>,
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn is_permission_error(e: &libbpf_rs::Error) -> bool {
-    matches!(e.kind(), libbpf_rs::ErrorKind::PermissionDenied)
+/// The loaded program and its links.
+pub struct Program<'obj> {
+    skel: PerfgateSkel<'obj>,
+    links: Vec<Link>,
+    ring: Option<libbpf_rs::RingBuffer<'static>>,
+    pending: Rc<RefCell<Vec<Event>>>,
+    config: ProgramConfig,
+    attach: Duration,
+    detach: Duration,
 }
 
 /// Whether perfgate can load BPF programs here: one clear line when it cannot.
 pub fn check_privileges() -> Result<()> {
-    if is_root() {
+    if crate::sys::is_root() {
         return Ok(());
     }
     let caps = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -107,25 +110,9 @@ pub fn check_privileges() -> Result<()> {
     bail!("tracing needs root or CAP_BPF+CAP_PERFMON: run it with sudo (the benchmark still runs as you)")
 }
 
-/// Traces one run: loads the program, attaches every planned function with the child's PID as filter,
-/// releases the child, streams events to `on_event` (trace mode), waits for exit, detaches, reads the maps.
-pub fn trace(
-    plan: &Plan,
-    child: &mut HeldChild,
-    opts: &TraceOptions,
-    on_event: &mut dyn FnMut(&Event) -> Result<()>,
-) -> Result<(Measured, Finished)> {
-    match trace_with(plan, child, opts, !opts.no_session, on_event) {
-        Err(e) if !opts.no_session && e.downcast_ref::<SessionUnsupported>().is_some() => {
-            trace_with(plan, child, opts, false, on_event)
-        }
-        r => r,
-    }
+fn is_permission_error(e: &libbpf_rs::Error) -> bool {
+    matches!(e.kind(), libbpf_rs::ErrorKind::PermissionDenied)
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("uprobe.session is not supported by this kernel")]
-struct SessionUnsupported;
 
 /// libbpf's own messages are noise for users; `PERFGATE_DEBUG=1` shows them.
 fn quiet_libbpf() {
@@ -134,86 +121,84 @@ fn quiet_libbpf() {
     }
 }
 
-fn trace_with(
-    plan: &Plan,
-    child: &mut HeldChild,
-    opts: &TraceOptions,
-    session: bool,
-    on_event: &mut dyn FnMut(&Event) -> Result<()>,
-) -> Result<(Measured, Finished)> {
-    quiet_libbpf();
-    let rb_bytes = if opts.events {
-        opts.ringbuf_bytes.max(4096).next_power_of_two()
-    } else {
-        4096
-    };
-    let mut storage = MaybeUninit::uninit();
-    let mut open = PerfgateSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the BPF object")?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .context("BPF object has no read-only data")?;
-    rodata.target_tgid = child.pid();
-    rodata.r_debug_delta = plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta);
-    // The reader polls every few ms anyway; a wakeup is only needed before the buffer could fill up.
-    rodata.wakeup_bytes = (rb_bytes / 4) as u64;
-    rodata.trace_events = opts.events;
-    if let Some(c) = opts.probe_cost {
-        // Indexed by enum pg_probe_kind.
-        let kinds = [
-            ProbeKind::Nop5,
-            ProbeKind::Emulated,
-            ProbeKind::SingleStep,
-            ProbeKind::Unknown,
-        ];
-        for (slot, kind) in rodata.probe_cost_ns.iter_mut().zip(kinds) {
-            *slot = c.of(kind).max(0.0).round() as u64;
+impl<'obj> Program<'obj> {
+    /// Opens, configures and loads the program. `storage` holds libbpf's object for the program's
+    /// lifetime (the libbpf-rs idiom: `let mut storage = MaybeUninit::uninit();`).
+    pub fn load(
+        config: &ProgramConfig,
+        storage: &'obj mut MaybeUninit<OpenObject>,
+    ) -> Result<Program<'obj>> {
+        quiet_libbpf();
+        let rb_bytes = if config.events {
+            config.ringbuf_bytes.max(4096).next_power_of_two()
+        } else {
+            4096
+        };
+        let mut open = PerfgateSkelBuilder::default()
+            .open(storage)
+            .context("opening the BPF object")?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .context("BPF object has no read-only data")?;
+        rodata.target_tgid = config.target_pid;
+        rodata.r_debug_delta = config.r_debug_delta;
+        // The reader polls every few ms anyway; a wakeup is only needed before the buffer could fill up.
+        rodata.wakeup_bytes = u64::from(rb_bytes / 4);
+        rodata.trace_events = config.events;
+        if let Some(c) = config.probe_cost {
+            for kind in ProbeKind::ALL {
+                let slot = kernel::probe_kind_value(kind).0 as usize;
+                if let Some(v) = rodata.probe_cost_ns.get_mut(slot) {
+                    *v = c.of(kind).max(0.0).round() as u64;
+                }
+            }
         }
+        open.maps.events.set_max_entries(rb_bytes)?;
+        // Up to every function on ~16 threads before the map is reported as full.
+        let entries = u32::try_from(config.functions)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(16)
+            .clamp(65_536, 1 << 22);
+        open.maps.stats.set_max_entries(entries)?;
+        open.progs.pg_session.set_autoload(config.session);
+        open.progs.pg_entry.set_autoload(!config.session);
+        open.progs.pg_return.set_autoload(!config.session);
+        let skel = match open.load() {
+            Ok(s) => s,
+            // As root, EACCES at load is the verifier refusing the program, not a missing privilege.
+            Err(e) if is_permission_error(&e) && !crate::sys::is_root() => {
+                bail!("loading the BPF program was refused: run perfgate as root or with CAP_BPF+CAP_PERFMON")
+            }
+            Err(_) if config.session => return Err(SessionUnsupported.into()),
+            Err(e) => {
+                return Err(e).context(
+                    "loading the BPF program (kernel ≥ 6.6 with BTF and uprobe_multi needed; PERFGATE_DEBUG=1 shows the kernel's log)",
+                )
+            }
+        };
+        Ok(Program {
+            skel,
+            links: Vec::new(),
+            ring: None,
+            pending: Rc::new(RefCell::new(Vec::new())),
+            config: config.clone(),
+            attach: Duration::ZERO,
+            detach: Duration::ZERO,
+        })
     }
-    open.maps.events.set_max_entries(rb_bytes)?;
-    // Up to every function on ~16 threads before we report the map as full.
-    let entries = (plan.functions.len() as u32)
-        .saturating_mul(16)
-        .clamp(65_536, 1 << 22);
-    open.maps.stats.set_max_entries(entries)?;
-    open.progs.pg_session.set_autoload(session);
-    open.progs.pg_entry.set_autoload(!session);
-    open.progs.pg_return.set_autoload(!session);
-    let skel = match open.load() {
-        Ok(s) => s,
-        // As root, EACCES at load is the verifier refusing the program, not a missing privilege.
-        Err(e) if is_permission_error(&e) && !is_root() => {
-            bail!("loading the BPF program was refused: run perfgate as root or with CAP_BPF+CAP_PERFMON")
-        }
-        Err(_) if session => return Err(SessionUnsupported.into()),
-        Err(e) => {
-            return Err(e)
-                .context("loading the BPF program (kernel ≥ 6.6 with BTF and uprobe_multi needed; PERFGATE_DEBUG=1 shows the kernel's log)")
-        }
-    };
 
-    for file in &plan.files {
-        file.check_unchanged()?;
-    }
-    let pid = child.pid() as i32;
-    let t0 = Instant::now();
-    let mut links: Vec<Link> = Vec::with_capacity(plan.files.len() * 2 + 1);
-    for file in &plan.files {
-        let offsets: Vec<usize> = file.offsets.iter().map(|&o| o as usize).collect();
-        let cookies: Vec<u64> = file
-            .ids
+    /// Attaches the probes of one file, filtered on the target PID: one `uprobe_multi` link (session
+    /// mode) or two (entry + return).
+    pub fn attach_functions(&mut self, path: &Path, probes: &[Probe]) -> Result<()> {
+        let t0 = Instant::now();
+        let offsets: Vec<usize> = probes.iter().map(|p| p.offset.0 as usize).collect();
+        let cookies: Vec<u64> = probes
             .iter()
-            .map(|&id| {
-                let kind = plan
-                    .functions
-                    .get(id as usize)
-                    .map_or(3, |f| kind_index(f.probe));
-                id as u64 | (kind << 32)
-            })
+            .map(|p| kernel::cookie(p.func, p.kind))
             .collect();
+        let pid = self.config.target_pid as i32;
         let attach = |prog: &libbpf_rs::ProgramMut, retprobe: bool, session: bool| {
             let opts = UprobeMultiOpts {
                 offsets: offsets.clone(),
@@ -222,216 +207,169 @@ fn trace_with(
                 session,
                 ..Default::default()
             };
-            prog.attach_uprobe_multi_with_opts(pid, &file.path, "", opts)
+            prog.attach_uprobe_multi_with_opts(pid, path, "", opts)
         };
-        let result = if session {
-            attach(&skel.progs.pg_session, false, true).map(|l| vec![l])
+        let result = if self.config.session {
+            attach(&self.skel.progs.pg_session, false, true).map(|l| vec![l])
         } else {
-            attach(&skel.progs.pg_entry, false, false)
-                .and_then(|a| attach(&skel.progs.pg_return, true, false).map(|b| vec![a, b]))
+            attach(&self.skel.progs.pg_entry, false, false)
+                .and_then(|a| attach(&self.skel.progs.pg_return, true, false).map(|b| vec![a, b]))
         };
+        self.attach += t0.elapsed();
         match result {
-            Ok(l) => links.extend(l),
-            Err(e) if session && !is_permission_error(&e) && links.is_empty() => {
-                drop(links);
-                return Err(SessionUnsupported.into());
+            Ok(l) => {
+                self.links.extend(l);
+                Ok(())
             }
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "attaching {} probes to {}",
-                        file.offsets.len(),
-                        file.path.display()
-                    )
-                })
+            Err(e) if self.config.session && !is_permission_error(&e) && self.links.is_empty() => {
+                Err(SessionUnsupported.into())
             }
+            Err(e) => Err(e).with_context(|| {
+                format!("attaching {} probes to {}", probes.len(), path.display())
+            }),
         }
     }
-    let attach_ns = t0.elapsed().as_nanos() as u64;
-    // Best effort: without the loader hook, sampling /proc/PID/maps still notices most dlopen'd libraries.
-    if let Some(hook) = &plan.loader_hook {
+
+    /// Watches the loader's link map (`_dl_debug_state` at `offset` in `loader`); false when the kernel
+    /// refused (then only sampling `/proc/PID/maps` is left).
+    pub fn attach_loader_hook(&mut self, loader: &Path, offset: FileOffset) -> bool {
+        let t0 = Instant::now();
         // uprobe_multi: a perf-event uprobe takes ~120 ms to detach, a multi link a fraction of that.
         let opts = UprobeMultiOpts {
-            offsets: vec![hook.offset as usize],
+            offsets: vec![offset.0 as usize],
             ..Default::default()
         };
-        if let Ok(l) = skel
-            .progs
-            .pg_dl_change
-            .attach_uprobe_multi_with_opts(pid, &hook.path, "", opts)
-        {
-            links.push(l);
+        let link = self.skel.progs.pg_dl_change.attach_uprobe_multi_with_opts(
+            self.config.target_pid as i32,
+            loader,
+            "",
+            opts,
+        );
+        self.attach += t0.elapsed();
+        match link {
+            Ok(l) => {
+                self.links.push(l);
+                true
+            }
+            Err(_) => false,
         }
     }
-    links.push(
-        skel.progs
+
+    /// Attaches the thread-exit tracepoint that closes the frames of exiting threads, and, in trace
+    /// mode, opens the ring buffer.
+    pub fn attach_thread_exit(&mut self) -> Result<()> {
+        let t0 = Instant::now();
+        let link = self
+            .skel
+            .progs
             .pg_thread_exit
             .attach()
-            .context("attaching the thread-exit tracepoint")?,
-    );
-
-    let pending: Rc<RefCell<Vec<Event>>> = Rc::new(RefCell::new(Vec::new()));
-    let ring = if opts.events {
-        let sink = Rc::clone(&pending);
-        let mut builder = libbpf_rs::RingBufferBuilder::new();
-        builder.add(&skel.maps.events, move |data: &[u8]| {
-            if let Some(e) = decode_event(data) {
-                sink.borrow_mut().push(e);
-            }
-            0
-        })?;
-        Some(builder.build()?)
-    } else {
-        None
-    };
-    let mut drain = |pending: &Rc<RefCell<Vec<Event>>>| -> Result<()> {
-        let batch = std::mem::take(&mut *pending.borrow_mut());
-        batch.iter().try_for_each(&mut *on_event)
-    };
-
-    child.release()?;
-    let deadline = opts.timeout.map(|t| Instant::now() + t);
-    let mut mapped = std::collections::BTreeSet::new();
-    let mut last_maps: Option<Instant> = None;
-    let finished = loop {
-        if let Some(f) = child.try_wait(deadline)? {
-            break f;
+            .context("attaching the thread-exit tracepoint")?;
+        self.links.push(link);
+        if self.config.events && self.ring.is_none() {
+            let sink = Rc::clone(&self.pending);
+            let mut builder = libbpf_rs::RingBufferBuilder::new();
+            builder.add(&self.skel.maps.events, move |data: &[u8]| {
+                if let Some(e) = kernel::decode_event(data) {
+                    sink.borrow_mut().push(e);
+                }
+                0
+            })?;
+            self.ring = Some(builder.build()?);
         }
-        // Libraries loaded with dlopen cannot be probed from the start: notice them to report them.
-        if last_maps.is_none_or(|t| t.elapsed() >= Duration::from_millis(10)) {
-            mapped.extend(child.mapped_files(&plan.program));
-            last_maps = Some(Instant::now());
-        }
-        match &ring {
+        self.attach += t0.elapsed();
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for events and hands every one to `on_event`; in gate mode it only sleeps.
+    pub fn poll_events(
+        &mut self,
+        timeout: Duration,
+        on_event: &mut dyn FnMut(&Event) -> Result<()>,
+    ) -> Result<()> {
+        match &self.ring {
             Some(rb) => {
-                rb.poll(Duration::from_millis(10)).ok();
-                drain(&pending)?;
+                rb.poll(timeout).ok();
             }
-            None => std::thread::sleep(Duration::from_millis(2)),
+            None => std::thread::sleep(timeout),
         }
-    };
-    if let Some(rb) = &ring {
-        rb.consume().ok();
-        drain(&pending)?;
+        self.drain(on_event)
     }
 
-    let t1 = Instant::now();
-    // Each link's detach waits for its own RCU grace period: closing them in parallel overlaps the waits.
-    std::thread::scope(|scope| {
-        for link in links {
-            scope.spawn(move || drop(link));
+    /// Hands every event still in the ring buffer to `on_event` without waiting.
+    pub fn drain_events(&mut self, on_event: &mut dyn FnMut(&Event) -> Result<()>) -> Result<()> {
+        if let Some(rb) = &self.ring {
+            rb.consume().ok();
         }
-    });
-    let detach_ns = t1.elapsed().as_nanos() as u64;
+        self.drain(on_event)
+    }
 
-    let mut measured = Measured {
-        session,
-        attach_ns,
-        detach_ns,
-        mapped: mapped.into_iter().collect(),
-        ..Measured::default()
-    };
-    for key in skel.maps.stats.keys() {
-        let Some(value) = skel.maps.stats.lookup(&key, MapFlags::ANY)? else {
-            continue;
-        };
-        let (Some(k), Some(v)) = (
-            read_pod::<types::pg_key>(&key),
-            read_pod::<types::pg_stats>(&value),
-        ) else {
-            continue;
-        };
-        measured.stats.push(FuncStats {
-            func: k.func,
-            tid: k.tid,
-            calls: v.calls,
-            overhead_ns: v.overhead_sum,
-            inclusive: TimeStats {
-                sum_ns: v.incl_sum,
-                min_ns: v.incl_min,
-                max_ns: v.incl_max,
-                hist: Histogram::from_dense(&v.incl_hist),
-            },
-            self_time: TimeStats {
-                sum_ns: v.self_sum,
-                min_ns: v.self_min,
-                max_ns: v.self_max,
-                hist: Histogram::from_dense(&v.self_hist),
-            },
+    fn drain(&mut self, on_event: &mut dyn FnMut(&Event) -> Result<()>) -> Result<()> {
+        let batch = std::mem::take(&mut *self.pending.borrow_mut());
+        batch.iter().try_for_each(on_event)
+    }
+
+    /// Closes every link. Each close waits for its own RCU grace period: closing them in parallel
+    /// overlaps the waits. The maps stay readable.
+    pub fn detach(&mut self) {
+        let t0 = Instant::now();
+        let links = std::mem::take(&mut self.links);
+        std::thread::scope(|scope| {
+            for link in links {
+                scope.spawn(move || drop(link));
+            }
         });
+        self.detach += t0.elapsed();
     }
-    measured.stats.sort_by_key(|s| (s.tid, s.func));
-    for key in skel.maps.dl_libs.keys() {
-        let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
-        let name = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&key[..end]));
-        // Entries without a directory (the vDSO, the program itself) are not files.
-        if name.is_absolute() || name.to_string_lossy().contains('/') {
-            measured.mapped.push(name);
+
+    /// Reads what the kernel measured: per (thread, function) statistics, loss counters, the loader's
+    /// paths. Call after [`Program::detach`], so no probe writes while the maps are read.
+    pub fn measured(&self) -> Result<Measured> {
+        let mut stats = Vec::new();
+        for key in self.skel.maps.stats.keys() {
+            let Some(value) = self.skel.maps.stats.lookup(&key, MapFlags::ANY)? else {
+                continue;
+            };
+            stats.extend(kernel::decode_stats(&key, &value));
         }
-    }
-    measured.mapped.sort();
-    measured.mapped.dedup();
-    let counter = |i: u32| -> Result<Vec<u64>> {
-        let per_cpu = skel
+        stats.sort_by_key(|s| (s.tid, s.func));
+        let mut per_cpu = Vec::with_capacity(kernel::COUNTERS);
+        for i in 0..kernel::COUNTERS as u32 {
+            let values = self
+                .skel
+                .maps
+                .counters
+                .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)?
+                .unwrap_or_default();
+            per_cpu.push(
+                values
+                    .iter()
+                    .map(|b| kernel::read_pod::<u64>(b).unwrap_or(0))
+                    .collect(),
+            );
+        }
+        let mut loader_paths: Vec<PathBuf> = self
+            .skel
             .maps
-            .counters
-            .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)?
-            .unwrap_or_default();
-        Ok(per_cpu
-            .iter()
-            .map(|b| read_pod::<u64>(b).unwrap_or(0))
-            .collect())
-    };
-    let total = |i: u32| -> Result<u64> { Ok(counter(i)?.iter().sum()) };
-    let l = &mut measured.lost;
-    l.depth_exceeded = total(0)?;
-    l.return_without_entry = total(1)?;
-    l.stats_map_full = total(2)?;
-    l.stack_map_full = total(3)?;
-    l.frames_abandoned = total(4)?;
-    l.unfinished_at_exit = total(5)?;
-    l.events_dropped_per_cpu = counter(6)?;
-    l.events_dropped = l.events_dropped_per_cpu.iter().sum();
-    Ok((measured, finished))
-}
-
-/// `enum pg_probe_kind` of a probe kind.
-fn kind_index(k: ProbeKind) -> u64 {
-    match k {
-        ProbeKind::Nop5 => 0,
-        ProbeKind::Emulated => 1,
-        ProbeKind::SingleStep => 2,
-        ProbeKind::Unknown => 3,
+            .dl_libs
+            .keys()
+            .map(|k| kernel::decode_lib_name(&k))
+            .collect();
+        loader_paths.sort();
+        loader_paths.dedup();
+        Ok(Measured {
+            stats,
+            lost: kernel::decode_counters(&per_cpu),
+            session: self.config.session,
+            attach: self.attach,
+            detach: self.detach,
+            loader_paths,
+        })
     }
 }
 
-fn decode_event(data: &[u8]) -> Option<Event> {
-    let e = read_pod::<types::pg_event>(data)?;
-    Some(Event {
-        ts: e.ts,
-        tid: e.tid,
-        func: e.func,
-        depth: e.depth,
-        kind: if e.kind == 0 {
-            EventKind::Entry
-        } else {
-            EventKind::Exit
-        },
-    })
-}
-
-/// Plain-old-data types the kernel fills.
-trait Pod: Copy {}
-impl Pod for u64 {}
-impl Pod for types::pg_key {}
-impl Pod for types::pg_stats {}
-impl Pod for types::pg_event {}
-
-fn read_pod<T: Pod>(bytes: &[u8]) -> Option<T> {
-    if bytes.len() < std::mem::size_of::<T>() {
-        return None;
+impl Drop for Program<'_> {
+    fn drop(&mut self) {
+        self.detach();
     }
-    // SAFETY: T is a repr(C) struct of integers (Pod), so every bit pattern is valid, and the slice holds
-    // at least size_of::<T>() bytes; read_unaligned copes with the Vec's alignment.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }

@@ -20,8 +20,10 @@
 //!   prefix or a LOCK prefix, and some opcodes (`int3`, `hlt`, `in`/`out`,
 //!   EVEX, invalid 64-bit opcodes...): see [`kernel_rejects`].
 
-/// How the kernel handles a uprobe on a function's first instruction.
+/// How the kernel handles a uprobe on a function's first instruction (the probe kind of a function, in
+/// profiles and baselines: serialised as `nop5`, `emulated`, `single-step`, `unknown`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum EntryKind {
     /// A 5-byte NOP (`0f 1f 44 00 00`): the kernel optimises it into a
     /// call to the uprobe trampoline, no trap after the first hit. Cheapest.
@@ -38,6 +40,14 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    /// Every kind, cheapest first.
+    pub const ALL: [EntryKind; 4] = [
+        EntryKind::Nop5,
+        EntryKind::Emulated,
+        EntryKind::SingleStep,
+        EntryKind::Unknown,
+    ];
+
     /// A short human description for reports.
     pub fn describe(&self) -> &'static str {
         match self {

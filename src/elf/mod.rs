@@ -351,6 +351,35 @@ pub(crate) fn check_x86_64(path: &Path) -> Result<(), ElfError> {
     reader::Header::parse(&src).map(|_| ())
 }
 
+/// The address of the dynamic symbol `name` in the file at `path` (`None` when it has no such symbol).
+pub fn dynamic_symbol_address(path: &Path, name: &str) -> Result<Option<Addr>, ElfError> {
+    use object::{Object, ObjectSymbol};
+    // The loader is small; anything larger than this is not one.
+    const MAX: u64 = 64 << 20;
+    let io = |source| ElfError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(ElfError::NotRegularFile {
+            path: path.to_path_buf(),
+        });
+    }
+    if meta.len() > MAX {
+        return Ok(None);
+    }
+    let data = std::fs::read(path).map_err(io)?;
+    let file = object::File::parse(&*data).map_err(|e| ElfError::Malformed {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(file
+        .dynamic_symbols()
+        .find(|s| s.name() == Ok(name))
+        .map(|s| s.address()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::testutil::{build_prog, cc, patch_to_aarch64, run, system_libc, Scratch};

@@ -296,13 +296,6 @@ fn decide(row: &FunctionComparison, q: f64, alpha: f64) -> Verdict {
     }
 }
 
-/// Whether more head runs could change a verdict.
-pub fn needs_more_runs(c: &Comparison) -> bool {
-    c.functions
-        .iter()
-        .any(|f| f.verdict == Verdict::Inconclusive)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,7 +430,7 @@ mod tests {
             &Machine::default(),
         );
         assert_eq!(c.functions[0].verdict, Verdict::Inconclusive);
-        assert!(needs_more_runs(&c));
+        assert!(crate::gate::rule::undecided(&c));
         assert!(c
             .warnings
             .iter()

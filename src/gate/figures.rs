@@ -127,7 +127,7 @@ mod tests {
             schema: 1,
             perfgate_version: String::new(),
             command: vec![],
-            binary: String::new(),
+            binary: Default::default(),
             build_id: None,
             machine: Default::default(),
             started_at: 0,

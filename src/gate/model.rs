@@ -2,13 +2,12 @@
 use serde::{Deserialize, Serialize};
 
 /// What is compared per run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Metric {
     /// Mean self time per call (time in the function minus its traced callees): pins a regression on the
     /// function that got slower, not on all its callers.
     #[default]
-    #[value(name = "self")]
     #[serde(rename = "self", alias = "self-time")]
     SelfTime,
     /// Mean inclusive time per call (entry to return).

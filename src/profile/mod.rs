@@ -1,11 +1,14 @@
 //! The per-run profile: what one traced run of a benchmark measured, per function and per thread, plus the
 //! accounting of everything that was skipped or lost. Saved to and read from a recording file (`file.rs`).
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub mod calls;
 pub mod file;
 pub mod hist;
+pub mod names;
 
 pub use hist::Histogram;
 
@@ -47,20 +50,92 @@ impl Machine {
             kernel,
         }
     }
+
+    /// The 1-minute load average now: other work on the machine is the first suspect of noisy timings.
+    pub fn load_average() -> Option<f64> {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
 }
 
-/// How the first instruction of a function is probed by the kernel (see DESIGN.md for the costs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProbeKind {
-    /// A 5-byte nop the kernel turns into a jump: the cheapest probe.
-    Nop5,
-    /// An instruction the kernel emulates (push, nop, jmp, call).
-    Emulated,
-    /// Anything else: trap plus single-step, about 17 µs per hit.
-    SingleStep,
-    /// The bytes could not be read.
-    Unknown,
+/// How the instruction at a function's probe is handled by the kernel (see DESIGN.md for the costs).
+pub use crate::elf::EntryKind as ProbeKind;
+
+/// Why a function of a traced file has no probe. Serialised as the words users read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SkipReason {
+    /// Matched a `--no-function` glob.
+    #[serde(rename = "excluded by --no-function")]
+    Excluded,
+    /// An `STT_GNU_IFUNC` resolver (run by the loader, not the implementation called).
+    #[serde(rename = "ifunc resolver")]
+    IfuncResolver,
+    /// The kernel refuses a uprobe on its first instruction (e.g. a `lock` prefix).
+    #[serde(rename = "kernel cannot probe its first instruction")]
+    KernelRejects,
+    /// A symbol of size 0.
+    #[serde(rename = "no size")]
+    NoSize,
+    /// Not matched by any `--function` glob.
+    #[serde(rename = "not selected by --function")]
+    NotSelected,
+    /// Its address has no file offset in an executable segment.
+    #[serde(rename = "outside executable segments")]
+    NotExecutable,
+    /// C runtime start-up code (`_start`, `_init`, …), skipped unless `--startup`.
+    #[serde(rename = "start-up code")]
+    Startup,
+    /// Its name could not be read.
+    #[serde(rename = "unreadable name")]
+    BadName,
+}
+
+impl SkipReason {
+    /// The words users read (as serialised).
+    pub fn describe(self) -> &'static str {
+        match self {
+            SkipReason::Excluded => "excluded by --no-function",
+            SkipReason::IfuncResolver => "ifunc resolver",
+            SkipReason::KernelRejects => "kernel cannot probe its first instruction",
+            SkipReason::NoSize => "no size",
+            SkipReason::NotSelected => "not selected by --function",
+            SkipReason::NotExecutable => "outside executable segments",
+            SkipReason::Startup => "start-up code",
+            SkipReason::BadName => "unreadable name",
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// A function left without a probe that `--verbose` names (serialised as `[reason, name]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(SkipReason, String)", into = "(SkipReason, String)")]
+pub struct SkippedFunction {
+    /// Why.
+    pub reason: SkipReason,
+    /// `name (module)`.
+    pub name: String,
+}
+
+impl From<(SkipReason, String)> for SkippedFunction {
+    fn from((reason, name): (SkipReason, String)) -> Self {
+        SkippedFunction { reason, name }
+    }
+}
+
+impl From<SkippedFunction> for (SkipReason, String) {
+    fn from(s: SkippedFunction) -> Self {
+        (s.reason, s.name)
+    }
 }
 
 /// One traced function.
@@ -189,7 +264,7 @@ impl LossCounters {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TracedFile {
     /// Path as probed.
-    pub path: String,
+    pub path: PathBuf,
     /// GNU build-id, hex.
     pub build_id: Option<String>,
     /// Functions probed in it.
@@ -202,14 +277,14 @@ pub struct Accounting {
     /// Files with probes.
     pub files: Vec<TracedFile>,
     /// Functions skipped, by reason.
-    pub skipped: BTreeMap<String, u64>,
-    /// Names of functions skipped by a filter or another reason a user may care about (reason, name).
-    pub skipped_names: Vec<(String, String)>,
+    pub skipped: BTreeMap<SkipReason, u64>,
+    /// Functions skipped by a filter or another reason a user may care about.
+    pub skipped_names: Vec<SkippedFunction>,
     /// Libraries the loader would map that could not be found.
     pub libraries_not_found: Vec<String>,
     /// Libraries the benchmark loaded at run time (dlopen): mapped after start-up, so not traced.
     #[serde(default)]
-    pub libraries_loaded_later: Vec<String>,
+    pub libraries_loaded_later: Vec<PathBuf>,
     /// Kernel-side loss counters.
     pub lost: LossCounters,
     /// Whether entry and return were handled by one `uprobe.session` program.
@@ -302,7 +377,7 @@ pub struct Profile {
     /// The command as given (argv).
     pub command: Vec<String>,
     /// The executable that was traced.
-    pub binary: String,
+    pub binary: PathBuf,
     /// Its GNU build-id.
     pub build_id: Option<String>,
     /// Where it ran.

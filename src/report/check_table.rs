@@ -2,32 +2,10 @@
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, Table};
 
+use super::cells::{change_with_ci, figure, p_value};
 use super::escape::terminal;
-use super::units::{change, count, duration};
-use crate::gate::model::{Comparison, FunctionComparison, Verdict};
-
-/// A p-value for people: `0.0012`, `<0.0001`, `-`.
-pub fn p_value(p: Option<f64>) -> String {
-    match p {
-        None => "-".into(),
-        Some(p) if p < 1e-4 => "<0.0001".into(),
-        Some(p) => format!("{p:.4}"),
-    }
-}
-
-/// A base or head figure.
-pub fn figure(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), duration)
-}
-
-/// `+25.3% [+21.0%, +29.8%]`.
-pub fn change_with_ci(f: &FunctionComparison) -> String {
-    match (f.ratio, f.ratio_low, f.ratio_high) {
-        (Some(r), Some(l), Some(h)) => format!("{} [{}, {}]", change(r), change(l), change(h)),
-        (Some(r), _, _) => change(r),
-        _ => "-".into(),
-    }
-}
+use super::units::count;
+use crate::gate::model::{Comparison, Verdict};
 
 /// The table and the verdict line.
 pub fn table(c: &Comparison, all: bool) -> String {

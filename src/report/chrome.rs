@@ -10,7 +10,7 @@ use std::io::{BufWriter, Write};
 
 use anyhow::Result;
 
-use super::replay::{Call, CallSink, Gap, Reconstructor};
+use crate::profile::calls::{Call, CallSink, Gap, Reconstructor};
 use crate::profile::file::Event;
 use crate::profile::{FuncId, Nanos, Profile};
 
@@ -123,9 +123,9 @@ fn json(s: &str) -> Result<String> {
 mod tests {
     use serde_json::Value;
 
-    use super::super::replay::testing::*;
-    use super::super::replay::{reconstruct, Call};
     use super::*;
+    use crate::profile::calls::testing::*;
+    use crate::profile::calls::{reconstruct, Call};
 
     fn trace(profile: &Profile, events: &[Event]) -> (String, Value) {
         let mut out = Vec::new();

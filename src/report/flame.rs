@@ -13,7 +13,7 @@ use std::io::Write;
 
 use anyhow::{bail, Result};
 
-use super::replay::{Call, CallSink, Reconstructor};
+use crate::profile::calls::{Call, CallSink, Reconstructor};
 use crate::profile::file::Event;
 use crate::profile::{FuncId, Profile};
 
@@ -38,6 +38,28 @@ pub fn write_folded(folded: &[(String, u64)], out: &mut dyn Write) -> Result<()>
     let mut w = std::io::BufWriter::new(out);
     for (stack, v) in folded {
         writeln!(w, "{stack} {v}")?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// `stack base head` lines for every stack of either side (0 where a side lacks it), sorted by stack.
+pub fn write_folded_diff(
+    base: &[(String, u64)],
+    head: &[(String, u64)],
+    out: &mut dyn Write,
+) -> Result<()> {
+    use std::collections::BTreeMap;
+    let mut both: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (s, v) in base {
+        both.entry(s).or_default().0 += v;
+    }
+    for (s, v) in head {
+        both.entry(s).or_default().1 += v;
+    }
+    let mut w = std::io::BufWriter::new(out);
+    for (stack, (b, h)) in both {
+        writeln!(w, "{stack} {b} {h}")?;
     }
     w.flush()?;
     Ok(())
@@ -228,9 +250,9 @@ fn fold(
 
 #[cfg(test)]
 mod tests {
-    use super::super::replay::reconstruct;
-    use super::super::replay::testing::*;
     use super::*;
+    use crate::profile::calls::reconstruct;
+    use crate::profile::calls::testing::*;
 
     fn svg(folded: &[(String, u64)], title: &str) -> String {
         let mut out = Vec::new();

@@ -1,5 +1,5 @@
 //! The comparison as JSON: the data model itself, pretty-printed, for scripts and dashboards.
-use super::markdown::Exporter;
+use super::Exporter;
 use crate::gate::model::Comparison;
 
 /// Pretty-printed JSON of the whole [`Comparison`], with a trailing newline.

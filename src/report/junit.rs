@@ -7,7 +7,8 @@
 //! name containing `]]>` or a control character breaks the XML.
 use std::fmt::{self, Write as _};
 
-use super::markdown::{calls_cell, calls_change, p_value, percent, value, Exporter};
+use super::cells::{calls as calls_cell, calls_change, p_value, percent};
+use super::Exporter;
 use super::{escape, units};
 use crate::gate::model::{Comparison, FunctionComparison, Verdict};
 
@@ -174,14 +175,14 @@ fn details(c: &Comparison, f: &FunctionComparison) -> String {
     if f.base.is_some() {
         lines.push(format!(
             "base: {}{unit} (median of {} runs)",
-            value(s, f.base),
+            super::cells::figure(f.base),
             c.base_runs
         ));
     }
     if f.head.is_some() {
         lines.push(format!(
             "head: {}{unit} (median of {} runs)",
-            value(s, f.head),
+            super::cells::figure(f.head),
             c.head_runs
         ));
     }

@@ -1,19 +1,12 @@
 //! The comparison as markdown, for a pull-request comment or `$GITHUB_STEP_SUMMARY`: a verdict line first,
 //! then regressions, improvements and changed call counts, everything else folded, and the settings last.
-//!
-//! Also home of the [`Exporter`] trait every report format implements, and of the number formats the
-//! reports share.
 use std::fmt::{self, Write as _};
 
+use super::cells::{self, calls_change, change_with_ci, p_value, percent};
 use super::escape;
 use super::units;
+use super::Exporter;
 use crate::gate::model::{Comparison, FunctionComparison, GateSettings, Verdict};
-
-/// Renders a comparison in one output format.
-pub trait Exporter {
-    /// The comparison, rendered.
-    fn render(&self, c: &Comparison) -> anyhow::Result<Vec<u8>>;
-}
 
 /// Markdown for a pull-request comment or a GitHub step summary.
 #[derive(Debug, Clone, Copy, Default)]
@@ -72,7 +65,7 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
                 out,
                 "| {} | {} | {} |",
                 function_cell(f),
-                calls_cell(f),
+                cells::calls(f),
                 calls_change(f)
             )?;
         }
@@ -95,7 +88,7 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
             out,
             "\n<details><summary>{} other {}</summary>\n",
             others.len(),
-            noun(others.len(), "function")
+            units::noun_for(others.len() as u64, "function")
         )?;
         writeln!(
             out,
@@ -111,12 +104,12 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
                 "| {} | {} | {} | {} | {} | {} | {:.2}% | {} |",
                 function_cell(f),
                 f.verdict.label(),
-                value(s, f.base),
-                value(s, f.head),
-                change_ci(f),
+                cells::figure(f.base),
+                cells::figure(f.head),
+                change_with_ci(f),
                 p_value(f.q_value),
                 f.share * 100.0,
-                calls_cell(f)
+                cells::calls(f)
             )?;
         }
         writeln!(out, "\n</details>")?;
@@ -136,16 +129,22 @@ fn verdict_line(c: &Comparison) -> String {
     let calls = c.with(Verdict::CallsChanged).count();
     let inconclusive = c.with(Verdict::Inconclusive).count();
     let mut line = if c.passed() {
-        format!("✅ no regression in {}", counted(c.gated(), "function"))
+        format!(
+            "✅ no regression in {}",
+            units::plural(c.gated(), "function")
+        )
     } else {
         let mut parts = Vec::new();
         if regressed > 0 {
-            parts.push(format!("{} regressed", counted(regressed, "function")));
+            parts.push(format!(
+                "{} regressed",
+                units::plural(regressed, "function")
+            ));
         }
         if calls > 0 {
             parts.push(format!(
                 "call counts changed in {}",
-                counted(calls, "function")
+                units::plural(calls, "function")
             ));
         }
         format!("❌ {}", parts.join(", "))
@@ -156,8 +155,8 @@ fn verdict_line(c: &Comparison) -> String {
     line.push_str(&format!(
         " (benchmark **{}**, {} vs {})",
         escape::markdown(&c.benchmark),
-        counted(c.base_runs, "base run"),
-        counted(c.head_runs, "head run")
+        units::plural(c.base_runs, "base run"),
+        units::plural(c.head_runs, "head run")
     ));
     line
 }
@@ -177,9 +176,9 @@ fn timing_table(out: &mut String, s: &GateSettings, rows: &[&FunctionComparison]
             out,
             "| {} | {} | {} | {} | {} |",
             function_cell(f),
-            value(s, f.base),
-            value(s, f.head),
-            change_ci(f),
+            cells::figure(f.base),
+            cells::figure(f.head),
+            change_with_ci(f),
             p_value(f.q_value)
         )?;
     }
@@ -231,78 +230,6 @@ fn settings_line(s: &GateSettings, speed_factor: Option<f64>) -> String {
 }
 
 /// `1 function`, `2 functions`.
-fn counted(n: usize, what: &str) -> String {
-    format!("{n} {}", noun(n, what))
-}
-
-fn noun(n: usize, what: &str) -> String {
-    if n == 1 {
-        what.to_string()
-    } else {
-        format!("{what}s")
-    }
-}
-
-/// A median of the metric as a duration; `-` if absent.
-pub(crate) fn value(_: &GateSettings, v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), units::duration)
-}
-
-/// `+25.3% (+21.0% … +29.8%)`: the change with its confidence interval; `-` when there is no ratio.
-pub(crate) fn change_ci(f: &FunctionComparison) -> String {
-    match (f.ratio, f.ratio_low, f.ratio_high) {
-        (Some(r), Some(lo), Some(hi)) => {
-            format!(
-                "{} ({} … {})",
-                units::change(r),
-                units::change(lo),
-                units::change(hi)
-            )
-        }
-        (Some(r), _, _) => units::change(r),
-        (None, _, _) => "-".into(),
-    }
-}
-
-/// A p-value: `0.0012`, `<0.0001`, `-` when absent.
-pub(crate) fn p_value(p: Option<f64>) -> String {
-    match p {
-        Some(p) if !p.is_finite() => "-".into(),
-        Some(p) if p < 0.0001 => "<0.0001".into(),
-        Some(p) => format!("{p:.4}"),
-        None => "-".into(),
-    }
-}
-
-/// A fraction as a percentage with at most 2 decimals: 0.05 → `5%`, 0.025 → `2.5%`.
-pub(crate) fn percent(x: f64) -> String {
-    let s = format!("{:.2}", x * 100.0);
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        &s
-    };
-    format!("{s}%")
-}
-
-/// Median calls per run: `200`, or `200 → 250` when they differ, `-` for a side that has none.
-pub(crate) fn calls_cell(f: &FunctionComparison) -> String {
-    let side = |n: Option<u64>| n.map_or_else(|| "-".to_string(), units::count);
-    match (f.base_calls, f.head_calls) {
-        (Some(b), Some(h)) if b == h => units::count(b),
-        (None, None) => "-".into(),
-        (b, h) => format!("{} → {}", side(b), side(h)),
-    }
-}
-
-/// The change in calls per run: `+25.0%`; `-` when a side is absent or zero.
-pub(crate) fn calls_change(f: &FunctionComparison) -> String {
-    match (f.base_calls, f.head_calls) {
-        (Some(b), Some(h)) if b > 0 => units::change(h as f64 / b as f64),
-        _ => "-".into(),
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -645,8 +572,7 @@ pub(crate) mod tests {
         assert_eq!(percent(0.95), "95%");
         assert_eq!(percent(0.1), "10%");
         assert_eq!(percent(0.005), "0.5%");
-        let s = GateSettings::default();
-        assert_eq!(value(&s, Some(1_503.6)), "1.50 µs");
-        assert_eq!(value(&s, None), "-");
+        assert_eq!(cells::figure(Some(1_503.6)), "1.50 µs");
+        assert_eq!(cells::figure(None), "-");
     }
 }

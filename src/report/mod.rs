@@ -1,4 +1,7 @@
-//! Outputs: one file per format, and one place for escaping.
+//! Outputs: one renderer per format behind [`Exporter`], one place for escaping (`escape.rs`), one for
+//! the cells the formats share (`cells.rs`) and one for units (`units.rs`). Renderers read profiles,
+//! comparisons and reconstructed calls only; they never trace or run anything.
+pub mod cells;
 pub mod check_table;
 pub mod chrome;
 pub mod escape;
@@ -9,3 +12,11 @@ pub mod markdown;
 pub mod replay;
 pub mod summary;
 pub mod units;
+
+use crate::gate::model::Comparison;
+
+/// Renders a comparison in one output format.
+pub trait Exporter {
+    /// The comparison, rendered.
+    fn render(&self, c: &Comparison) -> anyhow::Result<Vec<u8>>;
+}

@@ -210,7 +210,7 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
             "  not traced: loaded at run time (dlopen): {}\n",
             a.libraries_loaded_later
                 .iter()
-                .map(|s| terminal(s))
+                .map(|p| terminal(&p.display().to_string()))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -247,13 +247,7 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
         }
     }
     if verbose {
-        let kinds = [
-            ProbeKind::Nop5,
-            ProbeKind::Emulated,
-            ProbeKind::SingleStep,
-            ProbeKind::Unknown,
-        ];
-        let parts: Vec<String> = kinds
+        let parts: Vec<String> = ProbeKind::ALL
             .iter()
             .map(|k| {
                 (
@@ -262,7 +256,7 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
                 )
             })
             .filter(|(_, n)| *n > 0)
-            .map(|(k, n)| format!("{n} {}", probe_kind_name(*k)))
+            .map(|(k, n)| format!("{n} {}", k.describe()))
             .collect();
         out.push_str(&format!("  probes: {}\n", parts.join(", ")));
         out.push_str(&format!(
@@ -284,23 +278,13 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
                 duration(c.single_step_ns)
             ));
         }
-        for (reason, name) in &a.skipped_names {
+        for s in &a.skipped_names {
             out.push_str(&format!(
                 "  skipped ({}): {}\n",
-                terminal(reason),
-                terminal(name)
+                s.reason,
+                terminal(&s.name)
             ));
         }
     }
     out
-}
-
-/// Human name of a probe kind.
-pub fn probe_kind_name(k: ProbeKind) -> &'static str {
-    match k {
-        ProbeKind::Nop5 => "5-byte nop (optimised)",
-        ProbeKind::Emulated => "emulated",
-        ProbeKind::SingleStep => "single-stepped (slow)",
-        ProbeKind::Unknown => "unknown",
-    }
 }

@@ -45,6 +45,21 @@ pub fn change(ratio: f64) -> String {
     format!("{:+.1}%", (ratio - 1.0) * 100.0)
 }
 
+/// A count and its noun: `1 file`, `3 files`, `1,024 calls`, `2 base runs` (regular plurals: the last
+/// word plus `s`).
+pub fn plural(n: impl TryInto<u64>, noun: &str) -> String {
+    let n = n.try_into().unwrap_or(u64::MAX);
+    format!("{} {}", count(n), noun_for(n, noun))
+}
+
+/// The noun alone, pluralised for `n`: `function` / `functions`.
+pub fn noun_for(n: u64, noun: &str) -> String {
+    if n == 1 {
+        return noun.to_string();
+    }
+    format!("{noun}s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +80,14 @@ mod tests {
         assert_eq!(count(1234567), "1,234,567");
         assert_eq!(change(1.25), "+25.0%");
         assert_eq!(change(0.9), "-10.0%");
+    }
+
+    #[test]
+    fn plurals() {
+        assert_eq!(plural(1u64, "file"), "1 file");
+        assert_eq!(plural(3u64, "file"), "3 files");
+        assert_eq!(plural(1234u64, "call"), "1,234 calls");
+        assert_eq!(plural(2u64, "base run"), "2 base runs");
+        assert_eq!(plural(0u64, "gap"), "0 gaps");
     }
 }

@@ -5,7 +5,7 @@
 //! first execs perfgate itself in a hidden mode (`__held-exec`), which waits on a pipe and then execs the
 //! benchmark. The PID stays the same, so probes attached with it as filter see the benchmark's first call.
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,8 @@ use crate::profile::ExitInfo;
 pub const HELD_EXEC_ARG: &str = "__held-exec";
 /// The descriptor the held child reads its go signal from.
 const HOLD_FD: i32 = 3;
+/// The byte that lets the held child exec.
+const GO: u8 = b'g';
 
 /// Whom the benchmark runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +41,7 @@ pub enum RunAs {
 impl RunAs {
     /// Under sudo, the invoking user unless `run_as_root`; otherwise perfgate's own user.
     pub fn from_env(run_as_root: bool) -> RunAs {
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        if run_as_root || euid != 0 {
+        if run_as_root || !crate::sys::is_root() {
             return RunAs::Same;
         }
         let parse = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
@@ -131,11 +131,7 @@ pub fn interrupted() -> bool {
 
 /// Ctrl-C goes to the benchmark (same process group); perfgate notes it and keeps what was measured.
 fn catch_sigint() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe; a handler (unlike SIG_IGN)
-    // is reset to the default by exec, so the benchmark still reacts to Ctrl-C.
-    unsafe {
-        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
-    }
+    crate::sys::set_signal_handler(libc::SIGINT, on_sigint);
 }
 
 impl HeldChild {
@@ -146,13 +142,7 @@ impl HeldChild {
         run_as: RunAs,
         stdout: &Stdout,
     ) -> Result<HeldChild> {
-        let mut fds = [0i32; 2];
-        // SAFETY: fds is a valid array of two ints.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("creating the hold pipe");
-        }
-        // SAFETY: pipe2 just returned these two fresh descriptors; each is owned once.
-        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (rd, wr) = crate::sys::pipe_cloexec().context("creating the hold pipe")?;
         let mut cmd = Command::new(holder_binary());
         cmd.arg0("perfgate-held").arg(HELD_EXEC_ARG);
         match run_as {
@@ -175,20 +165,7 @@ impl HeldChild {
                 cmd.stdout(f);
             }
         }
-        let rd_raw = rd.as_raw_fd();
-        // SAFETY: only async-signal-safe calls (dup2, fcntl) and no allocation happen in the child.
-        unsafe {
-            cmd.pre_exec(move || {
-                if rd_raw == HOLD_FD {
-                    if libc::fcntl(HOLD_FD, libc::F_SETFD, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                } else if libc::dup2(rd_raw, HOLD_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::sys::inherit_fd_as(&mut cmd, rd.as_raw_fd(), HOLD_FD);
         catch_sigint();
         let child = cmd.spawn().context("cannot start the benchmark")?;
         drop(rd);
@@ -207,12 +184,7 @@ impl HeldChild {
     /// Lets the benchmark exec.
     pub fn release(&mut self) -> Result<()> {
         if let Some(fd) = self.go.take() {
-            let byte = [b'g'];
-            // SAFETY: writing one byte from a valid buffer to a descriptor we own.
-            let n = unsafe { libc::write(fd.as_raw_fd(), byte.as_ptr().cast(), 1) };
-            if n != 1 {
-                return Err(std::io::Error::last_os_error()).context("releasing the benchmark");
-            }
+            crate::sys::write_byte(fd.as_fd(), GO).context("releasing the benchmark")?;
             self.released_at = Some(Instant::now());
         }
         Ok(())
@@ -299,12 +271,7 @@ pub fn held_exec_main(args: &[OsString]) -> i32 {
     let [who, program, argv @ ..] = args else {
         return fail("internal: bad hold arguments".into());
     };
-    let mut byte = [0u8; 1];
-    // SAFETY: reading one byte into a valid buffer from the inherited pipe.
-    let n = unsafe { libc::read(HOLD_FD, byte.as_mut_ptr().cast(), 1) };
-    // SAFETY: closing our own inherited descriptor.
-    unsafe { libc::close(HOLD_FD) };
-    if n != 1 || byte[0] != b'g' {
+    if crate::sys::read_byte_and_close(HOLD_FD) != Some(GO) {
         // perfgate gave up before releasing us (attach failed, or it was killed).
         return 126;
     }
@@ -316,29 +283,17 @@ pub fn held_exec_main(args: &[OsString]) -> i32 {
         else {
             return fail("internal: bad user".into());
         };
-        let user = passwd_entry(uid);
-        // The user's supplementary groups, as a login would give them; none if the user is unknown.
-        let groups_ok = match &user {
-            // SAFETY: `name` is a valid NUL-terminated string; initgroups only reads it.
-            Some(u) => unsafe { libc::initgroups(u.name.as_ptr(), gid) == 0 },
-            // SAFETY: clearing the group list with a null pointer and a zero count is valid.
-            None => unsafe { libc::setgroups(0, std::ptr::null()) == 0 },
-        };
-        // SAFETY: plain syscalls; order matters: groups and gid while still root, uid last.
-        let ok = groups_ok && unsafe { libc::setgid(gid) == 0 && libc::setuid(uid) == 0 };
-        // SAFETY: getuid has no preconditions.
-        if !ok || unsafe { libc::getuid() } != uid {
-            return fail(format!(
-                "cannot drop privileges to uid {uid}: {}",
-                std::io::Error::last_os_error()
-            ));
+        let user = crate::sys::passwd_entry(uid);
+        if let Err(e) =
+            crate::sys::drop_privileges(uid, gid, user.as_ref().map(|u| u.name.as_c_str()))
+        {
+            return fail(format!("cannot drop privileges to uid {uid}: {e}"));
         }
     }
     let mut cmd = Command::new(program);
     if who != "-" {
         // The environment sudo left is root's: give the benchmark its own user's home and name.
-        // SAFETY: getuid has no preconditions.
-        if let Some(u) = passwd_entry(unsafe { libc::getuid() }) {
+        if let Some(u) = crate::sys::passwd_entry(crate::sys::uid()) {
             let name = u.name.to_string_lossy().into_owned();
             cmd.env("HOME", &u.home)
                 .env("USER", &name)
@@ -353,84 +308,4 @@ pub fn held_exec_main(args: &[OsString]) -> i32 {
         "cannot execute {}: {err}",
         Path::new(program).display()
     ))
-}
-
-/// A fresh directory only perfgate's user can enter (mode 0700), removed on drop: files in it cannot be
-/// redirected by another user's symlink, unlike fixed names in /tmp.
-pub struct PrivateDir(PathBuf);
-
-impl PrivateDir {
-    /// Creates one under the temporary directory.
-    pub fn new() -> Result<PrivateDir> {
-        use std::os::unix::fs::DirBuilderExt;
-        let base = std::env::temp_dir();
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        for attempt in 0..100u32 {
-            let p = base.join(format!(
-                "perfgate.{}.{stamp:x}.{attempt}",
-                std::process::id()
-            ));
-            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-                Ok(()) => return Ok(PrivateDir(p)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("cannot create a directory in {}", base.display())
-                    })
-                }
-            }
-        }
-        bail!("cannot create a private directory in {}", base.display())
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A user's name and home directory from the password database.
-struct PasswdEntry {
-    name: std::ffi::CString,
-    home: PathBuf,
-}
-
-fn passwd_entry(uid: u32) -> Option<PasswdEntry> {
-    use std::os::unix::ffi::OsStringExt;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: an all-zero passwd is a valid value to be overwritten by getpwuid_r.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call and `buf` outlives the reads of `pwd` below.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_name.is_null() || pwd.pw_dir.is_null() {
-        return None;
-    }
-    // SAFETY: getpwuid_r succeeded, so both fields point to NUL-terminated strings inside `buf`.
-    let (name, home) = unsafe {
-        (
-            std::ffi::CStr::from_ptr(pwd.pw_name),
-            std::ffi::CStr::from_ptr(pwd.pw_dir),
-        )
-    };
-    Some(PasswdEntry {
-        name: name.to_owned(),
-        home: PathBuf::from(OsString::from_vec(home.to_bytes().to_vec())),
-    })
 }

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod bench;
+pub use bench::{BenchArgs, BenchWhat};
+
 const AFTER_HELP: &str = "\
 Exit codes: 0 pass, 1 a function regressed (check), 2 perfgate could not do the job (bad input, no
 permission, the benchmark failed).
@@ -60,7 +63,7 @@ perfgate check --baseline baselines/work.toml --update"
     )]
     Check(CheckArgs),
     /// Measure perfgate itself: attach/detach time, per-call probe cost, trace throughput, the gate's false-alarm rate and power.
-    Bench(crate::bench::BenchArgs),
+    Bench(BenchArgs),
 }
 
 /// A fraction given as `5%` or `0.05`.
@@ -98,7 +101,7 @@ pub struct GateArgs {
     pub min_share: Option<f64>,
     /// What is compared per run. [default: self]
     #[arg(long, value_enum)]
-    pub metric: Option<crate::gate::model::Metric>,
+    pub metric: Option<MetricArg>,
     /// Fail when a function's call count changes (call counts are exact, no statistics needed).
     #[arg(long)]
     pub gate_calls: bool,
@@ -106,6 +109,17 @@ pub struct GateArgs {
     /// uniformly faster or slower machine is no change (for a baseline from another machine).
     #[arg(long)]
     pub relative: bool,
+}
+
+/// What the gate compares per run (`--metric`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricArg {
+    /// Mean self time per call (time in the function minus its traced callees): pins a regression on the
+    /// function that got slower, not on all its callers.
+    #[value(name = "self")]
+    SelfTime,
+    /// Mean inclusive time per call (entry to return).
+    Inclusive,
 }
 
 /// `perfgate baseline`.

@@ -1,16 +1,25 @@
-//! One traced run from start to finish: resolve the command, plan the probes, spawn held, trace, and
-//! assemble the [`Profile`]. Used by `record` and, N times over, by the gate.
+//! Sessions: the only layer that joins processes and probes. One traced run (spawn held → attach →
+//! release → wait, with events and dlopen sampling → detach → profile) is [`trace_once`] /
+//! [`trace_with_events`] (see `trace.rs`); repeated runs and the gate's sequential checks are in
+//! `runs.rs`; the probe-cost calibration in `calibrate.rs`.
+//!
+//! Invariant: nothing here prints or reads the terminal; what the user should hear is returned (warnings
+//! in the profile, errors) or reported through a [`runs::Observer`].
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
 
-use crate::bpf::{self, Measured, TraceOptions};
+use crate::bpf::Measured;
 use crate::plan::{self, Plan, Selection};
 use crate::profile::file::{Event, Header};
-use crate::profile::{Accounting, Machine, Profile, TracedFile, PROFILE_SCHEMA};
-use crate::run::{self, Finished, HeldChild, RunAs};
+use crate::profile::{Accounting, Machine, ProbeCosts, Profile, TracedFile, PROFILE_SCHEMA};
+use crate::run::{self, Finished, RunAs};
+
+pub mod calibrate;
+pub mod runs;
+mod trace;
 
 /// A command ready to trace: its executable resolved and its probe plan made.
 #[derive(Debug, Clone)]
@@ -49,6 +58,33 @@ impl Target {
     }
 }
 
+/// Settings of the tracing itself.
+#[derive(Debug, Clone)]
+pub struct TraceOptions {
+    /// Stream entry/exit events (trace mode) besides the in-kernel aggregation.
+    pub events: bool,
+    /// Ring buffer size in bytes (power of two, at least a page); trace mode only.
+    pub ringbuf_bytes: u32,
+    /// Use the uprobe.multi + uretprobe.multi pair even where `uprobe.session` exists.
+    pub no_session: bool,
+    /// Kill the benchmark after this long.
+    pub timeout: Option<Duration>,
+    /// Calibrated cost of one traced call per probe kind (see [`ProbeCosts`]); `None` = not compensated.
+    pub probe_cost: Option<ProbeCosts>,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            events: false,
+            ringbuf_bytes: 64 << 20,
+            no_session: false,
+            timeout: None,
+            probe_cost: None,
+        }
+    }
+}
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -71,18 +107,22 @@ pub fn trace_with_events(
     opts: &RunOptions,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<Profile> {
-    bpf::check_privileges()?;
+    crate::bpf::check_privileges()?;
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
-    let (measured, finished) = bpf::trace(&target.plan, &mut child, &opts.trace, on_event)?;
+    let trace::Traced {
+        measured,
+        finished,
+        mapped,
+    } = trace::run(target, opts, on_event)?;
     Ok(assemble(
         opts.trace.probe_cost,
         target,
         started_at,
         measured,
         finished,
+        &mapped,
         opts.trace.events,
     ))
 }
@@ -99,11 +139,12 @@ pub fn header(target: &Target) -> Header {
 }
 
 fn assemble(
-    probe_cost: Option<crate::profile::ProbeCosts>,
+    probe_cost: Option<ProbeCosts>,
     target: &Target,
     started_at: u64,
     m: Measured,
     f: Finished,
+    mapped: &[PathBuf],
     has_events: bool,
 ) -> Profile {
     let plan = &target.plan;
@@ -121,7 +162,7 @@ fn assemble(
         schema: PROFILE_SCHEMA,
         perfgate_version: env!("CARGO_PKG_VERSION").into(),
         command: target.command(),
-        binary: target.program.display().to_string(),
+        binary: target.program.clone(),
         build_id: plan.build_id.clone(),
         machine: Machine::current(),
         started_at,
@@ -134,28 +175,29 @@ fn assemble(
                 .files
                 .iter()
                 .map(|p| TracedFile {
-                    path: p.path.display().to_string(),
+                    path: p.path.clone(),
                     build_id: p.build_id.clone(),
-                    functions: p.ids.len() as u64,
+                    functions: p.probes.len() as u64,
                 })
                 .collect(),
             skipped: plan.skipped.clone(),
             skipped_names: plan.skipped_names.clone(),
             libraries_not_found: plan.libraries_not_found.clone(),
-            libraries_loaded_later: loaded_later(plan, &m.mapped),
+            libraries_loaded_later: loaded_later(plan, mapped, &m.loader_paths),
             lost: m.lost,
             session_probes: m.session,
             warnings,
-            attach_ns: m.attach_ns,
-            detach_ns: m.detach_ns,
+            attach_ns: m.attach.as_nanos() as u64,
+            detach_ns: m.detach.as_nanos() as u64,
             probe_cost,
         },
         has_events,
     }
 }
 
-/// Mapped files that are neither the program nor a library the loader maps at start-up.
-fn loaded_later(plan: &Plan, mapped: &[PathBuf]) -> Vec<String> {
+/// Files the benchmark mapped (sampled) or its loader listed that are neither the program nor a library
+/// the loader maps at start-up.
+fn loaded_later(plan: &Plan, mapped: &[PathBuf], loader_paths: &[PathBuf]) -> Vec<PathBuf> {
     let canon = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
     let known: std::collections::BTreeSet<PathBuf> = plan
         .known_libraries
@@ -163,11 +205,19 @@ fn loaded_later(plan: &Plan, mapped: &[PathBuf]) -> Vec<String> {
         .chain(std::iter::once(&plan.program))
         .map(canon)
         .collect();
-    mapped
+    // Entries without a directory in the link map (the vDSO, the program itself) are not files.
+    let listed = loader_paths
         .iter()
+        .filter(|p| p.is_absolute() || p.to_string_lossy().contains('/'));
+    let mut later: Vec<PathBuf> = mapped
+        .iter()
+        .chain(listed)
         .filter(|p| !known.contains(&canon(p)))
-        .map(|p| p.display().to_string())
-        .collect()
+        .cloned()
+        .collect();
+    later.sort();
+    later.dedup();
+    later
 }
 
 fn secs(d: Duration) -> String {

@@ -11,71 +11,26 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::bpf::TraceOptions;
+use super::{RunOptions, Target, TraceOptions};
 use crate::plan::{self, Selection};
 use crate::profile::ProbeCosts;
-use crate::record::{self, RunOptions, Target};
 use crate::run::{RunAs, Stdout};
+use crate::sys::probe_targets::Target as Probed;
 
 /// The hidden first argument of the calibration child.
 pub const CALIBRATE_ARG: &str = "__calibrate";
-
-// Each function starts on its own 16-byte boundary, so the 5-byte nop never crosses a page and is
-// optimised by the kernel.
-std::arch::global_asm!(
-    ".text",
-    ".p2align 4",
-    ".globl perfgate_cal_nop5",
-    ".type perfgate_cal_nop5,@function",
-    "perfgate_cal_nop5:",
-    ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00",
-    "mov eax, edi",
-    "ret",
-    ".size perfgate_cal_nop5, .-perfgate_cal_nop5",
-    ".p2align 4",
-    ".globl perfgate_cal_emulated",
-    ".type perfgate_cal_emulated,@function",
-    "perfgate_cal_emulated:",
-    "push rbp",
-    "mov eax, edi",
-    "pop rbp",
-    "ret",
-    ".size perfgate_cal_emulated, .-perfgate_cal_emulated",
-    ".p2align 4",
-    ".globl perfgate_cal_sstep",
-    ".type perfgate_cal_sstep,@function",
-    "perfgate_cal_sstep:",
-    "mov eax, edi",
-    "ret",
-    ".size perfgate_cal_sstep, .-perfgate_cal_sstep",
-    ".p2align 4",
-    ".globl perfgate_cal_plain",
-    ".type perfgate_cal_plain,@function",
-    "perfgate_cal_plain:",
-    "mov eax, edi",
-    "ret",
-    ".size perfgate_cal_plain, .-perfgate_cal_plain",
-);
-
-extern "C" {
-    fn perfgate_cal_nop5(x: u32) -> u32;
-    fn perfgate_cal_emulated(x: u32) -> u32;
-    fn perfgate_cal_sstep(x: u32) -> u32;
-    fn perfgate_cal_plain(x: u32) -> u32;
-}
 
 const FAST_CALLS: u32 = 40_000;
 const SLOW_CALLS: u32 = 2_000;
 
 /// ns per call of `f`, the fastest of three timed loops.
-fn time_loop(f: unsafe extern "C" fn(u32) -> u32, calls: u32) -> f64 {
+fn time_loop(f: Probed, calls: u32) -> f64 {
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let t = Instant::now();
         let mut acc = 0u32;
         for i in 0..calls {
-            // SAFETY: the assembly functions only move a register and return, per the SysV ABI.
-            acc = acc.wrapping_add(unsafe { std::hint::black_box(f)(i) });
+            acc = acc.wrapping_add(f.call(i));
         }
         std::hint::black_box(acc);
         best = best.min(t.elapsed().as_nanos() as f64 / calls as f64);
@@ -85,10 +40,10 @@ fn time_loop(f: unsafe extern "C" fn(u32) -> u32, calls: u32) -> f64 {
 
 /// The calibration child: prints `plain nop5 emulated sstep` loop costs in ns per call.
 pub fn calibrate_main() -> i32 {
-    let plain = time_loop(perfgate_cal_plain, FAST_CALLS);
-    let nop5 = time_loop(perfgate_cal_nop5, FAST_CALLS);
-    let emulated = time_loop(perfgate_cal_emulated, FAST_CALLS);
-    let sstep = time_loop(perfgate_cal_sstep, SLOW_CALLS);
+    let plain = time_loop(Probed::Plain, FAST_CALLS);
+    let nop5 = time_loop(Probed::Nop5, FAST_CALLS);
+    let emulated = time_loop(Probed::Emulated, FAST_CALLS);
+    let sstep = time_loop(Probed::SingleStep, SLOW_CALLS);
     println!("{plain} {nop5} {emulated} {sstep}");
     0
 }
@@ -97,8 +52,9 @@ pub fn calibrate_main() -> i32 {
 pub fn calibrate(trace: &TraceOptions) -> Result<ProbeCosts> {
     let exe = std::env::current_exe().context("locating perfgate's own binary for calibration")?;
     let sel = Selection {
-        functions: vec!["perfgate_cal_*".into()],
-        no_functions: vec!["perfgate_cal_plain".into()],
+        functions: [Probed::Nop5, Probed::Emulated, Probed::SingleStep]
+            .map(|t| t.symbol().to_string())
+            .to_vec(),
         ..Selection::default()
     };
     let plan = plan::build(&exe, &sel)
@@ -108,8 +64,8 @@ pub fn calibrate(trace: &TraceOptions) -> Result<ProbeCosts> {
         program: exe,
         plan,
     };
-    let dir = crate::run::PrivateDir::new()?;
-    let out = dir.path().join("calibration.txt");
+    let dir = crate::files::PrivateDir::new("calibration")?;
+    let out = dir.file("calibration.txt");
     let opts = RunOptions {
         trace: TraceOptions {
             events: false,
@@ -120,7 +76,7 @@ pub fn calibrate(trace: &TraceOptions) -> Result<ProbeCosts> {
         run_as: RunAs::Same,
         stdout: Stdout::File(out.clone()),
     };
-    let result = record::trace_once(&target, &opts);
+    let result = super::trace_once(&target, &opts);
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     let profile = result?;
     if !profile.exit.success() {

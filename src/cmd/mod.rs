@@ -1,0 +1,279 @@
+//! The commands: one file per subcommand, from parsed arguments to output and exit code.
+//!
+//! Invariant: this is the only layer that knows clap's types (`cli/`), prints status lines, reads the
+//! terminal and chooses exit codes. Everything below returns values and errors.
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::cli::{Cli, Command, GateArgs, MetricArg, RunArgs, SelectArgs};
+use crate::gate::baseline::GateOverrides;
+use crate::gate::model::Metric;
+use crate::plan::Selection;
+use crate::profile::Profile;
+use crate::report::escape::terminal;
+use crate::run::RunAs;
+use crate::session::runs::Observer;
+use crate::session::{RunOptions, TraceOptions};
+
+mod baseline;
+mod bench;
+mod check;
+mod record;
+mod replay;
+mod report;
+
+/// The process exit codes (also in `--help` and the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything passed.
+    Ok = 0,
+    /// A regression was found.
+    Regression = 1,
+    /// perfgate could not do the job (bad input, no permission, the benchmark failed).
+    Error = 2,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<Exit> {
+    match cli.command {
+        Command::Record(a) => record::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Replay(a) => replay::run(a),
+        Command::Baseline(a) => baseline::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Bench(a) => bench::run(&a),
+    }
+}
+
+/// Whether the error is a closed stdout (`| head`), which is not an error.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// An error as one line: the context chain joined, control characters escaped.
+pub fn one_line(e: &anyhow::Error) -> String {
+    terminal(&format!("{e:#}").replace('\n', " "))
+}
+
+/// A status line on stderr, so stdout carries the benchmark's output and the tables only.
+pub fn status(msg: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("\x1b[2mperfgate: {msg}\x1b[0m");
+    } else {
+        eprintln!("perfgate: {msg}");
+    }
+}
+
+/// A path for a status line.
+pub fn shown(p: &Path) -> String {
+    terminal(&p.display().to_string())
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise.
+pub fn progress(total: u64, done: u64, template: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_position(done);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Shows repeated runs as a progress bar and their notes as status lines.
+pub struct RunProgress {
+    bar: indicatif::ProgressBar,
+}
+
+impl RunProgress {
+    /// A bar for `total` runs.
+    pub fn new(total: usize) -> RunProgress {
+        RunProgress {
+            bar: progress(
+                total as u64,
+                0,
+                "perfgate: run {pos}/{len} {wide_bar} {elapsed}",
+            ),
+        }
+    }
+}
+
+impl Observer for RunProgress {
+    fn run_done(&mut self, done: usize, total: usize, _: &Profile) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(done as u64);
+    }
+
+    fn calls_lost(&mut self, run: usize, calls: u64) {
+        self.bar.suspend(|| {
+            status(&format!(
+                "run {run}: {} could not be measured (see perfgate record --verbose)",
+                crate::report::units::plural(calls, "call")
+            ))
+        });
+    }
+
+    fn more_runs(&mut self, inconclusive: usize, runs: usize, more: usize) {
+        self.bar.suspend(|| {
+            status(&format!(
+                "{} inconclusive after {runs} runs: {more} more runs",
+                crate::report::units::plural(inconclusive, "function")
+            ))
+        });
+    }
+}
+
+impl Drop for RunProgress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The selection given on the command line.
+pub fn selection(s: &SelectArgs) -> Selection {
+    Selection {
+        libs: s.libs.clone(),
+        functions: s.functions.clone(),
+        no_functions: s.no_functions.clone(),
+        startup: s.startup,
+    }
+}
+
+/// The gate settings given on the command line, as overrides of the baseline's.
+pub fn overrides(g: &GateArgs) -> GateOverrides {
+    GateOverrides {
+        alpha: g.alpha,
+        threshold: g.threshold,
+        confidence: g.confidence,
+        min_share: g.min_share,
+        metric: g.metric.map(|m| match m {
+            MetricArg::SelfTime => Metric::SelfTime,
+            MetricArg::Inclusive => Metric::Inclusive,
+        }),
+        gate_calls: g.gate_calls.then_some(true),
+        relative: g.relative.then_some(true),
+        ..GateOverrides::default()
+    }
+}
+
+/// Run settings from the command line.
+pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOptions> {
+    let timeout = match r.timeout {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 && s <= 31_536_000.0 => {
+            Some(Duration::from_secs_f64(s))
+        }
+        Some(s) => bail!("--timeout {s:e}: must be a positive number of seconds, at most a year"),
+    };
+    Ok(RunOptions {
+        trace: TraceOptions {
+            events,
+            ringbuf_bytes: buffer_bytes,
+            no_session: r.no_session,
+            timeout,
+            probe_cost: None,
+        },
+        run_as: RunAs::from_env(r.run_as_root),
+        stdout: crate::run::Stdout::Inherit,
+    })
+}
+
+/// Writes a report to `path`, or to stdout for `-`.
+pub fn write_report(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    if path.as_os_str() == "-" {
+        std::io::stdout().write_all(bytes)?;
+        return Ok(());
+    }
+    crate::files::write_atomic(path, bytes)
+}
+
+/// Where a view writes: stdout, or a file that appears under its name only when the view is complete.
+pub struct Output {
+    stdout: Option<std::io::StdoutLock<'static>>,
+    file: Option<FileOutput>,
+}
+
+struct FileOutput {
+    writer: std::io::BufWriter<std::fs::File>,
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl Output {
+    /// Stdout for `None` or `-`, else a new file beside `path`, renamed over it by [`Output::finish`].
+    pub fn open(path: Option<&Path>) -> Result<Output> {
+        match path {
+            Some(p) if p.as_os_str() != "-" => {
+                let (f, tmp) = crate::files::create_beside(p)?;
+                Ok(Output {
+                    stdout: None,
+                    file: Some(FileOutput {
+                        writer: std::io::BufWriter::new(f),
+                        tmp,
+                        path: p.to_path_buf(),
+                    }),
+                })
+            }
+            _ => Ok(Output {
+                stdout: Some(std::io::stdout().lock()),
+                file: None,
+            }),
+        }
+    }
+
+    /// The writer.
+    pub fn writer(&mut self) -> &mut dyn std::io::Write {
+        if let Some(f) = &mut self.file {
+            return &mut f.writer;
+        }
+        // `open` sets one of the two; stdout keeps this total without a panic.
+        self.stdout.get_or_insert_with(|| std::io::stdout().lock())
+    }
+
+    /// Flushes, and for a file renames it into place; returns the path written, if a file.
+    pub fn finish(mut self) -> Result<Option<std::path::PathBuf>> {
+        use anyhow::Context;
+        use std::io::Write;
+        if let Some(mut s) = self.stdout.take() {
+            s.flush()?;
+        }
+        let Some(f) = self.file.take() else {
+            return Ok(None);
+        };
+        let FileOutput { writer, tmp, path } = f;
+        let done = writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_data())
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if done.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        done.with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Some(path))
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        // An output abandoned by an error leaves no temporary file behind.
+        if let Some(f) = &self.file {
+            let _ = std::fs::remove_file(&f.tmp);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `perfgate record`: one traced run, its table, and the recording file.
+use std::io::IsTerminal;
+
+use anyhow::{bail, Result};
+
+use super::{one_line, run_options, selection, shown, status, Exit};
+use crate::cli::RecordArgs;
+use crate::profile::file::Writer;
+use crate::report::summary::{self, SummaryOptions};
+use crate::report::units::{count, plural};
+use crate::session::{self, calibrate, Target};
+
+pub(super) fn run(a: RecordArgs) -> Result<Exit> {
+    let mut opts = run_options(&a.run, a.trace, a.buffer_size)?;
+    let target = Target::new(&a.command, &selection(&a.select))?;
+    let mut writer = Writer::create(&a.output, &session::header(&target))?;
+    if !a.no_calibrate {
+        crate::bpf::check_privileges()?;
+        match calibrate::calibrate(&opts.trace) {
+            Ok(c) => opts.trace.probe_cost = Some(c),
+            Err(e) => status(&format!(
+                "warning: probe cost not calibrated: {}",
+                one_line(&e)
+            )),
+        }
+    }
+    status(&format!(
+        "tracing {} in {} of {}",
+        plural(target.plan.functions.len(), "function"),
+        plural(target.plan.files.len(), "file"),
+        shown(&target.program)
+    ));
+    let spinner = events_spinner(a.trace);
+    let profile = session::trace_with_events(&target, &opts, &mut |e| {
+        writer.event(e)?;
+        if writer.events() % 65_536 == 0 {
+            spinner.set_position(writer.events());
+        }
+        Ok(())
+    })?;
+    spinner.finish_and_clear();
+    if profile.exit.signal == Some(libc::SIGABRT) {
+        status(
+            "hint: a C++ exception thrown through a traced function aborts the program: the kernel's return-probe \
+             trampoline has no unwind information. Exclude the functions the exception passes through with --no-function",
+        );
+    }
+    // Ctrl-C: what was measured up to then is kept (and says so), but the run did not complete.
+    let interrupted = crate::run::interrupted();
+    if !profile.exit.success() && !a.allow_failure && !interrupted {
+        bail!(
+            "the benchmark failed ({}); nothing saved (--allow-failure keeps the profile)",
+            profile.exit
+        );
+    }
+    let events = writer.events();
+    writer.finish(&profile)?;
+    print!(
+        "{}",
+        summary::table(
+            &profile,
+            SummaryOptions {
+                per_thread: a.per_thread,
+                limit: a.limit,
+                verbose: a.verbose,
+                compensated: a.compensated,
+            },
+        )
+    );
+    if interrupted {
+        status(&format!(
+            "interrupted: the profile up to Ctrl-C was saved to {}",
+            shown(&a.output)
+        ));
+        return Ok(Exit::Error);
+    }
+    let what = if a.trace {
+        format!(" with {} events", count(events))
+    } else {
+        String::new()
+    };
+    status(&format!(
+        "benchmark {}; saved {}{what}",
+        profile.exit,
+        shown(&a.output)
+    ));
+    Ok(Exit::Ok)
+}
+
+/// A spinner counting recorded events, on a terminal in trace mode.
+fn events_spinner(trace: bool) -> indicatif::ProgressBar {
+    if !trace || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "perfgate: {spinner} {pos} events recorded, {elapsed}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}

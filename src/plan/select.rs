@@ -1,0 +1,73 @@
+//! What the user selected (`--lib`, `--function`, `--no-function`, `--startup`) and the rule that turns it
+//! into a reason to skip a function.
+use crate::elf::{self, Function};
+use crate::profile::names::{BadPattern, NameGlobs};
+use crate::profile::SkipReason;
+
+/// What the user selected.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `--lib` globs: libraries whose functions are all traced, matched on soname, file name or path.
+    pub libs: Vec<String>,
+    /// `--function` globs on demangled (or raw) names; empty = every function.
+    pub functions: Vec<String>,
+    /// `--no-function` globs.
+    pub no_functions: Vec<String>,
+    /// Also trace C runtime start-up code (`_start`, `_init`, …).
+    pub startup: bool,
+}
+
+/// C runtime start-up code: run before `main` or after it, never what a benchmark measures.
+const STARTUP: &[&str] = &[
+    "_start",
+    "_init",
+    "_fini",
+    "__libc_csu_init",
+    "__libc_csu_fini",
+    "frame_dummy",
+    "register_tm_clones",
+    "deregister_tm_clones",
+    "__do_global_dtors_aux",
+    "_dl_relocate_static_pie",
+];
+
+/// A selection's globs, compiled.
+pub(super) struct Filters {
+    pub(super) libs: Vec<NameGlobs>,
+    include: NameGlobs,
+    exclude: NameGlobs,
+}
+
+impl Filters {
+    pub(super) fn new(sel: &Selection) -> Result<Filters, BadPattern> {
+        Ok(Filters {
+            // One list per --lib glob: each must match some library on its own.
+            libs: sel
+                .libs
+                .iter()
+                .map(|g| NameGlobs::new(std::slice::from_ref(g)))
+                .collect::<Result<_, _>>()?,
+            include: NameGlobs::new(&sel.functions)?,
+            exclude: NameGlobs::new(&sel.no_functions)?,
+        })
+    }
+
+    /// Why `f` gets no probe, if it gets none. The first reason wins, in this order: the kernel cannot
+    /// probe it, start-up code, not selected, excluded.
+    pub(super) fn skip_reason(&self, f: &Function, startup: bool) -> Option<SkipReason> {
+        let matches = |g: &NameGlobs| {
+            g.matches_function(&f.name, &f.raw_name) || f.aliases.iter().any(|a| g.matches_str(a))
+        };
+        if elf::kernel_rejects(&f.entry_bytes).is_some() {
+            Some(SkipReason::KernelRejects)
+        } else if !startup && STARTUP.contains(&f.raw_name.as_str()) {
+            Some(SkipReason::Startup)
+        } else if !self.include.is_empty() && !matches(&self.include) {
+            Some(SkipReason::NotSelected)
+        } else if matches(&self.exclude) {
+            Some(SkipReason::Excluded)
+        } else {
+            None
+        }
+    }
+}

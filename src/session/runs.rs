@@ -1,0 +1,111 @@
+//! Repeated runs: a batch of traced runs turned into per-run figures, and the gate's check loop (runs,
+//! compare, more runs while the rule asks for them) — the one implementation `check`, `baseline` and
+//! `bench` share.
+//!
+//! Invariant: a failing benchmark run is an error, never a regression; nothing here prints: progress and
+//! notes go to the caller's [`Observer`].
+use anyhow::{bail, Result};
+
+use super::{trace_once, RunOptions, Target};
+use crate::gate::baseline::Baseline;
+use crate::gate::compare::compare;
+use crate::gate::figures::RunFigures;
+use crate::gate::model::{Comparison, GateSettings};
+use crate::gate::rule;
+use crate::profile::{Machine, Profile};
+
+/// Hears about the runs as they happen (the command layer shows progress and notes from it).
+pub trait Observer {
+    /// A run finished: `done` of `total` (total grows when the rule asks for more runs).
+    fn run_done(&mut self, _done: usize, _total: usize, _profile: &Profile) {}
+    /// Run `run` could not measure `calls` calls (too deep, maps full: see `record --verbose`).
+    fn calls_lost(&mut self, _run: usize, _calls: u64) {}
+    /// `inconclusive` functions are undecided after `runs` runs: the rule asked for `more`.
+    fn more_runs(&mut self, _inconclusive: usize, _runs: usize, _more: usize) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// Runs the target `n` more times, appending each run's figures to `runs`.
+pub fn run_batch(
+    target: &Target,
+    opts: &RunOptions,
+    n: usize,
+    total: usize,
+    runs: &mut Vec<RunFigures>,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    for _ in 0..n {
+        let i = runs.len() + 1;
+        let profile = trace_once(target, opts)?;
+        if crate::run::interrupted() {
+            bail!("interrupted by Ctrl-C during run {i}");
+        }
+        if !profile.exit.success() {
+            bail!(
+                "the benchmark failed in run {i} ({}): that is an error of the benchmark, not a regression",
+                profile.exit
+            );
+        }
+        let lost = profile.accounting.lost.lost_calls();
+        if lost > 0 {
+            observer.calls_lost(i, lost);
+        }
+        runs.push(RunFigures::from_profile(&profile));
+        observer.run_done(runs.len(), total.max(runs.len()), &profile);
+    }
+    Ok(())
+}
+
+/// What a check found, with the head runs it took.
+pub struct CheckResult {
+    /// The last comparison.
+    pub comparison: Comparison,
+    /// Every head run.
+    pub head: Vec<RunFigures>,
+}
+
+/// A check as `perfgate check` does it: `settings.runs` head runs, compared with the baseline, then more
+/// runs for as long as [`rule::more_runs`] asks for them.
+pub fn check(
+    target: &Target,
+    opts: &RunOptions,
+    base: &Baseline,
+    settings: &GateSettings,
+    benchmark: &str,
+    observer: &mut dyn Observer,
+) -> Result<CheckResult> {
+    let machine = Machine::current();
+    let mut head = Vec::new();
+    run_batch(
+        target,
+        opts,
+        settings.runs,
+        settings.runs,
+        &mut head,
+        observer,
+    )?;
+    let mut c = compare(base, &head, settings, benchmark, &machine);
+    if !c
+        .functions
+        .iter()
+        .any(|f| f.base.is_some() && f.head.is_some())
+    {
+        bail!("no function in common between the baseline and this run: is it the same benchmark?");
+    }
+    while let Some(more) = rule::more_runs(&c, head.len(), settings) {
+        observer.more_runs(
+            c.with(crate::gate::model::Verdict::Inconclusive).count(),
+            head.len(),
+            more,
+        );
+        run_batch(target, opts, more, settings.max_runs, &mut head, observer)?;
+        c = compare(base, &head, settings, benchmark, &machine);
+    }
+    Ok(CheckResult {
+        comparison: c,
+        head,
+    })
+}

@@ -1,0 +1,127 @@
+//! One traced run: spawn the benchmark held before `exec`, load the BPF program with its PID, attach every
+//! planned file, release the benchmark, wait for it while streaming events and noticing libraries it maps,
+//! detach, read what the kernel measured.
+//!
+//! Invariants: the benchmark runs no instruction of its own image before every probe is attached (it is
+//! held until [`HeldChild::release`]); the links are closed only after the benchmark has exited or been
+//! killed (a pending return probe would otherwise keep the close waiting, see DESIGN.md); and a held or
+//! running benchmark never outlives an error here ([`HeldChild`]'s drop kills it).
+use std::mem::MaybeUninit;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::{RunOptions, Target};
+use crate::bpf::{self, Measured, Program, ProgramConfig, SessionUnsupported};
+use crate::profile::file::Event;
+use crate::run::{Finished, HeldChild};
+
+/// How often `/proc/PID/maps` is sampled for libraries loaded with dlopen (the loader hook is the main
+/// source; sampling covers loaders without it).
+const MAPS_EVERY: Duration = Duration::from_millis(10);
+/// How long one wait for events (or, in gate mode, for the exit) lasts.
+const POLL: Duration = Duration::from_millis(10);
+const POLL_GATE_MODE: Duration = Duration::from_millis(2);
+
+/// What one run gives.
+pub(super) struct Traced {
+    pub(super) measured: Measured,
+    pub(super) finished: Finished,
+    /// Executable files the benchmark had mapped while it ran (sampled).
+    pub(super) mapped: Vec<PathBuf>,
+}
+
+/// Traces one run; falls back from `uprobe.session` to entry + return programs where the kernel has no
+/// session programs, with the same held child.
+pub(super) fn run(
+    target: &Target,
+    opts: &RunOptions,
+    on_event: &mut dyn FnMut(&Event) -> Result<()>,
+) -> Result<Traced> {
+    let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
+    let session = !opts.trace.no_session;
+    match run_with(target, opts, &mut child, session, on_event) {
+        Err(e) if session && e.downcast_ref::<SessionUnsupported>().is_some() => {
+            run_with(target, opts, &mut child, false, on_event)
+        }
+        r => r,
+    }
+}
+
+fn run_with(
+    target: &Target,
+    opts: &RunOptions,
+    child: &mut HeldChild,
+    session: bool,
+    on_event: &mut dyn FnMut(&Event) -> Result<()>,
+) -> Result<Traced> {
+    let plan = &target.plan;
+    let config = ProgramConfig {
+        target_pid: child.pid(),
+        events: opts.trace.events,
+        ringbuf_bytes: opts.trace.ringbuf_bytes,
+        session,
+        probe_cost: opts.trace.probe_cost,
+        r_debug_delta: plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta),
+        functions: plan.functions.len(),
+    };
+    let mut storage = MaybeUninit::uninit();
+    let mut program = Program::load(&config, &mut storage)?;
+    for file in &plan.files {
+        file.check_unchanged()?;
+        let probes: Vec<bpf::Probe> = file
+            .probes
+            .iter()
+            .map(|p| bpf::Probe {
+                offset: p.offset,
+                func: p.func,
+                kind: plan.probe_kind(p.func),
+            })
+            .collect();
+        program.attach_functions(&file.path, &probes)?;
+    }
+    // Best effort: without the loader hook, sampling /proc/PID/maps still notices most dlopen'd libraries.
+    if let Some(hook) = &plan.loader_hook {
+        program.attach_loader_hook(&hook.path, hook.offset);
+    }
+    program.attach_thread_exit()?;
+
+    child.release()?;
+    let (finished, mapped) = wait(target, opts, child, &mut program, on_event)?;
+    program.drain_events(on_event)?;
+    program.detach();
+    Ok(Traced {
+        measured: program.measured()?,
+        finished,
+        mapped,
+    })
+}
+
+/// Waits for the benchmark to exit (or kills it at the timeout), streaming events and sampling its maps.
+fn wait(
+    target: &Target,
+    opts: &RunOptions,
+    child: &mut HeldChild,
+    program: &mut Program<'_>,
+    on_event: &mut dyn FnMut(&Event) -> Result<()>,
+) -> Result<(Finished, Vec<PathBuf>)> {
+    let deadline = opts.trace.timeout.map(|t| Instant::now() + t);
+    let poll = if opts.trace.events {
+        POLL
+    } else {
+        POLL_GATE_MODE
+    };
+    let mut mapped = std::collections::BTreeSet::new();
+    let mut last_maps: Option<Instant> = None;
+    loop {
+        if let Some(f) = child.try_wait(deadline)? {
+            return Ok((f, mapped.into_iter().collect()));
+        }
+        if last_maps.is_none_or(|t| t.elapsed() >= MAPS_EVERY) {
+            mapped.extend(child.mapped_files(&target.program));
+            last_maps = Some(Instant::now());
+        }
+        program.poll_events(poll, on_event)?;
+    }
+}
