@@ -3,9 +3,8 @@ mod common;
 use common::*;
 
 fn record(args: &[&str]) -> std::process::Output {
-    perfgate()
-        .arg("record")
-        .args(["-o", "/tmp/perfgate-errors.data"])
+    let dir = scratch();
+    record_to(&dir.path().join("errors.data"))
         .args(args)
         .output()
         .unwrap()

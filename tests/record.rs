@@ -224,8 +224,9 @@ fn verbose_names_single_stepped_functions_with_the_hint() {
 
 #[test]
 fn the_benchmark_output_passes_through_and_its_failure_is_reported() {
-    let out = perfgate()
-        .args(["record", "-o", "/tmp/perfgate-test-pass.data", "--"])
+    let dir = scratch();
+    let out = record_to(&dir.path().join("pass.data"))
+        .arg("--")
         .arg(fixture("uselib"))
         .output()
         .unwrap();
@@ -237,10 +238,7 @@ fn the_benchmark_output_passes_through_and_its_failure_is_reported() {
     // A failing benchmark: exit 2, its status named, nothing saved unless --allow-failure.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("x.data");
-    let out = perfgate()
-        .arg("record")
-        .arg("-o")
-        .arg(&data)
+    let out = record_to(&data)
         .arg("--")
         .arg(fixture("work"))
         .arg("0")
@@ -248,11 +246,8 @@ fn the_benchmark_output_passes_through_and_its_failure_is_reported() {
         .unwrap();
     assert_clean_error(&out, "exit code 2");
     assert!(!data.exists());
-    let out = perfgate()
-        .arg("record")
+    let out = record_to(&data)
         .arg("--allow-failure")
-        .arg("-o")
-        .arg(&data)
         .arg("--")
         .arg(fixture("work"))
         .arg("0")
@@ -266,10 +261,7 @@ fn the_benchmark_output_passes_through_and_its_failure_is_reported() {
 fn report_shows_the_saved_table_again() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("w.data");
-    let rec = perfgate()
-        .arg("record")
-        .arg("-o")
-        .arg(&data)
+    let rec = record_to(&data)
         .arg("--")
         .arg(fixture("work"))
         .arg("10")
@@ -296,18 +288,12 @@ fn report_shows_the_saved_table_again() {
 #[test]
 fn under_sudo_the_benchmark_runs_as_the_invoking_user() {
     let id = ["/usr/bin/id", "-u"];
+    let dir = scratch();
+    let data = dir.path().join("sudo.data");
     let run = |extra: &[&str]| {
-        let mut c = perfgate();
+        let mut c = record_to(&data);
         c.env("SUDO_UID", "65534").env("SUDO_GID", "65534");
-        c.args([
-            "record",
-            "-o",
-            "/tmp/perfgate-test-sudo.data",
-            "--lib",
-            "libc.so*",
-            "--function",
-            "getuid",
-        ]);
+        c.args(["--lib", "libc.so*", "--function", "getuid"]);
         c.args(extra).arg("--").args(id);
         c.output().unwrap()
     };
@@ -325,18 +311,11 @@ fn under_sudo_the_benchmark_runs_as_the_invoking_user() {
         text(&out.stdout)
     );
     // Its own groups and home, as a login would give them.
-    let mut c = perfgate();
+    let mut c = record_to(&data);
     c.env("SUDO_UID", "65534")
         .env("SUDO_GID", "65534")
         .env("HOME", "/root");
-    c.args([
-        "record",
-        "--no-calibrate",
-        "-o",
-        "/tmp/perfgate-test-sudo.data",
-        "--lib",
-        "libc.so*",
-    ]);
+    c.args(["--no-calibrate", "--lib", "libc.so*"]);
     c.args(["--function", "getuid", "--", "/usr/bin/env"]);
     let out = c.output().unwrap();
     let env = text(&out.stdout);
@@ -366,7 +345,9 @@ fn without_privileges_it_says_so_in_one_line() {
             "--inh-caps=-all",
         ])
         .arg(&bin)
-        .args(["record", "-o", "/tmp/perfgate-nobody.data", "--"])
+        .args(["record", "-o"])
+        .arg(dir.path().join("nobody.data"))
+        .arg("--")
         .arg(fixture("work"))
         .output()
         .unwrap();
@@ -413,7 +394,10 @@ fn a_library_loaded_with_dlopen_is_reported_as_not_traced() {
     assert_eq!(calls(&p, "main"), 1);
     let later = &p.accounting.libraries_loaded_later;
     assert_eq!(later.len(), 1, "{later:?}");
-    assert!(later[0].file_name().is_some_and(|n| n == "libfixture.so"), "{later:?}");
+    assert!(
+        later[0].file_name().is_some_and(|n| n == "libfixture.so"),
+        "{later:?}"
+    );
     assert!(text(&out.stdout).contains("not traced: loaded at run time (dlopen):"));
     // A library in DT_NEEDED is not reported as loaded later.
     let (p, _) = record(

@@ -9,11 +9,8 @@ use perfgate::profile::file::Recording;
 fn trace(args: &[&str], cmd: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Recording) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("t.data");
-    let out = perfgate()
-        .arg("record")
+    let out = record_to(&data)
         .arg("--trace")
-        .arg("-o")
-        .arg(&data)
         .args(args)
         .arg("--")
         .args(cmd)
@@ -279,10 +276,7 @@ fn folded_stacks_sum_to_the_recorded_totals_and_the_svg_is_well_formed() {
 fn views_that_need_events_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("g.data");
-    let out = perfgate()
-        .arg("record")
-        .arg("-o")
-        .arg(&data)
+    let out = record_to(&data)
         .arg("--")
         .arg(fixture("work"))
         .arg("10")

@@ -31,6 +31,11 @@ const _: () = assert!(
     "profile::hist::SUB_BITS must equal PG_HIST_SUB_BITS of bpf/perfgate.h"
 );
 
+const _: () = assert!(
+    crate::profile::calls::MAX_LEVEL as u32 == pg_layout::PG_MAX_DEPTH.0,
+    "profile::calls::MAX_LEVEL must equal PG_MAX_DEPTH of bpf/perfgate.h"
+);
+
 /// Frames per thread the BPF shadow stack holds (the kernel's own uretprobe nesting limit).
 pub const MAX_DEPTH: usize = pg_layout::PG_MAX_DEPTH.0 as usize;
 

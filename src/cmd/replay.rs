@@ -15,6 +15,7 @@ pub(super) fn run(a: ReplayArgs) -> Result<Exit> {
         time_filter_ns: a.time_filter,
         functions: NameGlobs::new(&a.functions)?,
         no_functions: NameGlobs::new(&a.no_functions)?,
+        max_buffered_lines: None,
     };
     let mut out = Output::open(None)?;
     replay(

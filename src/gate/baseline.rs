@@ -1,7 +1,6 @@
 //! The committed baseline: a human-readable, diff-friendly TOML file with the per-run figures of every
 //! function, the command, the machine and the gate settings. Parsed as untrusted input; written atomically.
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -14,6 +13,8 @@ use crate::profile::Machine;
 
 /// Version of the baseline format this perfgate reads and writes.
 pub const BASELINE_SCHEMA: u32 = 1;
+/// The largest file read as a baseline (a 30-run baseline of 10,000 functions is about 20 MiB).
+pub const MAX_BASELINE_BYTES: u64 = 64 << 20;
 
 /// Gate settings stored in a baseline's `[gate]` table; every one optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -336,10 +337,7 @@ impl Baseline {
     /// Reads and validates a baseline file. Every error names the file (and the line, for syntax errors).
     pub fn read(path: &Path) -> Result<Baseline> {
         let shown = path.display();
-        let text = std::fs::read(path).with_context(|| format!("cannot read baseline {shown}"))?;
-        if text.len() > 256 << 20 {
-            bail!("{shown}: baseline larger than 256 MiB; not a baseline");
-        }
+        let text = crate::files::read_regular(path, MAX_BASELINE_BYTES, "baseline")?;
         let text = String::from_utf8(text).map_err(|e| {
             anyhow::anyhow!(
                 "{shown}: not UTF-8 text (byte {})",
@@ -448,18 +446,8 @@ impl Baseline {
 
     /// Writes atomically: a temporary file beside the target, synced, then renamed over it.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let text = self.to_toml()?;
-        let (mut f, tmp) = crate::profile::file::create_beside(path)?;
-        let result = (|| -> std::io::Result<()> {
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e).with_context(|| format!("cannot write baseline {}", path.display()));
-        }
-        Ok(())
+        crate::files::write_atomic(path, self.to_toml()?.as_bytes())
+            .with_context(|| format!("baseline {}", path.display()))
     }
 }
 

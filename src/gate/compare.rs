@@ -96,6 +96,46 @@ fn median_u64(v: &[u64]) -> Option<u64> {
     v.get(v.len() / 2).copied()
 }
 
+/// What the baseline says of one function besides its runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Override {
+    /// Its own threshold, if set.
+    threshold: Option<f64>,
+    /// `ignore = true`: reported, never gated.
+    ignore: bool,
+}
+
+/// One function's figures over the runs of one side (base or head), in run order.
+#[derive(Debug, Default)]
+struct Side {
+    /// The metric per run (divided by the speed factor in relative mode).
+    values: Vec<f64>,
+    /// Share of the run's traced self time, per run.
+    shares: Vec<f64>,
+    /// Calls per run.
+    calls: Vec<u64>,
+    /// Total inclusive time per run, ns.
+    totals: Vec<f64>,
+    /// The demangled name, from the last run that has the function.
+    name: Option<String>,
+}
+
+impl Side {
+    fn of(runs: &[RunFigures], key: &FuncKey, settings: &GateSettings, scale: f64) -> Side {
+        let mut side = Side::default();
+        for r in runs {
+            if let Some(f) = r.functions.get(key) {
+                side.values.push(metric_value(f, settings) / scale);
+                side.shares.push(share(f, r));
+                side.calls.push(f.calls);
+                side.totals.push(f.total);
+                side.name = Some(f.name.clone());
+            }
+        }
+        side
+    }
+}
+
 /// Compares the baseline's runs with head runs.
 pub fn compare(
     base: &Baseline,
@@ -105,28 +145,15 @@ pub fn compare(
     head_machine: &Machine,
 ) -> Comparison {
     let base_runs = base.run_figures();
-    let overrides: BTreeMap<FuncKey, (Option<f64>, bool)> = base
-        .functions
-        .iter()
-        .map(|f| {
-            (
-                FuncKey {
-                    module: f.module.clone(),
-                    symbol: f.symbol.clone(),
-                },
-                (f.threshold, f.ignore),
-            )
-        })
-        .collect();
+    let overrides = overrides_of(base);
     let keys: BTreeSet<&FuncKey> = base_runs
         .iter()
         .chain(head.iter())
         .flat_map(|r| r.functions.keys())
         .collect();
-
     let ignored: BTreeSet<&FuncKey> = overrides
         .iter()
-        .filter(|(_, (_, ig))| *ig)
+        .filter(|(_, o)| o.ignore)
         .map(|(k, _)| k)
         .collect();
     let factor = speed_factor(&base_runs, head, settings, &ignored);
@@ -135,76 +162,22 @@ pub fn compare(
     } else {
         1.0
     };
-    let collect = |runs: &[RunFigures], key: &FuncKey, scale: f64| {
-        let mut values = Vec::new();
-        let mut shares = Vec::new();
-        let mut calls = Vec::new();
-        let mut totals = Vec::new();
-        let mut name = None;
-        for r in runs {
-            if let Some(f) = r.functions.get(key) {
-                values.push(metric_value(f, settings) / scale);
-                shares.push(share(f, r));
-                calls.push(f.calls);
-                totals.push(f.total);
-                name = Some(f.name.clone());
-            }
-        }
-        (values, shares, calls, totals, name)
-    };
 
     let mut rows = Vec::new();
     let mut tested: Vec<(usize, f64)> = Vec::new();
     for key in keys {
-        let (bv, bshare, bcalls, _, bname) = collect(&base_runs, key, 1.0);
-        let (hv, hshare, hcalls, htotals, hname) = collect(head, key, scale);
-        let (threshold, ignore) = overrides.get(key).copied().unwrap_or((None, false));
-        let threshold = threshold.unwrap_or(settings.threshold);
-        let share = stats::median(if hshare.is_empty() { &bshare } else { &hshare }).unwrap_or(0.0);
-        let mut row = FunctionComparison {
-            name: hname.or(bname).unwrap_or_else(|| key.symbol.clone()),
-            module: key.module.clone(),
-            verdict: Verdict::Unchanged,
-            base: stats::median(&bv),
-            head: stats::median(&hv),
-            ratio: None,
-            ratio_low: None,
-            ratio_high: None,
-            p_value: None,
-            q_value: None,
-            share,
-            base_calls: median_u64(&bcalls),
-            head_calls: median_u64(&hcalls),
-            threshold,
-            head_total_ns: stats::median(&htotals),
-        };
-        row.verdict = if ignore {
-            Verdict::Ignored
-        } else if bv.is_empty() {
-            Verdict::New
-        } else if hv.is_empty() {
-            Verdict::Removed
-        } else if share < settings.min_share {
-            Verdict::BelowFloor
-        } else {
-            Verdict::Inconclusive // decided below, once all p-values are known
-        };
-        if !bv.is_empty() && !hv.is_empty() {
-            if let Some(r) = stats::ratio_estimate(&bv, &hv, settings.confidence) {
-                row.ratio = Some(r.estimate);
-                row.ratio_low = Some(r.low);
-                row.ratio_high = Some(r.high);
-            }
-            row.p_value = stats::mann_whitney(&bv, &hv).map(|m| m.p_two_sided);
-            if row.verdict == Verdict::Inconclusive {
-                if let Some(p) = row.p_value {
-                    tested.push((rows.len(), p));
-                }
+        let b = Side::of(&base_runs, key, settings, 1.0);
+        let h = Side::of(head, key, settings, scale);
+        let o = overrides.get(key).copied().unwrap_or_default();
+        let row = row_of(key, &b, &h, o, settings);
+        if row.verdict == Verdict::Inconclusive {
+            if let Some(p) = row.p_value {
+                tested.push((rows.len(), p));
             }
         }
         rows.push(row);
     }
-
+    // Decided once every p-value is known: the correction is across all gated functions.
     let q = stats::benjamini_hochberg(&tested.iter().map(|&(_, p)| p).collect::<Vec<_>>());
     for (&(i, _), &q) in tested.iter().zip(&q) {
         let row = &mut rows[i];
@@ -212,16 +185,7 @@ pub fn compare(
         row.verdict = decide(row, q, settings.alpha);
     }
     if settings.gate_calls {
-        for row in &mut rows {
-            if row.calls_changed()
-                && !matches!(
-                    row.verdict,
-                    Verdict::Ignored | Verdict::New | Verdict::Removed
-                )
-            {
-                row.verdict = Verdict::CallsChanged;
-            }
-        }
+        gate_calls(&mut rows);
     }
     rows.sort_by(|a, b| {
         a.verdict.cmp(&b.verdict).then(
@@ -230,7 +194,118 @@ pub fn compare(
                 .unwrap_or(std::cmp::Ordering::Equal),
         )
     });
+    let warnings = warnings(base.runs, head.len(), settings, factor, &rows);
+    Comparison {
+        benchmark: benchmark.to_string(),
+        command: base.command.clone(),
+        base_runs: base.runs,
+        head_runs: head.len(),
+        settings: settings.clone(),
+        machine_mismatch: machine_mismatch(&base.machine, head_machine),
+        speed_factor: factor,
+        functions: rows,
+        warnings,
+    }
+}
 
+/// The per-function settings of the baseline.
+fn overrides_of(base: &Baseline) -> BTreeMap<FuncKey, Override> {
+    base.functions
+        .iter()
+        .map(|f| {
+            let key = FuncKey {
+                module: f.module.clone(),
+                symbol: f.symbol.clone(),
+            };
+            let o = Override {
+                threshold: f.threshold,
+                ignore: f.ignore,
+            };
+            (key, o)
+        })
+        .collect()
+}
+
+/// `--gate-calls`: a changed call count fails, whatever the timing said (counts are exact).
+fn gate_calls(rows: &mut [FunctionComparison]) {
+    for row in rows {
+        if row.calls_changed()
+            && !matches!(
+                row.verdict,
+                Verdict::Ignored | Verdict::New | Verdict::Removed
+            )
+        {
+            row.verdict = Verdict::CallsChanged;
+        }
+    }
+}
+
+/// One function's row: figures, ratio and p-value, and a verdict that is final unless it is
+/// `Inconclusive` (then the p-value waits for the correction across functions).
+fn row_of(
+    key: &FuncKey,
+    b: &Side,
+    h: &Side,
+    o: Override,
+    settings: &GateSettings,
+) -> FunctionComparison {
+    let share = stats::median(if h.shares.is_empty() {
+        &b.shares
+    } else {
+        &h.shares
+    })
+    .unwrap_or(0.0);
+    let mut row = FunctionComparison {
+        name: h
+            .name
+            .clone()
+            .or_else(|| b.name.clone())
+            .unwrap_or_else(|| key.symbol.clone()),
+        module: key.module.clone(),
+        verdict: Verdict::Unchanged,
+        base: stats::median(&b.values),
+        head: stats::median(&h.values),
+        ratio: None,
+        ratio_low: None,
+        ratio_high: None,
+        p_value: None,
+        q_value: None,
+        share,
+        base_calls: median_u64(&b.calls),
+        head_calls: median_u64(&h.calls),
+        threshold: o.threshold.unwrap_or(settings.threshold),
+        head_total_ns: stats::median(&h.totals),
+    };
+    row.verdict = if o.ignore {
+        Verdict::Ignored
+    } else if b.values.is_empty() {
+        Verdict::New
+    } else if h.values.is_empty() {
+        Verdict::Removed
+    } else if share < settings.min_share {
+        Verdict::BelowFloor
+    } else {
+        Verdict::Inconclusive
+    };
+    if !b.values.is_empty() && !h.values.is_empty() {
+        if let Some(r) = stats::ratio_estimate(&b.values, &h.values, settings.confidence) {
+            row.ratio = Some(r.estimate);
+            row.ratio_low = Some(r.low);
+            row.ratio_high = Some(r.high);
+        }
+        row.p_value = stats::mann_whitney(&b.values, &h.values).map(|m| m.p_two_sided);
+    }
+    row
+}
+
+/// The warnings every report shows at the top.
+fn warnings(
+    base_runs: usize,
+    head_runs: usize,
+    settings: &GateSettings,
+    factor: Option<f64>,
+    rows: &[FunctionComparison],
+) -> Vec<String> {
     let mut warnings = Vec::new();
     if settings.relative && factor.is_none() {
         warnings.push(format!(
@@ -238,13 +313,11 @@ pub fn compare(
              absolute times were compared"
         ));
     }
-    let min_p = stats::min_p_two_sided(base.runs, head.len());
+    let min_p = stats::min_p_two_sided(base_runs, head_runs);
     if min_p >= settings.alpha {
         warnings.push(format!(
-            "with {} base runs and {} head runs the smallest possible p-value is {min_p:.3}, not below alpha {}: \
+            "with {base_runs} base runs and {head_runs} head runs the smallest possible p-value is {min_p:.3}, not below alpha {}: \
              nothing can be found significant; use more runs",
-            base.runs,
-            head.len(),
             settings.alpha
         ));
     }
@@ -259,17 +332,7 @@ pub fn compare(
             ));
         }
     }
-    Comparison {
-        benchmark: benchmark.to_string(),
-        command: base.command.clone(),
-        base_runs: base.runs,
-        head_runs: head.len(),
-        settings: settings.clone(),
-        machine_mismatch: machine_mismatch(&base.machine, head_machine),
-        speed_factor: factor,
-        functions: rows,
-        warnings,
-    }
+    warnings
 }
 
 /// The verdict of a gated function from its ratio interval and adjusted p-value.

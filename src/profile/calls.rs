@@ -88,8 +88,33 @@ pub struct Gap {
     pub seq: u64,
 }
 
+/// A call as it starts: what is known at its entry event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Thread id.
+    pub tid: u32,
+    /// Function.
+    pub func: FuncId,
+    /// 0-based level of the frame, as the kernel saw it.
+    pub depth: usize,
+    /// Entry timestamp, ns.
+    pub start: Nanos,
+    /// Position in the reconstruction's sequence (the [`Call::entry_seq`] it will complete with).
+    pub entry_seq: u64,
+}
+
+/// Deepest level a recording may carry: the kernel's shadow stack holds 64 frames (`PG_MAX_DEPTH`,
+/// checked against the skeleton in `bpf/kernel.rs`); a deeper event is a damaged file.
+pub const MAX_LEVEL: u16 = 64;
+
 /// Receives what the [`Reconstructor`] finds.
 pub trait CallSink {
+    /// A known frame was entered; its [`CallSink::call`] follows when it completes (calls of a thread
+    /// complete in the reverse order of their entries). `ancestors` are the known frames under it.
+    fn entered(&mut self, _entry: &Entry, _ancestors: &[FuncId]) -> Result<()> {
+        Ok(())
+    }
+
     /// A call completed. `ancestors` are the functions of the known frames still open under it on its
     /// thread, outermost first (frames whose entry was lost are left out).
     fn call(&mut self, call: &Call, ancestors: &[FuncId]) -> Result<()>;
@@ -259,8 +284,15 @@ impl Reconstructor {
         }
     }
 
-    /// Consumes one event. A level of 0 (never written by the kernel) is read as 1.
+    /// Consumes one event. A level of 0 (never written by the kernel) is read as 1; a level above
+    /// [`MAX_LEVEL`] is an error (no kernel wrote it).
     pub fn push(&mut self, e: &Event, sink: &mut dyn CallSink) -> Result<()> {
+        if e.depth > MAX_LEVEL {
+            anyhow::bail!(
+                "damaged recording: an event at nesting level {}, deeper than the {MAX_LEVEL} levels perfgate records",
+                e.depth
+            );
+        }
         self.last_ts = self.last_ts.max(e.ts);
         if self.only.is_some_and(|t| t != e.tid) {
             return Ok(());
@@ -301,6 +333,14 @@ impl Reconstructor {
                     children: 0,
                     entry_seq,
                 });
+                let entry = Entry {
+                    tid,
+                    func: e.func,
+                    depth: usize::from(d - 1),
+                    start: ts,
+                    entry_seq,
+                };
+                sink.entered(&entry, &th.known)?;
                 th.known.push(e.func);
             }
             EventKind::Exit => {

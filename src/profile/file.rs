@@ -103,30 +103,6 @@ pub struct Header {
     pub functions: Vec<FunctionInfo>,
 }
 
-/// Creates a new temporary file beside `path` (same directory, so a rename replaces `path` atomically).
-/// It is created exclusively: an existing file or symlink of that name is never followed or truncated.
-pub fn create_beside(path: &Path) -> Result<(File, PathBuf)> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if name.is_empty() {
-        bail!("{}: not a file name", path.display());
-    }
-    for attempt in 0..100u32 {
-        let tmp = path.with_file_name(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
-        match File::options().write(true).create_new(true).open(&tmp) {
-            Ok(f) => return Ok((f, tmp)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
-        }
-    }
-    bail!(
-        "cannot write {}: no free temporary name beside it",
-        path.display()
-    )
-}
-
 /// Writes a recording to a temporary file beside the target, renamed into place by [`Writer::finish`].
 pub struct Writer {
     out: Option<BufWriter<File>>,
@@ -138,7 +114,7 @@ pub struct Writer {
 impl Writer {
     /// Creates the temporary file and writes the header. Fails early when the target cannot be written.
     pub fn create(path: &Path, header: &Header) -> Result<Writer> {
-        let (file, tmp) = create_beside(path)?;
+        let (file, tmp) = crate::files::create_beside(path)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let json = serde_json::to_vec(header)?;
         out.write_all(MAGIC)?;
@@ -205,11 +181,8 @@ impl Recording {
     /// Opens and validates a recording file.
     pub fn open(path: &Path) -> Result<Recording> {
         let shown = path.display();
-        let mut f = File::open(path).with_context(|| format!("cannot read {shown}"))?;
-        let size = f
-            .metadata()
-            .with_context(|| format!("cannot read {shown}"))?
-            .len();
+        // Recordings hold an event stream of any length: the cap only refuses what no disk holds.
+        let (mut f, size) = crate::files::open_regular(path, 1 << 50, "recording")?;
         let mut head = [0u8; 16];
         if size < 16 || f.read_exact(&mut head).is_err() || &head[0..8] != MAGIC {
             bail!("{shown}: not a perfgate recording");

@@ -23,6 +23,28 @@ impl Exporter for Markdown {
 
 fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
     writeln!(out, "{}", verdict_line(c))?;
+    write_warnings(out, c)?;
+    let regressed: Vec<_> = c.with(Verdict::Regressed).collect();
+    if !regressed.is_empty() {
+        writeln!(out, "\n### Regressions\n")?;
+        timing_table(out, &c.settings, &regressed)?;
+    }
+    let improved: Vec<_> = c.with(Verdict::Improved).collect();
+    if !improved.is_empty() {
+        writeln!(out, "\n### Improvements\n")?;
+        timing_table(out, &c.settings, &improved)?;
+    }
+    write_calls_changed(out, c)?;
+    write_others(out, c)?;
+    writeln!(
+        out,
+        "\n<sub>{}</sub>",
+        settings_line(&c.settings, c.speed_factor)
+    )
+}
+
+/// The machine mismatch and the warnings, as quoted lines.
+fn write_warnings(out: &mut String, c: &Comparison) -> fmt::Result {
     if c.machine_mismatch.is_some() || !c.warnings.is_empty() {
         writeln!(out)?;
         let mut lines = Vec::new();
@@ -40,17 +62,11 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
         // `>` lines without a blank quoted line between them would run into one paragraph.
         writeln!(out, "{}", lines.join("\n>\n"))?;
     }
+    Ok(())
+}
 
-    let regressed: Vec<_> = c.with(Verdict::Regressed).collect();
-    if !regressed.is_empty() {
-        writeln!(out, "\n### Regressions\n")?;
-        timing_table(out, &c.settings, &regressed)?;
-    }
-    let improved: Vec<_> = c.with(Verdict::Improved).collect();
-    if !improved.is_empty() {
-        writeln!(out, "\n### Improvements\n")?;
-        timing_table(out, &c.settings, &improved)?;
-    }
+/// The functions whose call count changed (with `--gate-calls`).
+fn write_calls_changed(out: &mut String, c: &Comparison) -> fmt::Result {
     let calls: Vec<_> = c.with(Verdict::CallsChanged).collect();
     if !calls.is_empty() {
         writeln!(out, "\n### Call counts changed\n")?;
@@ -70,7 +86,11 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
             )?;
         }
     }
+    Ok(())
+}
 
+/// Every other function, folded.
+fn write_others(out: &mut String, c: &Comparison) -> fmt::Result {
     let mut others: Vec<_> = c
         .functions
         .iter()
@@ -114,12 +134,7 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
         }
         writeln!(out, "\n</details>")?;
     }
-
-    writeln!(
-        out,
-        "\n<sub>{}</sub>",
-        settings_line(&c.settings, c.speed_factor)
-    )
+    Ok(())
 }
 
 /// `❌ 2 functions regressed (benchmark **name**, 10 base runs vs 12 head runs)` or

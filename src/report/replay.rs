@@ -1,19 +1,33 @@
-//! The uftrace-style replay of reconstructed calls (see `profile::calls`).
+//! The uftrace-style replay of reconstructed calls (see `profile::calls`): one line per entry and exit,
+//! threads interleaved in time order, streamed.
 //!
-//! [`replay`] prints the calls of all threads interleaved in time order, so it must see every call
-//! before printing the first line: it holds the reconstructed calls (72 bytes each), their display
-//! state (8 bytes) and up to two line records per shown call (32 bytes each), plus the gaps: at most
-//! about 150 bytes per call of the recording (up to twice the 72 while the call list grows), against
-//! 40 bytes per call in the file itself. The `tid` option is applied during reconstruction, so
-//! replaying one thread holds only that thread's calls.
-use std::collections::HashMap;
+//! # Memory
+//!
+//! The replay never holds the recording's calls. Per thread it keeps the frames still open (at most
+//! the kernel's 64 levels); lines wait in a reorder buffer only until no thread can still print an
+//! earlier one: a line is printed once its timestamp lies below the *watermark*, the earliest start of
+//! any frame whose entry line is not printed yet, and below the last event's timestamp minus the
+//! clock skew the ring buffer can carry ([`SKEW_NS`]). A frame's entry line waits until the frame is
+//! known to be a leaf (its exit) or to have a shown callee (the callee's exit), because the two print
+//! differently. When the buffer holds [`MAX_BUFFERED_LINES`] lines (a call that runs long with nothing
+//! shown under it yet), the oldest waiting frame is printed as open, so memory stays bounded whatever
+//! the recording's length: about 64 bytes per buffered line, 16 MiB at most, plus the open frames.
+//!
+//! # Exactness
+//!
+//! Within a thread the order is the program's; across threads it is by timestamp. Two things can
+//! differ from a replay that held every call: a frame forced open by the buffer limit prints as
+//! `f() {` … `}` where it might have been a leaf `f();`, and, with `--time-filter`, a frame forced open
+//! (or one containing a gap, which is always shown inside the frames it happened in) is shown even if
+//! it turns out shorter than the filter.
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufWriter, Write};
 
 use anyhow::Result;
 
 use super::escape;
 use super::units;
-use crate::profile::calls::{reconstruct, Reconstructed};
+use crate::profile::calls::{Call, CallSink, Entry, Gap, Reconstructor};
 use crate::profile::file::Event;
 use crate::profile::names::NameGlobs;
 use crate::profile::{FuncId, Nanos, Profile};
@@ -31,6 +45,8 @@ pub struct ReplayOptions {
     pub functions: NameGlobs,
     /// Hide calls of matching functions; what they call rises one level.
     pub no_functions: NameGlobs,
+    /// The reorder buffer's size in lines; `None` = [`MAX_BUFFERED_LINES`] (tests set a small one).
+    pub max_buffered_lines: Option<usize>,
 }
 
 /// What the replay printed.
@@ -52,25 +68,13 @@ pub struct ReplayStats {
 
 /// Width of the duration column.
 const DURATION_WIDTH: usize = 11;
+/// Lines the reorder buffer holds before the oldest waiting frame is printed as open.
+pub const MAX_BUFFERED_LINES: usize = 1 << 18;
+/// How far back in time an event may arrive after a later one (ring-buffer reservation order against
+/// the timestamp taken just before): lines newer than the last event minus this wait.
+pub const SKEW_NS: Nanos = 1_000_000;
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Shown {
-    depth: u32,
-    visible: bool,
-    has_children: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Open {
-    exit_seq: u64,
-    in_scope: bool,
-    /// Shown levels including this call.
-    depth_after: usize,
-    /// The nearest shown call at or under this one.
-    shown: Option<usize>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum LineKind {
     Open,
     Leaf,
@@ -78,144 +82,221 @@ enum LineKind {
     Gap,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// One printable line. Ordered by (timestamp, thread, sequence): within a thread timestamps never
+/// decrease along the sequence, so this keeps each thread's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Line {
     ts: Nanos,
-    seq: u64,
     tid: u32,
+    seq: u64,
     kind: LineKind,
-    /// Index of the call or gap.
-    idx: usize,
+    /// Shown nesting level (indent).
+    depth: u32,
+    func: FuncId,
+    /// Inclusive time, for leaf and close lines; events missing, for gap lines.
+    value: u64,
+    unfinished: bool,
+}
+
+/// What the replay knows of an open frame of a thread.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    func: FuncId,
+    start: Nanos,
+    entry_seq: u64,
+    /// Inside a `--function` match (or no `--function` given).
+    in_scope: bool,
+    /// Shown if it passes the time filter: in scope, not excluded, within `--depth`.
+    candidate: bool,
+    /// Shown nesting level of this frame (if a candidate) and of its callees.
+    depth: usize,
+    /// Its entry line was printed as open (`f() {`).
+    opened: bool,
+}
+
+/// The replay as a [`CallSink`]: turns entries, calls and gaps into lines.
+struct Printer<'a> {
+    opts: &'a ReplayOptions,
+    included: Vec<bool>,
+    excluded: Vec<bool>,
+    threads: HashMap<u32, Vec<Frame>>,
+    /// Min-heap of lines waiting for the watermark.
+    pending: BinaryHeap<std::cmp::Reverse<Line>>,
+    /// Newest event timestamp seen.
+    clock: Nanos,
+    /// Lines the reorder buffer may hold before it forces a frame open.
+    max_buffered: usize,
+    stats: ReplayStats,
+    out: &'a mut dyn FnMut(&Line) -> Result<()>,
+}
+
+impl Printer<'_> {
+    fn flag(v: &[bool], f: FuncId) -> bool {
+        v.get(f as usize).copied().unwrap_or(false)
+    }
+
+    /// Prints the open lines of the candidate frames of `tid` not yet opened, outermost first: all of
+    /// them, or only the outermost one.
+    fn open_ancestors(&mut self, tid: u32, all: bool) {
+        let Some(stack) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        for f in stack.iter_mut().filter(|f| f.candidate && !f.opened) {
+            f.opened = true;
+            self.pending.push(std::cmp::Reverse(Line {
+                ts: f.start,
+                tid,
+                seq: f.entry_seq,
+                kind: LineKind::Open,
+                depth: u32::try_from(f.depth).unwrap_or(u32::MAX),
+                func: f.func,
+                value: 0,
+                unfinished: false,
+            }));
+            if !all {
+                return;
+            }
+        }
+    }
+
+    /// The earliest start of a frame whose entry line is still to come, over all threads.
+    fn waiting_since(&self) -> Option<(Nanos, u32)> {
+        self.threads
+            .iter()
+            .filter_map(|(&tid, st)| {
+                st.iter()
+                    .find(|f| f.candidate && !f.opened)
+                    .map(|f| (f.start, tid))
+            })
+            .min()
+    }
+
+    /// Prints every line below the watermark; when too many wait, opens the oldest waiting frame.
+    fn flush(&mut self, all: bool) -> Result<()> {
+        loop {
+            let waiting = self.waiting_since();
+            let mut mark = self.clock.saturating_sub(SKEW_NS);
+            if let Some((start, _)) = waiting {
+                mark = mark.min(start);
+            }
+            while let Some(std::cmp::Reverse(top)) = self.pending.peek() {
+                if !all && top.ts >= mark {
+                    break;
+                }
+                let line = *top;
+                self.pending.pop();
+                (self.out)(&line)?;
+            }
+            match waiting {
+                Some((_, tid)) if !all && self.pending.len() >= self.max_buffered => {
+                    // Bounded memory: that frame prints as open instead of waiting for its fate.
+                    self.open_ancestors(tid, false);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+impl CallSink for Printer<'_> {
+    fn entered(&mut self, e: &Entry, _ancestors: &[FuncId]) -> Result<()> {
+        self.clock = self.clock.max(e.start);
+        let opts = self.opts;
+        let stack = self.threads.entry(e.tid).or_default();
+        let parent = stack.last();
+        let depth = parent.map_or(0, |p| p.depth + usize::from(p.candidate));
+        let in_scope = opts.functions.is_empty()
+            || parent.is_some_and(|p| p.in_scope)
+            || Self::flag(&self.included, e.func);
+        let candidate = in_scope
+            && !Self::flag(&self.excluded, e.func)
+            && opts.max_depth.is_none_or(|m| depth < m);
+        stack.push(Frame {
+            func: e.func,
+            start: e.start,
+            entry_seq: e.entry_seq,
+            in_scope,
+            candidate,
+            depth,
+            opened: false,
+        });
+        Ok(())
+    }
+
+    fn call(&mut self, c: &Call, _ancestors: &[FuncId]) -> Result<()> {
+        self.clock = self.clock.max(c.end);
+        self.stats.calls += 1;
+        if c.unfinished {
+            self.stats.unfinished += 1;
+        }
+        let Some(frame) = self.threads.get_mut(&c.tid).and_then(|s| s.pop()) else {
+            return Ok(());
+        };
+        let shown = frame.candidate
+            && (frame.opened || self.opts.time_filter_ns.is_none_or(|t| c.duration() >= t));
+        if !shown {
+            self.stats.hidden += 1;
+            return self.flush(false);
+        }
+        self.stats.shown += 1;
+        // A shown call makes its candidate callers shown too (they last at least as long), as open.
+        self.open_ancestors(c.tid, true);
+        let (kind, ts, seq) = if frame.opened {
+            (LineKind::Close, c.end, c.exit_seq)
+        } else {
+            (LineKind::Leaf, c.start, c.entry_seq)
+        };
+        self.pending.push(std::cmp::Reverse(Line {
+            ts,
+            tid: c.tid,
+            seq,
+            kind,
+            depth: u32::try_from(frame.depth).unwrap_or(u32::MAX),
+            func: c.func,
+            value: c.duration(),
+            unfinished: c.unfinished,
+        }));
+        self.flush(false)
+    }
+
+    fn gap(&mut self, g: &Gap) -> Result<()> {
+        self.clock = self.clock.max(g.ts);
+        self.stats.gaps += 1;
+        self.stats.missing += g.missing;
+        // A gap is shown where it happened: inside every candidate frame open around it.
+        self.open_ancestors(g.tid, true);
+        let depth = self
+            .threads
+            .get(&g.tid)
+            .and_then(|s| s.last())
+            .map_or(0, |p| p.depth + usize::from(p.candidate));
+        self.pending.push(std::cmp::Reverse(Line {
+            ts: g.ts,
+            tid: g.tid,
+            seq: g.seq,
+            kind: LineKind::Gap,
+            depth: u32::try_from(depth).unwrap_or(u32::MAX),
+            func: 0,
+            value: g.missing,
+            unfinished: false,
+        }));
+        self.flush(false)
+    }
 }
 
 /// Prints the calls like `uftrace replay`: one line per entry and exit, threads interleaved in time
-/// order. See the module documentation for the memory it takes.
+/// order, streamed with bounded memory (see the module documentation).
 pub fn replay(
     profile: &Profile,
     events: impl Iterator<Item = Result<Event>>,
     opts: &ReplayOptions,
     out: &mut dyn Write,
 ) -> Result<ReplayStats> {
-    let Reconstructed {
-        mut calls,
-        gaps,
-        stats,
-    } = reconstruct(events, opts.tid)?;
-    calls.sort_unstable_by_key(|c| c.entry_seq);
-
-    let matches = |globs: &NameGlobs| -> Vec<bool> {
-        profile.functions.iter().map(|f| globs.matches(f)).collect()
-    };
-    let included = matches(&opts.functions);
-    let excluded = matches(&opts.no_functions);
-    let flag = |v: &[bool], f: FuncId| v.get(f as usize).copied().unwrap_or(false);
-
-    // Which calls are shown, at which level, and whether any callee is shown: callers come before
-    // callees in entry order, gaps are merged in by sequence number.
-    let mut shown = vec![Shown::default(); calls.len()];
-    let mut gap_depth = vec![0usize; gaps.len()];
-    let mut stacks: HashMap<u32, Vec<Open>> = HashMap::new();
-    let (mut ci, mut gi) = (0, 0);
-    while ci < calls.len() || gi < gaps.len() {
-        let take_gap = gi < gaps.len() && (ci >= calls.len() || gaps[gi].seq < calls[ci].entry_seq);
-        let (tid, seq) = if take_gap {
-            (gaps[gi].tid, gaps[gi].seq)
-        } else {
-            (calls[ci].tid, calls[ci].entry_seq)
-        };
-        let stack = stacks.entry(tid).or_default();
-        while stack.last().is_some_and(|o| o.exit_seq < seq) {
-            stack.pop();
-        }
-        let parent = stack.last().copied();
-        let depth = parent.map_or(0, |p| p.depth_after);
-        if take_gap {
-            gap_depth[gi] = depth;
-            gi += 1;
-            continue;
-        }
-        let c = &calls[ci];
-        let in_scope = opts.functions.is_empty()
-            || parent.is_some_and(|p| p.in_scope)
-            || flag(&included, c.func);
-        let visible = in_scope
-            && !flag(&excluded, c.func)
-            && opts.max_depth.is_none_or(|m| depth < m)
-            && opts.time_filter_ns.is_none_or(|t| c.duration() >= t);
-        let under = parent.and_then(|p| p.shown);
-        if visible {
-            if let Some(p) = under {
-                shown[p].has_children = true;
-            }
-        }
-        shown[ci] = Shown {
-            depth: u32::try_from(depth).unwrap_or(u32::MAX),
-            visible,
-            has_children: false,
-        };
-        stack.push(Open {
-            exit_seq: c.exit_seq,
-            in_scope,
-            depth_after: depth + usize::from(visible),
-            shown: if visible { Some(ci) } else { under },
-        });
-        ci += 1;
-    }
-    drop(stacks);
-
-    let nlines = shown
-        .iter()
-        .map(|s| usize::from(s.visible) + usize::from(s.visible && s.has_children))
-        .sum::<usize>();
-    let mut lines: Vec<Line> = Vec::with_capacity(nlines + gaps.len());
-    for (i, (c, s)) in calls.iter().zip(&shown).enumerate() {
-        if !s.visible {
-            continue;
-        }
-        let idx = i;
-        if s.has_children {
-            lines.push(Line {
-                ts: c.start,
-                seq: c.entry_seq,
-                tid: c.tid,
-                kind: LineKind::Open,
-                idx,
-            });
-            lines.push(Line {
-                ts: c.end,
-                seq: c.exit_seq,
-                tid: c.tid,
-                kind: LineKind::Close,
-                idx,
-            });
-        } else {
-            lines.push(Line {
-                ts: c.start,
-                seq: c.entry_seq,
-                tid: c.tid,
-                kind: LineKind::Leaf,
-                idx,
-            });
-        }
-    }
-    for (i, g) in gaps.iter().enumerate() {
-        lines.push(Line {
-            ts: g.ts,
-            seq: g.seq,
-            tid: g.tid,
-            kind: LineKind::Gap,
-            idx: i,
-        });
-    }
-    // Per thread, timestamps never decrease along the sequence, so this keeps each thread's order.
-    lines.sort_unstable_by_key(|l| (l.ts, l.tid, l.seq));
-
     let names: Vec<String> = profile
         .functions
         .iter()
         .map(|f| escape::terminal(&f.name))
         .collect();
-
     let dropped = profile.accounting.lost.events_dropped;
     let mut w = BufWriter::new(out);
     writeln!(
@@ -224,71 +305,28 @@ pub fn replay(
         escape::terminal(&profile.command.join(" "))
     )?;
     writeln!(w, "# DURATION     TID     FUNCTION")?;
-    let blank = "";
-    for l in &lines {
-        let i = l.idx;
-        if l.kind == LineKind::Gap {
-            let g = &gaps[i];
-            let indent = "  ".repeat(gap_depth[i]);
-            let what = if dropped > 0 {
-                format!("{} lost", units::plural(g.missing, "event"))
-            } else {
-                format!("{} missing", units::plural(g.missing, "return"))
-            };
-            writeln!(
-                w,
-                "{blank:>DURATION_WIDTH$} [{:>6}] | {indent}<gap: {what}>",
-                g.tid
-            )?;
-            continue;
-        }
-        let c = &calls[i];
-        let indent = "  ".repeat(shown[i].depth as usize);
-        let unknown;
-        let n = match names.get(c.func as usize) {
-            Some(n) => n.as_str(),
-            None => {
-                unknown = format!("#{}", c.func);
-                unknown.as_str()
-            }
+    let st = {
+        let mut print = |l: &Line| -> Result<()> { write_line(&mut w, l, &names, dropped > 0) };
+        let matches = |globs: &NameGlobs| -> Vec<bool> {
+            profile.functions.iter().map(|f| globs.matches(f)).collect()
         };
-        let dur = units::duration(c.duration() as f64);
-        let unfinished = if c.unfinished { ", unfinished" } else { "" };
-        // Demangled C++ names carry their parameter list already: no second pair of parentheses.
-        let call = if n.contains('(') {
-            n.to_string()
-        } else {
-            format!("{n}()")
+        let mut printer = Printer {
+            opts,
+            included: matches(&opts.functions),
+            excluded: matches(&opts.no_functions),
+            threads: HashMap::new(),
+            pending: BinaryHeap::new(),
+            clock: 0,
+            max_buffered: opts.max_buffered_lines.unwrap_or(MAX_BUFFERED_LINES).max(1),
+            stats: ReplayStats::default(),
+            out: &mut print,
         };
-        match l.kind {
-            LineKind::Open => writeln!(
-                w,
-                "{blank:>DURATION_WIDTH$} [{:>6}] | {indent}{call} {{",
-                c.tid
-            )?,
-            LineKind::Leaf if c.unfinished => writeln!(
-                w,
-                "{dur:>DURATION_WIDTH$} [{:>6}] | {indent}{call}; /* unfinished */",
-                c.tid
-            )?,
-            LineKind::Leaf => {
-                writeln!(w, "{dur:>DURATION_WIDTH$} [{:>6}] | {indent}{call};", c.tid)?
-            }
-            LineKind::Close | LineKind::Gap => writeln!(
-                w,
-                "{dur:>DURATION_WIDTH$} [{:>6}] | {indent}}} /* {n}{unfinished} */",
-                c.tid
-            )?,
-        }
-    }
-    let shown_n = shown.iter().filter(|s| s.visible).count() as u64;
-    let st = ReplayStats {
-        calls: calls.len() as u64,
-        shown: shown_n,
-        hidden: calls.len() as u64 - shown_n,
-        gaps: gaps.len() as u64,
-        missing: stats.missing,
-        unfinished: stats.unfinished,
+        let rec = opts
+            .tid
+            .map_or_else(Reconstructor::new, Reconstructor::only_thread);
+        rec.run(events, &mut printer)?;
+        printer.flush(true)?;
+        printer.stats
     };
     write!(
         w,
@@ -310,11 +348,62 @@ pub fn replay(
     Ok(st)
 }
 
+/// One line of the replay.
+fn write_line(w: &mut dyn Write, l: &Line, names: &[String], lost: bool) -> Result<()> {
+    let blank = "";
+    let indent = "  ".repeat(l.depth as usize);
+    if l.kind == LineKind::Gap {
+        let what = if lost {
+            format!("{} lost", units::plural(l.value, "event"))
+        } else {
+            format!("{} missing", units::plural(l.value, "return"))
+        };
+        writeln!(
+            w,
+            "{blank:>DURATION_WIDTH$} [{:>6}] | {indent}<gap: {what}>",
+            l.tid
+        )?;
+        return Ok(());
+    }
+    let unknown;
+    let n = match names.get(l.func as usize) {
+        Some(n) => n.as_str(),
+        None => {
+            unknown = format!("#{}", l.func);
+            unknown.as_str()
+        }
+    };
+    let dur = units::duration(l.value as f64);
+    // Demangled C++ names carry their parameter list already: no second pair of parentheses.
+    let call = if n.contains('(') {
+        n.to_string()
+    } else {
+        format!("{n}()")
+    };
+    let tid = l.tid;
+    match l.kind {
+        LineKind::Open => writeln!(w, "{blank:>DURATION_WIDTH$} [{tid:>6}] | {indent}{call} {{")?,
+        LineKind::Leaf if l.unfinished => writeln!(
+            w,
+            "{dur:>DURATION_WIDTH$} [{tid:>6}] | {indent}{call}; /* unfinished */"
+        )?,
+        LineKind::Leaf => writeln!(w, "{dur:>DURATION_WIDTH$} [{tid:>6}] | {indent}{call};")?,
+        LineKind::Close | LineKind::Gap => {
+            let unfinished = if l.unfinished { ", unfinished" } else { "" };
+            writeln!(
+                w,
+                "{dur:>DURATION_WIDTH$} [{tid:>6}] | {indent}}} /* {n}{unfinished} */"
+            )?
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::profile::calls::testing::*;
-    use crate::profile::calls::{Call, Gap};
+    use crate::profile::calls::{reconstruct, Call, Gap};
     use crate::profile::file::EventKind;
 
     fn run(profile: &Profile, events: &[Event], opts: &ReplayOptions) -> (String, ReplayStats) {
@@ -328,10 +417,54 @@ mod tests {
     }
 
     #[test]
-    fn memory_per_call_is_as_documented() {
-        assert_eq!(std::mem::size_of::<Call>(), 72);
-        assert_eq!(std::mem::size_of::<Shown>(), 8);
-        assert_eq!(std::mem::size_of::<Line>(), 32);
+    fn a_long_waiting_frame_is_forced_open_and_nothing_is_lost_or_reordered_within_a_thread() {
+        // Thread 1 enters `main` and calls nothing shown for a long time while thread 2 makes 50 calls.
+        let p = names();
+        let mut sc = Script::default();
+        sc.enter(1, 1, MAIN);
+        for i in 0..50u64 {
+            sc.enter(10 + 2 * i, 2, A).exit(11 + 2 * i, 2);
+        }
+        sc.enter(500, 1, B).exit(501, 1).exit(600, 1);
+        let events = sc.events.clone();
+        let unbounded = run(&p, &events, &ReplayOptions::default()).0;
+        let small = ReplayOptions {
+            max_buffered_lines: Some(4),
+            ..ReplayOptions::default()
+        };
+        let (bounded, st) = run(&p, &events, &small);
+        assert_eq!(st.shown, 52);
+        assert_eq!(
+            unbounded, bounded,
+            "main has a shown callee: both print it open"
+        );
+        // Per thread, the bounded replay keeps the program's order.
+        let of = |out: &str, tid: &str| -> Vec<String> {
+            out.lines()
+                .filter(|l| l.contains(tid))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(of(&unbounded, "[     1]"), of(&bounded, "[     1]"));
+        assert_eq!(of(&unbounded, "[     2]"), of(&bounded, "[     2]"));
+        // A leaf that waited past the limit is printed open rather than held.
+        let leaf_main = sc.without(&[500, 501]);
+        let (out, st) = run(&p, &leaf_main, &small);
+        assert_eq!(st.shown, 51);
+        assert!(out.contains("main() {"), "{out}");
+        assert!(out.contains("} /* main */"), "{out}");
+        let (out, _) = run(&p, &leaf_main, &ReplayOptions::default());
+        assert!(out.contains("main();"), "{out}");
+    }
+
+    #[test]
+    fn memory_per_buffered_line_is_as_documented() {
+        // 64 bytes a line (the module documentation's bound): 2^18 lines are 16 MiB.
+        assert!(
+            std::mem::size_of::<Line>() <= 64,
+            "{}",
+            std::mem::size_of::<Line>()
+        );
     }
 
     #[test]

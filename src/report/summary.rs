@@ -1,10 +1,11 @@
-//! The summary table of a profile, and the accounting lines under it.
+//! The summary table of a profile, and the accounting lines under it: everything the plan skipped and the
+//! kernel lost is said there, so no view hides missing data.
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, Table};
 
 use super::escape::terminal;
-use super::units::{count, duration};
-use crate::profile::{FuncStats, ProbeKind, Profile};
+use super::units::{count, duration, plural};
+use crate::profile::{Accounting, FuncStats, LossCounters, ProbeKind, Profile};
 
 /// Options of the table.
 #[derive(Debug, Clone, Copy, Default)]
@@ -19,7 +20,19 @@ pub struct SummaryOptions {
     pub compensated: bool,
 }
 
-/// The table: TOTAL TIME | SELF TIME | CALLS | AVG | P50 | P99 | MAX | FUNCTION (module).
+const HEADER: [&str; 8] = [
+    "TOTAL TIME",
+    "SELF TIME",
+    "CALLS",
+    "AVG",
+    "P50",
+    "P99",
+    "MAX",
+    "FUNCTION (module)",
+];
+
+/// The table: TOTAL TIME | SELF TIME | CALLS | AVG | P50 | P99 | MAX | FUNCTION (module), then the
+/// footnotes and the accounting.
 pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
     let rows: Vec<FuncStats> = if opts.per_thread {
         profile.per_thread()
@@ -28,16 +41,7 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
     };
     let mut t = Table::new();
     t.load_style(UTF8_BORDERS_ONLY);
-    let mut header = vec![
-        "TOTAL TIME",
-        "SELF TIME",
-        "CALLS",
-        "AVG",
-        "P50",
-        "P99",
-        "MAX",
-        "FUNCTION (module)",
-    ];
+    let mut header = HEADER.to_vec();
     if opts.per_thread {
         header.insert(0, "TID");
     }
@@ -48,43 +52,11 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
         rows.len().min(opts.limit)
     };
     for s in &rows[..shown] {
-        let name = profile.function(s.func).map_or_else(
-            || format!("#{}", s.func),
-            |f| format!("{} ({})", terminal(&f.name), terminal(&f.module)),
-        );
-        let compensate = opts.compensated && profile.accounting.probe_cost.is_some();
-        let (total, avg) = if compensate {
-            let t = s.compensated_inclusive() as f64;
-            (
-                format!("{}*", duration(t)),
-                format!(
-                    "{}*",
-                    duration(if s.calls > 0 { t / s.calls as f64 } else { 0.0 })
-                ),
-            )
-        } else {
-            (
-                duration(s.inclusive.sum_ns as f64),
-                duration(s.inclusive.mean(s.calls)),
-            )
-        };
-        let mut row = vec![
-            total,
-            duration(s.self_time.sum_ns as f64),
-            count(s.calls),
-            avg,
-            duration(s.inclusive.quantile(0.5)),
-            duration(s.inclusive.quantile(0.99)),
-            duration(s.inclusive.max_ns as f64),
-            name,
-        ];
-        if opts.per_thread {
-            row.insert(0, s.tid.to_string());
-        }
-        t.add_row(row);
+        t.add_row(row(profile, s, opts));
     }
-    let ncols = if opts.per_thread { 8 } else { 7 };
-    for i in 0..ncols {
+    // Every column but the function name holds a number.
+    let numbers = if opts.per_thread { 8 } else { 7 };
+    for i in 0..numbers {
         if let Some(c) = t.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);
         }
@@ -97,6 +69,50 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
             rows.len() - shown
         ));
     }
+    out.push_str(&footnotes(profile, opts));
+    out.push_str(&accounting(profile, opts.verbose));
+    out
+}
+
+/// One row of the table.
+fn row(profile: &Profile, s: &FuncStats, opts: SummaryOptions) -> Vec<String> {
+    let name = profile.function(s.func).map_or_else(
+        || format!("#{}", s.func),
+        |f| format!("{} ({})", terminal(&f.name), terminal(&f.module)),
+    );
+    let compensate = opts.compensated && profile.accounting.probe_cost.is_some();
+    let (total, avg) = if compensate {
+        let t = s.compensated_inclusive() as f64;
+        let per_call = if s.calls > 0 { t / s.calls as f64 } else { 0.0 };
+        (
+            format!("{}*", duration(t)),
+            format!("{}*", duration(per_call)),
+        )
+    } else {
+        (
+            duration(s.inclusive.sum_ns as f64),
+            duration(s.inclusive.mean(s.calls)),
+        )
+    };
+    let mut row = vec![
+        total,
+        duration(s.self_time.sum_ns as f64),
+        count(s.calls),
+        avg,
+        duration(s.inclusive.quantile(0.5)),
+        duration(s.inclusive.quantile(0.99)),
+        duration(s.inclusive.max_ns as f64),
+        name,
+    ];
+    if opts.per_thread {
+        row.insert(0, s.tid.to_string());
+    }
+    row
+}
+
+/// What the marks in the table mean, and the functions that completed no call.
+fn footnotes(profile: &Profile, opts: SummaryOptions) -> String {
+    let mut out = String::new();
     if opts.compensated {
         match profile.accounting.probe_cost {
             Some(_) => out.push_str("* minus the calibrated probe cost of traced callees (SELF TIME, P50, P99 and MAX are raw)\n"),
@@ -106,10 +122,8 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
     let called = profile.per_function().len();
     let never = profile.functions.len().saturating_sub(called);
     if never > 0 && !opts.per_thread {
-        let open = if profile.accounting.lost.unfinished_at_exit
-            + profile.accounting.lost.frames_abandoned
-            > 0
-        {
+        let lost = &profile.accounting.lost;
+        let open = if lost.unfinished_at_exit + lost.frames_abandoned > 0 {
             " (or entered but never returned, see below)"
         } else {
             ""
@@ -118,15 +132,29 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
             "{never} traced functions completed no call{open}\n"
         ));
     }
-    out.push_str(&accounting(profile, opts.verbose));
     out
 }
 
 /// `traced 412 functions in 3 files; skipped 17 (no size: 9, excluded by filter: 8); 0 lost`, then one line
-/// per kind of loss, slow probes and warnings.
+/// per kind of loss, libraries, slow probes and warnings; with `verbose`, the probe kinds, attach and
+/// detach times, the calibration and every skipped function.
 pub fn accounting(profile: &Profile, verbose: bool) -> String {
     let a = &profile.accounting;
-    let mut out = String::new();
+    let mut out = coverage_line(profile);
+    out.push_str(&loss_lines(&a.lost));
+    out.push_str(&library_lines(a));
+    for w in &a.warnings {
+        out.push_str(&format!("  warning: {}\n", terminal(w)));
+    }
+    out.push_str(&slow_probe_lines(profile, verbose));
+    if verbose {
+        out.push_str(&verbose_lines(profile));
+    }
+    out
+}
+
+fn coverage_line(profile: &Profile) -> String {
+    let a = &profile.accounting;
     let skipped: u64 = a.skipped.values().sum();
     let reasons: Vec<String> = a
         .skipped
@@ -140,18 +168,16 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
         format!("skipped {skipped} ({})", reasons.join(", "))
     };
     let l = &a.lost;
-    out.push_str(&format!(
-        "traced {} function{} in {} file{}; {skipped}; {} lost\n",
-        profile.functions.len(),
-        if profile.functions.len() == 1 {
-            ""
-        } else {
-            "s"
-        },
-        a.files.len(),
-        if a.files.len() == 1 { "" } else { "s" },
+    format!(
+        "traced {} in {}; {skipped}; {} lost\n",
+        plural(profile.functions.len(), "function"),
+        plural(a.files.len(), "file"),
         count(l.lost_calls() + l.events_dropped),
-    ));
+    )
+}
+
+fn loss_lines(l: &LossCounters) -> String {
+    let mut out = String::new();
     let losses = [
         (
             l.depth_exceeded,
@@ -195,96 +221,101 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
             count(l.unfinished_at_exit)
         ));
     }
+    out
+}
+
+fn library_lines(a: &Accounting) -> String {
+    let mut out = String::new();
     if !a.libraries_not_found.is_empty() {
-        out.push_str(&format!(
-            "  libraries not found: {}\n",
-            a.libraries_not_found
-                .iter()
-                .map(|s| terminal(s))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        let names: Vec<String> = a.libraries_not_found.iter().map(|s| terminal(s)).collect();
+        out.push_str(&format!("  libraries not found: {}\n", names.join(", ")));
     }
     if !a.libraries_loaded_later.is_empty() {
+        let paths: Vec<String> = a
+            .libraries_loaded_later
+            .iter()
+            .map(|p| terminal(&p.display().to_string()))
+            .collect();
         out.push_str(&format!(
             "  not traced: loaded at run time (dlopen): {}\n",
-            a.libraries_loaded_later
-                .iter()
-                .map(|p| terminal(&p.display().to_string()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            paths.join(", ")
         ));
     }
-    for w in &a.warnings {
-        out.push_str(&format!("  warning: {}\n", terminal(w)));
-    }
+    out
+}
+
+fn slow_probe_lines(profile: &Profile, verbose: bool) -> String {
     let slow: Vec<_> = profile.single_stepped().collect();
-    if !slow.is_empty() {
-        out.push_str(&format!(
-            "  {} functions pay the kernel's single-step probe path ({} per call){}\n",
-            slow.len(),
-            a.probe_cost.map_or_else(
-                || "~10-17 µs".to_string(),
-                |c| format!("{}, calibrated", duration(c.single_step_ns))
-            ),
-            if verbose {
-                ":"
-            } else {
-                "; --verbose names them"
-            }
-        ));
-        if verbose {
-            for f in &slow {
-                out.push_str(&format!(
-                    "    {} ({})\n",
-                    terminal(&f.name),
-                    terminal(&f.module)
-                ));
-            }
-            out.push_str(
-                "    hint: build with clang -fpatchable-function-entry=5 (a 5-byte nop at each entry) to make probes ~30× cheaper\n",
-            );
-        }
+    if slow.is_empty() {
+        return String::new();
     }
+    let cost = profile.accounting.probe_cost.map_or_else(
+        || "~10-17 µs".to_string(),
+        |c| format!("{}, calibrated", duration(c.single_step_ns)),
+    );
+    let mut out = format!(
+        "  {} functions pay the kernel's single-step probe path ({cost} per call){}\n",
+        slow.len(),
+        if verbose {
+            ":"
+        } else {
+            "; --verbose names them"
+        }
+    );
     if verbose {
-        let parts: Vec<String> = ProbeKind::ALL
-            .iter()
-            .map(|k| {
-                (
-                    k,
-                    profile.functions.iter().filter(|f| f.probe == *k).count(),
-                )
-            })
-            .filter(|(_, n)| *n > 0)
-            .map(|(k, n)| format!("{n} {}", k.describe()))
-            .collect();
-        out.push_str(&format!("  probes: {}\n", parts.join(", ")));
+        for f in &slow {
+            out.push_str(&format!(
+                "    {} ({})\n",
+                terminal(&f.name),
+                terminal(&f.module)
+            ));
+        }
+        out.push_str(
+            "    hint: build with clang -fpatchable-function-entry=5 (a 5-byte nop at each entry) to make probes ~30× cheaper\n",
+        );
+    }
+    out
+}
+
+fn verbose_lines(profile: &Profile) -> String {
+    let a = &profile.accounting;
+    let parts: Vec<String> = ProbeKind::ALL
+        .iter()
+        .map(|k| {
+            (
+                k,
+                profile.functions.iter().filter(|f| f.probe == *k).count(),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{n} {}", k.describe()))
+        .collect();
+    let mut out = format!("  probes: {}\n", parts.join(", "));
+    out.push_str(&format!(
+        "  attach {}, detach {} ({} probes{})\n",
+        duration(a.attach_ns as f64),
+        duration(a.detach_ns as f64),
+        profile.functions.len(),
+        if a.session_probes {
+            ", uprobe.session"
+        } else {
+            ", entry + return probes"
+        }
+    ));
+    if let Some(c) = a.probe_cost {
         out.push_str(&format!(
-            "  attach {}, detach {} ({} probes{})\n",
-            duration(a.attach_ns as f64),
-            duration(a.detach_ns as f64),
-            profile.functions.len(),
-            if a.session_probes {
-                ", uprobe.session"
-            } else {
-                ", entry + return probes"
-            }
+            "  probe cost per traced call (calibrated): {} on a 5-byte nop, {} emulated, {} single-stepped\n",
+            duration(c.nop5_ns),
+            duration(c.emulated_ns),
+            duration(c.single_step_ns)
         ));
-        if let Some(c) = a.probe_cost {
-            out.push_str(&format!(
-                "  probe cost per traced call (calibrated): {} on a 5-byte nop, {} emulated, {} single-stepped\n",
-                duration(c.nop5_ns),
-                duration(c.emulated_ns),
-                duration(c.single_step_ns)
-            ));
-        }
-        for s in &a.skipped_names {
-            out.push_str(&format!(
-                "  skipped ({}): {}\n",
-                s.reason,
-                terminal(&s.name)
-            ));
-        }
+    }
+    for s in &a.skipped_names {
+        out.push_str(&format!(
+            "  skipped ({}): {}\n",
+            s.reason,
+            terminal(&s.name)
+        ));
     }
     out
 }

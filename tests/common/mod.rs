@@ -43,18 +43,28 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `perfgate record -o OUT`, to which a test adds its options and `-- CMD…`.
+pub fn record_to(out: &Path) -> Command {
+    let mut c = perfgate();
+    c.arg("record").arg("-o").arg(out);
+    c
+}
+
+/// A fresh temporary directory (removed when dropped): tests never write fixed paths in /tmp.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
 /// Runs `perfgate record -o <tmp> ARGS -- CMD…` and returns the saved profile with the output.
 pub fn record(args: &[&str], cmd: &[&str]) -> (Profile, Output) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = scratch();
     let out_path = dir.path().join("run.data");
-    let mut c = perfgate();
-    c.arg("record")
-        .arg("-o")
-        .arg(&out_path)
+    let out = record_to(&out_path)
         .args(args)
         .arg("--")
-        .args(cmd);
-    let out = c.output().expect("running perfgate");
+        .args(cmd)
+        .output()
+        .expect("running perfgate");
     assert!(
         out.status.success(),
         "perfgate record failed: {}\n{}",

@@ -344,21 +344,26 @@ fn render(
         rel_rows,
         1,
     ));
+    s.push_str(&aim_line(checks, scenarios, tallies));
+    s.push_str(&format!(
+        "gate bench took {}\n",
+        duration(started.elapsed().as_nanos() as f64)
+    ));
+    s
+}
+
+/// The aim and whether this run met it.
+fn aim_line(checks: usize, scenarios: &[(String, Option<u32>)], tallies: &[Tally]) -> String {
     let aa_false = tallies.first().map_or(0, |t| t.false_alarms);
     let caught10 = scenarios
         .iter()
         .position(|(_, p)| *p == Some(10))
         .map_or(0, |i| tallies[i].caught);
     let aim_met = aa_false == 0 && caught10 as f64 >= 0.95 * checks as f64;
-    s.push_str(&format!(
+    format!(
         "aim: 0 false alarms in {checks} A/A checks and ≥ 95% detection of a 10% slowdown: {aa_false} A/A false alarms in {checks}, \
          {} of 10% detected ({})\n",
         percent(caught10, checks),
         if aim_met { "met" } else { "NOT met" }
-    ));
-    s.push_str(&format!(
-        "gate bench took {}\n",
-        duration(started.elapsed().as_nanos() as f64)
-    ));
-    s
+    )
 }

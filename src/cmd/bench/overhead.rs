@@ -23,67 +23,114 @@ fn ns_per_call(stdout: &str) -> Result<f64> {
         })
 }
 
+/// One kind of instruction at the probe, as the `entry` fixture exercises it.
+struct Mode {
+    /// The fixture's mode argument (its function is `f_<mode>`).
+    name: &'static str,
+    /// The function's first instruction.
+    insn: &'static str,
+    /// Calls per run.
+    calls: u64,
+    /// DESIGN.md's entry + return figure, ns.
+    design_ns: f64,
+}
+
+const MODES: [Mode; 3] = [
+    Mode {
+        name: "emulated",
+        insn: "push %rbp",
+        calls: 1_000_000,
+        design_ns: 800.0,
+    },
+    Mode {
+        name: "nop5",
+        insn: "nopl 0x0(%rax,%rax,1)",
+        calls: 1_000_000,
+        design_ns: 540.0,
+    },
+    Mode {
+        name: "sstep",
+        insn: "mov %edi,%eax",
+        calls: 50_000,
+        design_ns: 18_000.0,
+    },
+];
+
+/// What one mode measured: ns per call untraced and traced (medians), and whether every call was counted.
+struct Measured {
+    kind: crate::profile::ProbeKind,
+    untraced: f64,
+    traced: f64,
+    counted_ok: bool,
+}
+
+fn measure(program: &std::path::Path, stdout: &std::path::Path, m: &Mode) -> Result<Measured> {
+    let calls_s = m.calls.to_string();
+    let args = [m.name, calls_s.as_str()];
+    let mut plain = Vec::new();
+    for i in 1..=REPEATS {
+        status(&format!(
+            "bench overhead: entry {} {} untraced, run {i}/{REPEATS}",
+            m.name, m.calls
+        ));
+        plain.push(ns_per_call(&untraced(program, &args)?.0)?);
+    }
+    let func = format!("f_{}", m.name);
+    let target = Target::new(&argv(program, &args), &only(&[&func]))?;
+    let Some(info) = target.plan.functions.iter().find(|f| f.name == func) else {
+        bail!("{func} is not in the probe plan of {}", program.display());
+    };
+    let kind = info.probe;
+    let mut with = Vec::new();
+    let mut counted_ok = true;
+    for i in 1..=REPEATS {
+        status(&format!(
+            "bench overhead: entry {} {} traced, run {i}/{REPEATS}",
+            m.name, m.calls
+        ));
+        let p = traced(&target, false, stdout, None)?;
+        let text = std::fs::read_to_string(stdout)
+            .with_context(|| format!("cannot read {}", stdout.display()))?;
+        with.push(ns_per_call(&text)?);
+        let seen: u64 = p.per_function().iter().map(|s| s.calls).sum();
+        counted_ok &= seen == m.calls;
+    }
+    Ok(Measured {
+        kind,
+        untraced: median(&plain),
+        traced: median(&with),
+        counted_ok,
+    })
+}
+
 pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
     let program = fixture(a, "entry")?;
     let stdout = scratch.file("entry.out");
-    // (mode, first instruction, calls, DESIGN.md's entry + return figure in ns)
-    let modes: [(&str, &str, u64, f64); 3] = [
-        ("emulated", "push %rbp", 1_000_000, 800.0),
-        ("nop5", "nopl 0x0(%rax,%rax,1)", 1_000_000, 540.0),
-        ("sstep", "mov %edi,%eax", 50_000, 18_000.0),
-    ];
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    for (mode, insn, calls, design) in modes {
-        let calls_s = calls.to_string();
-        let args = [mode, calls_s.as_str()];
-        let mut plain = Vec::new();
-        for i in 1..=REPEATS {
-            status(&format!(
-                "bench overhead: entry {mode} {calls} untraced, run {i}/{REPEATS}"
-            ));
-            plain.push(ns_per_call(&untraced(&program, &args)?.0)?);
-        }
-        let func = format!("f_{mode}");
-        let target = Target::new(&argv(&program, &args), &only(&[&func]))?;
-        let Some(info) = target.plan.functions.iter().find(|f| f.name == func) else {
-            bail!("{func} is not in the probe plan of {}", program.display());
-        };
-        let kind = info.probe;
-        let mut with = Vec::new();
-        let mut counted_ok = true;
-        for i in 1..=REPEATS {
-            status(&format!(
-                "bench overhead: entry {mode} {calls} traced, run {i}/{REPEATS}"
-            ));
-            let p = traced(&target, false, &stdout, None)?;
-            let text = std::fs::read_to_string(&stdout)
-                .with_context(|| format!("cannot read {}", stdout.display()))?;
-            with.push(ns_per_call(&text)?);
-            let seen: u64 = p.per_function().iter().map(|s| s.calls).sum();
-            counted_ok &= seen == calls;
-        }
-        let (u, t) = (median(&plain), median(&with));
-        let added = t - u;
+    for m in &MODES {
+        let r = measure(&program, &stdout, m)?;
+        let added = r.traced - r.untraced;
         rows.push(vec![
-            format!("{func} ({insn})"),
-            kind.describe().to_string(),
-            count(calls),
-            fine(u),
-            fine(t),
+            format!("f_{} ({})", m.name, m.insn),
+            r.kind.describe().to_string(),
+            count(m.calls),
+            fine(r.untraced),
+            fine(r.traced),
             fine(added),
-            ratio(t / u),
-            if counted_ok {
+            ratio(r.traced / r.untraced),
+            if r.counted_ok {
                 "all".into()
             } else {
                 "MISMATCH".into()
             },
         ]);
         notes.push(format!(
-            "{mode} {} vs ~{} ({})",
+            "{} {} vs ~{} ({})",
+            m.name,
             duration(added),
-            duration(design),
-            ratio(added / design)
+            duration(m.design_ns),
+            ratio(added / m.design_ns)
         ));
     }
     let mut s = format!(

@@ -11,16 +11,36 @@ use crate::profile::file::Writer;
 use crate::report::units::{count, duration};
 use crate::session::Target;
 
+const DEPTH: u64 = 49;
+const REPS: u64 = 2_000;
+/// `recurse` DEPTH + 1 times per repetition, plus `main`.
+const EXPECTED_CALLS: u64 = REPS * (DEPTH + 1) + 1;
+
+/// The fixture, its arguments, where its stdout goes.
+struct Setup {
+    target: Target,
+    stdout: std::path::PathBuf,
+}
+
+/// Medians over the runs of one mode (or the last value, for counts).
+#[derive(Default)]
+struct Figures {
+    wall: Vec<f64>,
+    calls: u64,
+    events: Vec<f64>,
+    rates: Vec<f64>,
+    bytes_per_call: Vec<f64>,
+    dropped: u64,
+}
+
 pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
-    const DEPTH: u64 = 49;
-    const REPS: u64 = 2_000;
-    let expected_calls = REPS * (DEPTH + 1) + 1; // recurse, plus main
     let program = fixture(a, "recursive")?;
     let (depth_s, reps_s) = (DEPTH.to_string(), REPS.to_string());
     let args = [depth_s.as_str(), reps_s.as_str()];
-    let stdout = scratch.file("recursive.out");
-    let target = Target::new(&argv(&program, &args), &Selection::default())?;
-
+    let setup = Setup {
+        target: Target::new(&argv(&program, &args), &Selection::default())?,
+        stdout: scratch.file("recursive.out"),
+    };
     let mut plain = Vec::new();
     for i in 1..=REPEATS {
         status(&format!(
@@ -28,80 +48,89 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
         ));
         plain.push(untraced(&program, &args)?.1);
     }
-    let mut gate_wall = Vec::new();
-    let mut gate_calls = 0;
+    let gate = gate_mode(&setup)?;
+    let trace = trace_mode(&setup, scratch)?;
+    Ok(render(median(&plain), &gate, &trace))
+}
+
+fn gate_mode(setup: &Setup) -> Result<Figures> {
+    let mut f = Figures::default();
     for i in 1..=REPEATS {
         status(&format!(
             "bench trace: recursive {DEPTH} {REPS} in gate mode, run {i}/{REPEATS}"
         ));
-        let p = traced(&target, false, &stdout, None)?;
-        gate_wall.push(p.wall_ns as f64);
-        gate_calls = p.per_function().iter().map(|s| s.calls).sum::<u64>();
+        let p = traced(&setup.target, false, &setup.stdout, None)?;
+        f.wall.push(p.wall_ns as f64);
+        f.calls = p.per_function().iter().map(|s| s.calls).sum::<u64>();
     }
-    let mut trace_wall = Vec::new();
-    let (mut rates, mut bytes_per_call, mut dropped, mut events) =
-        (Vec::new(), Vec::new(), 0u64, Vec::new());
-    let mut trace_calls = 0;
+    Ok(f)
+}
+
+fn trace_mode(setup: &Setup, scratch: &PrivateDir) -> Result<Figures> {
+    let mut f = Figures::default();
     for i in 1..=REPEATS {
         status(&format!(
             "bench trace: recursive {DEPTH} {REPS} in trace mode, run {i}/{REPEATS}"
         ));
         let file = scratch.file("trace.data");
-        let mut writer = Writer::create(&file, &crate::session::header(&target))?;
-        let p = traced(&target, true, &stdout, Some(&mut writer))?;
+        let mut writer = Writer::create(&file, &crate::session::header(&setup.target))?;
+        let p = traced(&setup.target, true, &setup.stdout, Some(&mut writer))?;
         let n = writer.events();
         writer.finish(&p)?;
         let size = std::fs::metadata(&file)
             .with_context(|| format!("cannot read {}", file.display()))?
             .len();
         std::fs::remove_file(&file).ok();
-        let calls = p.per_function().iter().map(|s| s.calls).sum::<u64>();
-        trace_calls = calls;
-        trace_wall.push(p.wall_ns as f64);
-        rates.push(n as f64 / (p.wall_ns as f64 / 1e9));
-        bytes_per_call.push(size as f64 / calls.max(1) as f64);
-        events.push(n as f64);
-        dropped = dropped.max(p.accounting.lost.events_dropped);
+        f.calls = p.per_function().iter().map(|s| s.calls).sum::<u64>();
+        f.wall.push(p.wall_ns as f64);
+        f.rates.push(n as f64 / (p.wall_ns as f64 / 1e9));
+        f.bytes_per_call.push(size as f64 / f.calls.max(1) as f64);
+        f.events.push(n as f64);
+        f.dropped = f.dropped.max(p.accounting.lost.events_dropped);
     }
-    let u = median(&plain);
-    let (g, t) = (median(&gate_wall), median(&trace_wall));
-    let per_call = |w: f64| duration((w - u) / expected_calls as f64);
+    Ok(f)
+}
+
+fn render(untraced: f64, gate: &Figures, trace: &Figures) -> String {
+    let (g, t) = (median(&gate.wall), median(&trace.wall));
+    let per_call = |w: f64| duration((w - untraced) / EXPECTED_CALLS as f64);
+    let dash = || "-".to_string();
     let rows = vec![
         vec![
             "untraced".into(),
-            duration(u),
+            duration(untraced),
             "1.00×".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
+            dash(),
+            dash(),
+            dash(),
+            dash(),
+            dash(),
         ],
         vec![
             "gate mode (in-kernel aggregation)".into(),
             duration(g),
-            ratio(g / u),
+            ratio(g / untraced),
             per_call(g),
             "none leave the kernel".into(),
-            "-".into(),
+            dash(),
             "0".into(),
-            "-".into(),
+            dash(),
         ],
         vec![
             "trace mode (events to a file)".into(),
             duration(t),
-            ratio(t / u),
+            ratio(t / untraced),
             per_call(t),
-            count(median(&events) as u64),
-            format!("{}/s", count(median(&rates) as u64)),
-            count(dropped),
-            format!("{:.1} B", median(&bytes_per_call)),
+            count(median(&trace.events) as u64),
+            format!("{}/s", count(median(&trace.rates) as u64)),
+            count(trace.dropped),
+            format!("{:.1} B", median(&trace.bytes_per_call)),
         ],
     ];
     let mut s = format!(
         "TRACE THROUGHPUT: `recursive {DEPTH} {REPS}` = {} calls of a tiny function (recurse, emulated probe), \
          median of {REPEATS} runs\n",
-        count(expected_calls)
+        count(EXPECTED_CALLS)
     );
     s.push_str(&table(
         &[
@@ -118,7 +147,7 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
         1,
     ));
     let counted = |c: u64| {
-        if c == expected_calls {
+        if c == EXPECTED_CALLS {
             "exact".to_string()
         } else {
             format!("{} (MISMATCH)", count(c))
@@ -127,8 +156,8 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
     s.push_str(&format!(
         "calls counted: gate mode {}, trace mode {}; wall = process start to exit (untraced: spawn to exit; \
          traced: release to exit, polled every 2 ms in gate mode); trace bytes include the file's header and trailer\n",
-        counted(gate_calls),
-        counted(trace_calls)
+        counted(gate.calls),
+        counted(trace.calls)
     ));
-    Ok(s)
+    s
 }
