@@ -46,8 +46,8 @@ pub(super) fn run(a: RecordArgs) -> Result<Exit> {
         );
     }
     // Ctrl-C: what was measured up to then is kept (and says so), but the run did not complete.
-    let interrupted = crate::run::interrupted();
-    if !profile.exit.success() && !a.allow_failure && !interrupted {
+    let interrupted = crate::run::signals::stop_requested();
+    if !profile.exit.success() && !a.allow_failure && interrupted.is_none() {
         bail!(
             "the benchmark failed ({}); nothing saved (--allow-failure keeps the profile)",
             profile.exit
@@ -67,9 +67,10 @@ pub(super) fn run(a: RecordArgs) -> Result<Exit> {
             },
         )
     );
-    if interrupted {
+    if let Some(stop) = interrupted {
         status(&format!(
-            "interrupted: the profile up to Ctrl-C was saved to {}",
+            "stopped by {}: the profile up to then was saved to {}",
+            stop.name(),
             shown(&a.output)
         ));
         return Ok(Exit::Error);

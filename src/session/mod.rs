@@ -155,8 +155,11 @@ fn assemble(
             secs(f.wall)
         ));
     }
-    if run::interrupted() {
-        warnings.push("interrupted by Ctrl-C: the profile covers the run up to that point".into());
+    if let Some(stop) = f.stopped {
+        warnings.push(format!(
+            "stopped by {}: the profile covers the run up to that point",
+            stop.name()
+        ));
     }
     Profile {
         schema: PROFILE_SCHEMA,

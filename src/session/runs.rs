@@ -40,8 +40,8 @@ pub fn run_batch(
     for _ in 0..n {
         let i = runs.len() + 1;
         let profile = trace_once(target, opts)?;
-        if crate::run::interrupted() {
-            bail!("interrupted by Ctrl-C during run {i}");
+        if let Some(stop) = crate::run::signals::stop_requested() {
+            bail!("stopped by {} during run {i}", stop.name());
         }
         if !profile.exit.success() {
             bail!(

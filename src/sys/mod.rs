@@ -51,43 +51,54 @@ pub fn write_byte(fd: BorrowedFd<'_>, byte: u8) -> io::Result<()> {
     }
 }
 
-/// Reads one byte from the inherited descriptor `fd` and closes it; `None` at end of file or on error.
-/// Used by the held child, which inherits the descriptor across exec and owns it.
-pub fn read_byte_and_close(fd: RawFd) -> Option<u8> {
+/// Reads one byte from `fd` (blocking); `None` at end of file or on error.
+pub fn read_byte(fd: BorrowedFd<'_>) -> Option<u8> {
     let mut buf = [0u8; 1];
-    // SAFETY: reading one byte into a valid buffer; a bad descriptor only makes read fail.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), 1) };
-    // SAFETY: the descriptor was inherited by this process and nothing else in it uses it.
-    unsafe { libc::close(fd) };
-    (n == 1).then_some(buf[0])
+    loop {
+        // SAFETY: reading one byte into a valid buffer from a descriptor the caller keeps open.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            return Some(buf[0]);
+        }
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return None;
+    }
 }
 
 /// Makes the child of `cmd` find `fd` (which may be close-on-exec in the parent) at descriptor `target`,
 /// inherited across its exec.
 pub fn inherit_fd_as(cmd: &mut Command, fd: RawFd, target: RawFd) {
+    inherit_fds_as(cmd, &[(fd, target)]);
+}
+
+/// [`inherit_fd_as`] for several descriptors (at most 8).
+pub fn inherit_fds_as(cmd: &mut Command, pairs: &[(RawFd, RawFd)]) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: between fork and exec only async-signal-safe calls happen (fcntl, dup2), nothing allocates.
+    let mut fixed = [(0, 0); 8];
+    let n = pairs.len().min(fixed.len());
+    fixed[..n].copy_from_slice(&pairs[..n]);
+    // SAFETY: between fork and exec only async-signal-safe calls happen (fcntl, dup2) on a copied array;
+    // nothing allocates in the child. Every source is first moved above the targets, so a target that
+    // is another pair's source is never overwritten before it is copied.
     unsafe {
         cmd.pre_exec(move || {
-            if fd == target {
-                if libc::fcntl(target, libc::F_SETFD, 0) != 0 {
+            let mut high = [0; 8];
+            for (i, &(fd, _)) in fixed[..n].iter().enumerate() {
+                high[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100);
+                if high[i] < 0 {
                     return Err(io::Error::last_os_error());
                 }
-            } else if libc::dup2(fd, target) < 0 {
-                return Err(io::Error::last_os_error());
+            }
+            for (i, &(_, target)) in fixed[..n].iter().enumerate() {
+                // dup2 clears close-on-exec on the new descriptor.
+                if libc::dup2(high[i], target) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
-    }
-}
-
-/// Installs `handler` for `signal`. A handler (unlike `SIG_IGN`) is reset to the default by exec, so a
-/// benchmark started afterwards still reacts to the signal.
-pub fn set_signal_handler(signal: i32, handler: extern "C" fn(libc::c_int)) {
-    // SAFETY: the handlers perfgate installs only store to atomics (async-signal-safe); `signal` with a
-    // valid function pointer has no other precondition.
-    unsafe {
-        libc::signal(signal, handler as *const () as libc::sighandler_t);
     }
 }
 
@@ -147,4 +158,127 @@ pub fn drop_privileges(uid: u32, gid: u32, user: Option<&CStr>) -> io::Result<()
         return Err(io::Error::other("the user id did not change"));
     }
     Ok(())
+}
+
+/// This process's id.
+pub fn pid() -> u32 {
+    std::process::id()
+}
+
+/// The parent's process id.
+pub fn parent_pid() -> u32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
+/// Sends `signal` to process `pid`; `false` if it does not exist (or is not ours to signal).
+pub fn kill(pid: u32, signal: i32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        // 0 and negative ids name process groups: never meant here.
+        return false;
+    }
+    // SAFETY: kill has no memory arguments; a positive pid names one process.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
+
+/// Makes this process the reaper of its orphaned descendants: a daemon the benchmark starts is
+/// re-parented to perfgate (not to init), so perfgate still sees it and can end it.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer argument; nothing is read from memory.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reaps child `pid` if it has exited; `true` when it was reaped (or is not a child at all).
+pub fn reap(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    let mut status = 0;
+    // SAFETY: status is a valid int for waitpid to fill; WNOHANG never blocks.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    r == pid || r < 0
+}
+
+/// Waits until `fd` is readable (data or end of file) or `timeout` passes; `true` if readable.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd; poll only writes its revents.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n > 0
+}
+
+/// A signal handler that learns who sent the signal: `from_kernel` is true for a signal the kernel
+/// generated (Ctrl-C at the terminal reaches the whole foreground group that way), false for `kill`.
+pub type SignalHandler = extern "C" fn(signal: libc::c_int, from_kernel: bool);
+
+static HANDLER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn dispatch(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let h = HANDLER.load(std::sync::atomic::Ordering::SeqCst);
+    if h == 0 || info.is_null() {
+        return;
+    }
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; si_code is always set.
+    let code = unsafe { (*info).si_code };
+    // SAFETY: HANDLER only ever holds a SignalHandler stored by `set_signal_handlers`.
+    let f: SignalHandler = unsafe { std::mem::transmute::<usize, SignalHandler>(h) };
+    f(signal, code == libc::SI_KERNEL);
+}
+
+/// Installs `handler` for each of `signals` (with `SA_SIGINFO`, so it learns the sender). The handler
+/// must only do async-signal-safe work (store to atomics). Handlers are reset by exec.
+pub fn set_signal_handlers(signals: &[i32], handler: SignalHandler) {
+    HANDLER.store(handler as usize, std::sync::atomic::Ordering::SeqCst);
+    for &s in signals {
+        // SAFETY: a zeroed sigaction is valid; we set a handler of the SA_SIGINFO shape, an empty mask
+        // and SA_RESTART so interrupted system calls resume.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = dispatch as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(s, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Changes the owner of an open file (perfgate's files under sudo belong to the invoking user).
+pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: fchown has no memory arguments; the descriptor is open for the call's duration.
+    if unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Ignores `signal` from now on (inherited across exec: only for perfgate's own helper processes).
+pub fn ignore_signal(signal: i32) {
+    // SAFETY: SIG_IGN needs no handler; `signal` with it has no memory arguments.
+    unsafe {
+        libc::signal(signal, libc::SIG_IGN);
+    }
+}
+
+/// Takes ownership of descriptor `fd` inherited from the parent, if it is open.
+pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only queries the descriptor.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked above), was inherited by this process, and nothing else in
+    // it owns it: it is owned exactly once from here on.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -185,7 +185,7 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
     };
     settings.max_runs = settings.max_runs.max(settings.runs);
     validate_settings(&settings)?;
-    let opts = run_options(false, &stdout);
+    let opts = run_options(false, &stdout)?;
     let knob = SlowKnob::new();
 
     knob.set(None);

@@ -115,15 +115,15 @@ fn only(functions: &[&str]) -> Selection {
 }
 
 /// Run settings of the bench's traced runs: the benchmark's stdout captured in `stdout`.
-fn run_options(events: bool, stdout: &Path) -> RunOptions {
-    RunOptions {
+fn run_options(events: bool, stdout: &Path) -> Result<RunOptions> {
+    Ok(RunOptions {
         trace: TraceOptions {
             events,
             ..TraceOptions::default()
         },
-        run_as: RunAs::from_env(false),
+        run_as: RunAs::from_env(false)?,
         stdout: crate::run::Stdout::File(stdout.to_path_buf()),
-    }
+    })
 }
 
 /// One traced run with the benchmark's stdout captured in `stdout`; a failing benchmark is an error.
@@ -133,13 +133,13 @@ fn traced(
     stdout: &Path,
     writer: Option<&mut Writer>,
 ) -> Result<Profile> {
-    let opts = run_options(events, stdout);
+    let opts = run_options(events, stdout)?;
     let p = match writer {
         Some(w) => session::trace_with_events(target, &opts, &mut |e| w.event(e))?,
         None => session::trace_once(target, &opts)?,
     };
-    if crate::run::interrupted() {
-        bail!("interrupted by Ctrl-C");
+    if let Some(stop) = crate::run::signals::stop_requested() {
+        bail!("stopped by {}", stop.name());
     }
     if !p.exit.success() {
         bail!(
@@ -155,7 +155,7 @@ fn traced(
 fn untraced(program: &Path, args: &[&str]) -> Result<(String, f64)> {
     let mut cmd = Command::new(program);
     // Under sudo the untraced runs drop privileges like the traced ones (std calls setgroups(0) first).
-    if let RunAs::User { uid, gid } = RunAs::from_env(false) {
+    if let RunAs::User { uid, gid } = RunAs::from_env(false)? {
         use std::os::unix::process::CommandExt;
         cmd.uid(uid).gid(gid);
     }
