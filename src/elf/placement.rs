@@ -1,0 +1,447 @@
+//! Where to put a function's uprobe: the cheapest instruction near its start
+//! that sees the same call as its first byte.
+//!
+//! The kernel's cost per traced call depends on the instruction under the
+//! probe ([`EntryKind`]): a 5-byte nop is optimised (~0.9 µs per call with the
+//! return probe), `push %reg`, nops and relative branches are emulated in the
+//! trap (~1 µs), anything else, `endbr64` included, is single-stepped
+//! (~10 µs). The probe pair (entry uprobe + uretprobe) need not sit on the
+//! first byte: the uretprobe takes the return address from `[%rsp]` when the
+//! entry probe fires, so any later point works as long as, on the way there,
+//! `%rsp` and `[%rsp]` are untouched and the point is reached exactly once per
+//! call. [`place_probe`] finds the cheapest such point.
+//!
+//! Invariants of a [`Placement`] (each one a rule of the search, tested):
+//!
+//! * `offset` is the start of an instruction of a linear sweep of the whole
+//!   function, and reached from `+0` by straight-line fall-through: every
+//!   instruction in `[0, offset)` (the *skipped prefix*) has no control flow
+//!   of its own (no branch, call, return, interrupt, `xbegin`...), does not
+//!   change `%rsp` (no push/pop/call/`sub %rsp`/`leave`, no implicit stack
+//!   use at all), writes no memory at all, writes no segment register, is not
+//!   privileged or a save/restore instruction, and is not refused by the
+//!   kernel ([`kernel_rejects`]).
+//!
+//!   No memory write at all, not only none through `%rsp`: a write through
+//!   another register may alias the return address, and a leaf function's
+//!   red-zone store below `%rsp` would be overwritten when the kernel turns
+//!   a 5-byte nop into a `call` to its trampoline (harmless at `+0`, where
+//!   nothing lives below `%rsp` yet).
+//! * The instruction *at* `offset` may change `%rsp` or branch (`push`,
+//!   `jcc`, `call rel32`...): the probe fires before it executes.
+//! * No direct branch of the function (nor any address the caller says is
+//!   entered from outside, see [`place_probe_with`]) lands in `(0, offset]`:
+//!   a branch there would make the probe fire again in the middle of the
+//!   call, with `%rsp` possibly pointing at a saved register instead of the
+//!   return address. A branch to `+0` itself is allowed: reaching `+0` again
+//!   is a (tail) call, with the entry's stack, and the prefix then runs as on
+//!   any call.
+//! * If any branch target falls inside an instruction of the sweep, the
+//!   sweep may be out of step with the real code (data in `.text`,
+//!   overlapping instructions) and could have missed a branch into the
+//!   prefix: the probe stays at `+0`. The same if any bytes of the function
+//!   do not decode.
+//! * Jump tables (`jmp *%rax`, `jmp *(%rdx,%rax,8)`) have targets a sweep
+//!   cannot see. In a function with such an indirect jump, only an `endbr64`
+//!   at `+0` may be skipped, so the point is `+0` or `+4`. Honestly, that is
+//!   an argument about compiled code, not a proof: a jump-table target at
+//!   `+4` would be a loop header (the switch's block is reached again), and
+//!   `+4` only wins when it holds a `push`, a nop, a `jcc` or a `call`/`jmp`,
+//!   none of which a compiler puts at a loop header that is also the entry
+//!   (a loop does not re-push a callee-saved register; a `jcc` there would
+//!   test flags the caller left; a `call` there would run with the stack
+//!   misaligned; an alignment nop sits *before* the header's label). Skipping
+//!   further (a `test`, a `mov`) is refused because a loop header that
+//!   begins with a load or a compare is exactly what an interpreter's
+//!   `for (;;) switch (*pc++)` looks like. `jmp *sym(%rip)` (a tail call
+//!   through the GOT) has no table and does not count.
+//! * `kind` is never worse than `at_entry_kind` (Nop5 < Emulated <
+//!   SingleStep); on a tie the earliest point wins, so an equal-cost move is
+//!   never made. A 5-byte nop that crosses a page boundary is not optimised,
+//!   as in [`classify_entry_at`].
+//!
+//! What the search does not know: branches into the function from other
+//! functions (GCC's `foo.cold` parts jump back into `foo`, glibc's assembly
+//! has entry points inside other functions) are invisible in one function's
+//! bytes; a caller that swept the whole file passes them to
+//! [`place_probe_with`] (see [`direct_branch_targets`]). Indirect jumps from
+//! other functions into the middle of this one are not something compiled
+//! code does. A fault in a skipped instruction (a load through a bad
+//! pointer) means the probe never fires for that call, while a probe at `+0`
+//! would have seen an entry without a return. Argument registers seen by the
+//! entry probe are those at `offset`, after the prefix ran.
+//!
+//! Pure: no I/O. Work and memory are linear in the length of `code`, which
+//! the caller bounds.
+
+use iced_x86::{
+    Decoder, DecoderError, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory,
+    Mnemonic, OpAccess, OpKind, Register,
+};
+
+use super::entry::{classify_entry_at, kernel_rejects, EntryKind};
+
+/// Where to put a function's probe, and why there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Placement {
+    /// Bytes from the function's first byte to the probed instruction (add it
+    /// to the function's address or file offset).
+    pub offset: u64,
+    /// How the kernel handles a probe at `offset`.
+    pub kind: EntryKind,
+    /// How the kernel would handle a probe at `+0`, for comparison.
+    pub at_entry_kind: EntryKind,
+    /// Instructions skipped between `+0` and `offset`.
+    pub skipped_instructions: u32,
+    /// Why no later point was considered.
+    pub reason: StopReason,
+}
+
+impl Placement {
+    /// `true` if the probe is not on the function's first byte.
+    pub fn moved(&self) -> bool {
+        self.offset != 0
+    }
+}
+
+/// Why the search for a cheaper point stopped where it did. An `offset` is
+/// from the function's first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum StopReason {
+    /// The cheapest kind (an optimisable 5-byte nop) was found.
+    CheapestFound,
+    /// No bytes: nothing to decode.
+    NoBytes,
+    /// The bytes at `offset` are not an instruction (or the last one is cut
+    /// off by the end of the function): the sweep cannot be trusted, the
+    /// probe stays at `+0`.
+    Undecodable {
+        /// Where decoding failed.
+        offset: u64,
+    },
+    /// A branch lands inside an instruction of the sweep at `offset`: the
+    /// sweep may be out of step, the probe stays at `+0`.
+    MisalignedBranchTarget {
+        /// The branch target.
+        offset: u64,
+    },
+    /// The instruction at `offset` changes `%rsp` (or uses the stack).
+    MovesStackPointer {
+        /// The instruction.
+        offset: u64,
+    },
+    /// The instruction at `offset` writes memory.
+    WritesMemory {
+        /// The instruction.
+        offset: u64,
+    },
+    /// The instruction at `offset` is a branch, call, return, interrupt...
+    ControlFlow {
+        /// The instruction.
+        offset: u64,
+    },
+    /// The kernel refuses to probe the instruction at `offset`.
+    KernelRejects {
+        /// The instruction.
+        offset: u64,
+    },
+    /// The instruction at `offset` is privileged, a save/restore
+    /// (`xsave`...), or writes a segment register: not worth reasoning about.
+    Unusual {
+        /// The instruction.
+        offset: u64,
+    },
+    /// A direct branch (or an entry from outside) lands at `offset`: no
+    /// point at or after it may be used.
+    BranchTarget {
+        /// The branch target.
+        offset: u64,
+    },
+    /// The function has an indirect jump (at `offset`) whose targets are
+    /// unknown: only an `endbr64` at `+0` may be skipped.
+    IndirectJump {
+        /// The indirect jump.
+        offset: u64,
+    },
+    /// Every instruction of the function could be skipped.
+    EndOfFunction,
+}
+
+impl StopReason {
+    /// A short description for reports, without the offset.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            StopReason::CheapestFound => "cheapest point found",
+            StopReason::NoBytes => "no bytes",
+            StopReason::Undecodable { .. } => "undecodable bytes",
+            StopReason::MisalignedBranchTarget { .. } => "branch into the middle of an instruction",
+            StopReason::MovesStackPointer { .. } => "instruction moves %rsp",
+            StopReason::WritesMemory { .. } => "instruction writes memory",
+            StopReason::ControlFlow { .. } => "branch, call or return",
+            StopReason::KernelRejects { .. } => "instruction refused by the kernel",
+            StopReason::Unusual { .. } => "privileged or unusual instruction",
+            StopReason::BranchTarget { .. } => "a branch lands in the prefix",
+            StopReason::IndirectJump { .. } => "indirect jump (jump table?)",
+            StopReason::EndOfFunction => "end of function",
+        }
+    }
+}
+
+/// Cost order of the kinds: lower is cheaper. `Unknown` is worst, so a known
+/// kind always replaces it.
+fn cost_rank(kind: EntryKind) -> u8 {
+    match kind {
+        EntryKind::Nop5 => 0,
+        EntryKind::Emulated => 1,
+        EntryKind::SingleStep => 2,
+        EntryKind::Unknown => 3,
+    }
+}
+
+/// `endbr64`, the CET landing pad GCC puts at every function with
+/// `-fcf-protection`.
+const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
+
+/// The cheapest probe point of the function whose bytes are `code` (all of
+/// them: its symbol size) at virtual address `addr`, considering only the
+/// function's own branches. See the module doc for the rules.
+pub fn place_probe(code: &[u8], addr: u64) -> Placement {
+    place_probe_with(code, addr, &[])
+}
+
+/// Like [`place_probe`], with `entered_from_outside`: virtual addresses that
+/// code outside the function jumps or calls to (branch targets found in
+/// other functions of the file, other symbols' addresses). Those inside the
+/// function count as branch targets; the others are ignored, so the caller
+/// may pass one sorted list for the whole file.
+pub fn place_probe_with(code: &[u8], addr: u64, entered_from_outside: &[u64]) -> Placement {
+    let at_entry_kind = classify_entry_at(code, addr);
+    let stay = |reason| Placement {
+        offset: 0,
+        kind: at_entry_kind,
+        at_entry_kind,
+        skipped_instructions: 0,
+        reason,
+    };
+    if code.is_empty() {
+        return stay(StopReason::NoBytes);
+    }
+    if at_entry_kind == EntryKind::Nop5 {
+        return stay(StopReason::CheapestFound);
+    }
+    let sweep = match Sweep::run(code, addr) {
+        Ok(s) => s,
+        Err(offset) => return stay(StopReason::Undecodable { offset }),
+    };
+    let end = addr.saturating_add(code.len() as u64);
+    let outside = entered_from_outside
+        .iter()
+        .filter(|&&t| t > addr && t < end)
+        .map(|&t| t - addr);
+    // The lowest target after +0 bounds the search; any target that is not
+    // an instruction start means the sweep is not to be trusted.
+    let mut first_target: Option<u64> = None;
+    for t in sweep.inner_targets.iter().copied().chain(outside) {
+        if sweep.instruction_starts.binary_search(&t).is_err() {
+            return stay(StopReason::MisalignedBranchTarget { offset: t });
+        }
+        first_target = Some(first_target.map_or(t, |f| f.min(t)));
+    }
+    // With an unknown jump table, only an endbr64 at +0 may be skipped.
+    let farthest = match sweep.indirect_jump {
+        Some(_) if code.starts_with(&ENDBR64) => ENDBR64.len() as u64,
+        Some(_) => 0,
+        None => u64::MAX,
+    };
+
+    let mut best = stay(StopReason::EndOfFunction);
+    for (skipped, step) in sweep.prefix.iter().enumerate() {
+        let offset = step.offset;
+        if offset > 0 {
+            if let Some(t) = first_target.filter(|&t| t <= offset) {
+                best.reason = StopReason::BranchTarget { offset: t };
+                return best;
+            }
+            if offset > farthest {
+                best.reason = StopReason::IndirectJump {
+                    offset: sweep.indirect_jump.unwrap_or_default(),
+                };
+                return best;
+            }
+            // `step.offset` is an instruction start inside `code`.
+            let bytes = code.get(offset as usize..).unwrap_or_default();
+            let kind = classify_entry_at(bytes, addr + offset);
+            if kernel_rejects(bytes).is_none() && cost_rank(kind) < cost_rank(best.kind) {
+                best.offset = offset;
+                best.kind = kind;
+                best.skipped_instructions = u32::try_from(skipped).unwrap_or(u32::MAX);
+            }
+            if best.kind == EntryKind::Nop5 {
+                best.reason = StopReason::CheapestFound;
+                return best;
+            }
+        }
+        if let Some(reason) = step.cannot_skip {
+            best.reason = reason;
+            return best;
+        }
+    }
+    best
+}
+
+/// Every direct branch target (jumps, conditional jumps, calls, `loop`,
+/// `xbegin`) of the function's code at `addr`, as virtual addresses,
+/// including those outside the function: a caller sweeping a whole file
+/// collects them for [`place_probe_with`]. Empty if the bytes do not decode
+/// (a partial list would look complete).
+pub fn direct_branch_targets(code: &[u8], addr: u64) -> Vec<u64> {
+    let mut targets = Vec::new();
+    let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
+    let mut instr = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instr);
+        if decoder.last_error() != DecoderError::None {
+            return Vec::new();
+        }
+        targets.extend(near_branch_target(&instr));
+    }
+    targets
+}
+
+/// The target of a direct near branch, if `instr` is one.
+fn near_branch_target(instr: &Instruction) -> Option<u64> {
+    instr
+        .op_kinds()
+        .any(|k| matches!(k, OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64))
+        .then(|| instr.near_branch_target())
+}
+
+/// One instruction of the entry prefix.
+struct PrefixStep {
+    /// From the function's first byte.
+    offset: u64,
+    /// Why execution may not be skipped past this instruction, if so.
+    cannot_skip: Option<StopReason>,
+}
+
+/// What a linear sweep of a function tells the placement.
+struct Sweep {
+    /// The instructions from `+0` up to and including the first one that
+    /// cannot be skipped: the candidate points.
+    prefix: Vec<PrefixStep>,
+    /// Start offsets of all instructions, ascending.
+    instruction_starts: Vec<u64>,
+    /// Offsets in `(0, len)` that a direct branch of the function lands on.
+    inner_targets: Vec<u64>,
+    /// Offset of the first indirect jump with unknown targets.
+    indirect_jump: Option<u64>,
+}
+
+impl Sweep {
+    /// Decodes all of `code`; `Err(offset)` where decoding fails.
+    fn run(code: &[u8], addr: u64) -> Result<Sweep, u64> {
+        let mut sweep = Sweep {
+            prefix: Vec::new(),
+            instruction_starts: Vec::new(),
+            inner_targets: Vec::new(),
+            indirect_jump: None,
+        };
+        let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
+        let mut info = InstructionInfoFactory::new();
+        let mut instr = Instruction::default();
+        let mut prefix_open = true;
+        while decoder.can_decode() {
+            let offset = decoder.position() as u64;
+            decoder.decode_out(&mut instr);
+            if decoder.last_error() != DecoderError::None {
+                return Err(offset);
+            }
+            sweep.instruction_starts.push(offset);
+            if let Some(t) = near_branch_target(&instr) {
+                if t > addr && t - addr < code.len() as u64 {
+                    sweep.inner_targets.push(t - addr);
+                }
+            }
+            if sweep.indirect_jump.is_none() && has_unknown_jump_targets(&instr) {
+                sweep.indirect_jump = Some(offset);
+            }
+            if prefix_open {
+                let bytes = code.get(offset as usize..).unwrap_or_default();
+                let cannot_skip = why_not_skippable(&instr, bytes, offset, &mut info);
+                prefix_open = cannot_skip.is_none();
+                sweep.prefix.push(PrefixStep {
+                    offset,
+                    cannot_skip,
+                });
+            }
+        }
+        Ok(sweep)
+    }
+}
+
+/// `true` for an indirect jump that may be a jump table: through a register
+/// or through memory other than a plain `sym(%rip)` (a GOT tail call).
+fn has_unknown_jump_targets(instr: &Instruction) -> bool {
+    if instr.flow_control() != FlowControl::IndirectBranch {
+        return false;
+    }
+    let got_slot = instr.op0_kind() == OpKind::Memory
+        && instr.memory_base() == Register::RIP
+        && instr.memory_index() == Register::None;
+    !got_slot
+}
+
+/// Why the probe may not be moved past `instr` (at `offset`, whose bytes
+/// start `bytes`), or `None` if it may.
+fn why_not_skippable(
+    instr: &Instruction,
+    bytes: &[u8],
+    offset: u64,
+    info: &mut InstructionInfoFactory,
+) -> Option<StopReason> {
+    if kernel_rejects(bytes).is_some() {
+        return Some(StopReason::KernelRejects { offset });
+    }
+    if instr.flow_control() != FlowControl::Next || is_system_call(instr) {
+        return Some(StopReason::ControlFlow { offset });
+    }
+    if instr.is_stack_instruction() || instr.stack_pointer_increment() != 0 {
+        return Some(StopReason::MovesStackPointer { offset });
+    }
+    if instr.is_privileged() || instr.is_save_restore_instruction() {
+        return Some(StopReason::Unusual { offset });
+    }
+    let info = info.info(instr);
+    for used in info.used_registers() {
+        if !writes(used.access()) {
+            continue;
+        }
+        if used.register().full_register() == Register::RSP {
+            return Some(StopReason::MovesStackPointer { offset });
+        }
+        if used.register().is_segment_register() {
+            return Some(StopReason::Unusual { offset });
+        }
+    }
+    if info.used_memory().iter().any(|m| writes(m.access())) {
+        return Some(StopReason::WritesMemory { offset });
+    }
+    None
+}
+
+/// System calls may do anything to the process (`rt_sigreturn` replaces
+/// every register); iced does not count them as control flow.
+fn is_system_call(instr: &Instruction) -> bool {
+    matches!(
+        instr.mnemonic(),
+        Mnemonic::Syscall | Mnemonic::Sysenter | Mnemonic::Sysexit | Mnemonic::Sysret
+    )
+}
+
+/// `true` if the access may write.
+fn writes(access: OpAccess) -> bool {
+    matches!(
+        access,
+        OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+    )
+}
