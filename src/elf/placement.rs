@@ -312,7 +312,12 @@ pub fn direct_branch_targets(code: &[u8], addr: u64) -> Vec<u64> {
 fn near_branch_target(instr: &Instruction) -> Option<u64> {
     instr
         .op_kinds()
-        .any(|k| matches!(k, OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64))
+        .any(|k| {
+            matches!(
+                k,
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+            )
+        })
         .then(|| instr.near_branch_target())
 }
 
@@ -444,4 +449,410 @@ fn writes(access: OpAccess) -> bool {
         access,
         OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADDR: u64 = 0x40_1000;
+    const PUSH_RBP: [u8; 1] = [0x55];
+    const MOV_RSP_RBP: [u8; 3] = [0x48, 0x89, 0xe5];
+    const TEST_RDI: [u8; 3] = [0x48, 0x85, 0xff];
+    const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+    const RET: [u8; 1] = [0xc3];
+
+    fn code(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    fn place(parts: &[&[u8]]) -> Placement {
+        place_probe(&code(parts), ADDR)
+    }
+
+    #[test]
+    fn endbr64_then_push_moves_to_the_push() {
+        let p = place(&[&ENDBR64, &PUSH_RBP, &MOV_RSP_RBP, &[0x5d], &RET]);
+        assert_eq!(p.offset, 4);
+        assert_eq!(p.kind, EntryKind::Emulated);
+        assert_eq!(p.at_entry_kind, EntryKind::SingleStep);
+        assert_eq!(p.skipped_instructions, 1);
+        assert_eq!(p.reason, StopReason::MovesStackPointer { offset: 4 });
+        assert!(p.moved());
+    }
+
+    #[test]
+    fn test_then_je_moves_to_the_je() {
+        // test %rdi,%rdi ; je +1 ; ret ; xor %eax,%eax ; ret
+        let p = place(&[&TEST_RDI, &[0x74, 0x01], &RET, &[0x31, 0xc0], &RET]);
+        assert_eq!((p.offset, p.kind), (3, EntryKind::Emulated));
+        assert_eq!(p.reason, StopReason::ControlFlow { offset: 3 });
+        // Same behind an endbr64: both the endbr64 and the test are skipped.
+        let p = place(&[&ENDBR64, &TEST_RDI, &[0x74, 0x01], &RET, &RET]);
+        assert_eq!(
+            (p.offset, p.kind, p.skipped_instructions),
+            (7, EntryKind::Emulated, 2)
+        );
+    }
+
+    #[test]
+    fn sub_rsp_cannot_be_skipped_and_is_no_cheaper() {
+        // endbr64 ; sub $8,%rsp ; call rel32 ; add $8,%rsp ; ret
+        let p = place(&[
+            &ENDBR64,
+            &[0x48, 0x83, 0xec, 0x08],
+            &[0xe8, 0, 0, 0, 0],
+            &[0x48, 0x83, 0xc4, 0x08],
+            &RET,
+        ]);
+        assert_eq!((p.offset, p.kind), (0, EntryKind::SingleStep));
+        assert_eq!(p.reason, StopReason::MovesStackPointer { offset: 4 });
+        // The call behind it is never reached: the sub may not be skipped.
+        assert!(!p.moved());
+    }
+
+    /// `endbr64; L: test %rdi,%rdi; je out; mov (%rdi),%rdi; jmp L; out: ret`
+    fn list_walk(back_edge_to: u8) -> Vec<u8> {
+        let jmp_end = 14u8; // the jmp rel8 is at +12
+        code(&[
+            &ENDBR64,
+            &TEST_RDI,
+            &[0x74, 0x05], // +7: je +14
+            &[0x48, 0x8b, 0x3f],
+            &[0xeb, back_edge_to.wrapping_sub(jmp_end)],
+            &RET,
+        ])
+    }
+
+    #[test]
+    fn a_loop_back_into_the_prefix_keeps_the_entry() {
+        // The back edge to +4 (the test) would make a probe at +7 fire on
+        // every iteration.
+        let p = place_probe(&list_walk(4), ADDR);
+        assert_eq!((p.offset, p.kind), (0, EntryKind::SingleStep));
+        assert_eq!(p.reason, StopReason::BranchTarget { offset: 4 });
+        // A back edge onto the je itself: same.
+        let p = place_probe(&list_walk(7), ADDR);
+        assert_eq!(p.offset, 0);
+        assert_eq!(p.reason, StopReason::BranchTarget { offset: 7 });
+        // A back edge to +0 is a tail call: the entry state, the prefix runs
+        // again as on any call.
+        let p = place_probe(&list_walk(0), ADDR);
+        assert_eq!((p.offset, p.kind), (7, EntryKind::Emulated));
+        // A back edge after the point does not matter.
+        let p = place_probe(&list_walk(9), ADDR);
+        assert_eq!(p.offset, 7);
+    }
+
+    #[test]
+    fn a_later_nop5_is_the_cheapest() {
+        let mov_rdi_rax = [0x48, 0x89, 0xf8];
+        let p = place(&[&mov_rdi_rax, &NOP5, &PUSH_RBP, &RET]);
+        assert_eq!((p.offset, p.kind), (3, EntryKind::Nop5));
+        assert_eq!(p.reason, StopReason::CheapestFound);
+        // An emulated push before it is passed over: push can't be skipped.
+        let p = place(&[&mov_rdi_rax, &PUSH_RBP, &NOP5, &RET]);
+        assert_eq!((p.offset, p.kind), (3, EntryKind::Emulated));
+        // A canonical nop5 across a page boundary is only emulated.
+        let bytes = code(&[&mov_rdi_rax, &NOP5, &RET]);
+        let p = place_probe(&bytes, 0x1ffa);
+        assert_eq!((p.offset, p.kind), (3, EntryKind::Emulated));
+        // A nop5 at +0 stays there.
+        let p = place(&[&NOP5, &PUSH_RBP, &RET]);
+        assert_eq!((p.offset, p.kind), (0, EntryKind::Nop5));
+        assert_eq!(p.reason, StopReason::CheapestFound);
+        // endbr64 ; nop5: Nop5 at +4.
+        let p = place(&[&ENDBR64, &NOP5, &RET]);
+        assert_eq!((p.offset, p.kind), (4, EntryKind::Nop5));
+    }
+
+    #[test]
+    fn emulated_beats_single_step_but_the_earliest_wins_ties() {
+        // endbr64 ; xor %eax,%eax ; call rel32 ; ret: the call is emulated.
+        let p = place(&[&ENDBR64, &[0x31, 0xc0], &[0xe8, 0, 0, 0, 0], &RET]);
+        assert_eq!((p.offset, p.kind), (6, EntryKind::Emulated));
+        assert_eq!(p.reason, StopReason::ControlFlow { offset: 6 });
+        // Two emulated nops, then a push: the first nop is kept.
+        let p = place(&[&[0x90], &[0x90], &PUSH_RBP, &RET]);
+        assert_eq!((p.offset, p.kind), (0, EntryKind::Emulated));
+        // All single-stepped: no move.
+        let p = place(&[&ENDBR64, &[0x89, 0xf8], &[0x01, 0xf0], &RET]);
+        assert_eq!((p.offset, p.kind), (0, EntryKind::SingleStep));
+        assert_eq!(p.reason, StopReason::ControlFlow { offset: 8 });
+        // A push at +0 (emulated) is never skipped.
+        let p = place(&[&PUSH_RBP, &NOP5, &RET]);
+        assert_eq!((p.offset, p.kind), (0, EntryKind::Emulated));
+        assert_eq!(p.reason, StopReason::MovesStackPointer { offset: 0 });
+    }
+
+    #[test]
+    fn a_function_of_only_ret() {
+        let p = place(&[&RET]);
+        assert_eq!((p.offset, p.kind), (0, EntryKind::SingleStep));
+        assert_eq!(p.reason, StopReason::ControlFlow { offset: 0 });
+        // endbr64 ; ret: the ret is no cheaper.
+        let p = place(&[&ENDBR64, &RET]);
+        assert_eq!((p.offset, p.kind), (0, EntryKind::SingleStep));
+    }
+
+    #[test]
+    fn memory_writes_are_never_skipped() {
+        // mov %rdi,-8(%rsp) (red zone), mov %rax,(%rdi), mov %rax,0x8(%rsp),
+        // rep stosb, lock incl (%rdi) (refused by the kernel anyway).
+        for write in [
+            &[0x48, 0x89, 0x7c, 0x24, 0xf8][..],
+            &[0x48, 0x89, 0x07],
+            &[0x48, 0x89, 0x44, 0x24, 0x08],
+            &[0xf3, 0xaa],
+        ] {
+            let p = place(&[&ENDBR64, write, &PUSH_RBP, &RET]);
+            assert_eq!(p.offset, 0, "{write:02x?}");
+            assert_eq!(
+                p.reason,
+                StopReason::WritesMemory { offset: 4 },
+                "{write:02x?}"
+            );
+        }
+        let p = place(&[&ENDBR64, &[0xf0, 0xff, 0x07], &PUSH_RBP, &RET]);
+        assert_eq!(p.reason, StopReason::KernelRejects { offset: 4 });
+        // A load, even through %rsp, is fine (the stack protector's load too).
+        for read in [
+            &[0x48, 0x8b, 0x07][..],
+            &[0x48, 0x8b, 0x04, 0x24],
+            &[0x64, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0],
+        ] {
+            let p = place(&[&ENDBR64, read, &PUSH_RBP, &RET]);
+            assert_eq!(p.offset, 4 + read.len() as u64, "{read:02x?}");
+        }
+    }
+
+    #[test]
+    fn stack_pointer_changes_are_never_skipped() {
+        for rsp in [
+            &[0x48, 0x89, 0xc4][..],         // mov %rax,%rsp
+            &[0x48, 0x8d, 0x64, 0x24, 0xf8], // lea -8(%rsp),%rsp
+            &[0x48, 0x83, 0xe4, 0xf0],       // and $-16,%rsp
+            &[0x48, 0x94],                   // xchg %rax,%rsp
+            &[0x9c],                         // pushf
+            &[0x58],                         // pop %rax
+            &[0xc9],                         // leave
+            &[0xc8, 0x10, 0x00, 0x00],       // enter $16,$0
+        ] {
+            let p = place(&[&ENDBR64, rsp, &PUSH_RBP, &RET]);
+            assert_eq!(p.offset, 0, "{rsp:02x?}");
+            assert_eq!(
+                p.reason,
+                StopReason::MovesStackPointer { offset: 4 },
+                "{rsp:02x?}"
+            );
+        }
+        // Reading %rsp is fine.
+        let p = place(&[&ENDBR64, &[0x48, 0x89, 0xe0], &PUSH_RBP, &RET]);
+        assert_eq!(p.offset, 7);
+    }
+
+    #[test]
+    fn control_flow_and_system_calls_are_never_skipped() {
+        for flow in [
+            &[0xeb, 0x00][..],         // jmp +0 (to the next instruction)
+            &[0x74, 0x00],             // je
+            &[0xe8, 0, 0, 0, 0],       // call
+            &[0xff, 0xd0],             // call *%rax
+            &[0x0f, 0x05],             // syscall
+            &[0x0f, 0x0b],             // ud2
+            &[0xc7, 0xf8, 0, 0, 0, 0], // xbegin
+        ] {
+            let p = place(&[&ENDBR64, &[0x31, 0xc0], flow, &NOP5, &RET]);
+            assert!(p.offset <= 6, "{flow:02x?}: {p:?}");
+            assert!(p.kind != EntryKind::Nop5, "{flow:02x?}");
+            assert!(
+                matches!(
+                    p.reason,
+                    StopReason::ControlFlow { offset: 6 }
+                        | StopReason::MovesStackPointer { offset: 6 }
+                ),
+                "{flow:02x?}: {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unusual_instructions_are_never_skipped() {
+        // mov %eax,%fs ; xsave (%rdi) writes memory; cpuid is fine.
+        let p = place(&[&ENDBR64, &[0x8e, 0xe0], &PUSH_RBP, &RET]);
+        assert_eq!(p.reason, StopReason::Unusual { offset: 4 });
+        let p = place(&[&ENDBR64, &[0x0f, 0xae, 0x27], &PUSH_RBP, &RET]);
+        assert_eq!(p.offset, 0);
+        // cs-prefixed nopw (alignment padding): refused by the kernel.
+        let cs_nopw = [0x2e, 0x66, 0x0f, 0x1f, 0x84, 0, 0, 0, 0, 0];
+        let p = place(&[&ENDBR64, &cs_nopw, &PUSH_RBP, &RET]);
+        assert_eq!(
+            (p.offset, p.reason),
+            (0, StopReason::KernelRejects { offset: 4 })
+        );
+    }
+
+    #[test]
+    fn undecodable_bytes_keep_the_entry() {
+        // An invalid opcode (06, push %es, is not in 64-bit mode) far after
+        // the cheap point: the sweep can't vouch for the branches.
+        let p = place(&[&ENDBR64, &PUSH_RBP, &RET, &[0x06], &RET]);
+        assert_eq!((p.offset, p.kind), (0, EntryKind::SingleStep));
+        assert_eq!(p.reason, StopReason::Undecodable { offset: 6 });
+        // The last instruction cut off by the symbol size.
+        let p = place(&[&ENDBR64, &PUSH_RBP, &[0xe8, 0, 0]]);
+        assert_eq!(p.reason, StopReason::Undecodable { offset: 5 });
+        assert!(direct_branch_targets(&code(&[&[0xe8, 0, 0, 0, 0], &[0x06]]), ADDR).is_empty());
+    }
+
+    #[test]
+    fn a_branch_into_the_middle_of_an_instruction_keeps_the_entry() {
+        // endbr64 ; push %rbp ; mov $imm32,%eax ; jmp into the imm32
+        let p = place(&[
+            &ENDBR64,
+            &PUSH_RBP,
+            &[0xb8, 1, 2, 3, 4],
+            &[0xeb, 0xfb],
+            &RET,
+        ]);
+        assert_eq!(p.offset, 0);
+        assert_eq!(p.reason, StopReason::MisalignedBranchTarget { offset: 7 });
+    }
+
+    #[test]
+    fn jump_tables_allow_only_the_endbr64_to_be_skipped() {
+        let jmp_rax = [0xff, 0xe0];
+        let notrack_jmp_rax = [0x3e, 0xff, 0xe0];
+        let jmp_table = [0xff, 0x24, 0xc5, 0, 0x10, 0x40, 0]; // jmp *0x401000(,%rax,8)
+        for jmp in [&jmp_rax[..], &notrack_jmp_rax, &jmp_table] {
+            let p = place(&[&ENDBR64, &PUSH_RBP, jmp, &RET]);
+            assert_eq!((p.offset, p.kind), (4, EntryKind::Emulated), "{jmp:02x?}");
+            // je over the jump, to the ret.
+            let je = [0x74, jmp.len() as u8];
+            let p = place(&[&ENDBR64, &TEST_RDI, &je, jmp, &RET]);
+            assert_eq!(p.offset, 0, "{jmp:02x?}");
+            assert_eq!(
+                p.reason,
+                StopReason::IndirectJump { offset: 9 },
+                "{jmp:02x?}"
+            );
+            let p = place(&[&TEST_RDI, &je, jmp, &RET]);
+            assert_eq!(
+                p.reason,
+                StopReason::IndirectJump { offset: 5 },
+                "{jmp:02x?}"
+            );
+        }
+        // A tail call through the GOT is no jump table.
+        let p = place(&[&TEST_RDI, &[0x74, 0x06], &[0xff, 0x25, 0, 0, 0, 0], &RET]);
+        assert_eq!(p.offset, 3);
+    }
+
+    #[test]
+    fn entries_from_outside_count_as_branch_targets() {
+        let bytes = code(&[&ENDBR64, &TEST_RDI, &[0x74, 0x01], &RET, &RET]);
+        assert_eq!(place_probe(&bytes, ADDR).offset, 7);
+        // Outside the function, or at +0 (a call): ignored.
+        let far = [ADDR - 16, ADDR, ADDR + 100];
+        assert_eq!(place_probe_with(&bytes, ADDR, &far).offset, 7);
+        let p = place_probe_with(&bytes, ADDR, &[ADDR + 4]);
+        assert_eq!(
+            (p.offset, p.reason),
+            (0, StopReason::BranchTarget { offset: 4 })
+        );
+        // Into the middle of an instruction: the sweep is suspect.
+        let p = place_probe_with(&bytes, ADDR, &[ADDR + 5]);
+        assert_eq!(p.reason, StopReason::MisalignedBranchTarget { offset: 5 });
+    }
+
+    #[test]
+    fn direct_branch_targets_lists_jumps_and_calls() {
+        // +0 je +7 ; +2 call 0x401100 ; +7 jmp +0 ; +9 ret
+        let bytes = code(&[
+            &[0x74, 0x05],
+            &[0xe8, 0xf9, 0x00, 0, 0],
+            &[0xeb, 0xf7],
+            &RET,
+        ]);
+        assert_eq!(
+            direct_branch_targets(&bytes, ADDR),
+            vec![ADDR + 7, ADDR + 0x100, ADDR]
+        );
+    }
+
+    #[test]
+    fn no_bytes() {
+        let p = place_probe(&[], ADDR);
+        assert_eq!((p.offset, p.kind), (0, EntryKind::Unknown));
+        assert_eq!(p.reason, StopReason::NoBytes);
+        assert!(direct_branch_targets(&[], ADDR).is_empty());
+    }
+
+    /// Random bytes, and random mixes of real instructions: never a panic,
+    /// never worse than +0, always on an instruction start of the sweep.
+    #[test]
+    fn random_code_obeys_the_invariants() {
+        let pieces: [&[u8]; 12] = [
+            &ENDBR64,
+            &PUSH_RBP,
+            &MOV_RSP_RBP,
+            &TEST_RDI,
+            &NOP5,
+            &RET,
+            &[0x74, 0x02],
+            &[0xeb, 0xfc],
+            &[0x48, 0x89, 0x07],
+            &[0xff, 0xe0],
+            &[0xe8, 0, 0, 0, 0],
+            &[0x90],
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut moved = 0;
+        for round in 0..20_000 {
+            let bytes: Vec<u8> = if round % 2 == 0 {
+                (0..next() % 40).map(|_| next() as u8).collect()
+            } else {
+                (0..next() % 12)
+                    .flat_map(|_| pieces[(next() % 12) as usize].iter().copied())
+                    .collect()
+            };
+            let addr = 0x1000 + next() % 0x2000;
+            let p = place_probe(&bytes, addr);
+            assert!(
+                cost_rank(p.kind) <= cost_rank(p.at_entry_kind),
+                "{bytes:02x?}: {p:?}"
+            );
+            assert_eq!(p.at_entry_kind, classify_entry_at(&bytes, addr));
+            if p.moved() {
+                moved += 1;
+                let off = p.offset as usize;
+                assert!(off < bytes.len());
+                assert!(cost_rank(p.kind) < cost_rank(p.at_entry_kind));
+                assert_eq!(p.kind, classify_entry_at(&bytes[off..], addr + p.offset));
+                assert!(kernel_rejects(&bytes[off..]).is_none());
+                let mut d = Decoder::with_ip(64, &bytes, addr, DecoderOptions::NONE);
+                let mut starts = Vec::new();
+                while d.can_decode() {
+                    starts.push(d.position());
+                    let i = d.decode();
+                    assert!(!i.is_invalid());
+                    if starts.len() as u32 <= p.skipped_instructions {
+                        assert_eq!(i.flow_control(), FlowControl::Next, "{bytes:02x?}");
+                    }
+                    if let Some(t) = near_branch_target(&i) {
+                        assert!(t <= addr || t > addr + p.offset, "{bytes:02x?}: {p:?}");
+                    }
+                }
+                assert_eq!(starts[p.skipped_instructions as usize], off);
+            }
+        }
+        // The mixes of real instructions exercise moves, not only refusals.
+        assert!(moved > 500, "{moved}");
+    }
 }
