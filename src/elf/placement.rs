@@ -80,6 +80,7 @@ use iced_x86::{
 };
 
 use super::entry::{classify_entry_at, kernel_rejects, EntryKind};
+use super::Function;
 
 /// Where to put a function's probe, and why there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -290,22 +291,107 @@ pub fn place_probe_with(code: &[u8], addr: u64, entered_from_outside: &[u64]) ->
 }
 
 /// Every direct branch target (jumps, conditional jumps, calls, `loop`,
-/// `xbegin`) of the function's code at `addr`, as virtual addresses,
-/// including those outside the function: a caller sweeping a whole file
-/// collects them for [`place_probe_with`]. Empty if the bytes do not decode
-/// (a partial list would look complete).
+/// `xbegin`) in the code at `addr`, as virtual addresses, including those
+/// outside it: a caller sweeping a whole file collects them for
+/// [`place_probe_with`]. Undecodable bytes are stepped over one at a time,
+/// so that code after data is still swept; what data decodes to only adds
+/// targets, which only ever keeps probes nearer to `+0`.
 pub fn direct_branch_targets(code: &[u8], addr: u64) -> Vec<u64> {
     let mut targets = Vec::new();
     let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
     let mut instr = Instruction::default();
     while decoder.can_decode() {
+        let position = decoder.position();
         decoder.decode_out(&mut instr);
         if decoder.last_error() != DecoderError::None {
-            return Vec::new();
+            // Resynchronise on the next byte (`position + 1 <= len`).
+            let next = position + 1;
+            if decoder.set_position(next).is_err() {
+                break;
+            }
+            decoder.set_ip(addr.wrapping_add(next as u64));
+            continue;
         }
         targets.extend(near_branch_target(&instr));
     }
     targets
+}
+
+/// The bytes of `function` in `file` (the whole file's contents), or `None`
+/// if its range is not inside the file.
+pub fn function_code<'a>(file: &'a [u8], function: &Function) -> Option<&'a [u8]> {
+    let start = usize::try_from(function.offset.0).ok()?;
+    let len = usize::try_from(function.size).ok()?;
+    file.get(start..start.checked_add(len)?)
+}
+
+/// Placements for `functions` (in their order), all from the file whose
+/// contents are `file`, with what one function cannot see taken into
+/// account: the direct branches of every other function and of the code
+/// between them (`foo.cold` jumping back into `foo`; in a stripped file the
+/// static functions are such gaps), and every function start (glibc's
+/// assembly has entry points inside other functions). A gap is swept when
+/// it is contiguous in the file and in memory (the same segment); code before
+/// the first and after the last function is not. A function whose range is
+/// not inside the file gets the placement of no bytes (`+0`,
+/// [`EntryKind::Unknown`]).
+///
+/// Work is about two sweeps of the code; memory is linear in its size.
+pub fn place_all(file: &[u8], functions: &[Function]) -> Vec<Placement> {
+    let mut entered: Vec<u64> = functions.iter().map(|f| f.addr).collect();
+    for f in functions {
+        if let Some(code) = function_code(file, f) {
+            entered.extend(direct_branch_targets(code, f.addr));
+        }
+    }
+    for (addr, code) in gaps(file, functions) {
+        entered.extend(direct_branch_targets(code, addr));
+    }
+    entered.sort_unstable();
+    entered.dedup();
+    functions
+        .iter()
+        .map(|f| {
+            let code = function_code(file, f).unwrap_or_default();
+            place_probe_with(code, f.addr, within(&entered, f.addr, code.len()))
+        })
+        .collect()
+}
+
+/// The code between consecutive functions (by address) that lies at the
+/// same distance in the file as in memory: `(address, bytes)`. Overlapping
+/// functions leave no gap.
+fn gaps<'a>(file: &'a [u8], functions: &[Function]) -> Vec<(u64, &'a [u8])> {
+    let mut by_addr: Vec<&Function> = functions.iter().collect();
+    by_addr.sort_unstable_by_key(|f| f.addr);
+    let mut gaps = Vec::new();
+    let mut end = None::<(u64, u64)>; // (address, file offset) just past the code so far
+    for f in by_addr {
+        if let Some((end_addr, end_offset)) = end {
+            let same_distance = f.addr.checked_sub(end_addr) == f.offset.0.checked_sub(end_offset);
+            if f.addr > end_addr && same_distance {
+                let bytes = usize::try_from(end_offset)
+                    .ok()
+                    .zip(usize::try_from(f.offset.0).ok())
+                    .and_then(|(a, b)| file.get(a..b));
+                gaps.extend(bytes.map(|b| (end_addr, b)));
+            }
+        }
+        let f_end = (f.addr.saturating_add(f.size), f.offset.0.saturating_add(f.size));
+        end = Some(match end {
+            Some(e) if e.0 >= f_end.0 => e,
+            _ => f_end,
+        });
+    }
+    gaps
+}
+
+/// The part of the sorted `addrs` inside `(addr, addr + len)`.
+fn within(addrs: &[u64], addr: u64, len: usize) -> &[u64] {
+    let end = addr.saturating_add(len as u64);
+    let lo = addrs.partition_point(|&a| a <= addr);
+    let hi = addrs.partition_point(|&a| a < end);
+    addrs.get(lo..hi.max(lo)).unwrap_or_default()
 }
 
 /// The target of a direct near branch, if `instr` is one.
@@ -702,7 +788,9 @@ mod tests {
         // The last instruction cut off by the symbol size.
         let p = place(&[&ENDBR64, &PUSH_RBP, &[0xe8, 0, 0]]);
         assert_eq!(p.reason, StopReason::Undecodable { offset: 5 });
-        assert!(direct_branch_targets(&code(&[&[0xe8, 0, 0, 0, 0], &[0x06]]), ADDR).is_empty());
+        // Branch targets are still found after undecodable bytes.
+        let bytes = code(&[&[0x06], &[0xe8, 0, 0, 0, 0], &[0x06], &[0xeb, 0x00]]);
+        assert_eq!(direct_branch_targets(&bytes, ADDR), vec![ADDR + 6, ADDR + 9]);
     }
 
     #[test]
@@ -854,5 +942,192 @@ mod tests {
         }
         // The mixes of real instructions exercise moves, not only refusals.
         assert!(moved > 500, "{moved}");
+    }
+
+    /// Tests on code GCC produced: `-O2 -fcf-protection=full` (an `endbr64`
+    /// at every function), with and without frame pointers.
+    mod compiled {
+        use super::super::*;
+        use crate::elf::read_elf;
+        use crate::elf::testutil::{run, Scratch};
+        use std::path::{Path, PathBuf};
+
+        /// Small functions of the usual shapes, two hand-written ones with a
+        /// branch into their entry prefix, and a `main` calling them all a
+        /// number of times set by `argv[1]`.
+        pub(super) const PROGRAM_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct node { struct node *next; long value; };
+
+/* A loop whose header is the second instruction: the back edge targets +4. */
+__asm__(
+    ".text\n.globl loop_head\n.type loop_head,@function\n"
+    "loop_head:\n endbr64\n1: test %rdi,%rdi\n je 2f\n mov (%rdi),%rdi\n jmp 1b\n2: ret\n"
+    ".size loop_head, .-loop_head\n"
+    /* split_cold jumps back into split_hot's prefix, as GCC's foo.cold does. */
+    ".globl split_hot\n.type split_hot,@function\n"
+    "split_hot:\n endbr64\n xor %eax,%eax\n3: test %rdi,%rdi\n je 4f\n add $1,%eax\n"
+    " jmp split_cold\n4: ret\n.size split_hot, .-split_hot\n"
+    ".type split_cold,@function\n"
+    "split_cold:\n mov (%rdi),%rdi\n jmp 3b\n.size split_cold, .-split_cold\n");
+long loop_head(const struct node *n);
+int split_hot(const struct node *n);
+
+__attribute__((noinline)) long list_sum(const struct node *n) {
+    long s = 0;
+    for (; n; n = n->next) s += n->value;
+    return s;
+}
+
+__attribute__((noinline)) long twice_sum(const struct node *n) {
+    return list_sum(n) * 2 + (long)strlen("ab");
+}
+
+__attribute__((noinline)) long count_calls(const struct node *n, int rounds) {
+    long total = 0;
+    for (int i = 0; i < rounds; i++) total += twice_sum(n) + i;
+    return total;
+}
+
+__attribute__((noinline)) int classify(int op, int x) {
+    switch (op) {
+    case 0: return x + 1;
+    case 1: return x * 3;
+    case 2: return x - 7;
+    case 3: return x ^ 0x55;
+    case 4: return x << 2;
+    case 5: return x / 3;
+    case 6: return -x;
+    default: return 0;
+    }
+}
+
+__attribute__((noinline)) long fib(int n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
+
+__attribute__((noinline)) int digits(unsigned v, char *out) {
+    char buf[24];
+    int k = 0;
+    do { buf[k++] = (char)('0' + v % 10); v /= 10; } while (v);
+    for (int i = 0; i < k; i++) out[i] = buf[k - 1 - i];
+    out[k] = 0;
+    return k;
+}
+
+__attribute__((noinline)) int tail(int op, int x) {
+    if (x > 100) return classify(op, x - 1);
+    return classify(op + 1, x);
+}
+
+int main(int argc, char **argv) {
+    int rounds = argc > 1 ? atoi(argv[1]) : 100;
+    struct node c = {0, 3}, b = {&c, 2}, a = {&b, 1};
+    long t = count_calls(&a, rounds);
+    int cl = 0, walked = 0;
+    for (int i = 0; i < rounds; i++) {
+        cl += classify(i % 8, i) + tail(i % 7, i);
+        walked += split_hot(&a) + (int)loop_head(&a);
+    }
+    char d[32];
+    digits((unsigned)t, d);
+    printf("sum %ld classify %d fib %ld digits %s walked %d\n", t, cl, fib(15), d, walked);
+    return 0;
+}
+"#;
+
+        /// The two builds: (name, extra gcc flags).
+        pub(super) const VARIANTS: [(&str, &[&str]); 2] = [
+            ("cet", &[]),
+            ("cet-fp", &["-fno-omit-frame-pointer"]),
+        ];
+
+        pub(super) fn build(s: &Scratch, name: &str, extra: &[&str]) -> PathBuf {
+            s.write("program.c", PROGRAM_C);
+            let mut args = vec!["-O2", "-fcf-protection=full"];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["-o", name, "program.c"]);
+            run(&s.dir, "gcc", &args);
+            s.path(name)
+        }
+
+        /// Every function of `path` with its bytes and placement.
+        pub(super) fn placements(path: &Path) -> Vec<(Function, Vec<u8>, Placement)> {
+            let elf = read_elf(path).unwrap();
+            let file = std::fs::read(path).unwrap();
+            let placed = place_all(&file, &elf.functions);
+            assert_eq!(placed.len(), elf.functions.len());
+            elf.functions
+                .into_iter()
+                .zip(placed)
+                .map(|(f, p)| {
+                    let code = function_code(&file, &f).unwrap().to_vec();
+                    (f, code, p)
+                })
+                .collect()
+        }
+
+        fn get<'a>(
+            all: &'a [(Function, Vec<u8>, Placement)],
+            name: &str,
+        ) -> &'a (Function, Vec<u8>, Placement) {
+            all.iter()
+                .find(|(f, _, _)| f.name == name)
+                .unwrap_or_else(|| panic!("no function {name}"))
+        }
+
+        fn is_jcc(b: &[u8]) -> bool {
+            matches!(b, [0x70..=0x7f, ..] | [0x0f, 0x80..=0x8f, ..])
+        }
+
+        fn is_push(b: &[u8]) -> bool {
+            matches!(b, [0x50..=0x57, ..] | [0x41, 0x50..=0x57, ..])
+        }
+
+        #[test]
+        fn every_function_of_gcc_o2_cet_code_gets_a_placement() {
+            let s = Scratch::new("placement-gcc");
+            for (variant, flags) in VARIANTS {
+                let all = placements(&build(&s, variant, flags));
+                for (f, code, p) in &all {
+                    assert!(code.starts_with(&f.entry_bytes), "{variant} {}", f.name);
+                    assert_eq!(p.at_entry_kind, f.entry_kind, "{variant} {}", f.name);
+                    assert!(p.offset < f.size.max(1), "{variant} {}: {p:?}", f.name);
+                    assert!(cost_rank(p.kind) <= cost_rank(p.at_entry_kind));
+                }
+                // The shapes of the functions decide the points.
+                for name in ["list_sum", "tail"] {
+                    let (_, code, p) = get(&all, name);
+                    assert!(p.moved(), "{variant} {name}: {p:?}");
+                    assert_eq!(p.kind, EntryKind::Emulated, "{variant} {name}");
+                    assert!(is_jcc(&code[p.offset as usize..]), "{variant} {name}: {p:?}");
+                    assert_eq!(p.reason, StopReason::ControlFlow { offset: p.offset });
+                }
+                for name in ["fib", "main", "digits"] {
+                    let (_, code, p) = get(&all, name);
+                    assert_eq!((p.offset, p.kind), (4, EntryKind::Emulated), "{variant} {name}");
+                    assert!(is_push(&code[4..]), "{variant} {name}");
+                }
+                // Without a frame pointer twice_sum starts with its call,
+                // with one with push %rbp: +4 either way.
+                let (_, _, p) = get(&all, "twice_sum");
+                assert_eq!((p.offset, p.kind), (4, EntryKind::Emulated), "{variant}");
+                // The switch's jump table: only the endbr64 may be skipped,
+                // and a cmp follows it.
+                let (_, _, p) = get(&all, "classify");
+                assert_eq!(p.offset, 0, "{variant}");
+                assert!(matches!(p.reason, StopReason::IndirectJump { .. }), "{p:?}");
+                // The loop header at +4.
+                let (_, _, p) = get(&all, "loop_head");
+                assert_eq!(p.offset, 0, "{variant}");
+                assert_eq!(p.reason, StopReason::BranchTarget { offset: 4 });
+                // split_cold's jump back: seen only file-wide.
+                let (f, code, p) = get(&all, "split_hot");
+                assert_eq!(p.offset, 0, "{variant}");
+                assert_eq!(p.reason, StopReason::BranchTarget { offset: 6 });
+                assert_eq!(place_probe(code, f.addr).offset, 9);
+            }
+        }
     }
 }
