@@ -94,7 +94,11 @@ fn survey(path: &Path, list: bool) -> Result<(), String> {
             );
         }
     }
-    println!("{} — {n} functions, {} start with endbr64", path.display(), endbr);
+    println!(
+        "{} — {n} functions, {} start with endbr64",
+        path.display(),
+        endbr
+    );
     println!(
         "  {:<22} {:>8} {:>8} {:>12} {:>8}",
         "", "nop5", "emulated", "single-step", "unknown"
