@@ -271,7 +271,7 @@ pub fn place_probe_with(code: &[u8], addr: u64, entered_from_outside: &[u64]) ->
             }
             // `step.offset` is an instruction start inside `code`.
             let bytes = code.get(offset as usize..).unwrap_or_default();
-            let kind = classify_entry_at(bytes, addr + offset);
+            let kind = classify_entry_at(bytes, addr.wrapping_add(offset));
             if kernel_rejects(bytes).is_none() && cost_rank(kind) < cost_rank(best.kind) {
                 best.offset = offset;
                 best.kind = kind;
@@ -872,6 +872,80 @@ mod tests {
             direct_branch_targets(&bytes, ADDR),
             vec![ADDR + 7, ADDR + 0x100, ADDR]
         );
+    }
+
+    /// A function of the file-level tests (the fields placement reads).
+    fn function(name: &str, addr: u64, offset: u64, size: u64) -> Function {
+        Function {
+            name: name.into(),
+            raw_name: name.into(),
+            aliases: vec![],
+            addr,
+            size,
+            offset: crate::elf::FileOffset(offset),
+            source: crate::elf::SymbolSource::Symtab,
+            binding: crate::elf::Binding::Global,
+            entry_bytes: vec![],
+            entry_kind: EntryKind::Unknown,
+        }
+    }
+
+    #[test]
+    fn place_all_sees_jumps_from_code_between_functions() {
+        // hot: endbr64 ; xor %eax,%eax ; L: test %rdi,%rdi ; je out ;
+        //      add $1,%eax ; jmp cold ; out: ret          (17 bytes)
+        // cold (no symbol, as in a stripped file): mov (%rdi),%rdi ; jmp L
+        // next: ret
+        let hot = code(&[
+            &ENDBR64,
+            &[0x31, 0xc0],
+            &TEST_RDI,
+            &[0x74, 0x05],
+            &[0x83, 0xc0, 0x01],
+            &[0xeb, 0x01],
+            &RET,
+        ]);
+        let cold = code(&[&[0x48, 0x8b, 0x3f], &[0xeb, 0xf0]]); // to hot+6
+        let file = code(&[&[0xcc; 16], &hot, &cold, &RET]);
+        let base = 0x40_0000;
+        let next_offset = (16 + hot.len() + cold.len()) as u64;
+        let functions = [
+            function("hot", base + 16, 16, hot.len() as u64),
+            function("next", base + next_offset, next_offset, 1),
+        ];
+        // The jmp to cold: hot+14 -> hot+17, the first byte of the gap.
+        assert_eq!(place_probe(&hot, base + 16).offset, 9);
+        let placed = place_all(&file, &functions);
+        assert_eq!(placed[0].offset, 0);
+        assert_eq!(placed[0].reason, StopReason::BranchTarget { offset: 6 });
+        assert_eq!(
+            (placed[1].offset, placed[1].kind),
+            (0, EntryKind::SingleStep)
+        );
+        // A gap that is not at the same distance in the file as in memory
+        // (another segment) is not swept.
+        let elsewhere = [
+            function("hot", base + 16, 16, hot.len() as u64),
+            function("next", base + 0x1000 + next_offset, next_offset, 1),
+        ];
+        assert_eq!(place_all(&file, &elsewhere)[0].offset, 9);
+        // Functions outside the file: no bytes.
+        let outside = [function("gone", base, 1 << 40, 4)];
+        assert_eq!(place_all(&file, &outside)[0].reason, StopReason::NoBytes);
+        assert_eq!(function_code(&file, &function("f", 0, u64::MAX, 2)), None);
+    }
+
+    #[test]
+    fn addresses_at_the_top_of_the_address_space_do_not_overflow() {
+        let bytes = code(&[&ENDBR64, &TEST_RDI, &[0x74, 0x01], &RET, &RET]);
+        for addr in [u64::MAX, u64::MAX - 3, u64::MAX - 8] {
+            let p = place_probe(&bytes, addr);
+            assert!(p.offset <= 7, "{p:?}");
+            let _ = place_probe_with(&bytes, addr, &[0, u64::MAX]);
+            let _ = direct_branch_targets(&bytes, addr);
+        }
+        let f = function("top", u64::MAX - 2, 0, 16);
+        let _ = place_all(&bytes, &[f.clone(), f]);
     }
 
     #[test]
