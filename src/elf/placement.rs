@@ -64,7 +64,11 @@
 //! functions (GCC's `foo.cold` parts jump back into `foo`, glibc's assembly
 //! has entry points inside other functions) are invisible in one function's
 //! bytes; a caller that swept the whole file passes them to
-//! [`place_probe_with`] (see [`direct_branch_targets`]). Indirect jumps from
+//! [`place_probe_with`] (see [`direct_branch_targets`]), and [`place_all`]
+//! does exactly that for a file's function list: use it, not
+//! [`place_probe`], for real files (in Debian's libc it keeps `memcpy` at
+//! `+0`, because `__memmove_sse2_unaligned_erms` jumps to `memcpy+3`).
+//! Indirect jumps from
 //! other functions into the middle of this one are not something compiled
 //! code does. A fault in a skipped instruction (a load through a bad
 //! pointer) means the probe never fires for that call, while a probe at `+0`
