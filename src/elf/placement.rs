@@ -66,8 +66,9 @@
 //! bytes; a caller that swept the whole file passes them to
 //! [`place_probe_with`] (see [`direct_branch_targets`]), and [`place_all`]
 //! does exactly that for a file's function list: use it, not
-//! [`place_probe`], for real files (in Debian's libc it keeps `memcpy` at
-//! `+0`, because `__memmove_sse2_unaligned_erms` jumps to `memcpy+3`).
+//! [`place_probe`], for real files (in Debian 12's libc it keeps
+//! `memcpy@GLIBC_2.2.5` at `+0`: unexported code just before it, another
+//! entry point of the same assembly, jumps to `memcpy+3`).
 //! Indirect jumps from
 //! other functions into the middle of this one are not something compiled
 //! code does. A fault in a skipped instruction (a load through a bad
