@@ -32,6 +32,7 @@
 mod demangle;
 mod entry;
 mod libs;
+pub mod placement;
 mod reader;
 mod symbols;
 #[cfg(test)]
