@@ -1,7 +1,8 @@
 //! The files perfgate writes and reads, in one place: written whole or not at all, never through a planted
 //! symlink, read only from regular files whose size is checked before anything is allocated.
 //!
-//! Invariants: a file perfgate writes appears under its name only complete (a temporary file beside it is
+//! Invariants: every file perfgate writes under sudo belongs to the invoking user (`SUDO_UID`/`SUDO_GID`),
+//! never to root; a file perfgate writes appears under its name only complete (a temporary file beside it is
 //! renamed over it), so an interrupted or failed write leaves the previous content byte for byte; temporary
 //! names are created exclusively (`O_CREAT|O_EXCL`), so an existing file or symlink is never followed or
 //! truncated. Reads refuse FIFOs, devices and directories (a FIFO would block forever, `/dev/zero` would
@@ -12,8 +13,25 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+/// Who owns the files perfgate writes: the invoking user under sudo (root running perfgate with a valid
+/// `SUDO_UID` and `SUDO_GID`), else `None` (perfgate's own user, as any program).
+pub fn file_owner() -> Option<(u32, u32)> {
+    static OWNER: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
+    *OWNER.get_or_init(|| {
+        if !crate::sys::is_root() {
+            return None;
+        }
+        let id = |k: &str| std::env::var(k).ok()?.trim().parse::<u32>().ok();
+        match (id("SUDO_UID")?, id("SUDO_GID")?) {
+            (0, _) => None,
+            (uid, gid) => Some((uid, gid)),
+        }
+    })
+}
+
 /// Creates a new temporary file beside `path` (same directory, so a rename replaces `path` atomically).
 /// It is created exclusively: an existing file or symlink of that name is never followed or truncated.
+/// Under sudo it belongs to the invoking user from the start.
 pub fn create_beside(path: &Path) -> Result<(File, PathBuf)> {
     let name = path
         .file_name()
@@ -25,7 +43,18 @@ pub fn create_beside(path: &Path) -> Result<(File, PathBuf)> {
     for attempt in 0..100u32 {
         let tmp = path.with_file_name(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
         match File::options().write(true).create_new(true).open(&tmp) {
-            Ok(f) => return Ok((f, tmp)),
+            Ok(f) => {
+                if let Some((uid, gid)) = file_owner() {
+                    use std::os::fd::AsFd;
+                    if let Err(e) = crate::sys::fchown(f.as_fd(), uid, gid) {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e).with_context(|| {
+                            format!("cannot give {} to user {uid}", path.display())
+                        });
+                    }
+                }
+                return Ok((f, tmp));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
         }
