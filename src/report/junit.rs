@@ -11,9 +11,9 @@
 //! - Every name and text goes through [`escape::xml`] before junit-report sees it; junit-report (quick-xml)
 //!   entity-escapes attributes itself, so nothing is escaped twice.
 //! - The output is valid against both Jenkins schemas: `jenkins-junit.xsd` (junit-4) and xunit-plugin's
-//!   `junit-10.xsd` (copies and the test in `tests/junit.rs`). So: no `skipped` on `<testsuites>`, no
-//!   attribute on `<skipped>`, no `file` on `<testcase>` (neither schema has one; perfgate knows no source
-//!   file of a function anyway), a suite `time` with at most three decimals.
+//!   `junit-10.xsd` (copies in `tests/data/`, checked in `tests/junit.rs`). So: no `skipped` on
+//!   `<testsuites>`, no attribute on `<skipped>`, no `file` on `<testcase>` (neither schema has one;
+//!   perfgate knows no source file of a function anyway), a suite `time` with at most three decimals.
 //! - `classname` is `perfgate.<benchmark>.module:<module>` with every piece reduced to letters, digits,
 //!   `-`, `_`, `+`: stable, grouped per benchmark in Jenkins, and its last dot-separated piece is never a
 //!   plausible file stem or a glob (mikepenz/action-junit-report globs `**/<last piece>.*` to find the
