@@ -133,14 +133,17 @@ fn suite(c: &Comparison, at: &Provenance) -> TestSuite {
     suite
 }
 
-/// In UTC and whole seconds (`2024-05-01T12:00:00Z`); a clock outside what the format can carry reads
-/// as the epoch rather than failing the report.
+/// In UTC and whole seconds (`2024-05-01T12:00:00Z`); a clock outside what the format can carry (years
+/// 0 to 9999: junit-report unwraps the RFC 3339 formatting) reads as the epoch rather than panicking.
 fn timestamp(t: SystemTime) -> OffsetDateTime {
     let secs = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
     };
-    OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// A piece of `classname`: the name with everything but letters, digits, `-`, `_` and `+` as `_` (dots
@@ -898,6 +901,17 @@ mod tests {
         };
         let x = String::from_utf8(report(&[fixture()], &at).unwrap()).unwrap();
         assert!(x.contains(r#"timestamp="1969-12-31T00:00:00Z""#), "{x}");
+        // Years RFC 3339 cannot write (junit-report would panic on them) read as the epoch.
+        let year_minus_200 = UNIX_EPOCH.checked_sub(std::time::Duration::from_secs(68_500_000_000));
+        let year_20000 = UNIX_EPOCH.checked_add(std::time::Duration::from_secs(569_000_000_000));
+        for t in [year_minus_200, year_20000] {
+            let at = Provenance {
+                timestamp: t.expect("representable on Linux"),
+                ..at.clone()
+            };
+            let x = String::from_utf8(report(&[fixture()], &at).unwrap()).unwrap();
+            assert!(x.contains(r#"timestamp="1970-01-01T00:00:00Z""#), "{x}");
+        }
     }
 
     #[test]
