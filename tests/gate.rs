@@ -145,6 +145,7 @@ fn a_25_percent_regression_fails_naming_exactly_that_function() {
     let regressions = md.split("### Improvements").next().unwrap();
     assert!(regressions.contains("hash\\_block"), "{md}");
     let xml = std::fs::read_to_string(xml).unwrap();
+    assert_valid_junit(xml.as_bytes());
     assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
     assert!(xml.contains("name=\"hash_block\""));
     assert_eq!(

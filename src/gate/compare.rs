@@ -203,6 +203,7 @@ pub fn compare(
         settings: settings.clone(),
         machine_mismatch: machine_mismatch(&base.machine, head_machine),
         speed_factor: factor,
+        wall_ns: Some(head.iter().map(|r| r.wall_ns).sum()),
         functions: rows,
         warnings,
     }

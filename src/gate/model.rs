@@ -172,6 +172,11 @@ pub struct Comparison {
     /// figures were divided by it.
     #[serde(default)]
     pub speed_factor: Option<f64>,
+    /// Wall time of the check, ns: the JUnit suite's `time`. `compare` sets the head runs' wall times
+    /// summed; a caller that timed the whole check may put that instead. None in comparisons saved before
+    /// the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_ns: Option<f64>,
     /// Every function, failing verdicts first.
     pub functions: Vec<FunctionComparison>,
     /// Warnings to show at the top of every report.

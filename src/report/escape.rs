@@ -34,23 +34,48 @@ pub fn markdown(s: &str) -> String {
     out
 }
 
-/// For XML or HTML text and attribute values.
-pub fn xml(s: &str) -> String {
+/// Where a string goes in an XML document; see [`xml`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XmlPlace {
+    /// An attribute value: one line, every character visible.
+    Attribute,
+    /// The text of a CDATA section (`<![CDATA[…]]>`): line breaks and tabs kept.
+    Cdata,
+}
+
+/// For XML: the one sanitiser every name and text goes through before an XML writer sees it.
+///
+/// What XML 1.0 cannot carry at all (C0 controls but tab, LF and CR; U+FFFE, U+FFFF) is replaced by a
+/// visible escape (`\u{1b}`, `\0`), and so are C1 controls and DEL (terminal sequences in a CI log
+/// viewer) and the bidirectional controls of "Trojan Source" (a name shown reversed on a CI page
+/// misleads). In an attribute, tab, LF and CR become `\t`, `\n`, `\r` as well: a parser would turn
+/// them into spaces, so a name with a line break would silently become another name. In CDATA, `]]>`
+/// is split across two sections (`]]]]><![CDATA[>`), since it would end the section early.
+///
+/// The result is *not* entity-escaped: the writer (quick-xml, under junit-report) escapes `<`, `>`,
+/// `&`, `'` and `"` in attributes itself, and CDATA needs no escaping.
+pub fn xml(s: &str, place: XmlPlace) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Not allowed in XML 1.0 at all.
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
-            '\u{FFFE}' | '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
+        let keep_line_breaks = place == XmlPlace::Cdata && matches!(c, '\t' | '\n' | '\r');
+        if !keep_line_breaks && hidden_in_xml(c) {
+            // `\t`, `\n`, `\r`, `\0`, else `\u{..}`.
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
         }
     }
+    if place == XmlPlace::Cdata {
+        out = out.replace("]]>", "]]]]><![CDATA[>");
+    }
     out
+}
+
+/// Characters that XML 1.0 cannot carry, or that a viewer would not show as themselves.
+fn hidden_in_xml(c: char) -> bool {
+    c.is_control() // C0 (tab, LF and CR included), DEL, C1
+        || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -72,7 +97,36 @@ mod tests {
     }
 
     #[test]
-    fn xml_escapes_specials_and_controls() {
-        assert_eq!(xml("a<b>&\"'\x01"), "a&lt;b&gt;&amp;&quot;&apos;\u{FFFD}");
+    fn xml_attributes_are_one_visible_line() {
+        use XmlPlace::Attribute;
+        // Specials are left to the writer, which escapes them.
+        assert_eq!(xml("a<b>&\"'|`%\\", Attribute), "a<b>&\"'|`%\\");
+        assert_eq!(xml("a\nb\tc\rd", Attribute), "a\\nb\\tc\\rd");
+        assert_eq!(
+            xml("\0\x1b[31m\x7f\u{85}", Attribute),
+            "\\0\\u{1b}[31m\\u{7f}\\u{85}"
+        );
+        assert_eq!(xml("abc\u{202E}fed", Attribute), "abc\\u{202e}fed");
+        assert_eq!(
+            xml("\u{FFFE}\u{FFFF}\u{FFFD}", Attribute),
+            "\\u{fffe}\\u{ffff}\u{FFFD}"
+        );
+        assert_eq!(xml("a]]>b", Attribute), "a]]>b");
+        assert_eq!(xml("façade::größe<T>", Attribute), "façade::größe<T>");
+    }
+
+    #[test]
+    fn xml_cdata_keeps_lines_and_cannot_close_the_section() {
+        use XmlPlace::Cdata;
+        assert_eq!(xml("a\nb\tc\r\n", Cdata), "a\nb\tc\r\n");
+        assert_eq!(xml("x]]>y]]>", Cdata), "x]]]]><![CDATA[>y]]]]><![CDATA[>");
+        assert_eq!(xml("\0\x1b[31m", Cdata), "\\0\\u{1b}[31m");
+        // Split, the sections still read back as the original text.
+        let written = format!("<![CDATA[{}]]>", xml("a]]>b", Cdata));
+        let read: String = written
+            .split("<![CDATA[")
+            .filter_map(|s| s.strip_suffix("]]>"))
+            .collect();
+        assert_eq!(read, "a]]>b");
     }
 }

@@ -1,133 +1,127 @@
-//! The comparison as JUnit XML for GitLab's and GitHub's test reporters: one `<testsuite>`, one `<testcase>`
-//! per function (`classname` = module, `name` = function), the numbers inside the `<failure>` text because
-//! GitLab ignores the message attribute.
+//! The comparison as JUnit XML for Jenkins', GitLab's and GitHub's test reporters, written with the
+//! junit-report crate.
 //!
-//! Written by hand with [`escape::xml`] rather than with the junit-report crate: that one stamps a
-//! timestamp into every report, writes no `skipped` count, and puts text into CDATA sections unescaped, so a
-//! name containing `]]>` or a control character breaks the XML.
-use std::fmt::{self, Write as _};
+//! Shape: one `<testsuites>`; one `<testsuite>` per comparison (a benchmark); one `<testcase>` per
+//! function. A regression or a gated call-count change is a `<failure>` whose text holds the numbers
+//! (GitLab shows the text, not the `message` attribute); inconclusive, new, removed, below-floor and
+//! ignored functions are `<skipped>` with the reason and the numbers as text; improved and unchanged
+//! ones pass, with their numbers in `<system-out>`.
+//!
+//! Invariants:
+//! - Every name and text goes through [`escape::xml`] before junit-report sees it; junit-report (quick-xml)
+//!   entity-escapes attributes itself, so nothing is escaped twice.
+//! - The output is valid against both Jenkins schemas: `jenkins-junit.xsd` (junit-4) and xunit-plugin's
+//!   `junit-10.xsd` (copies in `tests/data/`, checked in `tests/junit.rs`). So: no `skipped` on
+//!   `<testsuites>`, no attribute on `<skipped>`, no `file` on `<testcase>` (neither schema has one;
+//!   perfgate knows no source file of a function anyway), a suite `time` with at most three decimals.
+//! - `classname` is `perfgate.<benchmark>.module:<module>` with every piece reduced to letters, digits,
+//!   `-`, `_`, `+`: stable, grouped per benchmark in Jenkins, and its last dot-separated piece is never a
+//!   plausible file stem or a glob (mikepenz/action-junit-report globs `**/<last piece>.*` to find the
+//!   file to annotate when there is no `file`; `gatebench` would find `fixtures/gatebench.c`).
+//! - `<failure type>` values are plain words: GitLab reads the report through ActiveSupport's
+//!   `Hash.from_xml`, which typecasts by a `type` attribute (`integer`, `yaml`, …) and rejects some.
+//!
+//! What junit-report cannot write is added afterwards by [`amend`], which rewrites its output event by
+//! event: the suite's `time` (junit-report sums the testcase times, which for nested functions counts the
+//! same time many times over, and writes many decimals), the suite's `skipped` count, `<properties>`, the
+//! totals on `<testsuites>`, `<skipped>` without the `type`/`message` attributes junit-4 forbids, and
+//! indentation.
+use std::io::Read as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use junit_report::{Duration, OffsetDateTime, Report, TestCase, TestResult, TestSuite};
+use quick_xml::events::{BytesEnd, BytesStart, Event};
+use quick_xml::{Reader, Writer};
 
 use super::cells::{calls as calls_cell, calls_change, p_value, percent};
+use super::escape::{self, XmlPlace};
+use super::units;
 use super::Exporter;
-use super::{escape, units};
 use crate::gate::model::{Comparison, FunctionComparison, Verdict};
 
-/// JUnit XML.
+/// JUnit XML of one comparison, stamped with this machine's name and the current time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Junit;
 
 impl Exporter for Junit {
     fn render(&self, c: &Comparison) -> anyhow::Result<Vec<u8>> {
-        let mut out = String::new();
-        write_junit(&mut out, c)
-            .map_err(|_| anyhow::anyhow!("could not format the JUnit report"))?;
-        Ok(out.into_bytes())
+        report(std::slice::from_ref(c), &Provenance::current())
     }
 }
 
-/// Why a function is reported as skipped, if it is.
-fn skip_reason(c: &Comparison, f: &FunctionComparison) -> Option<String> {
-    match f.verdict {
-        Verdict::BelowFloor => Some(format!(
-            "below the share floor: {:.2}% of the total time, under {}",
-            f.share * 100.0,
-            percent(c.settings.min_share)
-        )),
-        Verdict::Ignored => Some("ignored in the baseline".into()),
-        Verdict::Removed => Some("removed from the benchmark".into()),
-        _ => None,
-    }
+/// Where and when the check ran: the suites' `hostname` and `timestamp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// The machine's name.
+    pub hostname: String,
+    /// When the report was made (written ISO 8601, UTC, whole seconds).
+    pub timestamp: SystemTime,
 }
 
-fn write_junit(out: &mut String, c: &Comparison) -> fmt::Result {
-    let tests = c.functions.len();
-    let failures = c.failures().count();
-    let skipped = c
-        .functions
-        .iter()
-        .filter(|f| skip_reason(c, f).is_some())
-        .count();
-    let counts = format!(r#"tests="{tests}" failures="{failures}" errors="0" skipped="{skipped}""#);
-    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
-    writeln!(out, r#"<testsuites name="perfgate" {counts}>"#)?;
-    writeln!(
-        out,
-        r#"  <testsuite name="perfgate: {}" {counts}>"#,
-        escape::xml(&c.benchmark)
-    )?;
-
-    let s = &c.settings;
-    let mut properties = vec![
-        ("command", c.command.join(" ")),
-        ("metric", s.metric.label().to_string()),
-        ("relative", s.relative.to_string()),
-        ("threshold", s.threshold.to_string()),
-        ("alpha", s.alpha.to_string()),
-        ("confidence", s.confidence.to_string()),
-        ("min_share", s.min_share.to_string()),
-        ("gate_calls", s.gate_calls.to_string()),
-        ("base_runs", c.base_runs.to_string()),
-        ("head_runs", c.head_runs.to_string()),
-    ];
-    if let Some(m) = &c.machine_mismatch {
-        properties.push(("machine_mismatch", m.clone()));
-    }
-    writeln!(out, "    <properties>")?;
-    for (name, v) in properties {
-        writeln!(
-            out,
-            r#"      <property name="{name}" value="{}"/>"#,
-            escape::xml(&v)
-        )?;
-    }
-    writeln!(out, "    </properties>")?;
-
-    for f in &c.functions {
-        let time = f
-            .head_total_ns
-            .filter(|t| t.is_finite() && *t >= 0.0)
-            .unwrap_or(0.0)
-            / 1e9;
-        writeln!(
-            out,
-            r#"    <testcase classname="{}" name="{}" time="{time:.6}">"#,
-            escape::xml(&f.module),
-            escape::xml(&f.name)
-        )?;
-        let text = escape::xml(&details(c, f));
-        if f.verdict.fails() {
-            let (kind, message) = match f.verdict {
-                Verdict::CallsChanged => (
-                    "calls-changed",
-                    format!("calls per run changed: {}", calls_cell(f)),
-                ),
-                _ => (
-                    "regression",
-                    format!(
-                        "{} slower, threshold {}",
-                        change_with_ci(c, f),
-                        percent(f.threshold)
-                    ),
-                ),
-            };
-            writeln!(
-                out,
-                r#"      <failure message="{}" type="{kind}">{text}</failure>"#,
-                escape::xml(&message)
-            )?;
-        } else {
-            if let Some(reason) = skip_reason(c, f) {
-                writeln!(
-                    out,
-                    r#"      <skipped message="{}"/>"#,
-                    escape::xml(&reason)
-                )?;
-            }
-            writeln!(out, "      <system-out>{text}</system-out>")?;
+impl Provenance {
+    /// This machine, now.
+    pub fn current() -> Provenance {
+        Provenance {
+            hostname: hostname().unwrap_or_else(|| "unknown".into()),
+            timestamp: SystemTime::now(),
         }
-        writeln!(out, "    </testcase>")?;
     }
+}
 
+/// The kernel's host name (at most 64 bytes; the read is bounded anyway).
+fn hostname() -> Option<String> {
+    let mut name = String::new();
+    std::fs::File::open("/proc/sys/kernel/hostname")
+        .ok()?
+        .take(256)
+        .read_to_string(&mut name)
+        .ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// JUnit XML of several comparisons (several benchmarks, as one check of all of them gives): one
+/// `<testsuite>` each, in order.
+pub fn report(comparisons: &[Comparison], at: &Provenance) -> anyhow::Result<Vec<u8>> {
+    let mut report = Report::new();
+    report.add_testsuites(comparisons.iter().map(|c| suite(c, at)));
+    let extras: Vec<SuiteExtras> = comparisons
+        .iter()
+        .zip(report.testsuites())
+        .map(|(c, s)| SuiteExtras {
+            time: c.wall_ns.and_then(seconds),
+            skipped: s.skipped(),
+            properties: properties(c),
+        })
+        .collect();
+    let mut raw = Vec::new();
+    report
+        .write_xml(&mut raw)
+        .map_err(|e| anyhow::anyhow!("could not write the JUnit report: {e}"))?;
+    amend(&raw, &extras, report.testsuites())
+        .context("could not complete the JUnit report written by junit-report")
+}
+
+fn attribute(s: &str) -> String {
+    escape::xml(s, XmlPlace::Attribute)
+}
+
+fn cdata(s: &str) -> String {
+    escape::xml(s, XmlPlace::Cdata)
+}
+
+/// A duration in ns as seconds, if it is one.
+fn seconds(ns: f64) -> Option<f64> {
+    (ns.is_finite() && ns >= 0.0).then_some(ns / 1e9)
+}
+
+fn suite(c: &Comparison, at: &Provenance) -> TestSuite {
+    let mut suite = TestSuite::new(&attribute(&format!("perfgate: {}", c.benchmark)));
+    suite.package = format!("perfgate.{}", piece(&c.benchmark));
+    suite.hostname = attribute(&at.hostname);
+    suite.set_timestamp(timestamp(at.timestamp));
+    suite.add_testcases(c.functions.iter().map(|f| case(c, f)));
     let notes: Vec<String> = c
         .machine_mismatch
         .iter()
@@ -135,14 +129,126 @@ fn write_junit(out: &mut String, c: &Comparison) -> fmt::Result {
         .chain(c.warnings.iter().map(|w| format!("warning: {w}")))
         .collect();
     if !notes.is_empty() {
-        writeln!(
-            out,
-            "    <system-out>{}</system-out>",
-            escape::xml(&notes.join("\n"))
-        )?;
+        suite.set_system_out(&cdata(&notes.join("\n")));
     }
-    writeln!(out, "  </testsuite>")?;
-    writeln!(out, "</testsuites>")
+    suite
+}
+
+/// In UTC and whole seconds (`2024-05-01T12:00:00Z`); a clock outside what the format can carry (years
+/// 0 to 9999: junit-report unwraps the RFC 3339 formatting) reads as the epoch rather than panicking.
+fn timestamp(t: SystemTime) -> OffsetDateTime {
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    };
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A piece of `classname`: the name with everything but letters, digits, `-`, `_` and `+` as `_` (dots
+/// would split it for Jenkins and glob characters would match files for GitHub annotators).
+fn piece(s: &str) -> String {
+    let out: String = attribute(s)
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        "_".into()
+    } else {
+        out
+    }
+}
+
+fn classname(c: &Comparison, f: &FunctionComparison) -> String {
+    format!(
+        "perfgate.{}.module:{}",
+        piece(&c.benchmark),
+        piece(&f.module)
+    )
+}
+
+fn case(c: &Comparison, f: &FunctionComparison) -> TestCase {
+    let name = attribute(&f.name);
+    // The median head time per run spent in the function (its inclusive total).
+    let ns = f.head_total_ns.and_then(seconds).unwrap_or(0.0) * 1e9;
+    let time = Duration::nanoseconds(ns.round() as i64);
+    let text = details(c, f);
+    let mut case = TestCase::success(&name, time);
+    match f.verdict {
+        Verdict::Regressed | Verdict::CallsChanged => {
+            let (kind, message) = failure(c, f);
+            case.result = TestResult::Failure {
+                type_: kind.into(),
+                message: attribute(&message),
+                cause: Some(cdata(&text)),
+            };
+        }
+        Verdict::Improved | Verdict::Unchanged => case.set_system_out(&cdata(&text)),
+        Verdict::Inconclusive
+        | Verdict::New
+        | Verdict::Removed
+        | Verdict::BelowFloor
+        | Verdict::Ignored => {
+            // GitLab shows only the text of a skipped case, so the numbers go there too; the empty
+            // attributes are removed by `amend`.
+            case.result = TestResult::SkippedWithCause {
+                type_: String::new(),
+                message: String::new(),
+                cause: Some(cdata(&format!("{}\n{text}", skip_reason(c, f)))),
+            };
+        }
+    }
+    case.set_classname(&classname(c, f));
+    case
+}
+
+/// The failure's `type` and one-line message.
+fn failure(c: &Comparison, f: &FunctionComparison) -> (&'static str, String) {
+    if f.verdict == Verdict::CallsChanged {
+        (
+            "calls-changed",
+            format!("calls per run changed: {}", calls_cell(f)),
+        )
+    } else {
+        (
+            "regression",
+            format!(
+                "{} slower, threshold {}",
+                change_with_ci(c, f),
+                percent(f.threshold)
+            ),
+        )
+    }
+}
+
+/// Why a function is not gated, in one line.
+fn skip_reason(c: &Comparison, f: &FunctionComparison) -> String {
+    match f.verdict {
+        Verdict::Inconclusive if f.ratio.is_some() => format!(
+            "inconclusive after {} head runs: {}, threshold {}",
+            c.head_runs,
+            change_with_ci(c, f),
+            percent(f.threshold)
+        ),
+        Verdict::Inconclusive => format!("inconclusive after {} head runs", c.head_runs),
+        Verdict::New => "new: not in the baseline, nothing to compare with".into(),
+        Verdict::Removed => "removed: in the baseline, not in this check's runs".into(),
+        Verdict::BelowFloor => format!(
+            "below the share floor: {:.2}% of the total time, under {}",
+            f.share * 100.0,
+            percent(c.settings.min_share)
+        ),
+        Verdict::Ignored => "ignored: `ignore = true` in the baseline".into(),
+        v => v.label().into(),
+    }
 }
 
 /// `+25.3% (95% CI +21.0% … +29.8%)`.
@@ -160,7 +266,7 @@ fn change_with_ci(c: &Comparison, f: &FunctionComparison) -> String {
     }
 }
 
-/// Every number of one function, one per line (unescaped).
+/// Every number of one function, one per line, with units (not yet sanitised).
 fn details(c: &Comparison, f: &FunctionComparison) -> String {
     let s = &c.settings;
     let unit = if s.relative {
@@ -212,10 +318,142 @@ fn details(c: &Comparison, f: &FunctionComparison) -> String {
     lines.join("\n")
 }
 
+/// The gate's settings as `<property>` name/value pairs (values sanitised).
+fn properties(c: &Comparison) -> Vec<(&'static str, String)> {
+    let s = &c.settings;
+    let mut p = vec![
+        ("command", c.command.join(" ")),
+        ("metric", s.metric.label().to_string()),
+        ("relative", s.relative.to_string()),
+        ("threshold", s.threshold.to_string()),
+        ("alpha", s.alpha.to_string()),
+        ("confidence", s.confidence.to_string()),
+        ("min_share", s.min_share.to_string()),
+        ("gate_calls", s.gate_calls.to_string()),
+        ("base_runs", c.base_runs.to_string()),
+        ("head_runs", c.head_runs.to_string()),
+    ];
+    if let Some(m) = &c.machine_mismatch {
+        p.push(("machine_mismatch", m.clone()));
+    }
+    p.into_iter().map(|(k, v)| (k, attribute(&v))).collect()
+}
+
+/// What one `<testsuite>` needs beyond what junit-report writes.
+struct SuiteExtras {
+    /// The check's wall time, s; the attribute is left out when unknown.
+    time: Option<f64>,
+    skipped: usize,
+    properties: Vec<(&'static str, String)>,
+}
+
+/// Seconds with three decimals: the older `junit-10.xsd` (as pytest ships it) allows no more.
+fn time_attribute(s: f64) -> String {
+    // `+ 0.0` turns the -0.0 of an empty sum into 0.0, which the schema's pattern accepts.
+    format!("{:.3}", s + 0.0)
+}
+
+/// junit-report's output, completed (see the module doc): events are copied through quick-xml, except
+/// the start tags of `<testsuites>`, `<testsuite>` and `<skipped>`, which are rewritten.
+fn amend(raw: &[u8], extras: &[SuiteExtras], suites: &[TestSuite]) -> anyhow::Result<Vec<u8>> {
+    let mut reader = Reader::from_reader(raw);
+    let mut out = Writer::new_with_indent(Vec::with_capacity(raw.len() * 2), b' ', 2);
+    let mut next_suite = extras.iter();
+    loop {
+        let event = reader.read_event()?;
+        let (tag, empty) = match &event {
+            Event::Start(t) => (t, false),
+            Event::Empty(t) => (t, true),
+            Event::Eof => break,
+            _ => {
+                out.write_event(event)?;
+                continue;
+            }
+        };
+        match tag.name().as_ref() {
+            b"testsuites" => {
+                let totals = totals_tag(extras, suites);
+                out.write_event(if empty {
+                    Event::Empty(totals)
+                } else {
+                    Event::Start(totals)
+                })?;
+            }
+            b"testsuite" => {
+                let extra = next_suite
+                    .next()
+                    .context("more <testsuite> than comparisons")?;
+                out.write_event(Event::Start(suite_tag(tag, extra)?))?;
+                if !extra.properties.is_empty() {
+                    out.write_event(Event::Start(BytesStart::new("properties")))?;
+                    for (name, value) in &extra.properties {
+                        let p = BytesStart::new("property")
+                            .with_attributes([("name", *name), ("value", value.as_str())]);
+                        out.write_event(Event::Empty(p))?;
+                    }
+                    out.write_event(Event::End(BytesEnd::new("properties")))?;
+                }
+                if empty {
+                    out.write_event(Event::End(BytesEnd::new("testsuite")))?;
+                }
+            }
+            b"skipped" => {
+                let bare = BytesStart::new("skipped");
+                out.write_event(if empty {
+                    Event::Empty(bare)
+                } else {
+                    Event::Start(bare)
+                })?;
+            }
+            _ => out.write_event(event.clone())?,
+        }
+    }
+    let mut xml = out.into_inner();
+    xml.push(b'\n');
+    Ok(xml)
+}
+
+/// `<testsuite>` with our `time` in place of junit-report's and a `skipped` count after `failures`.
+fn suite_tag<'a>(tag: &BytesStart<'_>, extra: &SuiteExtras) -> anyhow::Result<BytesStart<'a>> {
+    let mut out = BytesStart::new("testsuite");
+    for a in tag.attributes() {
+        let a = a?;
+        match a.key.as_ref() {
+            b"time" => {
+                if let Some(t) = extra.time {
+                    out.push_attribute(("time", time_attribute(t).as_str()));
+                }
+            }
+            b"failures" => {
+                out.push_attribute(a);
+                out.push_attribute(("skipped", extra.skipped.to_string().as_str()));
+            }
+            _ => out.push_attribute(a),
+        }
+    }
+    Ok(out)
+}
+
+/// `<testsuites>` with the totals over all suites (junit-report writes none); no `skipped`, which
+/// junit-4 does not allow there.
+fn totals_tag(extras: &[SuiteExtras], suites: &[TestSuite]) -> BytesStart<'static> {
+    let sum = |f: fn(&TestSuite) -> usize| suites.iter().map(f).sum::<usize>().to_string();
+    let mut tag = BytesStart::new("testsuites");
+    tag.push_attribute(("name", "perfgate"));
+    tag.push_attribute(("tests", sum(TestSuite::tests).as_str()));
+    tag.push_attribute(("failures", sum(TestSuite::failures).as_str()));
+    tag.push_attribute(("errors", sum(TestSuite::errors).as_str()));
+    let time: Option<f64> = extras.iter().map(|e| e.time).sum();
+    if let Some(t) = time {
+        tag.push_attribute(("time", time_attribute(t).as_str()));
+    }
+    tag
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::markdown::tests::{fixture, passing, HOSTILE};
+    use crate::report::markdown::tests::{fixture, passing};
 
     /// An element of a parsed document, with entities decoded.
     #[derive(Debug, Default)]
@@ -412,16 +650,43 @@ mod tests {
         root.ok_or_else(|| "no root element".into())
     }
 
-    fn xml(c: &Comparison) -> String {
-        match Junit.render(c) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(e) => panic!("render failed: {e}"),
+    /// A fixed machine and time, so the report is reproducible.
+    fn at() -> Provenance {
+        Provenance {
+            hostname: "ci-runner-7".into(),
+            timestamp: UNIX_EPOCH + std::time::Duration::from_secs(1_714_564_800),
         }
+    }
+
+    fn xml_of(comparisons: &[Comparison]) -> String {
+        match report(comparisons, &at()) {
+            Ok(b) => String::from_utf8(b).expect("UTF-8"),
+            Err(e) => panic!("render failed: {e:#}"),
+        }
+    }
+
+    fn xml(c: &Comparison) -> String {
+        xml_of(std::slice::from_ref(c))
     }
 
     fn doc(c: &Comparison) -> Node {
         let x = xml(c);
         parse(&x).unwrap_or_else(|e| panic!("not well-formed: {e}\n{x}"))
+    }
+
+    fn case<'a>(root: &'a Node, name: &str) -> &'a Node {
+        let found = root
+            .all("testcase")
+            .into_iter()
+            .find(|n| n.attr("name") == Some(name));
+        found.unwrap_or_else(|| panic!("no testcase {name}"))
+    }
+
+    /// The one child element of a testcase with that name.
+    fn child<'a>(case: &'a Node, name: &str) -> &'a Node {
+        let found: Vec<&Node> = case.children.iter().filter(|c| c.name == name).collect();
+        assert_eq!(found.len(), 1, "one <{name}> in {case:?}");
+        found[0]
     }
 
     #[test]
@@ -449,9 +714,9 @@ mod tests {
     #[test]
     fn full_report() {
         insta::assert_snapshot!(xml(&fixture()), @r#"
-        <?xml version="1.0" encoding="UTF-8"?>
-        <testsuites name="perfgate" tests="10" failures="3" errors="0" skipped="3">
-          <testsuite name="perfgate: parse-bench" tests="10" failures="3" errors="0" skipped="3">
+        <?xml version="1.0" encoding="utf-8"?>
+        <testsuites name="perfgate" tests="10" failures="3" errors="0" time="4.250">
+          <testsuite id="0" name="perfgate: parse-bench" package="perfgate.parse-bench" tests="10" errors="0" failures="3" skipped="5" hostname="ci-runner-7" timestamp="2024-05-01T12:00:00Z" time="4.250">
             <properties>
               <property name="command" value="./bench --iterations 100"/>
               <property name="metric" value="mean self time per call"/>
@@ -465,8 +730,8 @@ mod tests {
               <property name="head_runs" value="12"/>
               <property name="machine_mismatch" value="cpu: AMD EPYC 7B13 → Intel Xeon 8375C"/>
             </properties>
-            <testcase classname="libfoo.so" name="parse_header" time="0.000412">
-              <failure message="+25.3% (95% CI +21.0% … +29.8%) slower, threshold 5%" type="regression">verdict: regressed
+            <testcase name="parse_header" time="0.000412" classname="perfgate.parse-bench.module:libfoo_so">
+              <failure type="regression" message="+25.3% (95% CI +21.0% … +29.8%) slower, threshold 5%"><![CDATA[verdict: regressed
         metric: mean self time per call
         base: 1.20 µs (median of 10 runs)
         head: 1.50 µs (median of 12 runs)
@@ -474,22 +739,21 @@ mod tests {
         threshold: 5%
         p: 0.0002, adjusted for all functions (Benjamini–Hochberg): 0.0012, alpha 0.05
         calls per run: 200
-        share of the total time: 23.45%</failure>
+        share of the total time: 23.45%]]></failure>
             </testcase>
-            <testcase classname="evil&amp;co&lt;&gt;.so" name="evil|name&lt;script&gt;alert(1)&lt;/script&gt;`x`\|
-        ]]&gt;&amp;&quot;&apos;�" time="0.003200">
-              <failure message="+50.0% (95% CI +40.0% … +60.0%) slower, threshold 5%" type="regression">verdict: regressed
+            <testcase name="evil|name&lt;script&gt;alert(1)&lt;/script&gt;`x`\|\n]]&gt;&amp;&quot;&apos;\u{1}" time="0.0032" classname="perfgate.parse-bench.module:evil_co___so">
+              <failure type="regression" message="+50.0% (95% CI +40.0% … +60.0%) slower, threshold 5%"><![CDATA[verdict: regressed
         metric: mean self time per call
         base: 45.60 µs (median of 10 runs)
         head: 68.40 µs (median of 12 runs)
         change: +50.0% (95% CI +40.0% … +60.0%)
         threshold: 5%
-        p: &lt;0.0001, adjusted for all functions (Benjamini–Hochberg): &lt;0.0001, alpha 0.05
+        p: <0.0001, adjusted for all functions (Benjamini–Hochberg): <0.0001, alpha 0.05
         calls per run: 10
-        share of the total time: 12.00%</failure>
+        share of the total time: 12.00%]]></failure>
             </testcase>
-            <testcase classname="libfoo.so" name="alloc_node" time="0.000030">
-              <failure message="calls per run changed: 200 → 250" type="calls-changed">verdict: calls changed
+            <testcase name="alloc_node" time="0.00003" classname="perfgate.parse-bench.module:libfoo_so">
+              <failure type="calls-changed" message="calls per run changed: 200 → 250"><![CDATA[verdict: calls changed
         metric: mean self time per call
         base: 95 ns (median of 10 runs)
         head: 96 ns (median of 12 runs)
@@ -497,10 +761,10 @@ mod tests {
         threshold: 5%
         p: 0.4000, adjusted for all functions (Benjamini–Hochberg): 0.6000, alpha 0.05
         calls per run: 200 → 250 (+25.0%; call counts are exact, the change is certain)
-        share of the total time: 8.00%</failure>
+        share of the total time: 8.00%]]></failure>
             </testcase>
-            <testcase classname="libfoo.so" name="hash_lookup" time="0.000640">
-              <system-out>verdict: improved
+            <testcase name="hash_lookup" time="0.00064" classname="perfgate.parse-bench.module:libfoo_so">
+              <system-out><![CDATA[verdict: improved
         metric: mean self time per call
         base: 800 ns (median of 10 runs)
         head: 600 ns (median of 12 runs)
@@ -508,10 +772,10 @@ mod tests {
         threshold: 5%
         p: 0.0004, adjusted for all functions (Benjamini–Hochberg): 0.0030, alpha 0.05
         calls per run: 1,000
-        share of the total time: 15.00%</system-out>
+        share of the total time: 15.00%]]></system-out>
             </testcase>
-            <testcase classname="bench" name="main_loop" time="0.009000">
-              <system-out>verdict: unchanged
+            <testcase name="main_loop" time="0.009" classname="perfgate.parse-bench.module:bench">
+              <system-out><![CDATA[verdict: unchanged
         metric: mean self time per call
         base: 2.50 ms (median of 10 runs)
         head: 2.50 ms (median of 12 runs)
@@ -519,10 +783,11 @@ mod tests {
         threshold: 5%
         p: 0.8000, adjusted for all functions (Benjamini–Hochberg): 0.9000, alpha 0.05
         calls per run: 1
-        share of the total time: 30.00%</system-out>
+        share of the total time: 30.00%]]></system-out>
             </testcase>
-            <testcase classname="bench" name="flush" time="0.000070">
-              <system-out>verdict: inconclusive
+            <testcase name="flush" time="0.00007" classname="perfgate.parse-bench.module:bench">
+              <skipped><![CDATA[inconclusive after 12 head runs: +6.0% (95% CI -2.0% … +15.0%), threshold 5%
+        verdict: inconclusive
         metric: mean self time per call
         base: 5.00 µs (median of 10 runs)
         head: 5.30 µs (median of 12 runs)
@@ -530,28 +795,29 @@ mod tests {
         threshold: 5%
         p: 0.0400, adjusted for all functions (Benjamini–Hochberg): 0.2000, alpha 0.05
         calls per run: 12
-        share of the total time: 3.00%</system-out>
+        share of the total time: 3.00%]]></skipped>
             </testcase>
-            <testcase classname="bench" name="new_fast_path" time="0.000014">
-              <system-out>verdict: new
+            <testcase name="new_fast_path" time="0.000014" classname="perfgate.parse-bench.module:bench">
+              <skipped><![CDATA[new: not in the baseline, nothing to compare with
+        verdict: new
         metric: mean self time per call
         head: 350 ns (median of 12 runs)
         threshold: 5%
         calls per run: - → 40
-        share of the total time: 2.00%</system-out>
+        share of the total time: 2.00%]]></skipped>
             </testcase>
-            <testcase classname="bench" name="old_slow_path" time="0.000000">
-              <skipped message="removed from the benchmark"/>
-              <system-out>verdict: removed
+            <testcase name="old_slow_path" time="0" classname="perfgate.parse-bench.module:bench">
+              <skipped><![CDATA[removed: in the baseline, not in this check's runs
+        verdict: removed
         metric: mean self time per call
         base: 900 ns (median of 10 runs)
         threshold: 5%
         calls per run: 40 → -
-        share of the total time: 5.00%</system-out>
+        share of the total time: 5.00%]]></skipped>
             </testcase>
-            <testcase classname="libfoo.so" name="tiny_helper" time="0.000160">
-              <skipped message="below the share floor: 0.30% of the total time, under 1%"/>
-              <system-out>verdict: below share floor
+            <testcase name="tiny_helper" time="0.00016" classname="perfgate.parse-bench.module:libfoo_so">
+              <skipped><![CDATA[below the share floor: 0.30% of the total time, under 1%
+        verdict: below share floor
         metric: mean self time per call
         base: 20 ns (median of 10 runs)
         head: 30 ns (median of 12 runs)
@@ -559,17 +825,17 @@ mod tests {
         threshold: 5%
         p: 0.0010, adjusted for all functions (Benjamini–Hochberg): 0.0100, alpha 0.05
         calls per run: 5,000
-        share of the total time: 0.30%</system-out>
+        share of the total time: 0.30%]]></skipped>
             </testcase>
-            <testcase classname="bench" name="log_debug" time="0.000000">
-              <skipped message="ignored in the baseline"/>
-              <system-out>verdict: ignored
+            <testcase name="log_debug" time="0" classname="perfgate.parse-bench.module:bench">
+              <skipped><![CDATA[ignored: `ignore = true` in the baseline
+        verdict: ignored
         metric: mean self time per call
         threshold: 5%
-        share of the total time: 4.00%</system-out>
+        share of the total time: 4.00%]]></skipped>
             </testcase>
-            <system-out>warning: baseline from another machine: cpu: AMD EPYC 7B13 → Intel Xeon 8375C
-        warning: 3 events lost &lt;b&gt;here&lt;/b&gt;</system-out>
+            <system-out><![CDATA[warning: baseline from another machine: cpu: AMD EPYC 7B13 → Intel Xeon 8375C
+        warning: 3 events lost <b>here</b>]]></system-out>
           </testsuite>
         </testsuites>
         "#);
@@ -582,45 +848,134 @@ mod tests {
         assert_eq!(root.name, "testsuites");
         let suites = root.all("testsuite");
         assert_eq!(suites.len(), 1);
-        assert_eq!(suites[0].attr("name"), Some("perfgate: parse-bench"));
+        let suite = suites[0];
+        assert_eq!(suite.attr("name"), Some("perfgate: parse-bench"));
         let cases = root.all("testcase");
         assert_eq!(cases.len(), c.functions.len());
         assert_eq!(root.all("failure").len(), 3);
-        assert_eq!(root.all("skipped").len(), 3);
-        for n in [&root, suites[0]] {
+        assert_eq!(root.all("skipped").len(), 5);
+        for n in [&root, suite] {
             assert_eq!(n.attr("tests"), Some("10"));
             assert_eq!(n.attr("failures"), Some("3"));
-            assert_eq!(n.attr("skipped"), Some("3"));
             assert_eq!(n.attr("errors"), Some("0"));
         }
+        assert_eq!(suite.attr("skipped"), Some("5"));
+        // junit-4 has no `skipped` on <testsuites>.
+        assert_eq!(root.attr("skipped"), None);
         for (case, f) in cases.iter().zip(&c.functions) {
-            assert_eq!(case.attr("name"), Some(survives(&f.name).as_str()));
-            assert_eq!(case.attr("classname"), Some(survives(&f.module).as_str()));
+            assert_eq!(case.attr("name"), Some(attribute(&f.name).as_str()));
+            assert_eq!(case.attr("file"), None);
         }
         let passing = doc(&passing());
         assert!(passing.all("failure").is_empty());
         assert_eq!(passing.attr("failures"), Some("0"));
     }
 
-    /// What XML can carry of a string: controls other than tab and newline become U+FFFD.
-    fn survives(s: &str) -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_control() && c != '\n' && c != '\t' {
-                    '\u{FFFD}'
-                } else {
-                    c
-                }
-            })
-            .collect()
+    #[test]
+    fn suite_time_is_the_checks_wall_time_with_host_and_timestamp() {
+        let mut c = fixture();
+        c.wall_ns = Some(61_234_567_890.0);
+        let root = doc(&c);
+        let suite = root.all("testsuite")[0];
+        assert_eq!(suite.attr("time"), Some("61.235"));
+        assert_eq!(root.attr("time"), Some("61.235"));
+        assert_eq!(suite.attr("timestamp"), Some("2024-05-01T12:00:00Z"));
+        assert_eq!(suite.attr("hostname"), Some("ci-runner-7"));
+        assert_eq!(suite.attr("package"), Some("perfgate.parse-bench"));
+        // Unknown (a comparison saved before the field existed): no time rather than a made-up one.
+        c.wall_ns = None;
+        let root = doc(&c);
+        assert_eq!(root.all("testsuite")[0].attr("time"), None);
+        assert_eq!(root.attr("time"), None);
+        c.wall_ns = Some(f64::NAN);
+        assert_eq!(doc(&c).all("testsuite")[0].attr("time"), None);
+        // Sub-second instants are cut to the second, and a clock before 1970 still gives a report.
+        let at = Provenance {
+            timestamp: UNIX_EPOCH + std::time::Duration::from_millis(1_714_564_800_999),
+            ..at()
+        };
+        let x = String::from_utf8(report(&[fixture()], &at).unwrap()).unwrap();
+        assert!(x.contains(r#"timestamp="2024-05-01T12:00:00Z""#), "{x}");
+        let at = Provenance {
+            timestamp: UNIX_EPOCH - std::time::Duration::from_secs(86_400),
+            ..at
+        };
+        let x = String::from_utf8(report(&[fixture()], &at).unwrap()).unwrap();
+        assert!(x.contains(r#"timestamp="1969-12-31T00:00:00Z""#), "{x}");
+        // Years RFC 3339 cannot write (junit-report would panic on them) read as the epoch.
+        let year_minus_200 = UNIX_EPOCH.checked_sub(std::time::Duration::from_secs(68_500_000_000));
+        let year_20000 = UNIX_EPOCH.checked_add(std::time::Duration::from_secs(569_000_000_000));
+        for t in [year_minus_200, year_20000] {
+            let at = Provenance {
+                timestamp: t.expect("representable on Linux"),
+                ..at.clone()
+            };
+            let x = String::from_utf8(report(&[fixture()], &at).unwrap()).unwrap();
+            assert!(x.contains(r#"timestamp="1970-01-01T00:00:00Z""#), "{x}");
+        }
     }
 
-    fn case<'a>(root: &'a Node, name: &str) -> &'a Node {
-        let found = root
-            .all("testcase")
-            .into_iter()
-            .find(|n| n.attr("name") == Some(name));
-        found.unwrap_or_else(|| panic!("no testcase {name}"))
+    #[test]
+    fn several_comparisons_give_one_suite_each_and_summed_totals() {
+        let mut other = passing();
+        other.benchmark = "render.bench".into();
+        other.wall_ns = Some(1_500_000_000.0);
+        let x = xml_of(&[fixture(), other.clone()]);
+        let root = parse(&x).unwrap_or_else(|e| panic!("{e}\n{x}"));
+        let suites = root.all("testsuite");
+        assert_eq!(suites.len(), 2);
+        assert_eq!(suites[0].attr("id"), Some("0"));
+        assert_eq!(suites[1].attr("id"), Some("1"));
+        assert_eq!(suites[1].attr("name"), Some("perfgate: render.bench"));
+        assert_eq!(suites[1].attr("package"), Some("perfgate.render_bench"));
+        assert_eq!(suites[1].attr("tests"), Some("7"));
+        assert_eq!(suites[1].attr("failures"), Some("0"));
+        assert_eq!(suites[1].attr("skipped"), Some("5"));
+        assert_eq!(suites[1].all("testcase").len(), other.functions.len());
+        assert_eq!(root.attr("tests"), Some("17"));
+        assert_eq!(root.attr("failures"), Some("3"));
+        assert_eq!(root.attr("time"), Some("5.750"));
+        // Each suite has its own properties, before its testcases.
+        for s in suites {
+            assert_eq!(s.children[0].name, "properties");
+        }
+        let empty = parse(&xml_of(&[])).unwrap();
+        assert!(empty.all("testsuite").is_empty());
+        assert_eq!(empty.attr("tests"), Some("0"));
+        assert_eq!(empty.attr("time"), Some("0.000"));
+    }
+
+    #[test]
+    fn classname_is_stable_per_benchmark_and_module_and_names_no_file() {
+        let root = doc(&fixture());
+        assert_eq!(
+            case(&root, "parse_header").attr("classname"),
+            Some("perfgate.parse-bench.module:libfoo_so")
+        );
+        assert_eq!(
+            case(&root, "main_loop").attr("classname"),
+            Some("perfgate.parse-bench.module:bench")
+        );
+        let mut c = fixture();
+        c.benchmark = "a.b/c*?[x]{y}".into();
+        for f in &mut c.functions {
+            f.module = "/usr/lib/libstdc++.so.6 [vdso]".into();
+        }
+        let root = doc(&c);
+        for case in root.all("testcase") {
+            let class = case.attr("classname").unwrap();
+            assert_eq!(
+                class,
+                "perfgate.a_b_c___x__y_.module:_usr_lib_libstdc++_so_6__vdso_"
+            );
+            // What GitHub annotators take for the file name: the last dot-separated piece.
+            let last = class.rsplit('.').next().unwrap();
+            assert!(last.starts_with("module:"), "{last}");
+            assert!(
+                !last.contains(['*', '?', '[', ']', '{', '}', '/', '\\']),
+                "{last}"
+            );
+        }
     }
 
     #[test]
@@ -628,8 +983,8 @@ mod tests {
         let root = doc(&fixture());
         let parse_header = case(&root, "parse_header");
         assert_eq!(parse_header.attr("time"), Some("0.000412"));
-        let failure = &parse_header.children[0];
-        assert_eq!(failure.name, "failure");
+        assert_eq!(parse_header.children.len(), 1);
+        let failure = child(parse_header, "failure");
         assert_eq!(failure.attr("type"), Some("regression"));
         assert_eq!(
             failure.attr("message"),
@@ -651,8 +1006,7 @@ mod tests {
                 failure.text
             );
         }
-        let calls = &case(&root, "alloc_node").children[0];
-        assert_eq!(calls.name, "failure");
+        let calls = child(case(&root, "alloc_node"), "failure");
         assert_eq!(calls.attr("type"), Some("calls-changed"));
         assert_eq!(
             calls.attr("message"),
@@ -661,8 +1015,11 @@ mod tests {
         assert!(calls.text.contains(
             "calls per run: 200 → 250 (+25.0%; call counts are exact, the change is certain)"
         ));
-        let hostile = &case(&root, &survives(HOSTILE)).children[0];
-        assert!(hostile
+        let hostile = case(
+            &root,
+            "evil|name<script>alert(1)</script>`x`\\|\\n]]>&\"'\\u{1}",
+        );
+        assert!(child(hostile, "failure")
             .text
             .contains("p: <0.0001, adjusted for all functions (Benjamini–Hochberg): <0.0001"));
     }
@@ -672,51 +1029,116 @@ mod tests {
         let root = doc(&fixture());
         let skipped = |name: &str| {
             let c = case(&root, name);
-            assert_eq!(c.children[0].name, "skipped", "{name}");
-            c.children[0].attr("message").map(str::to_string)
+            assert_eq!(c.children.len(), 1, "{name}: only <skipped>");
+            let s = child(c, "skipped");
+            // junit-4 allows no attribute on <skipped>: the reason is its text.
+            assert!(s.attrs.is_empty(), "{name}: {:?}", s.attrs);
+            s.text.clone()
         };
+        let first_line = |t: String| t.lines().next().unwrap_or_default().to_string();
         assert_eq!(
-            skipped("tiny_helper").as_deref(),
-            Some("below the share floor: 0.30% of the total time, under 1%")
+            first_line(skipped("tiny_helper")),
+            "below the share floor: 0.30% of the total time, under 1%"
         );
         assert_eq!(
-            skipped("log_debug").as_deref(),
-            Some("ignored in the baseline")
+            first_line(skipped("log_debug")),
+            "ignored: `ignore = true` in the baseline"
         );
         assert_eq!(
-            skipped("old_slow_path").as_deref(),
-            Some("removed from the benchmark")
+            first_line(skipped("old_slow_path")),
+            "removed: in the baseline, not in this check's runs"
         );
-        let ignored = case(&root, "log_debug");
-        assert_eq!(ignored.attr("time"), Some("0.000000"));
-        let new = case(&root, "new_fast_path");
-        assert_eq!(new.children.len(), 1);
-        assert_eq!(new.children[0].name, "system-out");
-        assert!(new.children[0].text.starts_with("verdict: new\n"));
+        assert_eq!(
+            first_line(skipped("new_fast_path")),
+            "new: not in the baseline, nothing to compare with"
+        );
+        let flush = skipped("flush");
+        assert!(flush.starts_with(
+            "inconclusive after 12 head runs: +6.0% (95% CI -2.0% … +15.0%), threshold 5%\n"
+        ));
+        assert!(
+            flush.contains("\nbase: 5.00 µs (median of 10 runs)\n"),
+            "{flush}"
+        );
+        assert!(
+            flush.contains("\nhead: 5.30 µs (median of 12 runs)\n"),
+            "{flush}"
+        );
+        assert_eq!(case(&root, "log_debug").attr("time"), Some("0"));
+        for (name, verdict) in [("hash_lookup", "improved"), ("main_loop", "unchanged")] {
+            let c = case(&root, name);
+            assert_eq!(c.children.len(), 1);
+            let out = child(c, "system-out");
+            assert!(
+                out.text.starts_with(&format!("verdict: {verdict}\n")),
+                "{name}"
+            );
+            assert!(out.text.contains("change: "), "{name}");
+        }
+        let suite_out = root.all("testsuite")[0]
+            .children
+            .iter()
+            .rfind(|n| n.name == "system-out")
+            .expect("suite system-out");
+        assert_eq!(
+            suite_out.text,
+            "warning: baseline from another machine: cpu: AMD EPYC 7B13 → Intel Xeon 8375C\n\
+             warning: 3 events lost <b>here</b>"
+        );
     }
 
     #[test]
     fn hostile_text_everywhere_stays_well_formed() {
         let nasty =
-            "a]]>b<![CDATA[c]]>&amp;\"'<!-- x -->\u{0}\u{1b}[31m\r\n\t\u{7f}\u{85}</testcase>&#0;";
+            "a]]>b<![CDATA[c]]>&amp;\"'<!-- x -->\u{0}\u{1b}[31m\r\n\t\u{7f}\u{85}\u{202e}</testcase>&#0;\u{FFFF}";
+        // What an attribute reads back as: one line, the invisible made visible.
+        let in_attribute = "a]]>b<![CDATA[c]]>&amp;\"'<!-- x -->\\0\\u{1b}[31m\\r\\n\\t\\u{7f}\\u{85}\\u{202e}</testcase>&#0;\\u{ffff}";
+        // What text reads back as: line breaks and tabs kept.
+        let in_text = "a]]>b<![CDATA[c]]>&amp;\"'<!-- x -->\\0\\u{1b}[31m\r\n\t\\u{7f}\\u{85}\\u{202e}</testcase>&#0;\\u{ffff}";
         let mut c = fixture();
         c.benchmark = nasty.into();
         c.command.push(nasty.into());
         c.machine_mismatch = Some(nasty.into());
-        c.warnings.push(nasty.into());
+        c.warnings = vec![nasty.into()];
         for f in &mut c.functions {
             f.name = format!("{}{nasty}", f.name);
             f.module = nasty.into();
         }
-        let root = doc(&c);
+        let x = xml(&c);
+        assert!(!x.contains('\u{1b}') && !x.contains('\u{0}') && !x.contains('\u{202e}'));
+        let root = parse(&x).unwrap_or_else(|e| panic!("not well-formed: {e}\n{x}"));
         assert_eq!(root.all("testcase").len(), c.functions.len());
+        let suite = root.all("testsuite")[0];
         assert_eq!(
-            root.all("testsuite")[0].attr("name"),
-            Some(format!("perfgate: {}", survives(nasty)).as_str())
+            suite.attr("name"),
+            Some(format!("perfgate: {in_attribute}").as_str())
         );
+        let parse_header = case(&root, &format!("parse_header{in_attribute}"));
+        let piece = "a___b___CDATA_c____amp_____--_x_--__0_u_1b__31m_r_n_t_u_7f__u_85__u_202e___testcase___0__u_ffff_";
         assert_eq!(
-            case(&root, &survives(&format!("parse_header{nasty}"))).attr("classname"),
-            Some(survives(nasty).as_str())
+            parse_header.attr("classname"),
+            Some(format!("perfgate.{piece}.module:{piece}").as_str())
+        );
+        let command = root
+            .all("property")
+            .into_iter()
+            .find(|p| p.attr("name") == Some("command"))
+            .and_then(|p| p.attr("value"));
+        assert_eq!(
+            command,
+            Some(format!("./bench --iterations 100 {in_attribute}").as_str())
+        );
+        // The CDATA split reads back as the original `]]>`.
+        let notes = &suite
+            .children
+            .iter()
+            .rfind(|n| n.name == "system-out")
+            .unwrap()
+            .text;
+        // A parser normalises \r\n to \n; this checker does not, so compare before that.
+        assert_eq!(
+            notes,
+            &format!("warning: baseline from another machine: {in_text}\nwarning: {in_text}")
         );
         let empty = Comparison {
             functions: Vec::new(),
@@ -727,5 +1149,6 @@ mod tests {
         let root = doc(&empty);
         assert!(root.all("testcase").is_empty());
         assert_eq!(root.attr("tests"), Some("0"));
+        assert_eq!(root.all("testsuite")[0].attr("tests"), Some("0"));
     }
 }

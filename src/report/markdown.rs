@@ -395,6 +395,7 @@ pub(crate) mod tests {
             settings: GateSettings::default(),
             machine_mismatch: Some("cpu: AMD EPYC 7B13 → Intel Xeon 8375C".into()),
             speed_factor: None,
+            wall_ns: Some(4_250_000_000.0),
             functions,
             warnings: vec!["3 events lost <b>here</b>".into()],
         }

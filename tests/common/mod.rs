@@ -121,3 +121,39 @@ pub fn copy_to(src: &Path, dir: &Path, name: &str) -> PathBuf {
     std::fs::copy(src, &dst).expect("copy");
     dst
 }
+
+/// The Jenkins JUnit schemas the JUnit report must satisfy (see the comments at the top of each file).
+pub const JUNIT_SCHEMAS: [&str; 2] = ["tests/data/jenkins-junit.xsd", "tests/data/junit-10.xsd"];
+
+/// Validates a document with `xmllint --schema` (Debian's libxml2-utils, installed by
+/// scripts/setup.sh): Ok, or xmllint's complaint. A missing xmllint fails the test rather than
+/// skipping the validation.
+pub fn xsd_check(xml: &[u8], schema: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let doc = dir.path().join("report.xml");
+    std::fs::write(&doc, xml).expect("writing the report");
+    let out = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--nonet")
+        .arg("--schema")
+        .arg(root().join(schema))
+        .arg(&doc)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run xmllint ({e}): scripts/setup.sh installs it (libxml2-utils)")
+        });
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// Panics unless the document is valid against every schema in [`JUNIT_SCHEMAS`].
+pub fn assert_valid_junit(xml: &[u8]) {
+    for schema in JUNIT_SCHEMAS {
+        if let Err(e) = xsd_check(xml, schema) {
+            panic!("not valid against {schema}:\n{e}\n{}", text(xml));
+        }
+    }
+}
