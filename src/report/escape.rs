@@ -1,10 +1,11 @@
 //! The one place where text from untrusted files (symbol names, commands) is made safe for its destination.
 
-/// For a terminal: control characters (ANSI escapes included) become visible `\u{..}` escapes.
+/// For a terminal: control characters (ANSI escapes included) and the bidirectional controls of "Trojan
+/// Source" (U+202E shows the rest of a line reversed) become visible `\u{..}` escapes.
 pub fn terminal(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() {
+        if c.is_control() || is_bidi_control(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);
@@ -28,6 +29,7 @@ pub fn markdown(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             c if c.is_control() => out.push(' '),
+            c if is_bidi_control(c) => out.extend(c.escape_unicode()),
             c => out.push(c),
         }
     }
@@ -75,7 +77,26 @@ pub fn xml(s: &str, place: XmlPlace) -> String {
 fn hidden_in_xml(c: char) -> bool {
     c.is_control() // C0 (tab, LF and CR included), DEL, C1
         || matches!(c, '\u{FFFE}' | '\u{FFFF}')
-        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        || is_bidi_control(c)
+}
+
+/// The Unicode bidirectional formatting characters, which reorder what follows them on screen.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// For a line of SVG text or a folded-stack frame: what [`xml`] would escape in an attribute is replaced
+/// by U+FFFD (inferno escapes `<`, `>`, `&` itself; a folded line cannot carry escapes).
+pub fn svg_text(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if hidden_in_xml(c) {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -113,10 +113,7 @@ fn render<'a>(
     out: &mut dyn Write,
 ) -> Result<()> {
     let mut opts = inferno::flamegraph::Options::default();
-    opts.title = title
-        .chars()
-        .map(|c| if not_xml(c) { '\u{FFFD}' } else { c })
-        .collect();
+    opts.title = super::escape::svg_text(title);
     opts.count_name = "ns".into();
     opts.name_type = "Function:".into();
     opts.hash = true;
@@ -126,20 +123,9 @@ fn render<'a>(
     Ok(())
 }
 
-/// Characters XML 1.0 cannot carry even escaped (as in `escape::xml`), and line breaks: replaced.
-fn not_xml(c: char) -> bool {
-    c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}'
-}
-
-/// A name made safe for a folded line.
+/// A name made safe for a folded line (`;` separates frames) and for the SVG.
 fn frame_name(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            ';' => ':',
-            c if not_xml(c) => '\u{FFFD}',
-            c => c,
-        })
-        .collect()
+    super::escape::svg_text(s).replace(';', ":")
 }
 
 /// A trie of stacks: node 0 is the root; a node's label is a function or a thread.
