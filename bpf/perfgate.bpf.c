@@ -332,6 +332,23 @@ int pg_return(struct pt_regs *ctx)
 	return 0;
 }
 
+/* Classic per-function uprobes (perf events), for kernels without uprobe_multi (before 6.6): the same
+ * handlers, one link per probe; the cookie comes through bpf_get_attach_cookie as well (5.15+). */
+SEC("uprobe")
+int pg_entry_classic(struct pt_regs *ctx)
+{
+	on_entry((__u32)bpf_get_attach_cookie(ctx), ctx->rsp);
+	return 0;
+}
+
+SEC("uretprobe")
+int pg_return_classic(struct pt_regs *ctx)
+{
+	__u64 attach = bpf_get_attach_cookie(ctx);
+	on_return((__u32)attach, (__u32)(attach >> PG_COOKIE_KIND_SHIFT), 0);
+	return 0;
+}
+
 SEC("raw_tp/sched_process_exit")
 int pg_thread_exit(void *ctx)
 {
@@ -351,12 +368,11 @@ int pg_thread_exit(void *ctx)
 /* The loader calls _dl_debug_state after every change of its link map (start-up, dlopen, dlclose): walk the
  * list (struct r_debug { int; struct link_map *r_map; ... }, struct link_map { addr; char *l_name; dyn *;
  * struct link_map *l_next; ... }) and remember every path. */
-SEC("uprobe.multi")
-int pg_dl_change(struct pt_regs *ctx)
+static __always_inline int dl_change(__u64 ip)
 {
 	if (!ours(bpf_get_current_pid_tgid()))
 		return 0;
-	__u64 r_debug = bpf_get_func_ip(ctx) + r_debug_delta;
+	__u64 r_debug = ip + r_debug_delta;
 	__u64 lm = 0;
 	if (bpf_probe_read_user(&lm, sizeof(lm), (void *)(r_debug + 8)))
 		return 0;
@@ -376,4 +392,17 @@ int pg_dl_change(struct pt_regs *ctx)
 			break;
 	}
 	return 0;
+}
+
+SEC("uprobe.multi")
+int pg_dl_change(struct pt_regs *ctx)
+{
+	return dl_change(bpf_get_func_ip(ctx));
+}
+
+SEC("uprobe")
+int pg_dl_change_classic(struct pt_regs *ctx)
+{
+	/* At an entry probe the instruction pointer is the probed address (bpf_get_func_ip is 6.x only). */
+	return dl_change(ctx->rip);
 }

@@ -196,12 +196,36 @@ fn a_stripped_binary_is_traced_through_dynsym_with_a_warning() {
 }
 
 #[test]
-fn entry_and_return_probes_work_without_uprobe_session() {
-    let (p, _) = record(&["--no-session"], &[fixture("threads").to_str().unwrap()]);
-    assert!(!p.accounting.session_probes);
-    assert_eq!(calls(&p, "a"), 4000);
-    assert_eq!(calls(&p, "c"), 4000);
-    assert_eq!(p.accounting.lost.lost_calls(), 0);
+fn every_probe_interface_counts_exactly() {
+    for mode in ["session", "multi", "classic"] {
+        let (p, _) = record(
+            &["--no-calibrate", "--probes", mode],
+            &[fixture("threads").to_str().unwrap()],
+        );
+        assert_eq!(p.accounting.probe_mode.as_deref(), Some(mode));
+        assert_eq!(p.accounting.session_probes, mode == "session");
+        assert_eq!(calls(&p, "a"), 4000, "{mode}");
+        assert_eq!(calls(&p, "c"), 4000, "{mode}");
+        assert_eq!(p.accounting.lost.lost_calls(), 0, "{mode}");
+        // A library, and the loader's hook that sees dlopen.
+        let (p, _) = record(
+            &["--no-calibrate", "--probes", mode, "--lib", "libfixture*"],
+            &[fixture("uselib").to_str().unwrap()],
+        );
+        assert_eq!(calls(&p, "fx_add"), 100, "{mode}");
+        assert_eq!(calls(&p, "main"), 1, "{mode}");
+        let (p, _) = record(
+            &["--no-calibrate", "--probes", mode],
+            &[fixture("dlopener").to_str().unwrap()],
+        );
+        assert_eq!(p.accounting.libraries_loaded_later.len(), 1, "{mode}");
+    }
+    // The old spelling still works.
+    let (p, _) = record(
+        &["--no-calibrate", "--no-session"],
+        &[fixture("threads").to_str().unwrap()],
+    );
+    assert_eq!(p.accounting.probe_mode.as_deref(), Some("multi"));
 }
 
 #[test]
@@ -465,7 +489,11 @@ fn a_timeout_kills_the_benchmark_and_says_so() {
 
 #[test]
 fn frames_left_by_longjmp_are_dropped_not_piled_up() {
-    for mode in [&["--no-calibrate"][..], &["--no-calibrate", "--no-session"]] {
+    for mode in [
+        &["--no-calibrate", "--probes", "session"][..],
+        &["--no-calibrate", "--probes", "multi"],
+        &["--no-calibrate", "--probes", "classic"],
+    ] {
         let (p, out) = record(mode, &[fixture("longjmp").to_str().unwrap()]);
         assert_eq!(calls(&p, "f"), 5, "{mode:?}");
         assert_eq!(calls(&p, "g"), 5, "{mode:?}");

@@ -25,6 +25,9 @@ pub mod kernel;
 use kernel::skel::{PerfgateSkel, PerfgateSkelBuilder};
 pub use kernel::MAX_DEPTH;
 
+/// Threads that close links at once.
+pub const DETACH_THREADS: usize = 32;
+
 /// Settings of the program, fixed before it is loaded.
 #[derive(Debug, Clone)]
 pub struct ProgramConfig {
@@ -34,8 +37,8 @@ pub struct ProgramConfig {
     pub events: bool,
     /// Ring buffer size in bytes (rounded up to a power of two, at least a page); trace mode only.
     pub ringbuf_bytes: u32,
-    /// One `uprobe.session` program for entry and return; otherwise an entry and a return program.
-    pub session: bool,
+    /// How the probes are attached.
+    pub mode: ProbeMode,
     /// Calibrated cost of one traced call per probe kind, accumulated over descendants; `None` = zero.
     pub probe_cost: Option<ProbeCosts>,
     /// `_r_debug` minus `_dl_debug_state` in the loader, when its link map is watched.
@@ -43,6 +46,89 @@ pub struct ProgramConfig {
     /// Functions in the plan: sizes the statistics map.
     pub functions: usize,
 }
+
+/// How probes are attached, from the newest kernel interface to the oldest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProbeMode {
+    /// One `uprobe.session` program through `uprobe_multi`, one link per file (Linux 6.12+).
+    #[default]
+    Session,
+    /// An entry and a return program through `uprobe_multi`, two links per file (Linux 6.6+).
+    Multi,
+    /// Classic perf-event uprobes, two links per function (any kernel with BPF cookies, 5.15+): slow to
+    /// attach and detach with many functions.
+    Classic,
+}
+
+impl ProbeMode {
+    /// Every interface, newest first.
+    pub const ALL: [ProbeMode; 3] = [ProbeMode::Session, ProbeMode::Multi, ProbeMode::Classic];
+
+    /// The next older interface to try when this one is refused.
+    pub fn fallback(self) -> Option<ProbeMode> {
+        match self {
+            ProbeMode::Session => Some(ProbeMode::Multi),
+            ProbeMode::Multi => Some(ProbeMode::Classic),
+            ProbeMode::Classic => None,
+        }
+    }
+
+    /// The name users read and pass to `--probes`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMode::Session => "session",
+            ProbeMode::Multi => "multi",
+            ProbeMode::Classic => "classic",
+        }
+    }
+}
+
+/// What the running kernel offers, by its release (backported features are found by trying: every mode
+/// falls back to the next on refusal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// `/sys/kernel/btf/vmlinux` exists.
+    pub btf: bool,
+    /// Kernel release, major and minor.
+    pub release: (u32, u32),
+}
+
+impl Features {
+    /// This machine's.
+    pub fn detect() -> Features {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        Features {
+            btf: std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
+            release: parse_release(&release),
+        }
+    }
+
+    /// The newest probe interface this kernel should have: session programs from 6.12, `uprobe_multi`
+    /// from 6.6 (its PID filter is fixed in 6.10; the program checks the process itself anyway).
+    pub fn best_mode(&self) -> ProbeMode {
+        if self.release >= (6, 12) {
+            ProbeMode::Session
+        } else if self.release >= (6, 6) {
+            ProbeMode::Multi
+        } else {
+            ProbeMode::Classic
+        }
+    }
+}
+
+/// `6.18.44-fc` → (6, 18); unreadable parts read as 0.
+pub fn parse_release(s: &str) -> (u32, u32) {
+    let mut parts = s
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// The kernel refused this probe interface: the caller retries with [`ProbeMode::fallback`].
+#[derive(Debug, thiserror::Error)]
+#[error("probe interface `{}` is not supported by this kernel", .0.name())]
+pub struct ModeUnsupported(pub ProbeMode);
 
 /// One probe: a function at a file offset, and the kind of instruction there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +141,6 @@ pub struct Probe {
     pub kind: ProbeKind,
 }
 
-/// The kernel refused `uprobe.session` (before 6.12): the caller retries without it.
-#[derive(Debug, thiserror::Error)]
-#[error("uprobe.session is not supported by this kernel")]
-pub struct SessionUnsupported;
-
 /// What the kernel measured in one run.
 #[derive(Debug, Clone, Default)]
 pub struct Measured {
@@ -67,8 +148,8 @@ pub struct Measured {
     pub stats: Vec<FuncStats>,
     /// Everything that went wrong.
     pub lost: LossCounters,
-    /// Whether `uprobe.session` was used.
-    pub session: bool,
+    /// How the probes were attached.
+    pub mode: ProbeMode,
     /// Attach time of all links.
     pub attach: Duration,
     /// Detach time of all links.
@@ -162,16 +243,31 @@ impl<'obj> Program<'obj> {
             .saturating_mul(16)
             .clamp(65_536, 1 << 22);
         open.maps.stats.set_max_entries(entries)?;
-        open.progs.pg_session.set_autoload(config.session);
-        open.progs.pg_entry.set_autoload(!config.session);
-        open.progs.pg_return.set_autoload(!config.session);
+        let mode = config.mode;
+        open.progs
+            .pg_session
+            .set_autoload(mode == ProbeMode::Session);
+        open.progs.pg_entry.set_autoload(mode == ProbeMode::Multi);
+        open.progs.pg_return.set_autoload(mode == ProbeMode::Multi);
+        open.progs
+            .pg_dl_change
+            .set_autoload(mode != ProbeMode::Classic);
+        open.progs
+            .pg_entry_classic
+            .set_autoload(mode == ProbeMode::Classic);
+        open.progs
+            .pg_return_classic
+            .set_autoload(mode == ProbeMode::Classic);
+        open.progs
+            .pg_dl_change_classic
+            .set_autoload(mode == ProbeMode::Classic);
         let skel = match open.load() {
             Ok(s) => s,
             // As root, EACCES at load is the verifier refusing the program, not a missing privilege.
             Err(e) if is_permission_error(&e) && !crate::sys::is_root() => {
                 bail!("loading the BPF program was refused: run perfgate as root or with CAP_BPF+CAP_PERFMON")
             }
-            Err(_) if config.session => return Err(SessionUnsupported.into()),
+            Err(_) if mode != ProbeMode::Classic => return Err(ModeUnsupported(mode).into()),
             Err(e) => {
                 return Err(e).context(
                     "loading the BPF program (kernel ≥ 6.6 with BTF and uprobe_multi needed; PERFGATE_DEBUG=1 shows the kernel's log)",
@@ -190,9 +286,38 @@ impl<'obj> Program<'obj> {
     }
 
     /// Attaches the probes of one file, filtered on the target PID: one `uprobe_multi` link (session
-    /// mode) or two (entry + return).
+    /// mode), two (entry + return), or two per function (classic).
     pub fn attach_functions(&mut self, path: &Path, probes: &[Probe]) -> Result<()> {
         let t0 = Instant::now();
+        let result = match self.config.mode {
+            ProbeMode::Classic => self.attach_classic(path, probes),
+            mode => self.attach_multi(path, probes, mode),
+        };
+        self.attach += t0.elapsed();
+        match result {
+            Ok(l) => {
+                self.links.extend(l);
+                Ok(())
+            }
+            Err(e)
+                if self.config.mode != ProbeMode::Classic
+                    && !is_permission_error(&e)
+                    && self.links.is_empty() =>
+            {
+                Err(ModeUnsupported(self.config.mode).into())
+            }
+            Err(e) => Err(e).with_context(|| {
+                format!("attaching {} probes to {}", probes.len(), path.display())
+            }),
+        }
+    }
+
+    fn attach_multi(
+        &self,
+        path: &Path,
+        probes: &[Probe],
+        mode: ProbeMode,
+    ) -> libbpf_rs::Result<Vec<Link>> {
         let offsets: Vec<usize> = probes.iter().map(|p| p.offset.0 as usize).collect();
         let cookies: Vec<u64> = probes
             .iter()
@@ -209,25 +334,31 @@ impl<'obj> Program<'obj> {
             };
             prog.attach_uprobe_multi_with_opts(pid, path, "", opts)
         };
-        let result = if self.config.session {
+        if mode == ProbeMode::Session {
             attach(&self.skel.progs.pg_session, false, true).map(|l| vec![l])
         } else {
             attach(&self.skel.progs.pg_entry, false, false)
                 .and_then(|a| attach(&self.skel.progs.pg_return, true, false).map(|b| vec![a, b]))
-        };
-        self.attach += t0.elapsed();
-        match result {
-            Ok(l) => {
-                self.links.extend(l);
-                Ok(())
-            }
-            Err(e) if self.config.session && !is_permission_error(&e) && self.links.is_empty() => {
-                Err(SessionUnsupported.into())
-            }
-            Err(e) => Err(e).with_context(|| {
-                format!("attaching {} probes to {}", probes.len(), path.display())
-            }),
         }
+    }
+
+    fn attach_classic(&self, path: &Path, probes: &[Probe]) -> libbpf_rs::Result<Vec<Link>> {
+        let pid = self.config.target_pid as i32;
+        let mut links = Vec::with_capacity(probes.len() * 2);
+        for p in probes {
+            for (prog, retprobe) in [
+                (&self.skel.progs.pg_entry_classic, false),
+                (&self.skel.progs.pg_return_classic, true),
+            ] {
+                let opts = libbpf_rs::UprobeOpts {
+                    cookie: kernel::cookie(p.func, p.kind),
+                    retprobe,
+                    ..Default::default()
+                };
+                links.push(prog.attach_uprobe_with_opts(pid, path, p.offset.0 as usize, opts)?);
+            }
+        }
+        Ok(links)
     }
 
     /// Watches the loader's link map (`_dl_debug_state` at `offset` in `loader`); false when the kernel
@@ -235,16 +366,27 @@ impl<'obj> Program<'obj> {
     pub fn attach_loader_hook(&mut self, loader: &Path, offset: FileOffset) -> bool {
         let t0 = Instant::now();
         // uprobe_multi: a perf-event uprobe takes ~120 ms to detach, a multi link a fraction of that.
-        let opts = UprobeMultiOpts {
-            offsets: vec![offset.0 as usize],
-            ..Default::default()
+        let pid = self.config.target_pid as i32;
+        let link = if self.config.mode == ProbeMode::Classic {
+            self.skel
+                .progs
+                .pg_dl_change_classic
+                .attach_uprobe_with_opts(
+                    pid,
+                    loader,
+                    offset.0 as usize,
+                    libbpf_rs::UprobeOpts::default(),
+                )
+        } else {
+            let opts = UprobeMultiOpts {
+                offsets: vec![offset.0 as usize],
+                ..Default::default()
+            };
+            self.skel
+                .progs
+                .pg_dl_change
+                .attach_uprobe_multi_with_opts(pid, loader, "", opts)
         };
-        let link = self.skel.progs.pg_dl_change.attach_uprobe_multi_with_opts(
-            self.config.target_pid as i32,
-            loader,
-            "",
-            opts,
-        );
         self.attach += t0.elapsed();
         match link {
             Ok(l) => {
@@ -310,13 +452,16 @@ impl<'obj> Program<'obj> {
     }
 
     /// Closes every link. Each close waits for its own RCU grace period: closing them in parallel
-    /// overlaps the waits. The maps stay readable.
+    /// overlaps the waits (at most [`DETACH_THREADS`] threads, however many links classic mode made).
+    /// The maps stay readable.
     pub fn detach(&mut self) {
         let t0 = Instant::now();
-        let links = std::mem::take(&mut self.links);
+        let mut links = std::mem::take(&mut self.links);
+        let per_thread = links.len().div_ceil(DETACH_THREADS).max(1);
         std::thread::scope(|scope| {
-            for link in links {
-                scope.spawn(move || drop(link));
+            while !links.is_empty() {
+                let batch: Vec<Link> = links.drain(..per_thread.min(links.len())).collect();
+                scope.spawn(move || drop(batch));
             }
         });
         self.detach += t0.elapsed();
@@ -360,7 +505,7 @@ impl<'obj> Program<'obj> {
         Ok(Measured {
             stats,
             lost: kernel::decode_counters(&per_cpu),
-            session: self.config.session,
+            mode: self.config.mode,
             attach: self.attach,
             detach: self.detach,
             loader_paths,

@@ -207,9 +207,26 @@ pub struct RunArgs {
     /// Kill the benchmark after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
-    /// Use separate entry and return probes instead of one uprobe.session program (for old kernels).
+    /// The kernel interface for the probes: session (one uprobe.session program, Linux 6.12+), multi
+    /// (entry and return programs through uprobe_multi, 6.6+), classic (one perf-event uprobe per function
+    /// and kind, any kernel with BTF; slow to attach and detach with thousands of functions). [default:
+    /// the newest this kernel has, falling back when refused]
+    #[arg(long, value_enum, value_name = "INTERFACE")]
+    pub probes: Option<ProbesArg>,
+    /// Same as --probes multi (kept for old scripts).
     #[arg(long, hide = true)]
     pub no_session: bool,
+}
+
+/// `--probes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbesArg {
+    /// One `uprobe.session` program through `uprobe_multi` (Linux 6.12+).
+    Session,
+    /// Entry and return programs through `uprobe_multi` (Linux 6.6+).
+    Multi,
+    /// Classic perf-event uprobes, two per function (older kernels).
+    Classic,
 }
 
 /// `perfgate record`.

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{Cli, Command, GateArgs, MetricArg, RunArgs, SelectArgs};
+use crate::bpf::ProbeMode;
+use crate::cli::{Cli, Command, GateArgs, MetricArg, ProbesArg, RunArgs, SelectArgs};
 use crate::gate::baseline::GateOverrides;
 use crate::gate::model::Metric;
 use crate::plan::Selection;
@@ -183,7 +184,12 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOp
         trace: TraceOptions {
             events,
             ringbuf_bytes: buffer_bytes,
-            no_session: r.no_session,
+            probes: match (r.probes, r.no_session) {
+                (Some(ProbesArg::Session), _) => Some(ProbeMode::Session),
+                (Some(ProbesArg::Multi), _) | (None, true) => Some(ProbeMode::Multi),
+                (Some(ProbesArg::Classic), _) => Some(ProbeMode::Classic),
+                (None, false) => None,
+            },
             timeout,
             probe_cost: None,
         },

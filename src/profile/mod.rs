@@ -289,6 +289,9 @@ pub struct Accounting {
     pub lost: LossCounters,
     /// Whether entry and return were handled by one `uprobe.session` program.
     pub session_probes: bool,
+    /// The probe interface used: `session`, `multi` or `classic` (absent in older recordings).
+    #[serde(default)]
+    pub probe_mode: Option<String>,
     /// Warnings worth repeating in every view (e.g. a stripped binary).
     pub warnings: Vec<String>,
     /// Time to attach all probes, ns.

@@ -89,13 +89,7 @@ pub fn is_bidi_control(c: char) -> bool {
 /// by U+FFFD (inferno escapes `<`, `>`, `&` itself; a folded line cannot carry escapes).
 pub fn svg_text(s: &str) -> String {
     s.chars()
-        .map(|c| {
-            if hidden_in_xml(c) {
-                '\u{FFFD}'
-            } else {
-                c
-            }
-        })
+        .map(|c| if hidden_in_xml(c) { '\u{FFFD}' } else { c })
         .collect()
 }
 

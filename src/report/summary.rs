@@ -296,10 +296,10 @@ fn verbose_lines(profile: &Profile) -> String {
         duration(a.attach_ns as f64),
         duration(a.detach_ns as f64),
         profile.functions.len(),
-        if a.session_probes {
-            ", uprobe.session"
-        } else {
-            ", entry + return probes"
+        match (a.probe_mode.as_deref(), a.session_probes) {
+            (Some("classic"), _) => ", classic uprobes: two per function",
+            (Some("session"), _) | (None, true) => ", uprobe.session",
+            _ => ", entry + return probes",
         }
     ));
     if let Some(c) = a.probe_cost {

@@ -65,8 +65,8 @@ pub struct TraceOptions {
     pub events: bool,
     /// Ring buffer size in bytes (power of two, at least a page); trace mode only.
     pub ringbuf_bytes: u32,
-    /// Use the uprobe.multi + uretprobe.multi pair even where `uprobe.session` exists.
-    pub no_session: bool,
+    /// The probe interface; `None` picks the newest the kernel has and falls back on refusal.
+    pub probes: Option<crate::bpf::ProbeMode>,
     /// Kill the benchmark after this long.
     pub timeout: Option<Duration>,
     /// Calibrated cost of one traced call per probe kind (see [`ProbeCosts`]); `None` = not compensated.
@@ -78,7 +78,7 @@ impl Default for TraceOptions {
         TraceOptions {
             events: false,
             ringbuf_bytes: 64 << 20,
-            no_session: false,
+            probes: None,
             timeout: None,
             probe_cost: None,
         }
@@ -155,6 +155,15 @@ fn assemble(
             secs(f.wall)
         ));
     }
+    if m.mode == crate::bpf::ProbeMode::Classic {
+        warnings.push(format!(
+            "classic uprobes (two perf events per function, for kernels before 6.6 or --probes classic): \
+             attach took {}, detach {} for {} functions; uprobe_multi (Linux 6.6+) does it in milliseconds",
+            secs(m.attach),
+            secs(m.detach),
+            plan.functions.len()
+        ));
+    }
     if let Some(stop) = f.stopped {
         warnings.push(format!(
             "stopped by {}: the profile covers the run up to that point",
@@ -188,7 +197,8 @@ fn assemble(
             libraries_not_found: plan.libraries_not_found.clone(),
             libraries_loaded_later: loaded_later(plan, mapped, &m.loader_paths),
             lost: m.lost,
-            session_probes: m.session,
+            session_probes: m.mode == crate::bpf::ProbeMode::Session,
+            probe_mode: Some(m.mode.name().to_string()),
             warnings,
             attach_ns: m.attach.as_nanos() as u64,
             detach_ns: m.detach.as_nanos() as u64,
@@ -224,5 +234,9 @@ fn loaded_later(plan: &Plan, mapped: &[PathBuf], loader_paths: &[PathBuf]) -> Ve
 }
 
 fn secs(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
+    if d < Duration::from_secs(1) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
 }

@@ -10,10 +10,10 @@ use std::mem::MaybeUninit;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{RunOptions, Target};
-use crate::bpf::{self, Measured, Program, ProgramConfig, SessionUnsupported};
+use crate::bpf::{self, Features, Measured, ModeUnsupported, ProbeMode, Program, ProgramConfig};
 use crate::profile::file::Event;
 use crate::run::{Finished, HeldChild};
 
@@ -32,20 +32,33 @@ pub(super) struct Traced {
     pub(super) mapped: Vec<PathBuf>,
 }
 
-/// Traces one run; falls back from `uprobe.session` to entry + return programs where the kernel has no
-/// session programs, with the same held child.
+/// Traces one run with the probe interface asked for, or the newest the kernel has, falling back to
+/// the next older one (session → multi → classic) when the kernel refuses it, with the same held child.
 pub(super) fn run(
     target: &Target,
     opts: &RunOptions,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<Traced> {
     let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
-    let session = !opts.trace.no_session;
-    match run_with(target, opts, &mut child, session, on_event) {
-        Err(e) if session && e.downcast_ref::<SessionUnsupported>().is_some() => {
-            run_with(target, opts, &mut child, false, on_event)
+    let mut mode = opts
+        .trace
+        .probes
+        .unwrap_or_else(|| Features::detect().best_mode());
+    loop {
+        match run_with(target, opts, &mut child, mode, on_event) {
+            Err(e) if e.downcast_ref::<ModeUnsupported>().is_some() => {
+                match (opts.trace.probes, mode.fallback()) {
+                    (None, Some(next)) => mode = next,
+                    (Some(asked), _) => {
+                        return Err(e).with_context(|| {
+                            format!("--probes {}: the kernel refused it", asked.name())
+                        })
+                    }
+                    (None, None) => return Err(e),
+                }
+            }
+            r => return r,
         }
-        r => r,
     }
 }
 
@@ -53,7 +66,7 @@ fn run_with(
     target: &Target,
     opts: &RunOptions,
     child: &mut HeldChild,
-    session: bool,
+    mode: ProbeMode,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<Traced> {
     let plan = &target.plan;
@@ -61,7 +74,7 @@ fn run_with(
         target_pid: child.pid(),
         events: opts.trace.events,
         ringbuf_bytes: opts.trace.ringbuf_bytes,
-        session,
+        mode,
         probe_cost: opts.trace.probe_cost,
         r_debug_delta: plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta),
         functions: plan.functions.len(),
