@@ -246,6 +246,12 @@ fn zstd_traced_whole_counts_its_calls_exactly_and_identically() {
         all_calls(&p2),
         "every traced function's count is the same in both runs"
     );
+    // Level 3 instead of -1: the same calls, except that libzstd clamps only negative levels.
+    let (p_slow, _) = record_with(&["--lib", "libzstd*"], &[("ZSTD_BENCH_SLOW", "1")], &cmd);
+    let (mut fast, mut slow) = (all_calls(&p1), all_calls(&p_slow));
+    assert_eq!(fast.remove("ZSTD_minCLevel"), Some(64));
+    assert_eq!(slow.remove("ZSTD_minCLevel"), Some(0));
+    assert_eq!(fast, slow, "the knob changes no other count");
 }
 
 #[test]
