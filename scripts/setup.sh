@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Installs what perfgate needs on Debian/Ubuntu, idempotently: only missing packages are installed.
 set -euo pipefail
-pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc g++ binutils libc6-dev linux-libc-dev bpftool libxml2-utils)
+pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc g++ binutils libc6-dev linux-libc-dev)
+# The tests: bpftool (no BPF object of perfgate survives it), xmllint (JUnit against the XSD).
+pkgs+=(bpftool libxml2-utils)
+# Real-library benchmark fixtures (fixtures/sqlite_bench.c, zstd_bench.c, leveldb_bench.cpp) and the
+# sqlite3 shell for fixtures/sqlite_bench.sql.
+pkgs+=(libsqlite3-dev libzstd-dev libleveldb-dev sqlite3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
