@@ -114,7 +114,7 @@ fn allowed(layer: &str) -> &'static [&'static str] {
         ],
         "bpf" => &["bpf", "elf", "profile", "sys"],
         "run" => &["profile", "run", "sys"],
-        "plan" => &["elf", "plan", "profile"],
+        "plan" => &["elf", "files", "plan", "profile"],
         "gate" => &["files", "gate", "plan", "profile"],
         "report" => &["gate", "profile", "report"],
         "profile" => &["elf", "files", "profile"],

@@ -151,6 +151,8 @@ pub fn selection(s: &SelectArgs) -> Selection {
         functions: s.functions.clone(),
         no_functions: s.no_functions.clone(),
         startup: s.startup,
+        no_placement: s.no_placement,
+        too_hot: Vec::new(),
     }
 }
 

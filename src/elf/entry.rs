@@ -22,7 +22,10 @@
 
 /// How the kernel handles a uprobe on a function's first instruction (the probe kind of a function, in
 /// profiles and baselines: serialised as `nop5`, `emulated`, `single-step`, `unknown`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// Ordered by cost: `Nop5 < Emulated < SingleStep < Unknown`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum EntryKind {
     /// A 5-byte NOP (`0f 1f 44 00 00`): the kernel optimises it into a

@@ -128,6 +128,12 @@ pub struct SelectionToml {
     /// `--no-function` globs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub no_functions: Vec<String>,
+    /// Every probe on the function's first byte (`--no-placement`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_placement: bool,
+    /// Functions the survey left to their callers, with the figures that decided it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub too_hot: Vec<crate::profile::HotFunction>,
 }
 
 /// One function's figures over the baseline runs; every array has one entry per run (0 where not called).
@@ -265,6 +271,8 @@ impl Baseline {
                 libs: select.libs.clone(),
                 functions: select.functions.clone(),
                 no_functions: select.no_functions.clone(),
+                no_placement: select.no_placement,
+                too_hot: select.too_hot.clone(),
             },
             functions,
         }
@@ -292,6 +300,8 @@ impl Baseline {
             functions: self.select.functions.clone(),
             no_functions: self.select.no_functions.clone(),
             startup: false,
+            no_placement: self.select.no_placement,
+            too_hot: self.select.too_hot.clone(),
         }
     }
 

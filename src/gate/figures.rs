@@ -118,6 +118,8 @@ mod tests {
             addr,
             size: 8,
             probe: ProbeKind::Emulated,
+            probe_offset: 0,
+            entry_probe: None,
         }
     }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::elf::placement::Placement;
 use crate::elf::{self, ElfFile, FileOffset, LoaderEnv};
 use crate::profile::names::BadPattern;
 use crate::profile::{FuncId, FunctionInfo, ProbeKind, SkipReason, SkippedFunction};
@@ -187,7 +188,21 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
     for file in &files.elf {
         candidates += file.functions.len();
         let identity = files.identities.get(&file.path).copied().flatten();
-        plan_file(file, identity, sel, &filters, &mut plan);
+        let placements = if sel.no_placement {
+            Vec::new()
+        } else {
+            match place(file) {
+                Ok(p) => p,
+                Err(e) => {
+                    plan.warnings.push(format!(
+                        "{}: probes left on first bytes ({e:#})",
+                        file_name(&file.path)
+                    ));
+                    Vec::new()
+                }
+            }
+        };
+        plan_file(file, identity, &placements, sel, &filters, &mut plan);
     }
     if plan.functions.is_empty() {
         return Err(PlanError::NothingMatched {
@@ -256,11 +271,21 @@ fn add_libraries(
     Ok(())
 }
 
+/// The cheapest safe probe point of every function of `file` (see `elf::placement`), in the order of
+/// `file.functions`. When the file cannot be read again every probe stays on its first byte, which is
+/// always safe.
+fn place(file: &ElfFile) -> anyhow::Result<Vec<Placement>> {
+    // Bounded like every read of an ELF file: the largest libraries are a few hundred MiB.
+    let data = crate::files::read_regular(&file.path, 1 << 30, "ELF file")?;
+    Ok(elf::placement::place_all(&data, &file.functions))
+}
+
 /// Plans one file: every function the filters keep gets an id and a probe point; the rest are counted
 /// by reason.
 fn plan_file(
     file: &ElfFile,
     identity: Option<FileIdentity>,
+    placements: &[Placement],
     sel: &Selection,
     filters: &select::Filters,
     plan: &mut Plan,
@@ -286,8 +311,8 @@ fn plan_file(
         probes: Vec::new(),
         identity,
     };
-    for f in &file.functions {
-        if let Some(reason) = filters.skip_reason(f, sel.startup) {
+    for (i, f) in file.functions.iter().enumerate() {
+        if let Some(reason) = filters.skip_reason(f, &module, sel.startup) {
             plan.skip(reason, 1);
             plan.skipped_names.push(SkippedFunction {
                 reason,
@@ -296,16 +321,23 @@ fn plan_file(
             continue;
         }
         let id = plan.functions.len() as FuncId;
+        let at_entry = elf::classify_entry_at(&f.entry_bytes, f.addr);
+        let (offset, kind) = match placements.get(i) {
+            Some(p) if p.offset > 0 => (p.offset, p.kind),
+            _ => (0, at_entry),
+        };
         plan.functions.push(FunctionInfo {
             name: f.name.clone(),
             raw_name: f.raw_name.clone(),
             module: module.clone(),
             addr: f.addr,
             size: f.size,
-            probe: elf::classify_entry_at(&f.entry_bytes, f.addr),
+            probe: kind,
+            probe_offset: offset,
+            entry_probe: Some(at_entry),
         });
         planned.probes.push(ProbePoint {
-            offset: f.offset,
+            offset: FileOffset(f.offset.0 + offset),
             func: id,
         });
     }

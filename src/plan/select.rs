@@ -2,7 +2,9 @@
 //! into a reason to skip a function.
 use crate::elf::{self, Function};
 use crate::profile::names::{BadPattern, NameGlobs};
-use crate::profile::SkipReason;
+use std::collections::BTreeSet;
+
+use crate::profile::{HotFunction, SkipReason};
 
 /// What the user selected.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +17,10 @@ pub struct Selection {
     pub no_functions: Vec<String>,
     /// Also trace C runtime start-up code (`_start`, `_init`, …).
     pub startup: bool,
+    /// Probe every function on its first byte instead of the cheapest safe point after it.
+    pub no_placement: bool,
+    /// Functions a survey found too hot for their size: not probed (their time stays in their callers).
+    pub too_hot: Vec<HotFunction>,
 }
 
 /// C runtime start-up code: run before `main` or after it, never what a benchmark measures.
@@ -36,6 +42,8 @@ pub(super) struct Filters {
     pub(super) libs: Vec<NameGlobs>,
     include: NameGlobs,
     exclude: NameGlobs,
+    /// (module, raw symbol) of the functions too hot for their size.
+    too_hot: BTreeSet<(String, String)>,
 }
 
 impl Filters {
@@ -49,12 +57,22 @@ impl Filters {
                 .collect::<Result<_, _>>()?,
             include: NameGlobs::new(&sel.functions)?,
             exclude: NameGlobs::new(&sel.no_functions)?,
+            too_hot: sel
+                .too_hot
+                .iter()
+                .map(|h| (h.module.clone(), h.symbol.clone()))
+                .collect(),
         })
     }
 
-    /// Why `f` gets no probe, if it gets none. The first reason wins, in this order: the kernel cannot
-    /// probe it, start-up code, not selected, excluded.
-    pub(super) fn skip_reason(&self, f: &Function, startup: bool) -> Option<SkipReason> {
+    /// Why `f` (of the file `module`) gets no probe, if it gets none. The first reason wins, in this
+    /// order: the kernel cannot probe it, start-up code, not selected, excluded, too hot.
+    pub(super) fn skip_reason(
+        &self,
+        f: &Function,
+        module: &str,
+        startup: bool,
+    ) -> Option<SkipReason> {
         let matches = |g: &NameGlobs| {
             g.matches_function(&f.name, &f.raw_name) || f.aliases.iter().any(|a| g.matches_str(a))
         };
@@ -66,6 +84,11 @@ impl Filters {
             Some(SkipReason::NotSelected)
         } else if matches(&self.exclude) {
             Some(SkipReason::Excluded)
+        } else if self
+            .too_hot
+            .contains(&(module.to_string(), f.raw_name.clone()))
+        {
+            Some(SkipReason::TooHot)
         } else {
             None
         }

@@ -473,6 +473,8 @@ pub(crate) mod testing {
                     addr: 0x1000 + 0x100 * i as u64,
                     size: 0x100,
                     probe: ProbeKind::Nop5,
+                    probe_offset: 0,
+                    entry_probe: None,
                 })
                 .collect(),
             stats: Vec::new(),

@@ -92,6 +92,10 @@ pub enum SkipReason {
     /// Its name could not be read.
     #[serde(rename = "unreadable name")]
     BadName,
+    /// The survey found its probe costing more than the function itself: its time is measured in its
+    /// callers' self time.
+    #[serde(rename = "too hot for its size")]
+    TooHot,
 }
 
 impl SkipReason {
@@ -106,6 +110,7 @@ impl SkipReason {
             SkipReason::NotExecutable => "outside executable segments",
             SkipReason::Startup => "start-up code",
             SkipReason::BadName => "unreadable name",
+            SkipReason::TooHot => "too hot for its size",
         }
     }
 }
@@ -114,6 +119,25 @@ impl std::fmt::Display for SkipReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.describe())
     }
+}
+
+/// A function the survey left to its callers, with the figures that decided it (stored in the baseline,
+/// so `check` probes exactly the same set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotFunction {
+    /// The file's short name.
+    pub module: String,
+    /// The raw symbol.
+    pub symbol: String,
+    /// Demangled name, for people.
+    pub name: String,
+    /// Calls seen in the survey before it stopped probing the function.
+    pub calls: u64,
+    /// Mean inclusive time per call, ns, minus the calibrated probe costs.
+    pub mean_ns: f64,
+    /// What one traced call of it costs, ns (calibrated, by the kind of instruction under its probe).
+    pub probe_cost_ns: f64,
 }
 
 /// A function left without a probe that `--verbose` names (serialised as `[reason, name]`).
@@ -151,8 +175,16 @@ pub struct FunctionInfo {
     pub addr: u64,
     /// The symbol's size in bytes.
     pub size: u64,
-    /// How its entry is probed.
+    /// How the instruction under its probe is handled by the kernel.
     pub probe: ProbeKind,
+    /// Bytes from the function's first byte to its probe (0 unless placement moved it past a cheap
+    /// prefix, see `elf::placement`).
+    #[serde(default)]
+    pub probe_offset: u64,
+    /// How a probe on the first byte would have been handled (absent in older recordings: same as
+    /// `probe`).
+    #[serde(default)]
+    pub entry_probe: Option<ProbeKind>,
 }
 
 /// Latency statistics of one kind (inclusive or self) for one function.

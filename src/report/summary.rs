@@ -147,6 +147,7 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
         out.push_str(&format!("  warning: {}\n", terminal(w)));
     }
     out.push_str(&slow_probe_lines(profile, verbose));
+    out.push_str(&probe_kinds_line(profile));
     if verbose {
         out.push_str(&verbose_lines(profile));
     }
@@ -277,20 +278,50 @@ fn slow_probe_lines(profile: &Profile, verbose: bool) -> String {
     out
 }
 
-fn verbose_lines(profile: &Profile) -> String {
-    let a = &profile.accounting;
+/// `probes: 3 emulated, 1 single-stepped (slow); placement moved 2 past their first instruction (1
+/// single-stepped → emulated)`.
+fn probe_kinds_line(profile: &Profile) -> String {
+    let count = |f: &dyn Fn(&crate::profile::FunctionInfo) -> bool| {
+        profile.functions.iter().filter(|x| f(x)).count()
+    };
     let parts: Vec<String> = ProbeKind::ALL
         .iter()
-        .map(|k| {
-            (
-                k,
-                profile.functions.iter().filter(|f| f.probe == *k).count(),
-            )
-        })
+        .map(|k| (k, count(&|f| f.probe == *k)))
         .filter(|(_, n)| *n > 0)
         .map(|(k, n)| format!("{n} {}", k.describe()))
         .collect();
-    let mut out = format!("  probes: {}\n", parts.join(", "));
+    let moved = count(&|f| f.probe_offset > 0);
+    let mut line = format!("  probes: {}", parts.join(", "));
+    if moved > 0 {
+        let at_entry = |k: ProbeKind| count(&|f| f.entry_probe.unwrap_or(f.probe) == k);
+        let before: Vec<String> = ProbeKind::ALL
+            .iter()
+            .map(|k| (k, at_entry(*k)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{n} {}", k.describe()))
+            .collect();
+        line.push_str(&format!(
+            "; placement moved {moved} past their first instruction (on first bytes: {})",
+            before.join(", ")
+        ));
+    }
+    line.push('\n');
+    line
+}
+
+fn verbose_lines(profile: &Profile) -> String {
+    let a = &profile.accounting;
+    let mut out = String::new();
+    for f in profile.functions.iter().filter(|f| f.probe_offset > 0) {
+        out.push_str(&format!(
+            "  probe at +{} ({}, on the first byte {}): {} ({})\n",
+            f.probe_offset,
+            f.probe.describe(),
+            f.entry_probe.unwrap_or(f.probe).describe(),
+            terminal(&f.name),
+            terminal(&f.module)
+        ));
+    }
     out.push_str(&format!(
         "  attach {}, detach {} ({} probes{})\n",
         duration(a.attach_ns as f64),
