@@ -358,7 +358,7 @@ fn without_privileges_it_says_so_in_one_line() {
     );
     std::fs::set_permissions(
         dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
     let out = std::process::Command::new("setpriv")
