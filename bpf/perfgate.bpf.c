@@ -14,8 +14,10 @@ const volatile __u32 target_tgid = 0;
 const volatile bool trace_events = false;
 /* Wake the reader only when this much is waiting: a wakeup per event would cost more than the event. */
 const volatile __u64 wakeup_bytes = 1 << 20;
-/* Calibrated cost of one traced call (entry + return probe) as seen by its caller, per probe kind, ns. */
+/* Calibrated cost of one traced call (entry + return probe) as seen by its caller, per probe kind, ns; and
+ * the part of it that falls inside the call's own measured interval (between its two timestamps). */
 const volatile __u64 probe_cost_ns[PG_NR_PROBE_KINDS] = {};
+const volatile __u64 probe_in_ns[PG_NR_PROBE_KINDS] = {};
 
 /* Make the event type and the enums visible in the skeleton's BTF (the map types already are), so Rust
  * takes every constant from the generated types. */
@@ -199,6 +201,7 @@ static __always_inline __u32 on_entry(__u32 func, __u64 sp)
 	f->func = func;
 	f->child = 0;
 	f->overhead = 0;
+	f->out = 0;
 	st->depth = d + 1;
 	/* Timestamp last, so the probe's own work before it is not charged to the function. */
 	__u64 now = bpf_ktime_get_ns();
@@ -208,7 +211,8 @@ static __always_inline __u32 on_entry(__u32 func, __u64 sp)
 	return d + 1;
 }
 
-static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self, __u64 overhead)
+static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self, __u64 overhead,
+				   __u64 out)
 {
 	struct pg_key key = { .tid = tid, .func = func };
 	struct pg_stats *s = bpf_map_lookup_elem(&stats, &key);
@@ -227,6 +231,7 @@ static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self
 	/* Keyed by thread: only this thread writes this entry, so plain increments are safe. */
 	s->calls += 1;
 	s->overhead_sum += overhead;
+	s->out_sum += out;
 	s->incl_sum += incl;
 	s->self_sum += self;
 	if (s->calls == 1 || incl < s->incl_min)
@@ -288,15 +293,20 @@ static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 	__u64 incl = now > f->start ? now - f->start : 0;
 	__u64 self = incl > f->child ? incl - f->child : 0;
 	__u64 overhead = f->overhead;
+	__u64 out = f->out;
 	st->depth = want - 1;
 	if (idx > 0) {
 		struct pg_frame *parent = &st->frames[(idx - 1) & (PG_MAX_DEPTH - 1)];
 		parent->child += incl;
-		parent->overhead += overhead + probe_cost_ns[kind & (PG_NR_PROBE_KINDS - 1)];
+		__u32 k = kind & (PG_NR_PROBE_KINDS - 1);
+		__u64 cost = probe_cost_ns[k];
+		__u64 in = probe_in_ns[k];
+		parent->overhead += overhead + cost;
+		parent->out += cost > in ? cost - in : 0;
 	}
 	if (trace_events)
 		emit(tid, func, PG_EV_EXIT, want, now);
-	record(tid, func, incl, self, overhead);
+	record(tid, func, incl, self, overhead, out);
 }
 
 SEC("uprobe.session")

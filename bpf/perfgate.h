@@ -45,6 +45,8 @@ enum pg_probe_kind {
 struct pg_stats {
 	__u64 calls;
 	__u64 overhead_sum; /* calibrated probe cost of all traced descendants, summed over calls */
+	__u64 out_sum;      /* the part of direct children's probe cost outside their own measured time:
+			     * it lands in this function's self time; summed over calls */
 	__u64 incl_sum;
 	__u64 incl_min;
 	__u64 incl_max;
@@ -60,6 +62,7 @@ struct pg_frame {
 	__u64 start;
 	__u64 child;
 	__u64 overhead; /* calibrated probe cost of traced descendants so far */
+	__u64 out;      /* of which outside the direct children's own measured time (in this self time) */
 	__u32 func;
 	__u32 _pad;
 };

@@ -106,6 +106,7 @@ pub(super) fn decode_stats(key: &[u8], value: &[u8]) -> Option<FuncStats> {
         tid: k.tid,
         calls: v.calls,
         overhead_ns: v.overhead_sum,
+        out_ns: v.out_sum,
         inclusive: TimeStats {
             sum_ns: v.incl_sum,
             min_ns: v.incl_min,

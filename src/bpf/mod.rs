@@ -234,6 +234,9 @@ impl<'obj> Program<'obj> {
                 if let Some(v) = rodata.probe_cost_ns.get_mut(slot) {
                     *v = c.of(kind).max(0.0).round() as u64;
                 }
+                if let Some(v) = rodata.probe_in_ns.get_mut(slot) {
+                    *v = c.inside(kind).max(0.0).round() as u64;
+                }
             }
         }
         open.maps.events.set_max_entries(rb_bytes)?;

@@ -22,6 +22,7 @@ pub(super) fn run(a: BaselineArgs) -> Result<Exit> {
     let target = Target::new(&a.command, &sel)?;
     // Fail on an unwritable output before spending minutes on runs.
     crate::files::check_writable(&a.output)?;
+    super::calibrate(&mut opts)?;
     status(&format!(
         "recording a baseline of {} runs, {} in {}",
         a.runs,

@@ -24,6 +24,7 @@ pub(super) fn run(a: CheckArgs) -> Result<Exit> {
     let target = target(&a, &base)?;
     let mut opts = run_options(&a.run, false, 0)?;
     opts.stdout = crate::run::Stdout::Stderr;
+    super::calibrate(&mut opts)?;
     let benchmark = a
         .baseline
         .file_stem()

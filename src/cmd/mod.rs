@@ -200,6 +200,20 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOp
     })
 }
 
+/// Measures the probe's own cost once for this command (not per run), so every run's figures can be
+/// compensated; a calibration that fails is a warning, never an error (the figures are then raw).
+pub fn calibrate(opts: &mut RunOptions) -> Result<()> {
+    crate::bpf::check_privileges()?;
+    match crate::session::calibrate::calibrate(&opts.trace) {
+        Ok(c) => opts.trace.probe_cost = Some(c),
+        Err(e) => status(&format!(
+            "warning: probe cost not calibrated, figures are raw: {}",
+            one_line(&e)
+        )),
+    }
+    Ok(())
+}
+
 /// Writes a report to `path`, or to stdout for `-`.
 pub fn write_report(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;

@@ -3,26 +3,19 @@ use std::io::IsTerminal;
 
 use anyhow::{bail, Result};
 
-use super::{one_line, run_options, selection, shown, status, Exit};
+use super::{run_options, selection, shown, status, Exit};
 use crate::cli::RecordArgs;
 use crate::profile::file::Writer;
 use crate::report::summary::{self, SummaryOptions};
 use crate::report::units::{count, plural};
-use crate::session::{self, calibrate, Target};
+use crate::session::{self, Target};
 
 pub(super) fn run(a: RecordArgs) -> Result<Exit> {
     let mut opts = run_options(&a.run, a.trace, a.buffer_size)?;
     let target = Target::new(&a.command, &selection(&a.select))?;
     let mut writer = Writer::create(&a.output, &session::header(&target))?;
     if !a.no_calibrate {
-        crate::bpf::check_privileges()?;
-        match calibrate::calibrate(&opts.trace) {
-            Ok(c) => opts.trace.probe_cost = Some(c),
-            Err(e) => status(&format!(
-                "warning: probe cost not calibrated: {}",
-                one_line(&e)
-            )),
-        }
+        super::calibrate(&mut opts)?;
     }
     status(&format!(
         "tracing {} in {} of {}",

@@ -51,7 +51,8 @@ pub struct RunFigures {
 }
 
 impl RunFigures {
-    /// Reduces a profile to per-function figures (threads merged).
+    /// Reduces a profile to per-function figures (threads merged), with the calibrated probe costs taken
+    /// out when the profile has a calibration.
     pub fn from_profile(p: &Profile) -> RunFigures {
         // Local symbols of one name in one file (static functions of two units) stay apart: the second
         // and later ones by address get `#2`, `#3`… in their symbol and name, stable across runs of a build.
@@ -82,17 +83,27 @@ impl RunFigures {
                 module: info.module.clone(),
                 symbol: format!("{}{tag}", info.raw_name),
             };
+            // With a calibration, every figure is taken with the probes' own cost out (exactly for
+            // sums and means; quantiles shifted by the mean cost per call, an approximation).
+            let calls = s.calls as f64;
+            let (total, self_total) = match p.accounting.probe_cost {
+                Some(c) => s.compensated(c.inside(info.probe)),
+                None => (s.inclusive.sum_ns as f64, s.self_time.sum_ns as f64),
+            };
+            let incl_shift = s.inclusive.sum_ns as f64 / calls - total / calls;
+            let self_shift = s.self_time.sum_ns as f64 / calls - self_total / calls;
+            let shifted = |q: f64, by: f64| (q - by).max(0.0);
             let run = FuncRun {
                 name: format!("{}{tag}", info.name),
                 calls: s.calls,
-                mean: s.inclusive.mean(s.calls),
-                p50: s.inclusive.quantile(0.5),
-                p90: s.inclusive.quantile(0.9),
-                p99: s.inclusive.quantile(0.99),
-                self_mean: s.self_time.mean(s.calls),
-                self_p50: s.self_time.quantile(0.5),
-                total: s.inclusive.sum_ns as f64,
-                self_total: s.self_time.sum_ns as f64,
+                mean: total / calls,
+                p50: shifted(s.inclusive.quantile(0.5), incl_shift),
+                p90: shifted(s.inclusive.quantile(0.9), incl_shift),
+                p99: shifted(s.inclusive.quantile(0.99), incl_shift),
+                self_mean: self_total / calls,
+                self_p50: shifted(s.self_time.quantile(0.5), self_shift),
+                total,
+                self_total,
             };
             functions.insert(key, run);
         }
@@ -145,6 +156,7 @@ mod tests {
             has_events: false,
         };
         let stat = |func: u32, calls: u64, ns: u64| FuncStats {
+            out_ns: 0,
             func,
             tid: 1,
             calls,

@@ -247,6 +247,10 @@ pub struct FuncStats {
     /// inclusive sum for a compensated inclusive time (0 when not calibrated).
     #[serde(default)]
     pub overhead_ns: Nanos,
+    /// The part of that spent outside the direct callees' own measured time, i.e. inside this
+    /// function's self time, ns (absent in older recordings).
+    #[serde(default)]
+    pub out_ns: Nanos,
 }
 
 impl FuncStats {
@@ -255,9 +259,20 @@ impl FuncStats {
         self.inclusive.sum_ns.saturating_sub(self.overhead_ns)
     }
 
+    /// Inclusive and self time summed over calls with every calibrated probe cost taken out: the
+    /// descendants' (all of it from inclusive; the part outside the direct callees from self) and the
+    /// function's own part inside its interval (`own_inside` ns per call). ns, never below 0.
+    pub fn compensated(&self, own_inside: f64) -> (f64, f64) {
+        let own = own_inside * self.calls as f64;
+        let incl = self.inclusive.sum_ns as f64 - self.overhead_ns as f64 - own;
+        let self_time = self.self_time.sum_ns as f64 - self.out_ns as f64 - own;
+        (incl.max(0.0), self_time.max(0.0))
+    }
+
     /// Adds another thread's calls of the same function.
     pub fn merge(&mut self, other: &FuncStats) {
         self.overhead_ns = self.overhead_ns.saturating_add(other.overhead_ns);
+        self.out_ns = self.out_ns.saturating_add(other.out_ns);
         self.inclusive.merge(&other.inclusive, self.calls);
         self.self_time.merge(&other.self_time, self.calls);
         self.calls += other.calls;
@@ -344,6 +359,10 @@ pub struct ProbeCosts {
     pub emulated_ns: f64,
     /// On a single-stepped first instruction.
     pub single_step_ns: f64,
+    /// Of each, the part that falls inside the call's own measured interval (between its entry and
+    /// return timestamps), ns: nop5, emulated, single-stepped. The rest lands in the caller's self time.
+    #[serde(default)]
+    pub inside_ns: [f64; 3],
 }
 
 impl ProbeCosts {
@@ -355,6 +374,17 @@ impl ProbeCosts {
             ProbeKind::Emulated => self.emulated_ns,
             ProbeKind::SingleStep | ProbeKind::Unknown => self.single_step_ns,
         }
+    }
+
+    /// The part of [`ProbeCosts::of`] inside the call's own measured interval, ns (never more than the
+    /// whole).
+    pub fn inside(&self, kind: ProbeKind) -> f64 {
+        let i = match kind {
+            ProbeKind::Nop5 => 0,
+            ProbeKind::Emulated => 1,
+            ProbeKind::SingleStep | ProbeKind::Unknown => 2,
+        };
+        self.inside_ns[i].clamp(0.0, self.of(kind))
     }
 }
 

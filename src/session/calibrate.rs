@@ -89,9 +89,26 @@ pub fn calibrate(trace: &TraceOptions) -> Result<ProbeCosts> {
     let [plain, nop5, emulated, sstep] = v[..] else {
         bail!("calibration run printed {text:?}");
     };
+    // The part inside a call's own interval: the traced mean inclusive time of each target minus its
+    // body (the untraced loop's cost per call is an upper bound of the body: a few ns).
+    let merged = profile.per_function();
+    let inside = |t: Probed| -> f64 {
+        let mean = profile
+            .functions
+            .iter()
+            .position(|f| f.raw_name == t.symbol())
+            .and_then(|id| merged.iter().find(|s| s.func as usize == id))
+            .map_or(0.0, |s| s.inclusive.mean(s.calls));
+        (mean - plain).max(0.0)
+    };
     Ok(ProbeCosts {
         nop5_ns: (nop5 - plain).max(0.0),
         emulated_ns: (emulated - plain).max(0.0),
         single_step_ns: (sstep - plain).max(0.0),
+        inside_ns: [
+            inside(Probed::Nop5),
+            inside(Probed::Emulated),
+            inside(Probed::SingleStep),
+        ],
     })
 }
