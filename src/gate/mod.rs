@@ -3,4 +3,5 @@ pub mod baseline;
 pub mod compare;
 pub mod figures;
 pub mod model;
+pub mod normalize;
 pub mod stats;
