@@ -4,4 +4,5 @@ pub mod compare;
 pub mod figures;
 pub mod model;
 pub mod normalize;
+pub mod sequential;
 pub mod stats;
