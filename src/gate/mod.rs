@@ -5,4 +5,5 @@ pub mod figures;
 pub mod model;
 pub mod normalize;
 pub mod sequential;
+pub mod sim;
 pub mod stats;

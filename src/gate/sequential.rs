@@ -370,15 +370,13 @@ impl SequentialRule {
             return d;
         }
         d.p_value = stats::mann_whitney(f.base, f.head).map(|m| m.p_two_sided);
-        if let Some(r) = stats::ratio_estimate(f.base, f.head, at.confidence) {
+        let levels = [at.confidence, self.settings.equivalence_confidence];
+        if let Some([r, eq]) = stats::ratio_estimates(f.base, f.head, &levels).as_deref() {
             d.ratio = Some(r.estimate);
             d.low = Some(r.low);
             d.high = Some(r.high);
-        }
-        if let Some(r) = stats::ratio_estimate(f.base, f.head, self.settings.equivalence_confidence)
-        {
-            d.equivalence_low = Some(r.low);
-            d.equivalence_high = Some(r.high);
+            d.equivalence_low = Some(eq.low);
+            d.equivalence_high = Some(eq.high);
         }
         d.cv = measured_cv(f.base, f.head);
         d.smallest_detectable = d
@@ -610,6 +608,24 @@ mod tests {
         let b = obrien_fleming_boundaries(&[0.2, 0.4, 0.6, 0.8, 1.0], 0.05);
         for (c, e) in b.iter().zip([4.3826, 3.0997, 2.5534, 2.2538, 2.0635]) {
             near(*c, e, 2e-4);
+        }
+    }
+
+    #[test]
+    fn boundaries_of_the_default_schedule_against_reference() {
+        // t = 2/7, 1/2, 2/3, 4/5, 1 (30 base runs, 5..30 head runs)
+        //   -> [3.6667568602829332, 2.777566117262254, 2.4479935120186442, 2.2843571337012745, 2.06699544368421]
+        //   two-sided nominal [0.000245646159560, 0.00547676963334, 0.0143654242337, 0.0223505506630, 0.0387345832929]
+        let looks = rule().looks().to_vec();
+        for (l, (c, a)) in looks.iter().zip([
+            (3.6667568602829332, 0.000245646159560),
+            (2.777566117262254, 0.00547676963334),
+            (2.4479935120186442, 0.0143654242337),
+            (2.2843571337012745, 0.0223505506630),
+            (2.06699544368421, 0.0387345832929),
+        ]) {
+            near(l.boundary_z, c, 1e-5);
+            near(l.alpha, a, 1e-6);
         }
     }
 

@@ -236,9 +236,20 @@ pub struct ShiftEstimate {
 /// Returns `None` if either sample is empty, any value is not finite (NaN or
 /// infinite), or `confidence` is not strictly between 0 and 1.
 pub fn hodges_lehmann(base: &[f64], head: &[f64], confidence: f64) -> Option<ShiftEstimate> {
+    shift_estimates(base, head, &[confidence])?.pop()
+}
+
+/// [`hodges_lehmann`] at several confidence levels at once (one estimate,
+/// one interval per level, in the order given), sharing the sorting and the
+/// order statistics. `None` under the same conditions, for any level.
+pub fn shift_estimates(
+    base: &[f64],
+    head: &[f64],
+    confidences: &[f64],
+) -> Option<Vec<ShiftEstimate>> {
     if base.is_empty()
         || head.is_empty()
-        || !(confidence > 0.0 && confidence < 1.0)
+        || !confidences.iter().all(|c| *c > 0.0 && *c < 1.0)
         || !base.iter().chain(head).all(|x| x.is_finite())
     {
         return None;
@@ -247,10 +258,7 @@ pub fn hodges_lehmann(base: &[f64], head: &[f64], confidence: f64) -> Option<Shi
     base_sorted.sort_by(f64::total_cmp);
     let mut head_sorted = head.to_vec();
     head_sorted.sort_by(f64::total_cmp);
-    let diffs = SortedDifferences {
-        base: &base_sorted,
-        head: &head_sorted,
-    };
+    let diffs = Differences::new(&base_sorted, &head_sorted);
 
     let n_pairs = base.len() as u128 * head.len() as u128;
     let estimate = if n_pairs % 2 == 1 {
@@ -258,13 +266,20 @@ pub fn hodges_lehmann(base: &[f64], head: &[f64], confidence: f64) -> Option<Shi
     } else {
         midpoint(diffs.kth(n_pairs / 2), diffs.kth(n_pairs / 2 + 1))
     };
-    let (k, achieved_confidence) = interval_rank(base.len(), head.len(), confidence);
-    Some(ShiftEstimate {
-        estimate,
-        low: diffs.kth(k),
-        high: diffs.kth(n_pairs + 1 - k),
-        achieved_confidence,
-    })
+    Some(
+        confidences
+            .iter()
+            .map(|&confidence| {
+                let (k, achieved_confidence) = interval_rank(base.len(), head.len(), confidence);
+                ShiftEstimate {
+                    estimate,
+                    low: diffs.kth(k),
+                    high: diffs.kth(n_pairs + 1 - k),
+                    achieved_confidence,
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Estimate of the ratio `head / base` with its confidence interval; see
@@ -291,19 +306,34 @@ pub struct RatioEstimate {
 /// infinite (logarithms would be undefined), or `confidence` is not strictly
 /// between 0 and 1.
 pub fn ratio_estimate(base: &[f64], head: &[f64], confidence: f64) -> Option<RatioEstimate> {
+    ratio_estimates(base, head, &[confidence])?.pop()
+}
+
+/// [`ratio_estimate`] at several confidence levels at once, in the order
+/// given (see [`shift_estimates`]).
+pub fn ratio_estimates(
+    base: &[f64],
+    head: &[f64],
+    confidences: &[f64],
+) -> Option<Vec<RatioEstimate>> {
     let positive = |x: &f64| x.is_finite() && *x > 0.0;
     if !base.iter().chain(head).all(positive) {
         return None;
     }
     let ln_base: Vec<f64> = base.iter().map(|x| x.ln()).collect();
     let ln_head: Vec<f64> = head.iter().map(|x| x.ln()).collect();
-    let shift = hodges_lehmann(&ln_base, &ln_head, confidence)?;
-    Some(RatioEstimate {
-        estimate: shift.estimate.exp(),
-        low: shift.low.exp(),
-        high: shift.high.exp(),
-        achieved_confidence: shift.achieved_confidence,
-    })
+    let shifts = shift_estimates(&ln_base, &ln_head, confidences)?;
+    Some(
+        shifts
+            .iter()
+            .map(|shift| RatioEstimate {
+                estimate: shift.estimate.exp(),
+                low: shift.low.exp(),
+                high: shift.high.exp(),
+                achieved_confidence: shift.achieved_confidence,
+            })
+            .collect(),
+    )
 }
 
 /// Benjamini–Hochberg adjusted p-values (q-values), in the input order.
@@ -337,13 +367,19 @@ pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
 /// Median of `xs` (mean of the two middle values for an even count, as
 /// `numpy.median`). Returns `None` if `xs` is empty or contains NaN.
 pub fn median(xs: &[f64]) -> Option<f64> {
-    let sorted = sorted_without_nan(xs)?;
-    let n = sorted.len();
-    if n % 2 == 1 {
-        Some(sorted[n / 2])
-    } else {
-        Some(midpoint(sorted[n / 2 - 1], sorted[n / 2]))
+    if xs.is_empty() || xs.iter().any(|x| x.is_nan()) {
+        return None;
     }
+    // Selection, not a sort: the gate takes medians of every function and
+    // run at every look. Same values as sorting (same total order).
+    let mut values = xs.to_vec();
+    let n = values.len();
+    let (lower, &mut upper_middle, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 {
+        return Some(upper_middle);
+    }
+    let lower_middle = lower.iter().copied().max_by(f64::total_cmp)?;
+    Some(midpoint(lower_middle, upper_middle))
 }
 
 /// Arithmetic mean of `xs`. Returns `None` if `xs` is empty or contains NaN
@@ -729,6 +765,85 @@ fn interval_rank(n1: usize, n2: usize, confidence: f64) -> (u128, f64) {
     let k = k.clamp(1, max_k);
     let achieved = 1.0 - 2.0 * normal_cdf((k as f64 - 0.5 - mu) / sigma);
     (k, achieved.clamp(0.0, 1.0))
+}
+
+/// Order statistics of the pairwise differences: materialised and sorted
+/// when there are at most [`EXACT_MAX_PAIRS`] of them (tens of kilobytes; a
+/// check asks for several order statistics of each pair of samples, and one
+/// sort is cheaper than a bisection per statistic), implicit beyond (memory
+/// stays linear). Both give exactly the same values: the differences as
+/// computed in floating point.
+enum Differences<'a> {
+    Sorted(Vec<f64>),
+    Implicit(SortedDifferences<'a>),
+}
+
+impl<'a> Differences<'a> {
+    /// Both slices sorted ascending, non-empty, finite.
+    fn new(base: &'a [f64], head: &'a [f64]) -> Self {
+        let small = base
+            .len()
+            .checked_mul(head.len())
+            .is_some_and(|p| p <= EXACT_MAX_PAIRS);
+        if small {
+            Differences::Sorted(merged_differences(base, head))
+        } else {
+            Differences::Implicit(SortedDifferences { base, head })
+        }
+    }
+
+    /// The `k`-th smallest difference, `k` in `1..=n1*n2` (clamped into it).
+    fn kth(&self, k: u128) -> f64 {
+        match self {
+            Differences::Sorted(all) => {
+                let i = usize::try_from(k.clamp(1, all.len() as u128)).unwrap_or(1) - 1;
+                // `+ 0.0` turns a -0.0 into +0.0, as the bisection does.
+                all.get(i).map_or(f64::NAN, |d| d + 0.0)
+            }
+            Differences::Implicit(d) => d.kth(k),
+        }
+    }
+}
+
+/// All differences `head[j] - base[i]` in ascending order (both slices
+/// sorted ascending, finite). Each head value gives a run that is already
+/// sorted (`head[j] - base[i]` is non-increasing in `i`, rounding being
+/// monotone), so the runs are merged pairwise, bottom up: `N log2(n_head)`
+/// steps of plain comparisons, several times faster than a general sort
+/// (which matters for the simulation's thousands of checks in debug builds).
+/// Signed zeros may come out in either order; callers normalise them.
+fn merged_differences(base: &[f64], head: &[f64]) -> Vec<f64> {
+    let n = base.len() * head.len();
+    let mut src: Vec<f64> = Vec::with_capacity(n);
+    for h in head {
+        src.extend(base.iter().rev().map(|b| h - b));
+    }
+    let mut dst = vec![0.0; n];
+    let mut width = base.len().max(1);
+    while width < n {
+        let mut start = 0;
+        while start < n {
+            let mid = (start + width).min(n);
+            let end = (start + 2 * width).min(n);
+            let (left, right) = (&src[start..mid], &src[mid..end]);
+            let out = &mut dst[start..end];
+            let (mut i, mut j) = (0, 0);
+            for slot in out.iter_mut() {
+                let take_left = j >= right.len() || (i < left.len() && left[i] <= right[j]);
+                if take_left {
+                    *slot = left[i];
+                    i += 1;
+                } else {
+                    *slot = right[j];
+                    j += 1;
+                }
+            }
+            start = end;
+        }
+        std::mem::swap(&mut src, &mut dst);
+        width *= 2;
+    }
+    src
 }
 
 /// Order statistics of the pairwise differences `head[j] - base[i]` (both
@@ -1708,6 +1823,49 @@ mod tests {
     }
 
     #[test]
+    fn materialised_and_implicit_differences_agree() {
+        // Pseudo-random data on a coarse grid (ties, signed zeros), several sizes.
+        let mut x: u64 = 12345;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) % 17) as f64 * 0.25 - 2.0
+        };
+        for (n1, n2) in [(1, 1), (3, 8), (10, 10), (30, 5), (50, 50)] {
+            let mut b: Vec<f64> = (0..n1).map(|_| next()).collect();
+            let mut h: Vec<f64> = (0..n2).map(|_| next()).collect();
+            b.sort_by(f64::total_cmp);
+            h.sort_by(f64::total_cmp);
+            let sorted = Differences::new(&b, &h);
+            assert!(matches!(sorted, Differences::Sorted(_)));
+            let implicit = SortedDifferences { base: &b, head: &h };
+            for k in 1..=(n1 * n2) as u128 {
+                let (a, c) = (sorted.kth(k), implicit.kth(k));
+                assert!(
+                    a == c && a.is_sign_negative() == c.is_sign_negative(),
+                    "{n1}v{n2} k {k}: {a} vs {c}"
+                );
+            }
+        }
+        let b: Vec<f64> = (0..60).map(|i| i as f64).collect();
+        assert!(matches!(Differences::new(&b, &b), Differences::Implicit(_)));
+    }
+
+    #[test]
+    fn several_levels_at_once_match_one_at_a_time() {
+        let levels = [0.9, 0.95, 0.99];
+        let all = shift_estimates(&B20, &H20, &levels).unwrap();
+        let ratios = ratio_estimates(&B20, &H20, &levels).unwrap();
+        for ((one, r), &c) in all.iter().zip(&ratios).zip(&levels) {
+            assert_eq!(*one, hodges_lehmann(&B20, &H20, c).unwrap());
+            assert_eq!(*r, ratio_estimate(&B20, &H20, c).unwrap());
+        }
+        assert_eq!(shift_estimates(&B20, &H20, &[0.9, 1.0]), None);
+        assert_eq!(ratio_estimates(&B20, &H20, &[]), Some(vec![]));
+    }
+
+    #[test]
     fn hl_edge_cases() {
         assert_eq!(hodges_lehmann(&[], &[1.0], 0.95), None);
         assert_eq!(hodges_lehmann(&[1.0], &[], 0.95), None);
@@ -1861,6 +2019,33 @@ mod tests {
         close(mean(&XS).unwrap(), 4.875);
         assert_eq!(median(&[2.0]), Some(2.0));
         assert_eq!(mean(&[2.0]), Some(2.0));
+    }
+
+    #[test]
+    fn median_by_selection_matches_sorting() {
+        let mut x: u64 = 99;
+        for n in 1..40 {
+            let xs: Vec<f64> = (0..n)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((x >> 33) % 9) as f64 - 4.0 + if x >> 20 & 1 == 1 { -0.0 } else { 0.0 }
+                })
+                .collect();
+            let mut sorted = xs.clone();
+            sorted.sort_by(f64::total_cmp);
+            let expected = if n % 2 == 1 {
+                sorted[n / 2]
+            } else {
+                midpoint(sorted[n / 2 - 1], sorted[n / 2])
+            };
+            let m = median(&xs).unwrap();
+            assert!(
+                m == expected && m.is_sign_negative() == expected.is_sign_negative(),
+                "{xs:?}"
+            );
+        }
     }
 
     #[test]
