@@ -12,12 +12,17 @@
 //!   shared by every look): the probability of first crossing at look `k` is `(α(t_k) − α(t_{k−1})) / 2`,
 //!   solved by numerical integration on a grid (Armitage–McPherson–Rowe recursion, Simpson's rule). The
 //!   look's nominal two-sided level is `2 (1 − Φ(c_k))` and its confidence one minus that: tiny at the first
-//!   looks, close to `1 − α` at the last.
+//!   looks, close to `1 − α` at the last. The boundaries are exact for normally distributed statistics; the
+//!   rank test and the Hodges–Lehmann interval used at each look's level inherit them approximately, as
+//!   group-sequential rank tests do, which is why the error rates are measured by simulation
+//!   ([`super::sim`]) rather than assumed.
 //! * **Per function at each look**: the Mann–Whitney p-values of all gated functions are adjusted together
 //!   (Benjamini–Hochberg); a function is **regressed** when its q-value is below the look's level and the
 //!   whole ratio interval at the look's confidence lies above `1 + threshold`, **improved** likewise below
 //!   `1 / (1 + threshold)`, **unchanged** when the equivalence interval (90% by default: two one-sided
-//!   tests at 5%) lies inside `[1/(1 + threshold), 1 + threshold]`, and **inconclusive** otherwise.
+//!   tests at 5%) lies inside `[1/(1 + threshold), 1 + threshold]`, and **inconclusive** otherwise. The
+//!   equivalence interval keeps its confidence at every look (it is not spent): its error is calling a
+//!   real change "unchanged", which the simulation counts as a missed regression.
 //! * **A confirmed regression or improvement is final**: later looks keep it as it was when confirmed.
 //!   An *unchanged* verdict stays unless a later look confirms a regression or an improvement (both are
 //!   tested at every look, so that stays within the spent error); it never goes back to inconclusive, so the

@@ -18,6 +18,20 @@
 //! same random draws serve every design and every effect (common random numbers), so differences between
 //! rows are the designs', not the luck's.
 //!
+//! Measured with [`Noise::default`] (CV 3%, whole-run noise 2%, AR(1) drift 2% with φ = 0.9, ±2% machine
+//! shift, 20 functions), 300 baselines × 20 checks per cell, seed 1 (`print_table`, release, ~2 minutes):
+//!
+//! | design | false alarms | +5% | +10% | +20% | mean head runs (A/A) | inconclusive at cap (A/A) |
+//! |---|---|---|---|---|---|---|
+//! | today: 10 base, 10+5..30 head, α each look | 2.6% | 12.8% | 72.4% | 100% | 30.0 | 97.0% |
+//! | today `--relative` | 0.0% | 2.9% | 81.0% | 100% | 30.0 | 99.1% |
+//! | **sequential normalised, 30 base, looks 5..30** | 0.0% | 9.8% | 97.6% | 100% | 16.1 | 5.3% |
+//! | sequential absolute, 30 base | 2.4% | 19.2% | 86.5% | 100% | 26.5 | 59.1% |
+//! | sequential normalised, 10 base | 0.0% | 4.7% | 87.4% | 100% | 26.2 | 57.0% |
+//!
+//! Without the machine shift the new default needs 10.6 head runs on average and catches every +10%
+//! (`print_scenarios`): the shift, which nothing can tell from a real change, is what costs the runs.
+//!
 //! Invariants: pure and deterministic for a seed (own PRNG, no I/O, no clock); nothing here is used by a
 //! check, only by tests and the bench that prints [`table`].
 use super::model::Verdict;
@@ -619,6 +633,18 @@ pub fn table(results: &[DesignResult]) -> Vec<Vec<String>> {
 mod tests {
     use super::*;
 
+    /// The pinned test's size: many baselines with few checks each, because most of the spread between
+    /// runs of the simulation comes from the baselines (each draws the slowed function's machine shift).
+    fn pinned(seed: u64) -> SimConfig {
+        SimConfig {
+            baselines: 100,
+            checks_per_baseline: 4,
+            effects: vec![0.0, 0.10],
+            seed,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn rng_is_deterministic_uniform_and_normal() {
         let mut a = Rng::new(42);
@@ -673,26 +699,21 @@ mod tests {
     /// 2%, baseline from another machine with ±2% per function, 20 functions. 400 A/A checks against 40
     /// baselines and the same 400 with one function 10% slower, about 4 s in a debug build.
     ///
-    /// The bars, with their margins: in release runs of 6000 checks per row the new default measured
-    /// 0.0% false alarms, 98% detection of +10%, 16.5 mean head runs and ~3% inconclusive at the cap (see
-    /// the module's table); the bars are at 1% (≥ 4 false alarms in 400 would be needed to fail), 95%
-    /// (3 standard errors below the measured rate at this size), 19 runs and 10%.
+    /// The bars, with their margins. With 6000 checks per row (`print_table`) the new default measured
+    /// 0.0% false alarms (today's rule: 2.6%), 97.6% detection of +10%, 16.1 mean head runs and 5.3%
+    /// inconclusive at the cap. At this test's 400 checks the rates spread from seed to seed
+    /// (`pinned_bars_across_seeds`, 30 seeds: detection 95.5–99.8%, mean runs 15.0–16.6, inconclusive
+    /// 2.5–7.8%, no false alarm). The bars sit outside that spread: false alarms ≤ 1% (5 of 400 to fail),
+    /// detection ≥ 93%, mean head runs ≤ 19, inconclusive ≤ 10%.
     #[test]
     fn the_new_default_keeps_its_error_rates() {
-        let config = SimConfig {
-            baselines: 40,
-            checks_per_baseline: 10,
-            effects: vec![0.0, 0.10],
-            seed: 7,
-            ..Default::default()
-        };
-        let r = simulate(&[Design::new_default()], &config);
+        let r = simulate(&[Design::new_default()], &pinned(7));
         let (aa, slowed) = (r[0].effects[0], r[0].effects[1]);
         let shown = format!("A/A {aa:?}\n+10% {slowed:?}");
         assert_eq!(aa.checks, 400);
         assert!(aa.false_alarm_rate() <= 0.01, "{shown}");
         assert!(slowed.false_alarm_rate() <= 0.01, "{shown}");
-        assert!(slowed.detection_rate() >= 0.95, "{shown}");
+        assert!(slowed.detection_rate() >= 0.93, "{shown}");
         assert!(aa.mean_head_runs() <= 19.0, "{shown}");
         assert!(aa.undecided_rate() <= 0.10, "{shown}");
         // A confirmed regression stops the check early.
@@ -718,13 +739,10 @@ mod tests {
         assert!(slowed.detection_rate() < 0.95, "{shown}");
     }
 
-    /// [`super::super::sequential::smallest_detectable`] is what it says: at that effect a look confirms a
-    /// regression about [`DETECTION_POWER`] of the time. One function, lognormal noise only (CV 3%), one
-    /// look of 30 vs 30 runs at 95%: normal theory says 80%; the interval's discreteness makes it a little
-    /// more conservative.
-    #[test]
-    fn the_smallest_detectable_effect_is_detected_at_the_stated_power() {
-        use super::super::sequential::{smallest_detectable, DETECTION_POWER};
+    /// Share of 400 checks that confirm a regression of exactly the smallest detectable effect: one function,
+    /// lognormal noise only (CV 3%), one look of 30 vs 30 runs at 95%.
+    fn detection_at_smallest_detectable(seed: u64) -> f64 {
+        use super::super::sequential::smallest_detectable;
         let settings = SequentialSettings {
             looks: vec![30],
             ..Default::default()
@@ -747,18 +765,23 @@ mod tests {
             baselines: 100,
             checks_per_baseline: 4,
             effects: vec![effect - 1.0],
-            seed: 11,
+            seed,
         };
         let design = Design::Sequential {
             settings,
             normalise: false,
         };
-        let rate = simulate(&[design], &config)[0].effects[0].detection_rate();
-        // 400 checks: standard error 2%.
-        assert!(
-            rate > DETECTION_POWER - 0.12 && rate < DETECTION_POWER + 0.08,
-            "{rate}"
-        );
+        simulate(&[design], &config)[0].effects[0].detection_rate()
+    }
+
+    /// [`super::super::sequential::smallest_detectable`] is what it says: at that effect a look confirms a
+    /// regression about [`super::super::sequential::DETECTION_POWER`] of the time. Normal theory says 80%;
+    /// the interval's discreteness makes it a little more conservative. Measured 0.73–0.84 over seeds
+    /// 100–129 (`pinned_bars_across_seeds`); 400 checks have a standard error of 2%.
+    #[test]
+    fn the_smallest_detectable_effect_is_detected_at_the_stated_power() {
+        let rate = detection_at_smallest_detectable(11);
+        assert!(rate > 0.68 && rate < 0.88, "{rate}");
     }
 
     /// The pinned test's configuration under 30 other seeds: the spread of each rate, to see that the bars
@@ -769,14 +792,7 @@ mod tests {
     fn pinned_bars_across_seeds() {
         let mut worst = (0.0_f64, 1.0_f64, 0.0_f64, 0.0_f64);
         for seed in 100..130 {
-            let config = SimConfig {
-                baselines: 40,
-                checks_per_baseline: 10,
-                effects: vec![0.0, 0.10],
-                seed,
-                ..Default::default()
-            };
-            let r = simulate(&[Design::new_default()], &config);
+            let r = simulate(&[Design::new_default()], &pinned(seed));
             let (aa, slowed) = (r[0].effects[0], r[0].effects[1]);
             println!(
                 "seed {seed}: false alarms {:.2}% / {:.2}%, +10% caught {:.1}%, mean runs {:.1}, undecided {:.1}%",
@@ -786,12 +802,26 @@ mod tests {
                 aa.mean_head_runs(),
                 100.0 * aa.undecided_rate()
             );
-            worst.0 = worst.0.max(aa.false_alarm_rate().max(slowed.false_alarm_rate()));
+            worst.0 = worst
+                .0
+                .max(aa.false_alarm_rate().max(slowed.false_alarm_rate()));
             worst.1 = worst.1.min(slowed.detection_rate());
             worst.2 = worst.2.max(aa.mean_head_runs());
             worst.3 = worst.3.max(aa.undecided_rate());
         }
-        println!("worst: false alarms {:.2}%, caught {:.1}%, mean runs {:.1}, undecided {:.1}%", 100.0 * worst.0, 100.0 * worst.1, worst.2, 100.0 * worst.3);
+        for seed in 100..130 {
+            println!(
+                "seed {seed}: detected at the smallest detectable effect: {:.3}",
+                detection_at_smallest_detectable(seed)
+            );
+        }
+        println!(
+            "worst: false alarms {:.2}%, caught {:.1}%, mean runs {:.1}, undecided {:.1}%",
+            100.0 * worst.0,
+            100.0 * worst.1,
+            worst.2,
+            100.0 * worst.3
+        );
     }
 
     /// Today's rule and the new default under other noise: no machine shift, no drift, quieter and
@@ -807,11 +837,35 @@ mod tests {
             ..Noise::default()
         };
         for (name, noise) in [
-            ("default (CV 3%, run 2%, drift 2%, shift ±2%)", Noise::default()),
-            ("no machine shift", Noise { machine_shift: 0.0, ..Noise::default() }),
-            ("no drift, no run noise", Noise { run_noise: 0.0, drift_sd: 0.0, ..Noise::default() }),
+            (
+                "default (CV 3%, run 2%, drift 2%, shift ±2%)",
+                Noise::default(),
+            ),
+            (
+                "no machine shift",
+                Noise {
+                    machine_shift: 0.0,
+                    ..Noise::default()
+                },
+            ),
+            (
+                "no drift, no run noise",
+                Noise {
+                    run_noise: 0.0,
+                    drift_sd: 0.0,
+                    ..Noise::default()
+                },
+            ),
             ("CV 1%, nothing else", quiet),
-            ("CV 5%, run 3%, drift 3%, shift ±2%", Noise { cv: 0.05, run_noise: 0.03, drift_sd: 0.03, ..Noise::default() }),
+            (
+                "CV 5%, run 3%, drift 3%, shift ±2%",
+                Noise {
+                    cv: 0.05,
+                    run_noise: 0.03,
+                    drift_sd: 0.03,
+                    ..Noise::default()
+                },
+            ),
         ] {
             let config = SimConfig {
                 noise,
