@@ -34,7 +34,8 @@
 //!
 //! Invariants: pure (no I/O, deterministic); settings are validated by [`SequentialRule::new`], after which
 //! nothing panics on any figures (empty, zero, NaN or infinite figures give an inconclusive verdict without
-//! numbers); the boundaries are computed once per rule, in well under a second.
+//! numbers); the boundaries are computed once per rule (milliseconds for the default schedule, well under
+//! a second for the longest one [`schedule`] makes).
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +47,10 @@ pub const DEFAULT_LOOKS: [usize; 5] = [5, 10, 15, 20, 30];
 
 /// Runs a baseline should have for the default schedule (the simulation's choice).
 pub const DEFAULT_BASE_RUNS: usize = 30;
+
+/// Most looks a schedule may have (each costs a numerical integration when the rule is made, and every
+/// look spends error).
+pub const MAX_LOOKS: usize = 32;
 
 /// The probability with which "the smallest detectable effect" would be confirmed.
 pub const DETECTION_POWER: f64 = 0.8;
@@ -118,8 +123,8 @@ impl SequentialSettings {
         if self.base_runs == 0 || self.base_runs > 10_000 {
             bail!("base runs = {}: must be 1 to 10000", self.base_runs);
         }
-        if self.looks.is_empty() || self.looks.len() > 100 {
-            bail!("looks: 1 to 100 head run counts are needed");
+        if self.looks.is_empty() || self.looks.len() > MAX_LOOKS {
+            bail!("looks: 1 to {MAX_LOOKS} head run counts are needed");
         }
         if self.looks[0] == 0
             || self.looks.windows(2).any(|w| w[0] >= w[1])
@@ -134,16 +139,20 @@ impl SequentialSettings {
     }
 }
 
-/// Look schedule from `first` to `last` head runs: every 5 runs up to 20, every 10 after, always ending at
-/// `last` (5 to 30 gives 5, 10, 15, 20, 30). `first` is clamped into `1..=last`.
+/// Look schedule from `first` to `last` head runs: every 5 runs up to 20, every 10 up to 50, then about
+/// half as many again each time (rounded up to tens), always ending at `last` (5 to 30 gives 5, 10, 15,
+/// 20, 30; 1 to 10000 gives 21 looks). `first` is clamped into `1..=last`.
 pub fn schedule(first: usize, last: usize) -> Vec<usize> {
     let last = last.max(1);
     let mut looks = vec![first.clamp(1, last)];
     loop {
         let at = looks[looks.len() - 1];
-        let step = if at < 20 { 5 } else { 10 };
-        // Round up to the step's grid (7 -> 10), so user schedules line up with the default.
-        let next = (at / step + 1) * step;
+        let next = match at {
+            // Round up to the step's grid (7 -> 10), so user schedules line up with the default.
+            0..=19 => (at / 5 + 1) * 5,
+            20..=49 => (at / 10 + 1) * 10,
+            _ => (at * 3 / 2).div_ceil(10) * 10,
+        };
         if next >= last {
             break;
         }
@@ -533,7 +542,9 @@ fn obrien_fleming_boundaries(fractions: &[f64], alpha: f64) -> Vec<f64> {
             };
             boundaries.push(c);
             if c.is_finite() {
-                let (p, w) = simpson_grid(c, GRID_STEP.min(s / 8.0).max(1e-3));
+                // Fine enough for the narrowest conditional density; bounded so a schedule of
+                // nearly equal looks cannot make the grid huge (n² work per look).
+                let (p, w) = simpson_grid(c, GRID_STEP.min(s / 8.0).max(2e-3));
                 let next: Vec<f64> = p
                     .iter()
                     .zip(&w)
@@ -687,6 +698,18 @@ mod tests {
         assert_eq!(schedule(5, 30), [5, 10, 15, 20, 30]);
         assert_eq!(schedule(10, 30), [10, 15, 20, 30]);
         assert_eq!(schedule(5, 50), [5, 10, 15, 20, 30, 40, 50]);
+        assert_eq!(
+            schedule(5, 200),
+            [5, 10, 15, 20, 30, 40, 50, 80, 120, 180, 200]
+        );
+        let long = schedule(1, 10_000);
+        assert_eq!(long.len(), 21, "{long:?}");
+        assert!(SequentialRule::new(SequentialSettings {
+            looks: long,
+            base_runs: 10_000,
+            ..Default::default()
+        })
+        .is_ok());
         assert_eq!(schedule(7, 22), [7, 10, 15, 20, 22]);
         assert_eq!(schedule(30, 30), [30]);
         assert_eq!(schedule(0, 3), [1, 3]);

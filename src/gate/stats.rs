@@ -14,6 +14,9 @@
 //! * [`hodges_lehmann`]: Hodges–Lehmann estimate of the shift head − base with
 //!   its distribution-free (Moses) confidence interval.
 //! * [`ratio_estimate`]: the same on the log scale, giving the ratio head / base.
+//! * [`shift_estimates`], [`ratio_estimates`]: the same at several confidence
+//!   levels at once (the sequential rule needs the look's and the
+//!   equivalence interval of every function at every look).
 //! * [`benjamini_hochberg`]: false-discovery-rate adjusted q-values.
 //! * [`median`], [`mean`], [`quantile`]: small descriptive helpers.
 //! * [`min_p_two_sided`]: the smallest two-sided p-value a sample size allows.
