@@ -206,8 +206,20 @@ pub struct Baseline {
     pub functions: Vec<BaselineFunction>,
 }
 
+/// Rounds a figure for storage so that it keeps at least 7 significant digits: 0.1 ns from 1 ms (1e6 ns)
+/// up, which is 8 digits or more there, and 7 significant digits below (a 1.234567 ns call keeps all 7;
+/// the 0.1 ns of older perfgates left it 2, which turned runs that differ into ties). Rounding only keeps the
+/// file short and its diffs readable; reading takes any number, so files written with 0.1 ns everywhere read
+/// as before. Non-finite values and values beyond 1e15 (where 0.1 ns is below the f64 resolution) are kept.
 fn round(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
+    if !v.is_finite() || v == 0.0 || v.abs() >= 1e15 {
+        return v;
+    }
+    if v.abs() >= 1e6 {
+        return (v * 10.0).round() / 10.0;
+    }
+    // Decimal rounding to 7 significant digits, exactly as printed: the stored text is that decimal.
+    format!("{v:.6e}").parse().unwrap_or(v)
 }
 
 impl Baseline {
@@ -534,6 +546,50 @@ mod tests {
                 .mean,
             12.0
         );
+    }
+
+    #[test]
+    fn stored_values_keep_seven_significant_digits() {
+        for (v, stored) in [
+            (1.234_567_89, 1.234568),
+            (0.000_123_456_789, 0.000_123_456_8),
+            (12_345.678_9, 12_345.68),
+            (999_999.96, 1_000_000.0),
+            (1_234_567.891, 1_234_567.9),
+            (123_456_789.123, 123_456_789.1),
+            (3.0, 3.0),
+            (0.0, 0.0),
+            (-2.345_678_91, -2.345679),
+            (2e15 + 0.3, 2e15 + 0.3),
+        ] {
+            assert_eq!(round(v), stored, "{v}");
+        }
+        // Runs that differ in the 3rd significant digit below 1 ns stay apart (0.1 ns made them ties).
+        assert_ne!(round(0.512), round(0.534));
+        let mut b = sample();
+        b.functions[0].self_mean_ns = vec![round(1.234_567_89); 3];
+        let text = b.to_toml().unwrap();
+        assert!(
+            text.contains("self_mean_ns = [1.234568, 1.234568, 1.234568]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn files_with_the_old_rounding_read_as_before() {
+        // Written by perfgates that rounded to 0.1 ns.
+        let text = sample().to_toml().unwrap().replace(
+            "mean_ns = [10.0, 11.0, 12.0]",
+            "mean_ns = [10.1, 11.2, 12.3]",
+        );
+        assert!(text.contains("mean_ns = [10.1, 11.2, 12.3]"), "{text}");
+        let b = Baseline::parse(&text).unwrap();
+        let means: Vec<f64> = b
+            .run_figures()
+            .iter()
+            .map(|r| r.functions.values().next().unwrap().mean)
+            .collect();
+        assert_eq!(means, [10.1, 11.2, 12.3]);
     }
 
     #[test]

@@ -7,30 +7,48 @@
 //! crate.
 //!
 //! * [`mann_whitney`]: Mann–Whitney U test of head against base, exact for
-//!   small samples without ties, normal approximation otherwise (both match
-//!   `scipy.stats.mannwhitneyu`).
+//!   small samples (ties included: the exact distribution of U given the tie
+//!   pattern, with midranks), normal approximation otherwise (matching
+//!   `scipy.stats.mannwhitneyu` in both cases without ties, and exact
+//!   permutation p-values with ties).
 //! * [`hodges_lehmann`]: Hodges–Lehmann estimate of the shift head − base with
 //!   its distribution-free (Moses) confidence interval.
 //! * [`ratio_estimate`]: the same on the log scale, giving the ratio head / base.
+//! * [`shift_estimates`], [`ratio_estimates`]: the same at several confidence
+//!   levels at once (the sequential rule needs the look's and the
+//!   equivalence interval of every function at every look).
 //! * [`benjamini_hochberg`]: false-discovery-rate adjusted q-values.
 //! * [`median`], [`mean`], [`quantile`]: small descriptive helpers.
 //! * [`min_p_two_sided`]: the smallest two-sided p-value a sample size allows.
+//! * [`normal_quantile`], [`normal_upper_tail`]: the standard normal, for the
+//!   sequential rule's boundaries.
 //!
 //! No function panics on empty, NaN or infinite input: each documents what it
-//! returns instead (usually `None`).
+//! returns instead (usually `None`). The exact distributions are computed in
+//! 128-bit integers (never rounded before the final division) and the null
+//! distribution without ties is kept in a small per-thread cache keyed by the
+//! two sample sizes, so repeated tests of the same sizes (one per function at
+//! each look of a check) pay for it once.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use statrs::function::erf::{erfc, erfc_inv};
 
-/// Largest number of pairs `n_base * n_head` for which the exact null
-/// distribution of U is used (50 vs 50 runs is the largest balanced design).
+/// Largest number of pairs `n_base * n_head` for which exact null
+/// distributions are used (50 vs 50 runs is the largest balanced design).
 ///
-/// [`mann_whitney`] uses the exact distribution when there are no ties and
-/// `n_base * n_head <= EXACT_MAX_PAIRS`; [`hodges_lehmann`] (and
-/// [`ratio_estimate`]) choose the rank of the interval endpoints from the
-/// exact distribution under the same size condition, ties or not. All counts
-/// of the exact distribution fit in 128-bit integers within this limit, so
-/// the exact p-values are the exact rational values rounded once to `f64`.
+/// [`mann_whitney`] uses the exact distribution (the conditional one given
+/// the ties, when there are ties) when `n_base * n_head <= EXACT_MAX_PAIRS`;
+/// [`hodges_lehmann`] (and [`ratio_estimate`]) choose the rank of the
+/// interval endpoints from the exact distribution under the same size
+/// condition, ties or not. All counts of the exact distributions fit in
+/// 128-bit integers within this limit (they are at most `C(100, 50) ≈ 1e29`),
+/// so the exact p-values are the exact rational values rounded once to `f64`.
+/// The work of the distribution with ties is at most
+/// `(n_base + n_head) · min(n_base, n_head) · (2 n_base n_head + 1)` integer
+/// additions (≈ 25 million at 50 vs 50, a few milliseconds).
 pub const EXACT_MAX_PAIRS: usize = 2500;
 
 /// Result of the Mann–Whitney U (Wilcoxon rank-sum) test of `head` against
@@ -53,22 +71,32 @@ pub struct MannWhitney {
     pub p_greater: f64,
     /// One-sided p-value for H1: head tends to be smaller than base.
     pub p_less: f64,
-    /// Whether the p-values come from the exact null distribution (`true`)
-    /// or from the normal approximation with tie and continuity correction
-    /// (`false`).
+    /// Whether the p-values come from the exact null distribution (`true`;
+    /// with ties, the exact distribution given the tie pattern) or from the
+    /// normal approximation with tie and continuity correction (`false`).
     pub exact: bool,
 }
 
 /// Mann–Whitney U test of `head` against `base`.
 ///
 /// Method:
-/// * **Exact** when no value occurs more than once in the pooled sample and
-///   `base.len() * head.len() <= EXACT_MAX_PAIRS` (see [`EXACT_MAX_PAIRS`]):
-///   the null distribution of U is computed exactly (counts of the
-///   arrangements with each U, from the Gaussian binomial coefficient), as
-///   `scipy.stats.mannwhitneyu(head, base, method='exact')`. This is more
-///   often exact than scipy's `method='auto'`, which only uses the exact
-///   distribution when one sample has at most 8 values.
+/// * **Exact** when `base.len() * head.len() <= EXACT_MAX_PAIRS` (see
+///   [`EXACT_MAX_PAIRS`]).
+///   - Without ties: the null distribution of U is computed exactly (counts
+///     of the arrangements with each U, from the Gaussian binomial
+///     coefficient), as `scipy.stats.mannwhitneyu(head, base,
+///     method='exact')`. This is more often exact than scipy's
+///     `method='auto'`, which only uses the exact distribution when one
+///     sample has at most 8 values.
+///   - With ties: U is computed with midranks, and its null distribution is
+///     the exact *conditional* one given the tie pattern: every one of the
+///     `C(n_base + n_head, n_head)` ways to label the pooled values as head
+///     is equally likely, so the p-values are exactly those of the
+///     permutation test (as `scipy.stats.permutation_test` enumerating all
+///     splits). scipy's `method='exact'` ignores ties and its `'auto'`
+///     switches to the normal approximation, which is anti-conservative on
+///     small samples (base `[1, 2, 3, 4]` vs head `[4, 5, 6, 7]`: 0.042
+///     instead of the exact 0.057).
 /// * **Normal approximation** otherwise, with the tie correction of the
 ///   variance and the continuity correction, as
 ///   `scipy.stats.mannwhitneyu(head, base, method='asymptotic',
@@ -83,50 +111,69 @@ pub fn mann_whitney(base: &[f64], head: &[f64]) -> Option<MannWhitney> {
     }
     let (n1, n2) = (base.len(), head.len());
     let ranks = rank_sum_head(base, head);
+    let small = n1.checked_mul(n2).is_some_and(|p| p <= EXACT_MAX_PAIRS);
+    if small {
+        if let Some(r) = exact_test(&ranks, n1, n2) {
+            return Some(r);
+        }
+    }
+    Some(normal_approximation(&ranks, n1, n2))
+}
+
+/// The exact test; `None` when a count does not fit in 128 bits (never
+/// within [`EXACT_MAX_PAIRS`]).
+fn exact_test(ranks: &Ranks, n1: usize, n2: usize) -> Option<MannWhitney> {
+    // 2U of head, an integer with midranks: 2 * rank sum - n2 (n2 + 1).
+    let doubled_u = ranks
+        .doubled_rank_sum_head
+        .checked_sub(n2 as u128 * (n2 as u128 + 1))?;
+    let doubled_u = usize::try_from(doubled_u).ok()?;
+    let (p_greater, p_less) = if ranks.has_ties {
+        let dist = TiedUDistribution::new(&ranks.tie_groups, n1, n2)?;
+        (dist.sf(doubled_u), dist.cdf(doubled_u))
+    } else {
+        let dist = UDistribution::cached(n1, n2)?;
+        // Without ties 2U is even.
+        let u = doubled_u / 2;
+        (dist.sf(u), dist.cdf(u))
+    };
+    Some(MannWhitney {
+        u_head: doubled_u as f64 / 2.0,
+        p_two_sided: (2.0 * p_greater.min(p_less)).min(1.0),
+        p_greater,
+        p_less,
+        exact: true,
+    })
+}
+
+/// The normal approximation with tie and continuity correction.
+fn normal_approximation(ranks: &Ranks, n1: usize, n2: usize) -> MannWhitney {
     let n2f = n2 as f64;
     let pairs = n1 as f64 * n2f;
     let u_head = ranks.rank_sum_head - n2f * (n2f + 1.0) / 2.0;
     let u_base = pairs - u_head;
-
-    let small = n1.checked_mul(n2).is_some_and(|p| p <= EXACT_MAX_PAIRS);
-    if !ranks.has_ties && small {
-        if let Some(dist) = UDistribution::new(n1, n2) {
-            // Without ties U is an integer in 0..=n1*n2.
-            let u = u_head.round().clamp(0.0, pairs) as usize;
-            let p_greater = dist.sf(u);
-            let p_less = dist.cdf(u);
-            return Some(MannWhitney {
-                u_head,
-                p_two_sided: (2.0 * p_greater.min(p_less)).min(1.0),
-                p_greater,
-                p_less,
-                exact: true,
-            });
-        }
-    }
-
     let mu = pairs / 2.0;
     let n = (n1 + n2) as f64;
     // n >= 2 because both samples are non-empty.
     let variance = pairs / 12.0 * ((n + 1.0) - ranks.tie_term / (n * (n - 1.0)));
     if variance.is_nan() || variance <= 0.0 {
-        return Some(MannWhitney {
+        return MannWhitney {
             u_head,
             p_two_sided: 1.0,
             p_greater: 1.0,
             p_less: 1.0,
             exact: false,
-        });
+        };
     }
     let s = variance.sqrt();
     let sf_of = |u: f64| normal_sf((u - mu - 0.5) / s).clamp(0.0, 1.0);
-    Some(MannWhitney {
+    MannWhitney {
         u_head,
         p_two_sided: (2.0 * sf_of(u_head.max(u_base))).min(1.0),
         p_greater: sf_of(u_head),
         p_less: sf_of(u_base),
         exact: false,
-    })
+    }
 }
 
 /// Hodges–Lehmann estimate of a shift with its confidence interval; see
@@ -164,12 +211,26 @@ pub struct ShiftEstimate {
 ///   `(1 - confidence) / 2`, the sample is too small: `k = 1` (the widest
 ///   interval, smallest to largest difference) and `achieved_confidence`
 ///   reports its real coverage, which is below `confidence`.
-/// * `P(U <= c)` is exact when `N <= EXACT_MAX_PAIRS` (ties or not; ties only
-///   make the coverage approximate). For larger samples it is the normal
-///   approximation with continuity correction and without tie correction,
+/// * `P(U <= c)` is exact when `N <= EXACT_MAX_PAIRS` (ties or not). For
+///   larger samples it is the normal approximation with continuity
+///   correction and without tie correction,
 ///   `P(U <= c) ≈ Φ((c + 0.5 − N/2) / σ)`, `σ² = N (n_base + n_head + 1) / 12`,
 ///   so `k = max(1, floor(N/2 − z σ − 0.5) + 1)` with `z = Φ⁻¹((1 + confidence) / 2)`,
 ///   and `achieved_confidence = 1 − 2 Φ((k − 0.5 − N/2) / σ)`.
+///
+/// **Ties** change nothing in this rule, on purpose. The true shift `δ` lies
+/// below `D(k)` only if at most `k − 1` pairs have `head[j] − δ <= base[i]`
+/// (ties counted in full); breaking the ties of `(base, head − δ)` at random
+/// gives a continuous arrangement with at most that many such pairs, whose U
+/// has exactly the continuous null distribution, so `P(δ < D(k)) <= P(U <= k − 1)`,
+/// and the same for the upper end. The closed interval therefore covers with
+/// probability *at least* `achieved_confidence` for discrete (tied) data
+/// too: it is conservative, never anti-conservative. (Inverting the
+/// tie-conditional exact test instead would need the tie pattern of
+/// `head − δ` for every candidate `δ`, which changes with `δ`; the result
+/// would be at most one order statistic narrower at each end.) The test
+/// `hl_coverage_with_ties_is_conservative` checks this by exhaustive
+/// enumeration of a three-valued distribution.
 ///
 /// The differences are never materialised: the order statistics are found by
 /// bisection over the values with an `O(n_base + n_head)` count per step, so
@@ -178,9 +239,20 @@ pub struct ShiftEstimate {
 /// Returns `None` if either sample is empty, any value is not finite (NaN or
 /// infinite), or `confidence` is not strictly between 0 and 1.
 pub fn hodges_lehmann(base: &[f64], head: &[f64], confidence: f64) -> Option<ShiftEstimate> {
+    shift_estimates(base, head, &[confidence])?.pop()
+}
+
+/// [`hodges_lehmann`] at several confidence levels at once (one estimate,
+/// one interval per level, in the order given), sharing the sorting and the
+/// order statistics. `None` under the same conditions, for any level.
+pub fn shift_estimates(
+    base: &[f64],
+    head: &[f64],
+    confidences: &[f64],
+) -> Option<Vec<ShiftEstimate>> {
     if base.is_empty()
         || head.is_empty()
-        || !(confidence > 0.0 && confidence < 1.0)
+        || !confidences.iter().all(|c| *c > 0.0 && *c < 1.0)
         || !base.iter().chain(head).all(|x| x.is_finite())
     {
         return None;
@@ -189,10 +261,7 @@ pub fn hodges_lehmann(base: &[f64], head: &[f64], confidence: f64) -> Option<Shi
     base_sorted.sort_by(f64::total_cmp);
     let mut head_sorted = head.to_vec();
     head_sorted.sort_by(f64::total_cmp);
-    let diffs = SortedDifferences {
-        base: &base_sorted,
-        head: &head_sorted,
-    };
+    let diffs = Differences::new(&base_sorted, &head_sorted);
 
     let n_pairs = base.len() as u128 * head.len() as u128;
     let estimate = if n_pairs % 2 == 1 {
@@ -200,13 +269,20 @@ pub fn hodges_lehmann(base: &[f64], head: &[f64], confidence: f64) -> Option<Shi
     } else {
         midpoint(diffs.kth(n_pairs / 2), diffs.kth(n_pairs / 2 + 1))
     };
-    let (k, achieved_confidence) = interval_rank(base.len(), head.len(), confidence);
-    Some(ShiftEstimate {
-        estimate,
-        low: diffs.kth(k),
-        high: diffs.kth(n_pairs + 1 - k),
-        achieved_confidence,
-    })
+    Some(
+        confidences
+            .iter()
+            .map(|&confidence| {
+                let (k, achieved_confidence) = interval_rank(base.len(), head.len(), confidence);
+                ShiftEstimate {
+                    estimate,
+                    low: diffs.kth(k),
+                    high: diffs.kth(n_pairs + 1 - k),
+                    achieved_confidence,
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Estimate of the ratio `head / base` with its confidence interval; see
@@ -233,19 +309,34 @@ pub struct RatioEstimate {
 /// infinite (logarithms would be undefined), or `confidence` is not strictly
 /// between 0 and 1.
 pub fn ratio_estimate(base: &[f64], head: &[f64], confidence: f64) -> Option<RatioEstimate> {
+    ratio_estimates(base, head, &[confidence])?.pop()
+}
+
+/// [`ratio_estimate`] at several confidence levels at once, in the order
+/// given (see [`shift_estimates`]).
+pub fn ratio_estimates(
+    base: &[f64],
+    head: &[f64],
+    confidences: &[f64],
+) -> Option<Vec<RatioEstimate>> {
     let positive = |x: &f64| x.is_finite() && *x > 0.0;
     if !base.iter().chain(head).all(positive) {
         return None;
     }
     let ln_base: Vec<f64> = base.iter().map(|x| x.ln()).collect();
     let ln_head: Vec<f64> = head.iter().map(|x| x.ln()).collect();
-    let shift = hodges_lehmann(&ln_base, &ln_head, confidence)?;
-    Some(RatioEstimate {
-        estimate: shift.estimate.exp(),
-        low: shift.low.exp(),
-        high: shift.high.exp(),
-        achieved_confidence: shift.achieved_confidence,
-    })
+    let shifts = shift_estimates(&ln_base, &ln_head, confidences)?;
+    Some(
+        shifts
+            .iter()
+            .map(|shift| RatioEstimate {
+                estimate: shift.estimate.exp(),
+                low: shift.low.exp(),
+                high: shift.high.exp(),
+                achieved_confidence: shift.achieved_confidence,
+            })
+            .collect(),
+    )
 }
 
 /// Benjamini–Hochberg adjusted p-values (q-values), in the input order.
@@ -279,13 +370,19 @@ pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
 /// Median of `xs` (mean of the two middle values for an even count, as
 /// `numpy.median`). Returns `None` if `xs` is empty or contains NaN.
 pub fn median(xs: &[f64]) -> Option<f64> {
-    let sorted = sorted_without_nan(xs)?;
-    let n = sorted.len();
-    if n % 2 == 1 {
-        Some(sorted[n / 2])
-    } else {
-        Some(midpoint(sorted[n / 2 - 1], sorted[n / 2]))
+    if xs.is_empty() || xs.iter().any(|x| x.is_nan()) {
+        return None;
     }
+    // Selection, not a sort: the gate takes medians of every function and
+    // run at every look. Same values as sorting (same total order).
+    let mut values = xs.to_vec();
+    let n = values.len();
+    let (lower, &mut upper_middle, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 {
+        return Some(upper_middle);
+    }
+    let lower_middle = lower.iter().copied().max_by(f64::total_cmp)?;
+    Some(midpoint(lower_middle, upper_middle))
 }
 
 /// Arithmetic mean of `xs`. Returns `None` if `xs` is empty or contains NaN
@@ -344,6 +441,21 @@ pub fn min_p_two_sided(n1: usize, n2: usize) -> f64 {
     (2.0 / binom).min(1.0)
 }
 
+/// Standard normal quantile `Φ⁻¹(p)` (e.g. 1.959964 for 0.975). Returns
+/// `-inf` for 0, `+inf` for 1 and NaN outside `[0, 1]`.
+pub fn normal_quantile(p: f64) -> f64 {
+    if !(0.0..=1.0).contains(&p) {
+        return f64::NAN;
+    }
+    -std::f64::consts::SQRT_2 * erfc_inv(2.0 * p)
+}
+
+/// Standard normal upper tail `P(Z > z) = 1 − Φ(z)`, accurate far into the
+/// tail (no cancellation). NaN for NaN.
+pub fn normal_upper_tail(z: f64) -> f64 {
+    normal_sf(z)
+}
+
 // ---------------------------------------------------------------------------
 // Internals
 // ---------------------------------------------------------------------------
@@ -352,10 +464,15 @@ pub fn min_p_two_sided(n1: usize, n2: usize) -> f64 {
 struct Ranks {
     /// Sum of the (average) ranks of the head values, ranks starting at 1.
     rank_sum_head: f64,
+    /// Twice that sum, exactly (twice a midrank is an integer).
+    doubled_rank_sum_head: u128,
     /// Sum over groups of tied values of `t³ − t`.
     tie_term: f64,
     /// Whether any value occurs more than once.
     has_ties: bool,
+    /// Sizes of the groups of equal values in ascending order of the value
+    /// (1 for a value that occurs once); they sum to `n_base + n_head`.
+    tie_groups: Vec<usize>,
 }
 
 /// Ranks the pooled sample (no NaN allowed), giving tied values their
@@ -371,8 +488,10 @@ fn rank_sum_head(base: &[f64], head: &[f64]) -> Ranks {
     pooled.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut ranks = Ranks {
         rank_sum_head: 0.0,
+        doubled_rank_sum_head: 0,
         tie_term: 0.0,
         has_ties: false,
+        tie_groups: Vec::new(),
     };
     let mut start = 0;
     while start < pooled.len() {
@@ -384,14 +503,137 @@ fn rank_sum_head(base: &[f64], head: &[f64]) -> Ranks {
         let avg_rank = (start + 1 + end) as f64 / 2.0;
         let heads = pooled[start..end].iter().filter(|p| p.1).count();
         ranks.rank_sum_head += avg_rank * heads as f64;
+        ranks.doubled_rank_sum_head += (start + 1 + end) as u128 * heads as u128;
         let t = (end - start) as f64;
         if end - start > 1 {
             ranks.has_ties = true;
             ranks.tie_term += t * t * t - t;
         }
+        ranks.tie_groups.push(end - start);
         start = end;
     }
     ranks
+}
+
+/// Exact null distribution of `2U` (U of head, midranks) given the sizes of
+/// the tie groups: every labelling of the pooled values as `n1` base and `n2`
+/// head values is equally likely, and `cumulative[d]` counts those with
+/// `2U <= d`, `d` in `0..=2 n1 n2`.
+///
+/// Computed as a generalised hypergeometric count: a group of `t` tied values
+/// with doubled midrank `r2` contributes `k · r2` to twice the rank sum of the
+/// smaller sample when `k` of its values belong to it, in `C(t, k)` ways.
+/// Taking the group's values one at a time (each in the smaller sample or
+/// not) multiplies out to exactly those `C(t, k)`, so the dynamic programme
+/// runs over single values: `ways[h][s]` = number of ways for the values seen
+/// so far to hold `h` values of the smaller sample with doubled rank sum
+/// `s + h (h + 1)` (the offset makes every index non-negative: the `h`
+/// smallest midranks sum to at least `h (h + 1) / 2`, and any `h` of them to
+/// at most `h (2N − h + 1) / 2`, so `s` is in `0..=2 n1 n2`).
+struct TiedUDistribution {
+    /// `cumulative[d]` = number of labellings with `2U <= d`.
+    cumulative: Vec<u128>,
+    /// `C(n1 + n2, n1)`.
+    total: u128,
+}
+
+impl TiedUDistribution {
+    /// Computes the distribution, or `None` if a size is 0, the groups do not
+    /// sum to `n1 + n2`, or a count overflows 128 bits (never for
+    /// `n1 * n2 <= EXACT_MAX_PAIRS`: every count is at most `C(n1 + n2, n1)`).
+    fn new(tie_groups: &[usize], n1: usize, n2: usize) -> Option<Self> {
+        let n = n1.checked_add(n2)?;
+        let m = n1.min(n2);
+        if m == 0 || tie_groups.iter().sum::<usize>() != n {
+            return None;
+        }
+        let width = 2 * n1.checked_mul(n2)? + 1;
+        // ways[h * width + s]; `populated[h]` bounds the non-zero indices of
+        // row h so that each step only touches where the counts are.
+        let mut ways: Vec<u128> = vec![0; (m + 1).checked_mul(width)?];
+        let mut populated: Vec<Option<(usize, usize)>> = vec![None; m + 1];
+        ways[0] = 1;
+        populated[0] = Some((0, 0));
+        let mut position = 0; // values seen so far
+        for &t in tie_groups {
+            let doubled_midrank = 2 * position + t + 1; // (position+1 + position+t)
+            for _ in 0..t {
+                position += 1;
+                // Descending h: row h reads the old row h - 1 (0/1 knapsack).
+                for h in (1..=m.min(position)).rev() {
+                    let Some((lo, hi)) = populated[h - 1] else {
+                        continue;
+                    };
+                    // Old index j maps to new index i = j + r2 - 2h.
+                    let (lo, hi) = (lo + doubled_midrank, hi + doubled_midrank);
+                    if hi < 2 * h {
+                        continue;
+                    }
+                    let lo = lo.saturating_sub(2 * h);
+                    let hi = (hi - 2 * h).min(width - 1);
+                    if lo > hi {
+                        continue;
+                    }
+                    // Old index of new index lo: lo + 2h - r2, >= 0 because
+                    // lo >= (old lo) + r2 - 2h.
+                    let old_lo = lo + 2 * h - doubled_midrank;
+                    let (old_rows, new_rows) = ways.split_at_mut(h * width);
+                    let old = &old_rows[(h - 1) * width + old_lo..];
+                    for (to, &add) in new_rows[lo..=hi].iter_mut().zip(old) {
+                        if add != 0 {
+                            *to = to.checked_add(add)?;
+                        }
+                    }
+                    populated[h] = Some(match populated[h] {
+                        Some((a, b)) => (a.min(lo), b.max(hi)),
+                        None => (lo, hi),
+                    });
+                }
+            }
+        }
+        let chosen = &ways[m * width..(m + 1) * width];
+        // `chosen[s]` counts 2U of the smaller sample = s. If that is base,
+        // 2U of head = 2 n1 n2 - s.
+        let head_is_chosen = n2 <= n1;
+        let mut cumulative = Vec::with_capacity(width);
+        let mut acc: u128 = 0;
+        for d in 0..width {
+            let s = if head_is_chosen { d } else { width - 1 - d };
+            acc = acc.checked_add(chosen[s])?;
+            cumulative.push(acc);
+        }
+        Some(TiedUDistribution {
+            cumulative,
+            total: acc,
+        })
+    }
+
+    /// `P(2U <= d)`.
+    fn cdf(&self, d: usize) -> f64 {
+        let below = self.cumulative[d.min(self.cumulative.len() - 1)];
+        below as f64 / self.total as f64
+    }
+
+    /// `P(2U >= d)`.
+    fn sf(&self, d: usize) -> f64 {
+        if d == 0 {
+            return 1.0;
+        }
+        let below = self.cumulative[(d - 1).min(self.cumulative.len() - 1)];
+        (self.total - below) as f64 / self.total as f64
+    }
+}
+
+/// Distributions without ties kept per thread: a check tests every function
+/// with the same sample sizes, look after look.
+const U_CACHE_ENTRIES: usize = 16;
+
+/// Cached distributions keyed by (smaller size, larger size), oldest first.
+type UCache = Vec<((usize, usize), Rc<UDistribution>)>;
+
+thread_local! {
+    static U_CACHE: RefCell<UCache> =
+        const { RefCell::new(Vec::new()) };
 }
 
 /// Exact null distribution of the Mann–Whitney U statistic for sample sizes
@@ -447,6 +689,32 @@ impl UDistribution {
         })
     }
 
+    /// [`UDistribution::new`] through the per-thread cache (the sizes are
+    /// symmetric: 5 vs 30 and 30 vs 5 share an entry). The cache holds at
+    /// most [`U_CACHE_ENTRIES`] distributions (≤ 40 KB each within
+    /// [`EXACT_MAX_PAIRS`]), dropping the oldest.
+    fn cached(n1: usize, n2: usize) -> Option<Rc<Self>> {
+        let key = (n1.min(n2), n1.max(n2));
+        let hit = U_CACHE.with(|c| {
+            c.borrow()
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, d)| Rc::clone(d))
+        });
+        if let Some(d) = hit {
+            return Some(d);
+        }
+        let d = Rc::new(UDistribution::new(n1, n2)?);
+        U_CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= U_CACHE_ENTRIES {
+                c.remove(0);
+            }
+            c.push((key, Rc::clone(&d)));
+        });
+        Some(d)
+    }
+
     /// Largest value of U.
     fn max_u(&self) -> usize {
         self.cumulative.len() - 1
@@ -478,7 +746,7 @@ fn interval_rank(n1: usize, n2: usize, confidence: f64) -> (u128, f64) {
     let max_k = n_pairs.div_ceil(2);
     let small = n1.checked_mul(n2).is_some_and(|p| p <= EXACT_MAX_PAIRS);
     if small {
-        if let Some(dist) = UDistribution::new(n1, n2) {
+        if let Some(dist) = UDistribution::cached(n1, n2) {
             // cdf(c) >= 1/2 for c >= N/2 by symmetry, so this stops there.
             let mut k: usize = 1;
             while k <= dist.max_u() && dist.cdf(k - 1) <= alpha_half {
@@ -500,6 +768,85 @@ fn interval_rank(n1: usize, n2: usize, confidence: f64) -> (u128, f64) {
     let k = k.clamp(1, max_k);
     let achieved = 1.0 - 2.0 * normal_cdf((k as f64 - 0.5 - mu) / sigma);
     (k, achieved.clamp(0.0, 1.0))
+}
+
+/// Order statistics of the pairwise differences: materialised and sorted
+/// when there are at most [`EXACT_MAX_PAIRS`] of them (tens of kilobytes; a
+/// check asks for several order statistics of each pair of samples, and one
+/// sort is cheaper than a bisection per statistic), implicit beyond (memory
+/// stays linear). Both give exactly the same values: the differences as
+/// computed in floating point.
+enum Differences<'a> {
+    Sorted(Vec<f64>),
+    Implicit(SortedDifferences<'a>),
+}
+
+impl<'a> Differences<'a> {
+    /// Both slices sorted ascending, non-empty, finite.
+    fn new(base: &'a [f64], head: &'a [f64]) -> Self {
+        let small = base
+            .len()
+            .checked_mul(head.len())
+            .is_some_and(|p| p <= EXACT_MAX_PAIRS);
+        if small {
+            Differences::Sorted(merged_differences(base, head))
+        } else {
+            Differences::Implicit(SortedDifferences { base, head })
+        }
+    }
+
+    /// The `k`-th smallest difference, `k` in `1..=n1*n2` (clamped into it).
+    fn kth(&self, k: u128) -> f64 {
+        match self {
+            Differences::Sorted(all) => {
+                let i = usize::try_from(k.clamp(1, all.len() as u128)).unwrap_or(1) - 1;
+                // `+ 0.0` turns a -0.0 into +0.0, as the bisection does.
+                all.get(i).map_or(f64::NAN, |d| d + 0.0)
+            }
+            Differences::Implicit(d) => d.kth(k),
+        }
+    }
+}
+
+/// All differences `head[j] - base[i]` in ascending order (both slices
+/// sorted ascending, finite). Each head value gives a run that is already
+/// sorted (`head[j] - base[i]` is non-increasing in `i`, rounding being
+/// monotone), so the runs are merged pairwise, bottom up: `N log2(n_head)`
+/// steps of plain comparisons, several times faster than a general sort
+/// (which matters for the simulation's thousands of checks in debug builds).
+/// Signed zeros may come out in either order; callers normalise them.
+fn merged_differences(base: &[f64], head: &[f64]) -> Vec<f64> {
+    let n = base.len() * head.len();
+    let mut src: Vec<f64> = Vec::with_capacity(n);
+    for h in head {
+        src.extend(base.iter().rev().map(|b| h - b));
+    }
+    let mut dst = vec![0.0; n];
+    let mut width = base.len().max(1);
+    while width < n {
+        let mut start = 0;
+        while start < n {
+            let mid = (start + width).min(n);
+            let end = (start + 2 * width).min(n);
+            let (left, right) = (&src[start..mid], &src[mid..end]);
+            let out = &mut dst[start..end];
+            let (mut i, mut j) = (0, 0);
+            for slot in out.iter_mut() {
+                let take_left = j >= right.len() || (i < left.len() && left[i] <= right[j]);
+                if take_left {
+                    *slot = left[i];
+                    i += 1;
+                } else {
+                    *slot = right[j];
+                    j += 1;
+                }
+            }
+            start = end;
+        }
+        std::mem::swap(&mut src, &mut dst);
+        width *= 2;
+    }
+    src
 }
 
 /// Order statistics of the pairwise differences `head[j] - base[i]` (both
@@ -850,11 +1197,33 @@ mod tests {
         );
     }
 
+    /// mwu([1,2,3,4], [4,5,6,7], 'asymptotic') -> U=15.5, 0.042066412206780826,
+    /// 0.021033206103390413, 0.9899177134888322 (the issue's 0.042).
+    const ASYMPTOTIC_4V4: (f64, f64, f64, f64) = (
+        15.5,
+        0.042066412206780826,
+        0.021033206103390413,
+        0.9899177134888322,
+    );
+
+    /// The normal approximation alone (what `mann_whitney` uses beyond
+    /// [`EXACT_MAX_PAIRS`]), to check it against scipy on small tied samples.
+    #[track_caller]
+    fn check_asymptotic(base: &[f64], head: &[f64], expected: (f64, f64, f64, f64)) {
+        let r = normal_approximation(&rank_sum_head(base, head), base.len(), head.len());
+        let (u, two, greater, less) = expected;
+        assert!(!r.exact);
+        close(r.u_head, u);
+        close(r.p_two_sided, two);
+        close(r.p_greater, greater);
+        close(r.p_less, less);
+    }
+
     #[test]
-    fn mw_ties_use_tie_corrected_normal() {
+    fn normal_approximation_with_ties_matches_scipy() {
         // mwu([1,2,2,3,4], [2,3,3,5,6], 'asymptotic')
         //   -> U=19.0, 0.19882894401644247, 0.09941447200822123, 0.9330689276222845
-        check_mw(
+        check_asymptotic(
             &[1.0, 2.0, 2.0, 3.0, 4.0],
             &[2.0, 3.0, 3.0, 5.0, 6.0],
             (
@@ -862,11 +1231,10 @@ mod tests {
                 0.19882894401644247,
                 0.09941447200822123,
                 0.9330689276222845,
-                false,
             ),
         );
         // mwu(T7, T9, 'asymptotic') -> U=23.0, 0.3751659141135204, 0.8407859222232422, 0.1875829570567602
-        check_mw(
+        check_asymptotic(
             &T7,
             &T9,
             (
@@ -874,11 +1242,10 @@ mod tests {
                 0.3751659141135204,
                 0.8407859222232422,
                 0.1875829570567602,
-                false,
             ),
         );
         // mwu(T10B, T10H, 'asymptotic') -> U=89.5, 0.0030279156927727293, 0.0015139578463863647, 0.99882068783269
-        check_mw(
+        check_asymptotic(
             &T10B,
             &T10H,
             (
@@ -886,24 +1253,276 @@ mod tests {
                 0.0030279156927727293,
                 0.0015139578463863647,
                 0.99882068783269,
-                false,
             ),
+        );
+        // mwu([1,2,3,4], [4,5,6,7], 'asymptotic'): the anti-conservative
+        // value the exact test replaces (exact: 0.0571).
+        check_asymptotic(&[1.0, 2.0, 3.0, 4.0], &[4.0, 5.0, 6.0, 7.0], ASYMPTOTIC_4V4);
+        // mwu([1,2,3,4,5], [1,2,3,4,5], 'asymptotic') -> U=12.5, 1.0, 0.5422350133116141, 0.5422350133116141
+        let xs = [1.0, 2.0, 3.0, 4.0, 5.0];
+        check_asymptotic(
+            &xs,
+            &xs,
+            (12.5, 1.0, 0.5422350133116141, 0.5422350133116141),
+        );
+        // mwu([3,3,3], [3,3], 'asymptotic') -> U=3.0, 1.0, 1.0, 1.0 (zero variance)
+        check_asymptotic(&[3.0, 3.0, 3.0], &[3.0, 3.0], (3.0, 1.0, 1.0, 1.0));
+    }
+
+    // ----------------------------------------------------------------------
+    // Mann–Whitney, exact with ties
+    //
+    // References: exact permutation p-values by enumerating every split of
+    // the pooled values into base and head, U counted pair by pair (no ranks),
+    // in Python with exact fractions:
+    //   def u_of(b, h): return sum(1 if y > x else Fraction(1, 2) if y == x else 0 for y in h for x in b)
+    //   obs = u_of(base, head); for each combination of len(head) pooled
+    //   positions: u = u_of(rest, chosen); p_greater = #(u >= obs) / total,
+    //   p_less = #(u <= obs) / total, two-sided = min(1, 2 min(p_greater, p_less)),
+    // printed as perm(base, head) -> (U, two-sided, greater, less). The test
+    // `mw_ties_match_brute_force_enumeration` runs the same enumeration in
+    // Rust on these cases and more.
+    // ----------------------------------------------------------------------
+
+    #[test]
+    fn mw_ties_are_exact_4v4_from_the_issue() {
+        // perm([1,2,3,4], [4,5,6,7]) -> (15.5, 0.05714285714285714, 0.02857142857142857, 1.0)
+        check_mw(
+            &[1.0, 2.0, 3.0, 4.0],
+            &[4.0, 5.0, 6.0, 7.0],
+            (15.5, 0.05714285714285714, 0.02857142857142857, 1.0, true),
+        );
+        // perm([4,5,6,7], [1,2,3,4]) -> (0.5, 0.05714285714285714, 1.0, 0.02857142857142857)
+        check_mw(
+            &[4.0, 5.0, 6.0, 7.0],
+            &[1.0, 2.0, 3.0, 4.0],
+            (0.5, 0.05714285714285714, 1.0, 0.02857142857142857, true),
+        );
+    }
+
+    #[test]
+    fn mw_ties_against_permutation_reference() {
+        // perm([1,2,2,3,4], [2,3,3,5,6]) -> (19.0, 0.21428571428571427, 0.10714285714285714, 0.9404761904761905)
+        check_mw(
+            &[1.0, 2.0, 2.0, 3.0, 4.0],
+            &[2.0, 3.0, 3.0, 5.0, 6.0],
+            (
+                19.0,
+                0.21428571428571427,
+                0.10714285714285714,
+                0.9404761904761905,
+                true,
+            ),
+        );
+        // perm(T7, T9) -> (23.0, 0.4548951048951049, 0.8468531468531468, 0.22744755244755244)
+        check_mw(
+            &T7,
+            &T9,
+            (
+                23.0,
+                0.4548951048951049,
+                0.8468531468531468,
+                0.22744755244755244,
+                true,
+            ),
+        );
+        // perm(T9, T7) -> (40.0, 0.4548951048951049, 0.22744755244755244, 0.8468531468531468)
+        check_mw(
+            &T9,
+            &T7,
+            (
+                40.0,
+                0.4548951048951049,
+                0.22744755244755244,
+                0.8468531468531468,
+                true,
+            ),
+        );
+        // perm([1,1,1,2,2], [1,2,2,2,3,3]) -> (23.5, 0.20346320346320346, 0.10173160173160173, 0.9848484848484849)
+        check_mw(
+            &[1.0, 1.0, 1.0, 2.0, 2.0],
+            &[1.0, 2.0, 2.0, 2.0, 3.0, 3.0],
+            (
+                23.5,
+                0.20346320346320346,
+                0.10173160173160173,
+                0.9848484848484849,
+                true,
+            ),
+        );
+        // perm(T10B, T10H) -> (89.5, 0.0016129381454458853, 0.0008064690727229427, 0.9993883825153175)
+        check_mw(
+            &T10B,
+            &T10H,
+            (
+                89.5,
+                0.0016129381454458853,
+                0.0008064690727229427,
+                0.9993883825153175,
+                true,
+            ),
+        );
+        // perm([2,2,2,2], [2,2,2,5]) -> (10.0, 1.0, 0.5, 1.0)
+        check_mw(
+            &[2.0, 2.0, 2.0, 2.0],
+            &[2.0, 2.0, 2.0, 5.0],
+            (10.0, 1.0, 0.5, 1.0, true),
         );
     }
 
     #[test]
     fn mw_identical_samples_give_p_one() {
         let xs = [1.0, 2.0, 3.0, 4.0, 5.0];
-        // mwu([1,2,3,4,5], [1,2,3,4,5], 'asymptotic') -> U=12.5, 1.0, 0.5422350133116141, 0.5422350133116141
+        // perm([1,2,3,4,5], [1,2,3,4,5]) -> (12.5, 1.0, 0.5873015873015873, 0.5873015873015873)
         check_mw(
             &xs,
             &xs,
-            (12.5, 1.0, 0.5422350133116141, 0.5422350133116141, false),
+            (12.5, 1.0, 0.5873015873015873, 0.5873015873015873, true),
         );
-        // mwu([3,3,3], [3,3], 'asymptotic') -> U=3.0, 1.0, 1.0, 1.0 (zero variance)
-        check_mw(&[3.0, 3.0, 3.0], &[3.0, 3.0], (3.0, 1.0, 1.0, 1.0, false));
-        // mwu([1.0], [1.0], 'asymptotic') -> U=0.5, 1.0, 1.0, 1.0
-        check_mw(&[1.0], &[1.0], (0.5, 1.0, 1.0, 1.0, false));
+        // perm([3,3,3], [3,3]) -> (3.0, 1.0, 1.0, 1.0): every split has U = 3.
+        check_mw(&[3.0, 3.0, 3.0], &[3.0, 3.0], (3.0, 1.0, 1.0, 1.0, true));
+        check_mw(&[1.0], &[1.0], (0.5, 1.0, 1.0, 1.0, true));
+    }
+
+    /// Exact permutation p-values (U, two-sided, greater, less) by
+    /// enumerating all `C(n1 + n2, n2)` splits of the pooled sample; U
+    /// counted pair by pair in halves (no ranks), so it shares nothing with
+    /// the code under test.
+    fn brute_force(base: &[f64], head: &[f64]) -> (f64, f64, f64, f64) {
+        let doubled_u = |b: &[f64], h: &[f64]| -> u64 {
+            h.iter()
+                .flat_map(|y| b.iter().map(move |x| (x, y)))
+                .map(|(x, y)| match y.partial_cmp(x) {
+                    Some(std::cmp::Ordering::Greater) => 2,
+                    Some(std::cmp::Ordering::Equal) => 1,
+                    _ => 0,
+                })
+                .sum()
+        };
+        let pooled: Vec<f64> = base.iter().chain(head).copied().collect();
+        let n = pooled.len();
+        assert!(n <= 24, "brute force is for small samples");
+        let obs = doubled_u(base, head);
+        let (mut ge, mut le, mut total) = (0u64, 0u64, 0u64);
+        let (mut b, mut h) = (Vec::new(), Vec::new());
+        for mask in 0u32..1 << n {
+            if mask.count_ones() as usize != head.len() {
+                continue;
+            }
+            b.clear();
+            h.clear();
+            for (i, &x) in pooled.iter().enumerate() {
+                if mask >> i & 1 == 1 {
+                    h.push(x);
+                } else {
+                    b.push(x);
+                }
+            }
+            let u = doubled_u(&b, &h);
+            total += 1;
+            ge += u64::from(u >= obs);
+            le += u64::from(u <= obs);
+        }
+        let pg = ge as f64 / total as f64;
+        let pl = le as f64 / total as f64;
+        (obs as f64 / 2.0, (2.0 * pg.min(pl)).min(1.0), pg, pl)
+    }
+
+    #[test]
+    fn mw_ties_match_brute_force_enumeration() {
+        // Ties, all ties, no ties, unbalanced, signed zeros, infinities.
+        let cases: Vec<(Vec<f64>, Vec<f64>)> = vec![
+            (vec![1.0, 2.0, 3.0, 4.0], vec![4.0, 5.0, 6.0, 7.0]),
+            (vec![1.0, 2.0, 2.0, 3.0, 4.0], vec![2.0, 3.0, 3.0, 5.0, 6.0]),
+            (T7.to_vec(), T9.to_vec()),
+            (T9.to_vec(), T7.to_vec()),
+            (vec![3.0; 6], vec![3.0; 5]),
+            (vec![1.0, 1.0, 2.0], vec![1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0]),
+            (vec![5.0; 3], vec![1.0, 5.0, 5.0, 9.0, 9.0, 9.0, 9.0, 9.0]),
+            (B5.to_vec(), H5.to_vec()),
+            (B7.to_vec(), H9.to_vec()),
+            (vec![-0.0, 1.0, 1.0], vec![0.0, 2.0, 1.0]),
+            (
+                vec![f64::NEG_INFINITY, 2.0, 2.0, f64::INFINITY],
+                vec![2.0, f64::INFINITY, 3.0],
+            ),
+            (
+                vec![7.0],
+                vec![7.0, 7.0, 8.0, 6.0, 7.0, 7.0, 7.0, 7.0, 7.0, 1.0],
+            ),
+            (
+                vec![4.0, 4.0, 4.0, 4.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0],
+                vec![4.0, 5.0, 5.0, 5.0, 6.0, 6.0, 6.0, 6.0, 6.0, 6.0],
+            ),
+        ];
+        for (base, head) in &cases {
+            let r = mann_whitney(base, head).unwrap();
+            let (u, two, greater, less) = brute_force(base, head);
+            let ctx = format!("{base:?} vs {head:?}: {r:?}");
+            assert!(r.exact, "{ctx}");
+            assert_eq!(r.u_head, u, "{ctx}");
+            close(r.p_two_sided, two);
+            close(r.p_greater, greater);
+            close(r.p_less, less);
+        }
+    }
+
+    #[test]
+    fn tie_distribution_without_ties_is_the_continuous_one() {
+        // All groups of size 1: the dynamic programme must reproduce the
+        // Gaussian-binomial distribution (2U = 2u).
+        for (n1, n2) in [(1, 1), (3, 5), (5, 3), (7, 7), (12, 30), (50, 50), (1, 200)] {
+            let tied = TiedUDistribution::new(&vec![1; n1 + n2], n1, n2).unwrap();
+            let plain = UDistribution::new(n1, n2).unwrap();
+            assert_eq!(tied.total, plain.total, "{n1} v {n2}");
+            for u in 0..=n1 * n2 {
+                assert_eq!(
+                    tied.cumulative[2 * u],
+                    plain.cumulative[u],
+                    "{n1} v {n2}, u {u}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tie_distribution_mirrors_under_reversal_and_sums_to_the_binomial() {
+        // Reversing the order of the values (and so of the tie groups) maps U
+        // of head to n1 n2 - U: the distributions are mirror images.
+        let groups = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5];
+        let n: usize = groups.iter().sum();
+        for n2 in [1, 7, 22, n - 3] {
+            let n1 = n - n2;
+            let fwd = TiedUDistribution::new(&groups, n1, n2).unwrap();
+            let rev_groups: Vec<usize> = groups.iter().rev().copied().collect();
+            let rev = TiedUDistribution::new(&rev_groups, n1, n2).unwrap();
+            assert_eq!(fwd.total, binomial_u128(n as u128, n2 as u128));
+            let w = 2 * n1 * n2;
+            for d in 0..=w {
+                // P(2U <= d) forward = P(2U >= w - d) reversed.
+                close(fwd.cdf(d), rev.sf(w - d));
+            }
+        }
+        assert!(TiedUDistribution::new(&[2, 2], 3, 2).is_none());
+        assert!(TiedUDistribution::new(&[2], 2, 0).is_none());
+    }
+
+    #[test]
+    fn mw_ties_at_the_exact_limit_stay_exact() {
+        // 50 vs 50 with values on a coarse grid (ties everywhere): exact, and
+        // close to the tie-corrected normal approximation at this size.
+        let base: Vec<f64> = (0..50).map(|i| ((i * 37) % 11) as f64).collect();
+        let head: Vec<f64> = (0..50).map(|i| ((i * 53) % 11 + 1) as f64).collect();
+        let r = mann_whitney(&base, &head).unwrap();
+        assert!(r.exact);
+        let a = normal_approximation(&rank_sum_head(&base, &head), 50, 50);
+        assert!(
+            (r.p_two_sided - a.p_two_sided).abs() < 0.01,
+            "{r:?} vs {a:?}"
+        );
+        // Beyond the limit: the approximation.
+        let base: Vec<f64> = (0..51).map(|i| (i % 5) as f64).collect();
+        assert!(!mann_whitney(&base, &head).unwrap().exact);
     }
 
     #[test]
@@ -933,8 +1552,12 @@ mod tests {
         let r = mann_whitney(&[f64::NEG_INFINITY, 2.0, 3.0], &[4.0, 5.0, f64::INFINITY]).unwrap();
         assert!(r.exact);
         close(r.p_two_sided, 0.1);
-        // -0.0 and +0.0 are a tie: normal approximation.
-        assert!(!mann_whitney(&[-0.0, 1.0], &[0.0, 2.0]).unwrap().exact);
+        // -0.0 and +0.0 are a tie: perm([-0.0,1.0], [0.0,2.0]) -> (2.5, 1.0, 0.5, 0.8333333333333334)
+        check_mw(
+            &[-0.0, 1.0],
+            &[0.0, 2.0],
+            (2.5, 1.0, 0.5, 0.8333333333333334, true),
+        );
     }
 
     // ----------------------------------------------------------------------
@@ -1101,6 +1724,40 @@ mod tests {
     }
 
     #[test]
+    fn hl_coverage_with_ties_is_conservative() {
+        // Base and head drawn from one three-valued distribution (shift 0),
+        // 4 vs 5 runs: every one of the 3^9 samples weighted by its exact
+        // probability. The closed interval must cover 0 with probability at
+        // least its stated coverage (see `hodges_lehmann` for the argument).
+        let probs = [0.2, 0.5, 0.3];
+        for conf in [0.8, 0.9, 0.95] {
+            let (mut covered, mut total) = (0.0, 0.0);
+            let mut achieved = f64::NAN;
+            for code in 0..3usize.pow(9) {
+                let mut digits = code;
+                let mut values = [0.0; 9];
+                let mut weight = 1.0;
+                for v in &mut values {
+                    *v = (digits % 3) as f64;
+                    weight *= probs[digits % 3];
+                    digits /= 3;
+                }
+                let r = hodges_lehmann(&values[..4], &values[4..], conf).unwrap();
+                achieved = r.achieved_confidence;
+                total += weight;
+                if r.low <= 0.0 && 0.0 <= r.high {
+                    covered += weight;
+                }
+            }
+            let coverage = covered / total;
+            assert!(
+                coverage >= achieved - 1e-12,
+                "confidence {conf}: coverage {coverage} < stated {achieved}"
+            );
+        }
+    }
+
+    #[test]
     fn hl_too_small_returns_widest_interval() {
         // 3 vs 3 cannot reach 95%: widest interval, coverage 1 - 2/20 = 0.9.
         // moses([1,2,3], [4,5,6], 0.95) -> 3.0, 1.0, 5.0, 0.9 (k=1)
@@ -1166,6 +1823,49 @@ mod tests {
         for (i, d) in all.iter().enumerate() {
             assert_eq!(diffs.kth(i as u128 + 1), *d, "k = {}", i + 1);
         }
+    }
+
+    #[test]
+    fn materialised_and_implicit_differences_agree() {
+        // Pseudo-random data on a coarse grid (ties, signed zeros), several sizes.
+        let mut x: u64 = 12345;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) % 17) as f64 * 0.25 - 2.0
+        };
+        for (n1, n2) in [(1, 1), (3, 8), (10, 10), (30, 5), (50, 50)] {
+            let mut b: Vec<f64> = (0..n1).map(|_| next()).collect();
+            let mut h: Vec<f64> = (0..n2).map(|_| next()).collect();
+            b.sort_by(f64::total_cmp);
+            h.sort_by(f64::total_cmp);
+            let sorted = Differences::new(&b, &h);
+            assert!(matches!(sorted, Differences::Sorted(_)));
+            let implicit = SortedDifferences { base: &b, head: &h };
+            for k in 1..=(n1 * n2) as u128 {
+                let (a, c) = (sorted.kth(k), implicit.kth(k));
+                assert!(
+                    a == c && a.is_sign_negative() == c.is_sign_negative(),
+                    "{n1}v{n2} k {k}: {a} vs {c}"
+                );
+            }
+        }
+        let b: Vec<f64> = (0..60).map(|i| i as f64).collect();
+        assert!(matches!(Differences::new(&b, &b), Differences::Implicit(_)));
+    }
+
+    #[test]
+    fn several_levels_at_once_match_one_at_a_time() {
+        let levels = [0.9, 0.95, 0.99];
+        let all = shift_estimates(&B20, &H20, &levels).unwrap();
+        let ratios = ratio_estimates(&B20, &H20, &levels).unwrap();
+        for ((one, r), &c) in all.iter().zip(&ratios).zip(&levels) {
+            assert_eq!(*one, hodges_lehmann(&B20, &H20, c).unwrap());
+            assert_eq!(*r, ratio_estimate(&B20, &H20, c).unwrap());
+        }
+        assert_eq!(shift_estimates(&B20, &H20, &[0.9, 1.0]), None);
+        assert_eq!(ratio_estimates(&B20, &H20, &[]), Some(vec![]));
     }
 
     #[test]
@@ -1322,6 +2022,33 @@ mod tests {
         close(mean(&XS).unwrap(), 4.875);
         assert_eq!(median(&[2.0]), Some(2.0));
         assert_eq!(mean(&[2.0]), Some(2.0));
+    }
+
+    #[test]
+    fn median_by_selection_matches_sorting() {
+        let mut x: u64 = 99;
+        for n in 1..40 {
+            let xs: Vec<f64> = (0..n)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((x >> 33) % 9) as f64 - 4.0 + if x >> 20 & 1 == 1 { -0.0 } else { 0.0 }
+                })
+                .collect();
+            let mut sorted = xs.clone();
+            sorted.sort_by(f64::total_cmp);
+            let expected = if n % 2 == 1 {
+                sorted[n / 2]
+            } else {
+                midpoint(sorted[n / 2 - 1], sorted[n / 2])
+            };
+            let m = median(&xs).unwrap();
+            assert!(
+                m == expected && m.is_sign_negative() == expected.is_sign_negative(),
+                "{xs:?}"
+            );
+        }
     }
 
     #[test]
