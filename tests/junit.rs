@@ -48,6 +48,7 @@ fn function(name: &str, module: &str, verdict: Verdict) -> FunctionComparison {
         }),
         threshold: 0.05,
         head_total_ns: Some(300_000.0),
+        ..FunctionComparison::default()
     }
 }
 
@@ -82,6 +83,7 @@ fn hostile(benchmark: &str) -> Comparison {
             .map(|v| function(&format!("{}:{HOSTILE}", v.label()), HOSTILE, *v))
             .collect(),
         warnings: vec![HOSTILE.into(), "[[ATTACHMENT|/etc/passwd]]".into()],
+        ..Comparison::default()
     }
 }
 

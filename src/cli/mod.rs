@@ -48,20 +48,32 @@ perfgate report --diff base.data -i head.data --format=flame-graph -o diff.svg"
     /// Record a baseline: run the benchmark N times and write every function's per-run figures to a TOML
     /// file to commit.
     #[command(
-        after_help = "Example:\n  perfgate baseline -o baselines/work.toml --runs 10 -- ./fixtures/bin/work"
+        after_help = "Example:\n  perfgate baseline -o baselines/work.toml -- ./fixtures/bin/work"
     )]
     Baseline(BaselineArgs),
     /// Gate: run the baseline's command (or the one after --) and compare every function with the baseline.
     /// Exits 0 (pass), 1 (a function regressed) or 2 (perfgate could not do the job).
     #[command(
-        after_help = "A function regresses only when its slowdown is significant after correcting for \
-the number of functions (Benjamini–Hochberg), the whole confidence interval of head/base lies above \
-1 + threshold, and it carries at least --min-share of the traced time. Functions that are not decided trigger \
-more runs, up to --max-runs.\n\nExamples:\n  perfgate check --baseline baselines/work.toml\n  \
+        after_help = "Each run's figures are divided by that run's speed factor (base and head alike), so a \
+uniformly busier machine is no change. The check looks at 5, 10, 15, 20 and 30 head runs with the confidence \
+of an O'Brien–Fleming spending rule at each look, and stops as soon as every function is decided. A function \
+regresses when its slowdown is significant after correcting for the number of functions (Benjamini–Hochberg) \
+and the whole confidence interval of head/base lies above 1 + threshold; it is unchanged when a 90% interval \
+lies inside ±threshold; otherwise it is inconclusive (reported with its noise and the smallest change the \
+check could have seen; --fail-on inconclusive makes that fail). Functions under --min-share of the traced \
+time are reported, not gated. The whole run's wall time is compared as measured, on its own line.\n\nExamples:\n  perfgate check --baseline baselines/work.toml\n  \
 perfgate check --baseline baselines/work.toml --junit perf.xml --markdown perf.md --json perf.json\n  \
 perfgate check --baseline baselines/work.toml --update"
     )]
     Check(CheckArgs),
+    /// Interleaved A/B: run a base and a head command alternately on this machine and gate head against
+    /// base, function by function. Exits 0 (pass), 1 (a function regressed) or 2.
+    #[command(
+        after_help = "Runs alternate in ABBA order (A B, B A, A B…) so that slow drift hits both sides alike, and \
+pairs are added look by look as in `check`. No baseline file is involved, so a machine difference cannot pass \
+for a regression.\n\nExample:\n  perfgate compare --base-cmd './bench-main --quick' --head-cmd './bench-pr --quick' --markdown ab.md"
+    )]
+    Compare(CompareArgs),
     /// Measure perfgate itself: attach/detach time, per-call probe cost, trace throughput, the gate's false-alarm rate and power.
     Bench(BenchArgs),
 }
@@ -105,10 +117,41 @@ pub struct GateArgs {
     /// Fail when a function's call count changes (call counts are exact, no statistics needed).
     #[arg(long)]
     pub gate_calls: bool,
-    /// Divide head figures by the machine's speed factor (the median change over all gated functions), so a
-    /// uniformly faster or slower machine is no change (for a baseline from another machine).
-    #[arg(long)]
+    /// With --rule legacy: divide head figures by one speed factor of the machine. (The default rule
+    /// already normalises every run; see --absolute.)
+    #[arg(long, hide = true)]
     pub relative: bool,
+    /// Compare figures as measured. By default each run's figures are divided by that run's speed factor
+    /// (its median ratio to the baseline over the gated functions, base and head alike), which cancels a
+    /// machine that is busier or slower as a whole; the whole run's time is still compared as measured.
+    #[arg(long)]
+    pub absolute: bool,
+    /// What fails the gate: a regression (default), or also an inconclusive function (one the runs could
+    /// not decide either way).
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub fail_on: Option<FailOn>,
+    /// The decision rule: sequential (per-run normalisation, looks at 5, 10, 15, 20, 30 runs with
+    /// O'Brien–Fleming confidence, equivalence for "unchanged") or legacy (the first rule, for comparison).
+    #[arg(long, value_enum, value_name = "RULE", hide = true)]
+    pub rule: Option<RuleArg>,
+}
+
+/// `--fail-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Only a confirmed regression fails.
+    Regression,
+    /// A regression, or a function left inconclusive.
+    Inconclusive,
+}
+
+/// `--rule`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuleArg {
+    /// The default.
+    Sequential,
+    /// The first rule.
+    Legacy,
 }
 
 /// What the gate compares per run (`--metric`).
@@ -128,8 +171,9 @@ pub struct BaselineArgs {
     /// The baseline file to write (e.g. baselines/work.toml).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    /// Runs of the benchmark (10 or more lets `check` detect small regressions).
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    /// Runs of the benchmark. The gate's sequential rule is designed for 30 (fewer still work, with less
+    /// power and a note in every report).
+    #[arg(long, value_name = "N", default_value_t = 30)]
     pub runs: usize,
     /// Gate settings to store in the baseline's [gate] table.
     #[command(flatten)]
@@ -151,12 +195,17 @@ pub struct CheckArgs {
     /// The committed baseline.
     #[arg(short, long, value_name = "FILE")]
     pub baseline: PathBuf,
-    /// Runs before deciding. [default: the baseline's, at most 10]
+    /// Head runs of the first look. [default: 5]
     #[arg(long, value_name = "N")]
     pub runs: Option<usize>,
-    /// Runs at most, while functions are inconclusive. [default: 30]
+    /// Head runs of the last look: the most the check takes. [default: 30]
     #[arg(long, value_name = "N")]
     pub max_runs: Option<usize>,
+    /// Interleaved A/B instead of the stored runs: run this base command (e.g. the main branch's build,
+    /// quoted as one argument) alternately with the head command on this machine, and compare the pairs.
+    /// The baseline still gives the probe set and the settings. Survives any machine difference.
+    #[arg(long, value_name = "COMMAND")]
+    pub against: Option<String>,
     /// Gate settings.
     #[command(flatten)]
     pub gate: GateArgs,
@@ -178,6 +227,41 @@ pub struct CheckArgs {
     /// Run this command instead of the baseline's.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// `perfgate compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The base command, as one argument (split like a shell would, without expansions).
+    #[arg(long, value_name = "COMMAND")]
+    pub base_cmd: String,
+    /// The head command, as one argument.
+    #[arg(long, value_name = "COMMAND")]
+    pub head_cmd: String,
+    /// Pairs of the first look. [default: 5]
+    #[arg(long, value_name = "N")]
+    pub runs: Option<usize>,
+    /// Pairs of the last look. [default: 30]
+    #[arg(long, value_name = "N")]
+    pub max_runs: Option<usize>,
+    /// Gate settings.
+    #[command(flatten)]
+    pub gate: GateArgs,
+    /// Which functions (the same selection for both commands).
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Write JUnit XML here (- for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the markdown diff here (- for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write the whole comparison as JSON here (- for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// How to run.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Which functions to trace.

@@ -39,18 +39,37 @@ pub(super) fn run(a: CheckArgs) -> Result<Exit> {
         settings.runs,
         settings.max_runs
     ));
+    let result = match &a.against {
+        Some(against) => {
+            let base_target = against_target(against, &base)?;
+            status(&format!(
+                "interleaved A/B: `{}` (base) against `{}` (head), on this machine",
+                crate::report::escape::terminal(&base_target.command().join(" ")),
+                crate::report::escape::terminal(&target.command().join(" "))
+            ));
+            runs::interleaved(
+                &base_target,
+                &target,
+                &opts,
+                &settings,
+                &benchmark,
+                &mut RunProgress::new(settings.runs * 2),
+            )
+        }
+        None => runs::check(
+            &target,
+            &opts,
+            &base,
+            &settings,
+            &benchmark,
+            &mut RunProgress::new(settings.runs),
+        ),
+    };
     let CheckResult {
         comparison: mut c,
         head,
-    } = runs::check(
-        &target,
-        &opts,
-        &base,
-        &settings,
-        &benchmark,
-        &mut RunProgress::new(settings.runs),
-    )
-    .with_context(|| format!("checking against {}", shown(&a.baseline)))?;
+        ..
+    } = result.with_context(|| format!("checking against {}", shown(&a.baseline)))?;
     if let Some(w) = busy_machine_warning() {
         c.warnings.push(w);
     }
@@ -82,12 +101,16 @@ pub(super) fn run(a: CheckArgs) -> Result<Exit> {
 
 /// The settings in force: defaults, then the baseline's `[gate]`, then the command line.
 fn settings(a: &CheckArgs, base: &Baseline) -> Result<GateSettings> {
-    let mut settings = GateSettings {
-        runs: base.runs.min(10),
-        ..GateSettings::default()
-    };
+    let mut settings = GateSettings::default();
     base.gate.apply(&mut settings);
     overrides(&a.gate).apply(&mut settings);
+    if settings.rule == crate::gate::model::Rule::Legacy
+        && a.runs.is_none()
+        && base.gate.runs.is_none()
+    {
+        // The first rule started with as many head runs as the baseline had, at most 10.
+        settings.runs = base.runs.min(10);
+    }
     if let Some(r) = a.runs {
         settings.runs = r;
     }
@@ -136,23 +159,36 @@ fn target(a: &CheckArgs, base: &Baseline) -> Result<Target> {
     Ok(target)
 }
 
+/// The base command of `--against`, planned with the baseline's selection.
+fn against_target(against: &str, base: &Baseline) -> Result<Target> {
+    let argv: Vec<OsString> = shell_words::split(against)
+        .map_err(|e| anyhow::anyhow!("--against {against:?}: {e}"))?
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    Target::new(&argv, &base.selection()).context("--against: the base command cannot be traced")
+}
+
 /// The terminal table (on stderr when a report goes to stdout, so the two do not mix) and every
 /// report file asked for.
 fn write_reports(a: &CheckArgs, c: &Comparison) -> Result<()> {
-    let to_stdout = [&a.junit, &a.markdown, &a.json]
-        .into_iter()
-        .flatten()
-        .any(|p| p.as_os_str() == "-");
+    write_all_reports([&a.junit, &a.markdown, &a.json], c)
+}
+
+/// [`write_reports`] for any command: JUnit, markdown and JSON paths, in that order.
+pub(super) fn write_all_reports(
+    paths: [&Option<std::path::PathBuf>; 3],
+    c: &Comparison,
+) -> Result<()> {
+    let [junit, markdown, json] = paths;
+    let to_stdout = paths.into_iter().flatten().any(|p| p.as_os_str() == "-");
     if to_stdout {
         eprint!("{}", check_table::table(c, false));
     } else {
         print!("{}", check_table::table(c, false));
     }
-    let formats: [(&Option<std::path::PathBuf>, &dyn Exporter); 3] = [
-        (&a.junit, &Junit),
-        (&a.markdown, &Markdown),
-        (&a.json, &Json),
-    ];
+    let formats: [(&Option<std::path::PathBuf>, &dyn Exporter); 3] =
+        [(junit, &Junit), (markdown, &Markdown), (json, &Json)];
     for (path, exporter) in formats {
         if let Some(p) = path {
             write_report(p, &exporter.render(c)?)?;

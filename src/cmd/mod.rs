@@ -9,11 +9,12 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::bpf::ProbeMode;
-use crate::cli::{Cli, Command, GateArgs, MetricArg, ProbesArg, RunArgs, SelectArgs};
+use crate::cli::{
+    Cli, Command, FailOn, GateArgs, MetricArg, ProbesArg, RuleArg, RunArgs, SelectArgs,
+};
 use crate::gate::baseline::GateOverrides;
-use crate::gate::model::Metric;
+use crate::gate::model::{Metric, Rule};
 use crate::plan::Selection;
-use crate::profile::Profile;
 use crate::report::escape::terminal;
 use crate::run::RunAs;
 use crate::session::runs::Observer;
@@ -22,6 +23,7 @@ use crate::session::{RunOptions, TraceOptions};
 mod baseline;
 mod bench;
 mod check;
+mod compare;
 mod record;
 mod replay;
 mod report;
@@ -51,6 +53,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Replay(a) => replay::run(a),
         Command::Baseline(a) => baseline::run(a),
         Command::Check(a) => check::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Bench(a) => bench::run(&a),
     }
 }
@@ -114,7 +117,7 @@ impl RunProgress {
 }
 
 impl Observer for RunProgress {
-    fn run_done(&mut self, done: usize, total: usize, _: &Profile) {
+    fn run_done(&mut self, done: usize, total: usize) {
         self.bar.set_length(total as u64);
         self.bar.set_position(done as u64);
     }
@@ -169,6 +172,12 @@ pub fn overrides(g: &GateArgs) -> GateOverrides {
         }),
         gate_calls: g.gate_calls.then_some(true),
         relative: g.relative.then_some(true),
+        normalise: g.absolute.then_some(false),
+        fail_on_inconclusive: g.fail_on.map(|f| f == FailOn::Inconclusive),
+        rule: g.rule.map(|r| match r {
+            RuleArg::Sequential => Rule::Sequential,
+            RuleArg::Legacy => Rule::Legacy,
+        }),
         ..GateOverrides::default()
     }
 }

@@ -47,6 +47,15 @@ pub struct GateOverrides {
     /// See [`GateSettings::relative`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relative: Option<bool>,
+    /// See [`GateSettings::normalise`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalise: Option<bool>,
+    /// See [`GateSettings::fail_on_inconclusive`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_on_inconclusive: Option<bool>,
+    /// See [`GateSettings::rule`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<super::model::Rule>,
 }
 
 impl GateOverrides {
@@ -78,6 +87,15 @@ impl GateOverrides {
         }
         if let Some(v) = self.relative {
             s.relative = v;
+        }
+        if let Some(v) = self.normalise {
+            s.normalise = v;
+        }
+        if let Some(v) = self.fail_on_inconclusive {
+            s.fail_on_inconclusive = v;
+        }
+        if let Some(v) = self.rule {
+            s.rule = v;
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod baseline;
 pub mod compare;
 pub mod figures;
+pub mod legacy;
 pub mod model;
 pub mod normalize;
 pub mod rule;

@@ -25,7 +25,7 @@ impl Metric {
 }
 
 /// The verdict on one function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// Slower beyond the threshold, significantly.
@@ -35,6 +35,7 @@ pub enum Verdict {
     /// Faster beyond the threshold, significantly.
     Improved,
     /// Not decided even after the maximum number of runs.
+    #[default]
     Inconclusive,
     /// In the head runs only.
     New,
@@ -82,17 +83,42 @@ pub struct GateSettings {
     pub confidence: f64,
     /// Functions whose share of the total self time is below this fraction are reported, not gated.
     pub min_share: f64,
-    /// Runs of the benchmark per check before deciding.
+    /// Head runs of the first look (the sequential rule looks again at 10, 15, 20, 30 by default).
     pub runs: usize,
-    /// Runs at most, when functions are inconclusive.
+    /// Head runs of the last look: the most a check takes.
     pub max_runs: usize,
     /// What is compared.
     pub metric: Metric,
     /// Fail when a function's call count changes.
     pub gate_calls: bool,
-    /// Divide head figures by the machine's speed factor (the median change over all gated functions), so a
-    /// uniformly faster or slower machine does not count as a change.
+    /// First rule only (`--rule legacy`): divide head figures by the machine's speed factor (the median
+    /// change over all gated functions).
     pub relative: bool,
+    /// Divide each run's figures by that run's speed factor, base and head alike (the default; falls back
+    /// to absolute figures below 5 gated functions, and says so).
+    #[serde(default = "yes")]
+    pub normalise: bool,
+    /// An inconclusive function fails the gate too (`--fail-on inconclusive`).
+    #[serde(default)]
+    pub fail_on_inconclusive: bool,
+    /// Which rule decides.
+    #[serde(default)]
+    pub rule: Rule,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The rule that decides a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// Per-run normalisation and group-sequential looks with equivalence (`gate::compare`).
+    #[default]
+    Sequential,
+    /// The first rule, kept for comparison (`gate::legacy`).
+    Legacy,
 }
 
 impl Default for GateSettings {
@@ -102,17 +128,20 @@ impl Default for GateSettings {
             threshold: 0.05,
             confidence: 0.95,
             min_share: 0.01,
-            runs: 10,
+            runs: 5,
             max_runs: 30,
             metric: Metric::SelfTime,
             gate_calls: false,
             relative: false,
+            normalise: true,
+            fail_on_inconclusive: false,
+            rule: Rule::Sequential,
         }
     }
 }
 
 /// One function compared.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FunctionComparison {
     /// Demangled name.
     pub name: String,
@@ -144,6 +173,19 @@ pub struct FunctionComparison {
     pub threshold: f64,
     /// Median head time per run spent in the function (inclusive total), ns; the JUnit `time`.
     pub head_total_ns: Option<f64>,
+    /// Confidence of `ratio_low`/`ratio_high` (the look's, under the sequential rule).
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    /// Run-to-run noise of the compared figures, as a coefficient of variation (0.03 = 3%).
+    #[serde(default)]
+    pub cv: Option<f64>,
+    /// The smallest head/base ratio this check could have confirmed as a regression (80% of the time),
+    /// given the noise and the runs: what an inconclusive verdict leaves open.
+    #[serde(default)]
+    pub smallest_detectable: Option<f64>,
+    /// Look (0-based) at which the verdict was reached, under the sequential rule.
+    #[serde(default)]
+    pub decided_at: Option<usize>,
 }
 
 impl FunctionComparison {
@@ -154,7 +196,7 @@ impl FunctionComparison {
 }
 
 /// A whole comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     /// The benchmark's name (the baseline file's stem).
     pub benchmark: String,
@@ -181,6 +223,44 @@ pub struct Comparison {
     pub functions: Vec<FunctionComparison>,
     /// Warnings to show at the top of every report.
     pub warnings: Vec<String>,
+    /// How the runs' figures were scaled: `per-run over N functions`, or `absolute` with the reason.
+    #[serde(default)]
+    pub normalisation: Option<String>,
+    /// The whole run's wall time, compared as measured: a separate, absolute signal.
+    #[serde(default)]
+    pub total: Option<TotalComparison>,
+    /// Where the base runs came from: `baseline` (a stored file) or `interleaved` (A/B on this machine).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Under the sequential rule: the looks' head run counts and the index of this one.
+    #[serde(default)]
+    pub looks: Vec<usize>,
+    /// Index into `looks` of this comparison.
+    #[serde(default)]
+    pub look: Option<usize>,
+    /// The rule says no more runs are needed (everything decided, a regression confirmed, or the last
+    /// look).
+    #[serde(default)]
+    pub complete: bool,
+}
+
+/// The whole run, base against head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotalComparison {
+    /// Median wall time of a base run, ns.
+    pub base_ns: f64,
+    /// Median wall time of a head run, ns.
+    pub head_ns: f64,
+    /// Hodges–Lehmann estimate of head/base.
+    pub ratio: Option<f64>,
+    /// Its interval at `confidence`.
+    pub low: Option<f64>,
+    /// Upper end.
+    pub high: Option<f64>,
+    /// Confidence of the interval.
+    pub confidence: f64,
+    /// Regressed, improved, unchanged or inconclusive, by the same rule as the functions.
+    pub verdict: Verdict,
 }
 
 impl Comparison {
@@ -189,9 +269,24 @@ impl Comparison {
         self.functions.iter().filter(|f| f.verdict.fails())
     }
 
-    /// Whether the gate passes.
+    /// Whether the gate passes: no function failed, and, with `fail_on_inconclusive`, none is
+    /// inconclusive.
     pub fn passed(&self) -> bool {
         self.failures().next().is_none()
+            && !(self.settings.fail_on_inconclusive
+                && self.with(Verdict::Inconclusive).next().is_some())
+    }
+
+    /// `fail` (a function regressed, or an inconclusive one with `fail_on_inconclusive`),
+    /// `inconclusive` (nothing failed but something is undecided), or `pass`.
+    pub fn outcome(&self) -> &'static str {
+        if !self.passed() {
+            "fail"
+        } else if self.with(Verdict::Inconclusive).next().is_some() {
+            "inconclusive"
+        } else {
+            "pass"
+        }
     }
 
     /// Functions with a given verdict.

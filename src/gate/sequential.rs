@@ -71,6 +71,9 @@ pub struct SequentialSettings {
     pub base_runs: usize,
     /// Stop at the first confirmed regression (the check fails whatever the other functions say).
     pub stop_on_regression: bool,
+    /// Base and head runs come in pairs (interleaved A/B): a look at `n` head runs has `n` base runs too.
+    #[serde(default)]
+    pub paired: bool,
 }
 
 impl Default for SequentialSettings {
@@ -82,6 +85,7 @@ impl Default for SequentialSettings {
             looks: DEFAULT_LOOKS.to_vec(),
             base_runs: DEFAULT_BASE_RUNS,
             stop_on_regression: true,
+            paired: false,
         }
     }
 }
@@ -256,7 +260,14 @@ impl SequentialRule {
         let information: Vec<f64> = settings
             .looks
             .iter()
-            .map(|&n| 1.0 / (1.0 / settings.base_runs as f64 + 1.0 / n as f64))
+            .map(|&n| {
+                let base = if settings.paired {
+                    n
+                } else {
+                    settings.base_runs
+                };
+                1.0 / (1.0 / base as f64 + 1.0 / n as f64)
+            })
             .collect();
         let last = information[information.len() - 1];
         let fractions: Vec<f64> = information.iter().map(|i| i / last).collect();

@@ -2,7 +2,7 @@
 //! counts. One implementation each, so the terminal, markdown, JUnit and JSON say the same thing the same
 //! way. Text only; escaping for a format is the renderer's job (`escape.rs`).
 use super::units;
-use crate::gate::model::FunctionComparison;
+use crate::gate::model::{Comparison, FunctionComparison, Verdict};
 
 /// A median of the metric as a duration; `-` if absent.
 pub fn figure(v: Option<f64>) -> String {
@@ -59,6 +59,61 @@ pub fn calls_change(f: &FunctionComparison) -> String {
     match (f.base_calls, f.head_calls) {
         (Some(b), Some(h)) if b > 0 => units::change(h as f64 / b as f64),
         _ => "-".into(),
+    }
+}
+
+/// What an inconclusive verdict leaves open: `noise 3.1% per run, could have seen +6.2% or more`.
+pub fn undecided_note(f: &FunctionComparison) -> Option<String> {
+    let cv = f.cv?;
+    let seen = f.smallest_detectable.map_or_else(String::new, |r| {
+        format!(", could have seen {} or more", units::change(r))
+    });
+    Some(format!("noise {} per run{seen}", percent(cv)))
+}
+
+/// The whole run, base against head: `whole run 1.23 s → 1.38 s, +12.3% (+10.1% … +14.5%): regressed`;
+/// with no function regressed and the run slower, says the shares did not change.
+pub fn total_line(c: &Comparison) -> Option<String> {
+    let t = c.total.as_ref()?;
+    let change = match (t.ratio, t.low, t.high) {
+        (Some(r), Some(l), Some(h)) => format!(
+            "{} ({} … {})",
+            units::change(r),
+            units::change(l),
+            units::change(h)
+        ),
+        (Some(r), _, _) => units::change(r),
+        _ => "-".into(),
+    };
+    let mut line = format!(
+        "whole run {} → {}, {change}: {}",
+        units::duration(t.base_ns),
+        units::duration(t.head_ns),
+        t.verdict.label()
+    );
+    let functions_regressed = c.with(Verdict::Regressed).next().is_some();
+    if matches!(t.verdict, Verdict::Regressed | Verdict::Improved) && !functions_regressed {
+        line.push_str(
+            " (per-function figures unchanged once each run is normalised: the whole machine or \
+             untraced code moved)",
+        );
+    }
+    Some(line)
+}
+
+/// How the figures were compared: `normalised per run, over 5 gated functions`, `absolute (…)`.
+pub fn normalisation(c: &Comparison) -> String {
+    match (&c.normalisation, c.speed_factor) {
+        (Some(n), _) if n.starts_with("per run") => format!("normalised {n}"),
+        (Some(n), _) => n.clone(),
+        // The first rule.
+        (None, Some(k)) if c.settings.relative => {
+            format!("head divided by the machine's speed factor {k:.3}")
+        }
+        (None, _) if c.settings.relative => {
+            "relative, but no function to estimate the machine's speed from".into()
+        }
+        (None, _) => "absolute".into(),
     }
 }
 

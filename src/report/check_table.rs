@@ -2,7 +2,7 @@
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, Table};
 
-use super::cells::{change_with_ci, figure, p_value};
+use super::cells::{change_with_ci, figure, normalisation, p_value, total_line, undecided_note};
 use super::escape::terminal;
 use super::units::count;
 use crate::gate::model::{Comparison, Verdict};
@@ -65,19 +65,33 @@ pub fn table(c: &Comparison, all: bool) -> String {
             c.settings.min_share * 100.0
         ));
     }
+    for f in c.with(Verdict::Inconclusive) {
+        if let Some(note) = undecided_note(f) {
+            out.push_str(&format!("inconclusive: {} ({note})\n", terminal(&f.name)));
+        }
+    }
+    if let Some(total) = total_line(c) {
+        out.push_str(&total);
+        out.push('\n');
+    }
+    let intervals = if c.look.is_some() {
+        "intervals at each look's confidence".to_string()
+    } else {
+        format!("{:.0}% intervals", c.settings.confidence * 100.0)
+    };
+    let mode = if c.mode.as_deref() == Some("interleaved") {
+        "interleaved A/B pairs"
+    } else {
+        "base runs"
+    };
     out.push_str(&format!(
-        "compared {} ({}) over {} base runs and {} head runs; threshold {:.1}%, alpha {}, {:.0}% intervals\n",
+        "compared {} ({}) over {} {mode} and {} head runs; threshold {:.1}%, alpha {}, {intervals}\n",
         c.settings.metric.label(),
-        match c.speed_factor {
-            Some(k) if c.settings.relative => format!("head divided by the machine's speed factor {k:.3}"),
-            _ if c.settings.relative => "relative, but no function to estimate the machine's speed from".into(),
-            _ => "absolute".into(),
-        },
+        normalisation(c),
         c.base_runs,
         c.head_runs,
         c.settings.threshold * 100.0,
         c.settings.alpha,
-        c.settings.confidence * 100.0
     ));
     out.push_str(&verdict_line(c));
     out.push('\n');
@@ -93,7 +107,18 @@ pub fn verdict_line(c: &Comparison) -> String {
     } else {
         String::new()
     };
-    if failures.is_empty() {
+    if failures.is_empty() && c.passed() && inconclusive > 0 {
+        format!(
+            "INCONCLUSIVE: no regression found in {} functions, {inconclusive} undecided after {} runs (not a failure; --fail-on inconclusive makes it one)",
+            c.gated(),
+            c.head_runs
+        )
+    } else if failures.is_empty() && !c.passed() {
+        format!(
+            "FAIL: {inconclusive} functions inconclusive after {} runs (--fail-on inconclusive)",
+            c.head_runs
+        )
+    } else if failures.is_empty() {
         format!("PASS: no regression in {} functions{tail}", c.gated())
     } else {
         format!(

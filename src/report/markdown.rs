@@ -35,11 +35,32 @@ fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
         timing_table(out, &c.settings, &improved)?;
     }
     write_calls_changed(out, c)?;
+    let undecided: Vec<_> = c.with(Verdict::Inconclusive).collect();
+    if !undecided.is_empty() {
+        writeln!(out, "\n### Inconclusive\n")?;
+        writeln!(
+            out,
+            "Neither a change beyond the threshold nor equivalence could be shown with these runs.\n"
+        )?;
+        for f in undecided {
+            let note = cells::undecided_note(f).unwrap_or_else(|| "no figures".into());
+            writeln!(out, "- {}: {}", function_cell(f), escape::markdown(&note))?;
+        }
+    }
+    if let Some(total) = cells::total_line(c) {
+        writeln!(out, "\n{}", escape::markdown(&total))?;
+    }
     write_others(out, c)?;
+    let decided_by = if c.mode.as_deref() == Some("interleaved") {
+        "decided by interleaved A/B runs on this machine"
+    } else {
+        "decided against the stored baseline"
+    };
     writeln!(
         out,
-        "\n<sub>{}</sub>",
-        settings_line(&c.settings, c.speed_factor)
+        "\n<sub>{} · {} · {decided_by}</sub>",
+        settings_line(&c.settings, c.speed_factor),
+        escape::markdown(&cells::normalisation(c))
     )
 }
 
@@ -143,11 +164,18 @@ fn verdict_line(c: &Comparison) -> String {
     let regressed = c.with(Verdict::Regressed).count();
     let calls = c.with(Verdict::CallsChanged).count();
     let inconclusive = c.with(Verdict::Inconclusive).count();
-    let mut line = if c.passed() {
+    let mut line = if c.passed() && inconclusive > 0 {
+        format!(
+            "⚠️ inconclusive: no regression found in {}, but {inconclusive} could not be decided",
+            units::plural(c.gated(), "function")
+        )
+    } else if c.passed() {
         format!(
             "✅ no regression in {}",
             units::plural(c.gated(), "function")
         )
+    } else if regressed + calls == 0 {
+        format!("❌ {inconclusive} inconclusive (the gate fails on inconclusive)")
     } else {
         let mut parts = Vec::new();
         if regressed > 0 {
@@ -164,7 +192,7 @@ fn verdict_line(c: &Comparison) -> String {
         }
         format!("❌ {}", parts.join(", "))
     };
-    if inconclusive > 0 {
+    if inconclusive > 0 && !c.passed() && regressed + calls > 0 {
         line.push_str(&format!(", {inconclusive} inconclusive"));
     }
     line.push_str(&format!(
@@ -228,7 +256,9 @@ fn function_cell(f: &FunctionComparison) -> String {
 /// `metric: mean self time per call · threshold 5% · alpha 0.05 (Benjamini–Hochberg) · …`
 fn settings_line(s: &GateSettings, speed_factor: Option<f64>) -> String {
     let relative = match speed_factor {
-        Some(k) if s.relative => format!(", head divided by the machine's speed factor {k:.3}"),
+        Some(k) if s.relative && s.rule == crate::gate::model::Rule::Legacy => {
+            format!(", head divided by the machine's speed factor {k:.3}")
+        }
         _ => String::new(),
     };
     let mut parts = vec![
@@ -266,6 +296,7 @@ pub(crate) mod tests {
             head_calls: None,
             threshold: 0.05,
             head_total_ns: None,
+            ..FunctionComparison::default()
         }
     }
 
@@ -398,6 +429,7 @@ pub(crate) mod tests {
             wall_ns: Some(4_250_000_000.0),
             functions,
             warnings: vec!["3 events lost <b>here</b>".into()],
+            ..Comparison::default()
         }
     }
 
@@ -447,6 +479,12 @@ pub(crate) mod tests {
         |:---|---:|---:|
         | alloc\_node (libfoo.so) | 200 → 250 | +25.0% |
 
+        ### Inconclusive
+
+        Neither a change beyond the threshold nor equivalence could be shown with these runs.
+
+        - flush (bench): no figures
+
         <details><summary>6 other functions</summary>
 
         | Function | Verdict | Base | Head | Change (95% CI) | p (adjusted) | Share | Calls per run |
@@ -460,14 +498,14 @@ pub(crate) mod tests {
 
         </details>
 
-        <sub>metric: mean self time per call · threshold 5% · alpha 0.05 (Benjamini–Hochberg) · confidence 95% · min share 1%</sub>
+        <sub>metric: mean self time per call · threshold 5% · alpha 0.05 (Benjamini–Hochberg) · confidence 95% · min share 1% · absolute · decided against the stored baseline</sub>
         "#);
     }
 
     #[test]
     fn passing_report() {
         insta::assert_snapshot!(md(&passing()), @r#"
-        ✅ no regression in 5 functions, 1 inconclusive (benchmark **parse-bench**, 10 base runs vs 12 head runs)
+        ⚠️ inconclusive: no regression found in 5 functions, but 1 could not be decided (benchmark **parse-bench**, 10 base runs vs 12 head runs)
 
         ### Improvements
 
@@ -475,6 +513,12 @@ pub(crate) mod tests {
         |:---|---:|---:|---:|---:|
         | hash\_lookup (libfoo.so) | 800 ns | 600 ns | -25.0% (-30.0% … -19.0%) | 0.0030 |
 
+        ### Inconclusive
+
+        Neither a change beyond the threshold nor equivalence could be shown with these runs.
+
+        - flush (bench): no figures
+
         <details><summary>6 other functions</summary>
 
         | Function | Verdict | Base | Head | Change (95% CI) | p (adjusted) | Share | Calls per run |
@@ -488,7 +532,7 @@ pub(crate) mod tests {
 
         </details>
 
-        <sub>metric: mean self time per call · threshold 5% · alpha 0.05 (Benjamini–Hochberg) · confidence 95% · min share 1%</sub>
+        <sub>metric: mean self time per call · threshold 5% · alpha 0.05 (Benjamini–Hochberg) · confidence 95% · min share 1% · absolute · decided against the stored baseline</sub>
         "#);
     }
 
@@ -503,7 +547,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             md(&passing()).lines().next(),
-            Some("✅ no regression in 5 functions, 1 inconclusive (benchmark **parse-bench**, 10 base runs vs 12 head runs)")
+            Some("⚠\u{fe0f} inconclusive: no regression found in 5 functions, but 1 could not be decided (benchmark **parse-bench**, 10 base runs vs 12 head runs)")
         );
         let mut one = fixture();
         one.functions.retain(|f| f.verdict == Verdict::CallsChanged);
@@ -523,10 +567,12 @@ pub(crate) mod tests {
         assert!(at("### Improvements") < at("### Call counts changed"));
         assert!(at("### Call counts changed") < at("<details>"));
         assert!(at("parse\\_header") < at("### Improvements"));
+        assert!(at("### Call counts changed") < at("### Inconclusive"));
         let p = md(&passing());
         assert!(!p.contains("### Regressions"));
         assert!(!p.contains("### Call counts changed"));
-        assert!(!p.contains("⚠️"));
+        // The one warning sign left is the inconclusive headline, not a machine or load warning.
+        assert_eq!(p.matches("⚠️").count(), 1, "{p}");
         assert!(p.contains("### Improvements"));
     }
 

@@ -8,16 +8,16 @@ use anyhow::{bail, Result};
 
 use super::{trace_once, RunOptions, Target};
 use crate::gate::baseline::Baseline;
-use crate::gate::compare::compare;
+use crate::gate::compare::{compare_with, Base};
 use crate::gate::figures::RunFigures;
 use crate::gate::model::{Comparison, GateSettings};
 use crate::gate::rule;
-use crate::profile::{Machine, Profile};
+use crate::profile::Machine;
 
 /// Hears about the runs as they happen (the command layer shows progress and notes from it).
 pub trait Observer {
     /// A run finished: `done` of `total` (total grows when the rule asks for more runs).
-    fn run_done(&mut self, _done: usize, _total: usize, _profile: &Profile) {}
+    fn run_done(&mut self, _done: usize, _total: usize) {}
     /// Run `run` could not measure `calls` calls (too deep, maps full: see `record --verbose`).
     fn calls_lost(&mut self, _run: usize, _calls: u64) {}
     /// `inconclusive` functions are undecided after `runs` runs: the rule asked for `more`.
@@ -54,21 +54,23 @@ pub fn run_batch(
             observer.calls_lost(i, lost);
         }
         runs.push(RunFigures::from_profile(&profile));
-        observer.run_done(runs.len(), total.max(runs.len()), &profile);
+        observer.run_done(runs.len(), total.max(runs.len()));
     }
     Ok(())
 }
 
-/// What a check found, with the head runs it took.
+/// What a check found, with the runs it took.
 pub struct CheckResult {
     /// The last comparison.
     pub comparison: Comparison,
     /// Every head run.
     pub head: Vec<RunFigures>,
+    /// The base runs made here (interleaved A/B only).
+    pub base: Vec<RunFigures>,
 }
 
-/// A check as `perfgate check` does it: `settings.runs` head runs, compared with the baseline, then more
-/// runs for as long as [`rule::more_runs`] asks for them.
+/// A check as `perfgate check` does it: head runs up to the rule's first look, compared with the
+/// baseline, then more runs look by look for as long as [`rule::more_runs`] asks for them.
 pub fn check(
     target: &Target,
     opts: &RunOptions,
@@ -78,16 +80,18 @@ pub fn check(
     observer: &mut dyn Observer,
 ) -> Result<CheckResult> {
     let machine = Machine::current();
+    let base = Base::from_baseline(base);
     let mut head = Vec::new();
+    let first = rule::first_runs(settings);
     run_batch(
         target,
         opts,
-        settings.runs,
-        settings.runs,
+        first,
+        settings.max_runs.max(first),
         &mut head,
         observer,
     )?;
-    let mut c = compare(base, &head, settings, benchmark, &machine);
+    let mut c = compare_with(&base, &head, settings, benchmark, &machine, None);
     if !c
         .functions
         .iter()
@@ -102,10 +106,64 @@ pub fn check(
             more,
         );
         run_batch(target, opts, more, settings.max_runs, &mut head, observer)?;
-        c = compare(base, &head, settings, benchmark, &machine);
+        c = compare_with(&base, &head, settings, benchmark, &machine, Some(&c));
     }
     Ok(CheckResult {
         comparison: c,
         head,
+        base: Vec::new(),
     })
+}
+
+/// An interleaved A/B check: base and head commands alternate on this machine (ABBA: A B, B A, A B…),
+/// pairs are added look by look as the sequential rule asks, and the two sides are compared run for run.
+/// No stored baseline is involved, so a difference between machines cannot pass for a regression.
+pub fn interleaved(
+    base_target: &Target,
+    head_target: &Target,
+    opts: &RunOptions,
+    settings: &GateSettings,
+    benchmark: &str,
+    observer: &mut dyn Observer,
+) -> Result<CheckResult> {
+    let machine = Machine::current();
+    let (mut base_runs, mut head_runs) = (Vec::new(), Vec::new());
+    let mut pairs = rule::first_runs(settings);
+    let total = settings.max_runs.max(pairs) * 2;
+    let mut c: Option<Comparison> = None;
+    loop {
+        for _ in 0..pairs {
+            // ABBA: the order within a pair flips every pair, so a slow drift hits both sides alike.
+            let base_first = base_runs.len() % 2 == 0;
+            for side_is_base in [base_first, !base_first] {
+                let (t, runs) = if side_is_base {
+                    (base_target, &mut base_runs)
+                } else {
+                    (head_target, &mut head_runs)
+                };
+                run_batch(t, opts, 1, total, runs, &mut Quiet)?;
+                observer.run_done(base_runs.len() + head_runs.len(), total);
+            }
+        }
+        let base = Base::interleaved(base_runs.clone(), base_target.command());
+        let next = compare_with(&base, &head_runs, settings, benchmark, &machine, c.as_ref());
+        match rule::more_runs(&next, head_runs.len(), settings) {
+            Some(more) => {
+                observer.more_runs(
+                    next.with(crate::gate::model::Verdict::Inconclusive).count(),
+                    head_runs.len(),
+                    more,
+                );
+                pairs = more;
+                c = Some(next);
+            }
+            None => {
+                return Ok(CheckResult {
+                    comparison: next,
+                    head: head_runs,
+                    base: base_runs,
+                })
+            }
+        }
+    }
 }

@@ -1,0 +1,66 @@
+//! `perfgate compare`: interleaved A/B of two commands on this machine, gated function by function.
+use std::ffi::OsString;
+
+use anyhow::{Context, Result};
+
+use super::{overrides, run_options, selection, status, Exit, RunProgress};
+use crate::cli::CompareArgs;
+use crate::gate::baseline::validate_settings;
+use crate::gate::model::GateSettings;
+use crate::report::escape::terminal;
+use crate::session::runs;
+use crate::session::Target;
+
+pub(super) fn run(a: CompareArgs) -> Result<Exit> {
+    let mut settings = GateSettings::default();
+    overrides(&a.gate).apply(&mut settings);
+    if let Some(r) = a.runs {
+        settings.runs = r;
+    }
+    if let Some(m) = a.max_runs {
+        settings.max_runs = m;
+    }
+    validate_settings(&settings)?;
+    settings.max_runs = settings.max_runs.max(settings.runs);
+    for out in [&a.junit, &a.markdown, &a.json].into_iter().flatten() {
+        if out.as_os_str() != "-" {
+            crate::files::check_writable(out)?;
+        }
+    }
+    let sel = selection(&a.select);
+    let target = |what: &str, cmd: &str| -> Result<Target> {
+        let argv: Vec<OsString> = shell_words::split(cmd)
+            .map_err(|e| anyhow::anyhow!("--{what}-cmd {cmd:?}: {e}"))?
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        Target::new(&argv, &sel)
+            .with_context(|| format!("--{what}-cmd: the command cannot be traced"))
+    };
+    let base = target("base", &a.base_cmd)?;
+    let head = target("head", &a.head_cmd)?;
+    let mut opts = run_options(&a.run, false, 0)?;
+    opts.stdout = crate::run::Stdout::Stderr;
+    super::calibrate(&mut opts)?;
+    status(&format!(
+        "interleaved A/B: `{}` (base) against `{}` (head), {} pairs first, up to {}",
+        terminal(&a.base_cmd),
+        terminal(&a.head_cmd),
+        settings.runs,
+        settings.max_runs
+    ));
+    let r = runs::interleaved(
+        &base,
+        &head,
+        &opts,
+        &settings,
+        "compare",
+        &mut RunProgress::new(settings.runs * 2),
+    )?;
+    super::check::write_all_reports([&a.junit, &a.markdown, &a.json], &r.comparison)?;
+    Ok(if r.comparison.passed() {
+        Exit::Ok
+    } else {
+        Exit::Regression
+    })
+}
