@@ -138,22 +138,12 @@ pub struct LoaderHook {
 
 /// Finds the debugger interface in a loader; `None` when it is not there (then only sampling is left).
 fn loader_hook(interp: &Path) -> Option<LoaderHook> {
-    use object::{Object, ObjectSymbol};
     let loader = elf::read_elf(interp).ok()?;
     let debug_state = loader
         .functions
         .iter()
         .find(|f| f.raw_name == "_dl_debug_state" || f.name == "_dl_debug_state")?;
-    let meta = std::fs::metadata(interp).ok()?;
-    if meta.len() > 64 << 20 {
-        return None;
-    }
-    let data = std::fs::read(interp).ok()?;
-    let file = object::File::parse(&*data).ok()?;
-    let r_debug = file
-        .dynamic_symbols()
-        .find(|s| s.name() == Ok("_r_debug"))?
-        .address();
+    let r_debug = elf::symbol_address(interp, "_r_debug").ok()??;
     Some(LoaderHook {
         path: loader.path.clone(),
         offset: debug_state.offset.0,

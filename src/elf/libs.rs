@@ -34,7 +34,6 @@
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use super::reader::{cstr_at, le_u32, le_u64};
 use super::{check_x86_64, read_dynamic, ElfFile};
 
 /// The default library directories searched last, as on Debian/Ubuntu
@@ -66,6 +65,27 @@ const NEW_ENTRY: usize = 24;
 const OLD_ENTRY: usize = 12;
 /// Size of the old-format header (`struct cache_file`).
 const OLD_HEADER: usize = 16;
+
+/// Reads a little-endian `u32` of the cache at `off`, `None` if out of bounds.
+fn le_u32(b: &[u8], off: usize) -> Option<u32> {
+    let end = off.checked_add(4)?;
+    b.get(off..end)?.try_into().ok().map(u32::from_le_bytes)
+}
+
+/// Reads a little-endian `u64` of the cache at `off`, `None` if out of bounds.
+fn le_u64(b: &[u8], off: usize) -> Option<u64> {
+    let end = off.checked_add(8)?;
+    b.get(off..end)?.try_into().ok().map(u64::from_le_bytes)
+}
+
+/// The NUL-terminated string of the cache at `off`, `None` if the offset is
+/// out of bounds or the string is not terminated.
+fn cstr_at(table: &[u8], off: u64) -> Option<&[u8]> {
+    let start = usize::try_from(off).ok()?;
+    let rest = table.get(start..)?;
+    let len = rest.iter().position(|&b| b == 0)?;
+    rest.get(..len)
+}
 
 /// One entry of `/etc/ld.so.cache`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
