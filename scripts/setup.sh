@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what perfgate needs on Debian/Ubuntu, idempotently: only missing packages are installed.
 set -euo pipefail
-pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc g++ binutils libc6-dev linux-libc-dev)
+pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config make gcc g++ binutils libc6-dev linux-libc-dev libc6-dbg xz-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

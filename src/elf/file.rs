@@ -31,6 +31,8 @@ use super::{ElfError, ElfKind};
 pub(crate) type Elf64 = elf::FileHeader64<Endianness>;
 /// A program header of [`Elf64`].
 type Phdr = elf::ProgramHeader64<Endianness>;
+/// A section header of [`Elf64`].
+pub(crate) type Shdr = elf::SectionHeader64<Endianness>;
 
 /// Files larger than this are refused rather than read into memory: larger than any real executable,
 /// library or debug file with its DWARF.
@@ -342,6 +344,29 @@ impl<'data> Elf<'data> {
     pub(crate) fn section_name(&self, index: SectionIndex) -> Option<&'data [u8]> {
         let s = self.sections.section(index).ok()?;
         self.sections.section_name(self.endian, s).ok()
+    }
+
+    /// The first section named `name`.
+    pub(crate) fn section_by_name(&self, name: &[u8]) -> Option<&'data Shdr> {
+        self.sections
+            .section_by_name(self.endian, name)
+            .map(|(_, s)| s)
+    }
+
+    /// `.gnu_debuglink`: the debug file's name and the CRC32 of its contents. `None` if absent or broken.
+    pub(crate) fn debuglink(&self) -> Option<(&'data [u8], u32)> {
+        let section = self.section_by_name(b".gnu_debuglink")?;
+        let bytes = section.data(self.endian, self.data).ok()?;
+        let name_len = bytes.iter().position(|&b| b == 0)?;
+        let name = bytes.get(..name_len)?;
+        // The CRC follows the name's NUL, aligned to 4 bytes.
+        let crc_at = (name_len + 1).checked_add(3)? & !3;
+        let crc: [u8; 4] = bytes.get(crc_at..crc_at.checked_add(4)?)?.try_into().ok()?;
+        let crc = match self.endian {
+            Endianness::Little => u32::from_le_bytes(crc),
+            Endianness::Big => u32::from_be_bytes(crc),
+        };
+        Some((name, crc))
     }
 
     /// `PT_INTERP`, if any.

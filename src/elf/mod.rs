@@ -35,6 +35,7 @@
 //! are found), DWARF (only symbol tables are read, also from debug files),
 //! 32-bit and non-x86-64 files.
 
+mod debug;
 mod demangle;
 mod entry;
 mod file;
@@ -45,6 +46,7 @@ mod testutil;
 
 use std::path::{Path, PathBuf};
 
+pub use debug::{DebugDirs, DebugFile, DebugLookup, DEFAULT_DEBUG_DIR};
 pub use demangle::demangle;
 pub use entry::{classify_entry, classify_entry_at, kernel_rejects, EntryKind};
 pub use libs::{
@@ -260,10 +262,19 @@ pub struct ElfFile {
     pub machine: String,
     /// `e_entry`, the entry point address (0 for most libraries).
     pub entry: Addr,
-    /// `true` if the file has a `.symtab` with at least one symbol; `false`
-    /// for stripped files (only exported functions are then visible): the
+    /// `true` if the file, or the debug file in [`ElfFile::debug_file`], has
+    /// a `.symtab` with at least one symbol; `false` for stripped files
+    /// without debug file (only exported functions are then visible): the
     /// caller should warn.
     pub has_symtab: bool,
+    /// The separate debug file (or MiniDebugInfo) whose `.symtab` gave the
+    /// functions; `None` when they come from the file's own tables. Only a
+    /// file without its own `.symtab` is looked up (see [`DebugDirs`]).
+    pub debug_file: Option<DebugFile>,
+    /// Debug files that exist but were not used (another build-id, a wrong
+    /// CRC32, unreadable...): one line each, naming the debug file. The
+    /// caller should warn: the debug package does not match the installed one.
+    pub debug_rejected: Vec<String>,
     /// `true` if the file has a non-empty `.dynsym`.
     pub has_dynsym: bool,
     /// `DT_SONAME`, if any.
@@ -310,7 +321,9 @@ impl ElfFile {
 /// Functions are the defined `STT_FUNC` symbols of size > 0 from `.symtab`
 /// and `.dynsym` that lie in the file-backed part of an executable `PT_LOAD`
 /// segment, minus PLT stubs and ifunc resolvers; several names at one address
-/// make one [`Function`] (see [`Function::aliases`]).
+/// make one [`Function`] (see [`Function::aliases`]). A file without `.symtab`
+/// takes it from its separate debug file, looked for where gdb looks
+/// ([`DebugDirs::from_system`]; see [`ElfFile::debug_file`]).
 ///
 /// # Errors
 ///
@@ -319,16 +332,26 @@ impl ElfFile {
 /// object files and core dumps, [`ElfError::Malformed`] if its structure is
 /// broken, [`ElfError::Io`] / [`ElfError::NotRegularFile`] if it can't be read.
 pub fn read_elf(path: &Path) -> Result<ElfFile, ElfError> {
-    read(path, false).map(|(elf, _)| elf)
+    read_elf_with(path, &DebugDirs::from_system())
 }
 
-/// Like [`read_elf`], and keeps the file's code for [`ElfImage::code_of`].
+/// Like [`read_elf`], looking for debug files in `dirs`.
+///
+/// # Errors
+///
+/// As [`read_elf`]; a debug file that can't be used is not an error (see
+/// [`ElfFile::debug_rejected`]).
+pub fn read_elf_with(path: &Path, dirs: &DebugDirs) -> Result<ElfFile, ElfError> {
+    read(path, dirs, false).map(|(elf, _)| elf)
+}
+
+/// Like [`read_elf_with`], and keeps the file's code for [`ElfImage::code_of`].
 ///
 /// # Errors
 ///
 /// As [`read_elf`].
-pub fn read_elf_image(path: &Path) -> Result<(ElfFile, ElfImage), ElfError> {
-    let (elf, image) = read(path, true)?;
+pub fn read_elf_image(path: &Path, dirs: &DebugDirs) -> Result<(ElfFile, ElfImage), ElfError> {
+    let (elf, image) = read(path, dirs, true)?;
     let image = image.unwrap_or_else(|| ElfImage {
         path: path.to_path_buf(),
         segments: Vec::new(),
@@ -336,14 +359,28 @@ pub fn read_elf_image(path: &Path) -> Result<(ElfFile, ElfImage), ElfError> {
     Ok((elf, image))
 }
 
-/// [`read_elf`], with the image when `keep_code`.
-fn read(path: &Path, keep_code: bool) -> Result<(ElfFile, Option<ElfImage>), ElfError> {
+/// [`read_elf_with`], with the image when `keep_code`.
+fn read(
+    path: &Path,
+    dirs: &DebugDirs,
+    keep_code: bool,
+) -> Result<(ElfFile, Option<ElfImage>), ElfError> {
     let bytes = file::read_file(path, file::MAX_FILE_SIZE, false)?;
     let elf = file::Elf::parse(&bytes)?;
-    let symtab = symbols::read_table(&elf, object::elf::SHT_SYMTAB)?;
+    let mut symtab = symbols::read_table(&elf, object::elf::SHT_SYMTAB)?;
     let dynsym = symbols::read_table(&elf, object::elf::SHT_DYNSYM)?;
     let dynamic = elf.dynamic_info()?;
     let interp = elf.interp()?;
+    let mut debug_file = None;
+    let mut debug_rejected = Vec::new();
+    // A file's own .symtab is complete (`strip --strip-debug` keeps it): debug
+    // files are only for files stripped of it.
+    if !symtab.non_empty {
+        if let Some(found) = debug::find(&elf, dirs, &mut debug_rejected) {
+            symtab = found.symtab;
+            debug_file = Some(found.file);
+        }
+    }
     let (has_symtab, has_dynsym) = (symtab.non_empty, dynsym.non_empty);
     let symbols = symbols::collect(&elf, symtab, dynsym);
     let image = keep_code.then(|| ElfImage::copy_code(&elf));
@@ -354,6 +391,8 @@ fn read(path: &Path, keep_code: bool) -> Result<(ElfFile, Option<ElfImage>), Elf
         machine: "x86-64".to_string(),
         entry: elf.entry(),
         has_symtab,
+        debug_file,
+        debug_rejected,
         has_dynsym,
         soname: dynamic.soname,
         needed: dynamic.needed,
@@ -791,7 +830,7 @@ int main(int argc, char**) { shapes::Circle c(argc); return (int)c.area() + shap
         let victim = s.path("victim");
         let mut worst_ratio = 0.0f64;
         let mut check = |len: usize| {
-            let (result, peak) = peak_allocation(|| read_elf_image(&victim));
+            let (result, peak) = peak_allocation(|| read_elf_image(&victim, &DebugDirs::none()));
             // The file, its code copy, names within their budgets, object's
             // version table (at most 64 Ki entries).
             let bound = 40 * len + (40 << 20);
@@ -887,7 +926,7 @@ int main(int argc, char **argv) { (void)argv; return argc > 5 ? big_fn() : small
         );
         cc(&s.dir, &["-O1", "-o", "big", "big.c"]);
         let path = s.path("big");
-        let (elf, image) = read_elf_image(&path).unwrap();
+        let (elf, image) = read_elf_image(&path, &DebugDirs::none()).unwrap();
         assert_eq!(elf, read_elf(&path).unwrap());
         assert_eq!(image.path(), path);
         let data = std::fs::read(&path).unwrap();
