@@ -50,8 +50,8 @@ pub use debug::{DebugDirs, DebugFile, DebugLookup, DEFAULT_DEBUG_DIR};
 pub use demangle::demangle;
 pub use entry::{classify_entry, classify_entry_at, kernel_rejects, EntryKind};
 pub use libs::{
-    parse_ld_library_path, resolve_libraries, LdCache, LdCacheEntry, Library, LoaderEnv,
-    Resolution, DEFAULT_DIRS, LD_SO_CACHE,
+    parse_ld_library_path, resolve_libraries, supported_hwcaps, LdCache, LdCacheEntry, Library,
+    LoaderEnv, Resolution, DEFAULT_DIRS, LD_SO_CACHE,
 };
 
 /// A virtual address as written in the ELF file (before any load bias).
