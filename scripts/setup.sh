@@ -7,6 +7,8 @@ pkgs+=(bpftool libxml2-utils)
 # Real-library benchmark fixtures (fixtures/sqlite_bench.c, zstd_bench.c, leveldb_bench.cpp) and the
 # sqlite3 shell for fixtures/sqlite_bench.sql.
 pkgs+=(libsqlite3-dev libzstd-dev libleveldb-dev sqlite3)
+# Debug files for the tests of separate debug symbols (glibc's internal functions), and xz for MiniDebugInfo.
+pkgs+=(libc6-dbg xz-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,7 +5,7 @@ use common::*;
 
 use perfgate::gate::baseline::Baseline;
 
-/// A fresh baseline of gatebench (10 runs) in a temp dir, shared by the tests of this file.
+/// A fresh baseline of gatebench (30 runs, as the sequential rule expects) in a temp dir, shared by the tests of this file.
 fn baseline() -> &'static std::path::Path {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(|| {
@@ -14,7 +14,7 @@ fn baseline() -> &'static std::path::Path {
             .arg("baseline")
             .arg("-o")
             .arg(dir.path().join("gatebench.toml"))
-            .args(["--runs", "10", "--"])
+            .args(["--runs", "30", "--"])
             .arg(fixture("gatebench"))
             .output()
             .unwrap();
@@ -58,7 +58,7 @@ fn failing(v: &serde_json::Value) -> Vec<String> {
 #[test]
 fn baseline_file_has_what_it_promises() {
     let b = Baseline::read(baseline()).unwrap();
-    assert_eq!(b.runs, 10);
+    assert_eq!(b.runs, 30);
     assert!(b.command[0].ends_with("fixtures/bin/gatebench"));
     assert!(b.build_id.is_some());
     assert!(!b.machine.cpu_model.is_empty() && b.machine.cores > 0);
@@ -72,7 +72,7 @@ fn baseline_file_has_what_it_promises() {
     ] {
         assert!(names.contains(&f), "{f} in {names:?}");
         let bf = b.functions.iter().find(|x| x.name == f).unwrap();
-        assert_eq!(bf.calls, vec![200; 10]);
+        assert_eq!(bf.calls, vec![200; 30]);
     }
     // Stable ordering: sorted by module then symbol.
     let mut sorted = b.functions.clone();
@@ -249,7 +249,7 @@ fn bad_baselines_and_failing_benchmarks_are_clean_errors() {
     // Malformed: names the file and the line.
     let bad = dir.path().join("bad.toml");
     let good = std::fs::read_to_string(baseline()).unwrap();
-    std::fs::write(&bad, good.replacen("runs = 10", "runs = [", 1)).unwrap();
+    std::fs::write(&bad, good.replacen("runs = 30", "runs = [", 1)).unwrap();
     let out = run(&bad, &[]);
     assert_clean_error(&out, "bad.toml");
     assert!(text(&out.stderr).contains("line "), "{}", text(&out.stderr));

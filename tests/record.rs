@@ -509,3 +509,42 @@ fn frames_left_by_longjmp_are_dropped_not_piled_up() {
         assert!(text(&out.stdout).contains("80 calls were left by longjmp"));
     }
 }
+
+#[test]
+fn glibc_internal_functions_are_traced_through_the_debug_package() {
+    // libc6-dbg (scripts/setup.sh) has the .symtab Debian strips from libc.so.6.
+    let count = |n: &str| {
+        let (p, out) = record(
+            &[
+                "--no-calibrate",
+                "--lib",
+                "libc.so*",
+                "--function",
+                "_int_malloc",
+            ],
+            &[fixture("mallocs").to_str().unwrap(), n],
+        );
+        assert!(
+            text(&out.stdout).contains("symbols from debug files: /usr/lib/debug/"),
+            "{}",
+            text(&out.stdout)
+        );
+        calls(&p, "_int_malloc")
+    };
+    assert_eq!(count("20") - count("10"), 10);
+}
+
+#[test]
+fn trampolines_entered_without_a_call_are_never_probed() {
+    // With ld.so's debug symbols, its lazy-binding trampoline is a function; a return probe on it
+    // would crash the program.
+    let (p, _) = record(
+        &["--no-calibrate", "--lib", "ld-linux*", "--verbose"],
+        &[fixture("work").to_str().unwrap(), "1"],
+    );
+    assert_eq!(p.exit.code, Some(0));
+    assert!(!p
+        .functions
+        .iter()
+        .any(|f| f.raw_name.starts_with("_dl_runtime_resolve")));
+}

@@ -18,7 +18,8 @@
 //!   roughly 17 µs each.
 //! * `uprobe_init_insn()` refuses instructions with an ES/CS/SS/DS segment
 //!   prefix or a LOCK prefix, and some opcodes (`int3`, `hlt`, `in`/`out`,
-//!   EVEX, invalid 64-bit opcodes...): see [`kernel_rejects`].
+//!   EVEX, invalid 64-bit opcodes...), and VEX instructions whose opcode byte
+//!   (after the prefix) is one of those: see [`kernel_rejects`].
 
 /// How the kernel handles a uprobe on a function's first instruction (the probe kind of a function, in
 /// profiles and baselines: serialised as `nop5`, `emulated`, `single-step`, `unknown`).
@@ -188,6 +189,37 @@ fn is_relative_branch(rest: &[u8]) -> bool {
     }
 }
 
+/// `true` for the opcodes `good_insns_64` of Linux's
+/// `arch/x86/kernel/uprobes.c` marks as not probeable.
+fn bad_one_byte_opcode(op: u8) -> bool {
+    matches!(
+        op,
+        0x06 | 0x07
+            | 0x0e
+            | 0x16
+            | 0x17
+            | 0x1e
+            | 0x1f
+            | 0x27
+            | 0x2f
+            | 0x37
+            | 0x3f
+            | 0x60..=0x62
+            | 0x6c..=0x6f
+            | 0x82
+            | 0x9a
+            | 0xcc..=0xcf
+            | 0xd4..=0xd6
+            | 0xe4..=0xe7
+            | 0xea
+            | 0xec..=0xef
+            | 0xf1
+            | 0xf4
+            | 0xfa
+            | 0xfb
+    )
+}
+
 /// Why the kernel refuses to place a uprobe on an instruction starting with
 /// `bytes`, or `None` if it accepts it (or `bytes` is empty).
 ///
@@ -206,7 +238,38 @@ pub fn kernel_rejects(bytes: &[u8]) -> Option<&'static str> {
         return Some("segment or lock prefix");
     }
     let op = *d.rest.first()?;
+    // The kernel's decoder takes c4/c5 as a VEX prefix (always, in 64-bit
+    // mode) and tests the opcode byte after it against the same one-byte
+    // table: `vmovd` (c5 f9 6e), `vpxor` (c5 f9 ef) are refused like `outs`,
+    // `out`; `vzeroupper` (c5 f8 77) passes like `ja`.
+    let (op, vex) = match op {
+        0xc5 => match d.rest.get(2) {
+            Some(&op) => (op, true),
+            None => return Some("truncated VEX instruction"),
+        },
+        0xc4 => match (d.rest.get(1), d.rest.get(3)) {
+            (Some(&rxb_map), Some(&op)) => {
+                // The kernel's decoder knows Intel's VEX maps (0f, 0f38, 0f3a)
+                // only: AMD's FMA4 (vfmaddsd, glibc's __fma_fma4) is
+                // undecodable to it, as is any other map.
+                match rxb_map & 0x1f {
+                    1 | 2 => {}
+                    3 if matches!(op, 0x48 | 0x49 | 0x5c..=0x5f | 0x68..=0x6f | 0x78..=0x7f) => {
+                        return Some("AMD FMA4 instruction (undecodable to the kernel)")
+                    }
+                    3 => {}
+                    _ => return Some("VEX instruction of an unknown opcode map"),
+                }
+                (op, true)
+            }
+            _ => return Some("truncated VEX instruction"),
+        },
+        op => (op, false),
+    };
     let reason = match op {
+        _ if vex && bad_one_byte_opcode(op) => {
+            "VEX instruction whose opcode the kernel's table refuses"
+        }
         0x06 | 0x07 | 0x0e | 0x16 | 0x17 | 0x1e | 0x1f | 0x27 | 0x2f | 0x37 | 0x3f | 0x60
         | 0x61 | 0x82 | 0x9a | 0xce | 0xd4 | 0xd5 | 0xd6 | 0xea => "opcode invalid in 64-bit mode",
         0x62 => "EVEX (AVX-512) instruction",
@@ -217,6 +280,7 @@ pub fn kernel_rejects(bytes: &[u8]) -> Option<&'static str> {
         0xf1 => "int1",
         0xf4 => "hlt",
         0xfa | 0xfb => "cli/sti",
+        _ if vex => return None,
         _ => {
             let is_nop = d.rest.first() == Some(&0x90);
             if !is_nop && is_relative_branch(d.rest) && d.prefixes.contains(&0x66) {
@@ -418,8 +482,25 @@ mod tests {
             &[0x66, 0x90],
             &[0x64, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0], // mov %fs:0x28,%rax
             &[0xc5, 0xf8, 0x77],                            // vzeroupper
+            &[0xc5, 0xfd, 0x74, 0x0f],                      // vpcmpeqb (%rdi),%ymm0,%ymm1
+            &[0xc4, 0xe2, 0x7d, 0x78, 0xc0],                // vpbroadcastb %xmm0,%ymm0
+            &[0xc5, 0xf9, 0x28, 0xc1],                      // vmovapd %xmm1,%xmm0
+            &[0xc4, 0xe1, 0xf9, 0x7e, 0xc0],                // vmovq %xmm0,%rax
         ] {
             assert_eq!(kernel_rejects(b), None, "{b:02x?}");
+        }
+        // VEX instructions are judged by the opcode after the prefix, as in
+        // glibc's __memset_avx2_unaligned_erms (vmovd %esi,%xmm0).
+        for b in [
+            &[0xc5, 0xf9, 0x6e, 0xc6][..],   // vmovd %esi,%xmm0
+            &[0xc5, 0xf9, 0xef, 0xc0],       // vpxor %xmm0,%xmm0,%xmm0
+            &[0xc4, 0xc1, 0x7d, 0xef, 0xc0], // vpxor with VEX3
+            &[0xc5, 0xfe, 0x6f, 0x0e],       // vmovdqu (%rsi),%ymm1
+            &[0xc5, 0xf9],                   // truncated
+            &[0xc4, 0xe2, 0x7d],             // truncated
+        ] {
+            assert!(kernel_rejects(b).is_some(), "{b:02x?}");
+            assert_eq!(classify_entry(b), EntryKind::SingleStep);
         }
     }
 

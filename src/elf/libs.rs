@@ -26,15 +26,20 @@
 //! `lib/x86_64-linux-gnu` (Debian/Ubuntu multiarch; Fedora-style systems use
 //! `lib64`: an approximation) and `$PLATFORM` to `x86_64`.
 //!
-//! Not modelled: `glibc-hwcaps` subdirectories (`x86-64-v3`...) that
-//! `ld.so` tries first in every search directory and cache entries for them
-//! (a plain entry is preferred), `LD_PRELOAD` and `/etc/ld.so.preload`,
-//! `dlopen()`ed libraries, secure-execution (setuid) restrictions.
+//! In every search directory, the `glibc-hwcaps` subdirectories of the
+//! x86-64 levels this CPU supports are tried first, best first
+//! (`glibc-hwcaps/x86-64-v4`, `-v3`, `-v2`), as glibc >= 2.33 does; in
+//! `ld.so.cache`, entries under such subdirectories are preferred the same
+//! way ([`LoaderEnv::hwcaps`], [`supported_hwcaps`]).
+//!
+//! Not modelled: the legacy hwcaps and platform subdirectories of glibc <
+//! 2.37 (`tls/`, `x86_64/`, `haswell/`), `LD_PRELOAD` and
+//! `/etc/ld.so.preload`, `dlopen()`ed libraries, secure-execution (setuid)
+//! restrictions.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use super::reader::{cstr_at, le_u32, le_u64};
 use super::{check_x86_64, read_dynamic, ElfFile};
 
 /// The default library directories searched last, as on Debian/Ubuntu
@@ -66,6 +71,27 @@ const NEW_ENTRY: usize = 24;
 const OLD_ENTRY: usize = 12;
 /// Size of the old-format header (`struct cache_file`).
 const OLD_HEADER: usize = 16;
+
+/// Reads a little-endian `u32` of the cache at `off`, `None` if out of bounds.
+fn le_u32(b: &[u8], off: usize) -> Option<u32> {
+    let end = off.checked_add(4)?;
+    b.get(off..end)?.try_into().ok().map(u32::from_le_bytes)
+}
+
+/// Reads a little-endian `u64` of the cache at `off`, `None` if out of bounds.
+fn le_u64(b: &[u8], off: usize) -> Option<u64> {
+    let end = off.checked_add(8)?;
+    b.get(off..end)?.try_into().ok().map(u64::from_le_bytes)
+}
+
+/// The NUL-terminated string of the cache at `off`, `None` if the offset is
+/// out of bounds or the string is not terminated.
+fn cstr_at(table: &[u8], off: u64) -> Option<&[u8]> {
+    let start = usize::try_from(off).ok()?;
+    let rest = table.get(start..)?;
+    let len = rest.iter().position(|&b| b == 0)?;
+    rest.get(..len)
+}
 
 /// One entry of `/etc/ld.so.cache`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -186,6 +212,28 @@ impl LdCache {
         LdCache::parse(&bytes).map_err(|e| err(&e))
     }
 
+    /// The x86-64 library cached under `name` as `ld.so` picks it on a CPU
+    /// that supports the `glibc-hwcaps` subdirectories `hwcaps` (best first):
+    /// an entry in the first of them that has one, else an entry without
+    /// hwcaps, else the first entry that is not in an unsupported
+    /// `glibc-hwcaps` subdirectory.
+    pub fn lookup_hwcaps(&self, name: &str, hwcaps: &[String]) -> Option<&Path> {
+        let matching = || {
+            self.entries
+                .iter()
+                .filter(move |e| e.key == name && e.flags == CACHE_FLAGS_X86_64)
+        };
+        for level in hwcaps {
+            if let Some(e) = matching().find(|e| hwcaps_subdir(&e.path) == Some(level.as_str())) {
+                return Some(&e.path);
+            }
+        }
+        matching()
+            .find(|e| e.hwcap == 0)
+            .or_else(|| matching().find(|e| hwcaps_subdir(&e.path).is_none()))
+            .map(|e| e.path.as_path())
+    }
+
     /// The x86-64 library cached under `name`: an entry without hwcaps if
     /// there is one, else the first hwcaps entry.
     pub fn lookup(&self, name: &str) -> Option<&Path> {
@@ -202,6 +250,73 @@ impl LdCache {
     }
 }
 
+/// The `glibc-hwcaps` subdirectory a library path is in (`x86-64-v3` for
+/// `/usr/lib/glibc-hwcaps/x86-64-v3/libz.so.1`), if any.
+fn hwcaps_subdir(path: &Path) -> Option<&str> {
+    let dir = path.parent()?;
+    if dir.parent()?.file_name()? != "glibc-hwcaps" {
+        return None;
+    }
+    dir.file_name()?.to_str()
+}
+
+/// The `glibc-hwcaps` subdirectories this CPU supports, best first, as
+/// glibc's `ld.so` computes them (`sysdeps/x86/get-isa-level.h`):
+/// `x86-64-v2` needs CMPXCHG16B, LAHF/SAHF, POPCNT, SSE3, SSE4.1, SSE4.2 and
+/// SSSE3; `x86-64-v3` adds AVX, AVX2, BMI1, BMI2, F16C, FMA, LZCNT, MOVBE and
+/// XSAVE; `x86-64-v4` adds AVX512F, AVX512BW, AVX512CD, AVX512DQ and
+/// AVX512VL. (AVX and AVX-512 count only when the kernel enables their
+/// registers, which `is_x86_feature_detected!` checks, as glibc does.)
+pub fn supported_hwcaps() -> Vec<String> {
+    let mut levels = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let v2 = has!("cmpxchg16b")
+            && has!("popcnt")
+            && has!("sse3")
+            && has!("sse4.1")
+            && has!("sse4.2")
+            && has!("ssse3")
+            && lahf_sahf();
+        let v3 = v2
+            && has!("avx")
+            && has!("avx2")
+            && has!("bmi1")
+            && has!("bmi2")
+            && has!("f16c")
+            && has!("fma")
+            && has!("lzcnt")
+            && has!("movbe")
+            && has!("xsave");
+        let v4 = v3
+            && has!("avx512f")
+            && has!("avx512bw")
+            && has!("avx512cd")
+            && has!("avx512dq")
+            && has!("avx512vl");
+        for (supported, name) in [(v4, "x86-64-v4"), (v3, "x86-64-v3"), (v2, "x86-64-v2")] {
+            if supported {
+                levels.push(name.to_string());
+            }
+        }
+    }
+    levels
+}
+
+/// LAHF/SAHF in 64-bit mode (CPUID 0x80000001, ECX bit 0), which
+/// `is_x86_feature_detected!` does not name.
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_unsafe)] // `__cpuid` is safe from Rust 1.87 on, unsafe before.
+fn lahf_sahf() -> bool {
+    use std::arch::x86_64::__cpuid;
+    // SAFETY: CPUID exists on every x86-64 CPU; leaf 0x80000000 gives the
+    // highest extended leaf, checked before leaf 0x80000001 is asked for.
+    let max_extended = unsafe { __cpuid(0x8000_0000) }.eax;
+    // SAFETY: as above, the leaf is supported.
+    max_extended >= 0x8000_0001 && unsafe { __cpuid(0x8000_0001) }.ecx & 1 != 0
+}
+
 /// The dynamic loader's configuration used for library resolution.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoaderEnv {
@@ -213,6 +328,10 @@ pub struct LoaderEnv {
     pub ld_so_cache_error: Option<String>,
     /// Directories searched last.
     pub default_dirs: Vec<PathBuf>,
+    /// `glibc-hwcaps` subdirectories tried first in every search directory
+    /// and preferred in the cache, best first (see [`supported_hwcaps`]);
+    /// empty: none.
+    pub hwcaps: Vec<String>,
 }
 
 impl Default for LoaderEnv {
@@ -222,21 +341,24 @@ impl Default for LoaderEnv {
 }
 
 impl LoaderEnv {
-    /// No `LD_LIBRARY_PATH`, no cache, the [`DEFAULT_DIRS`].
+    /// No `LD_LIBRARY_PATH`, no cache, the [`DEFAULT_DIRS`], no
+    /// `glibc-hwcaps` subdirectories.
     pub fn new() -> LoaderEnv {
         LoaderEnv {
             ld_library_path: Vec::new(),
             ld_so_cache: None,
             ld_so_cache_error: None,
             default_dirs: DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
+            hwcaps: Vec::new(),
         }
     }
 
     /// This process's `LD_LIBRARY_PATH`, the parsed `/etc/ld.so.cache` (or
-    /// why it could not be read, in `ld_so_cache_error`) and the
-    /// [`DEFAULT_DIRS`].
+    /// why it could not be read, in `ld_so_cache_error`), the
+    /// [`DEFAULT_DIRS`] and the `glibc-hwcaps` levels of this CPU.
     pub fn from_system() -> LoaderEnv {
         let mut env = LoaderEnv::new();
+        env.hwcaps = supported_hwcaps();
         if let Some(v) = std::env::var_os("LD_LIBRARY_PATH") {
             env.ld_library_path = parse_ld_library_path(&v.to_string_lossy());
         }
@@ -396,6 +518,8 @@ fn dir_of(path: &Path) -> Option<PathBuf> {
 /// Search state for one `DT_NEEDED` name.
 struct Search<'a> {
     name: &'a str,
+    /// `glibc-hwcaps` subdirectories tried first in each directory.
+    hwcaps: &'a [String],
     rejected: Vec<PathBuf>,
 }
 
@@ -415,7 +539,8 @@ impl Search<'_> {
         }
     }
 
-    /// Tries `dir/name` for each directory.
+    /// Tries `dir/glibc-hwcaps/LEVEL/name` for each supported level, then
+    /// `dir/name`, for each directory.
     fn try_dirs<I, P>(&mut self, dirs: I) -> Option<PathBuf>
     where
         I: IntoIterator<Item = P>,
@@ -428,6 +553,12 @@ impl Search<'_> {
             } else {
                 dir
             };
+            for level in self.hwcaps {
+                let sub = dir.join("glibc-hwcaps").join(level).join(self.name);
+                if let Some(p) = self.try_path(sub) {
+                    return Some(p);
+                }
+            }
             if let Some(p) = self.try_path(dir.join(self.name)) {
                 return Some(p);
             }
@@ -454,6 +585,7 @@ fn search(
 ) -> (Option<PathBuf>, Resolution, Vec<PathBuf>) {
     let mut s = Search {
         name,
+        hwcaps: &env.hwcaps,
         rejected: Vec::new(),
     };
     if name.contains('/') {
@@ -501,7 +633,11 @@ fn search(
         }
     }
     if !loader.nodeflib {
-        if let Some(cached) = env.ld_so_cache.as_ref().and_then(|c| c.lookup(name)) {
+        let cached = env
+            .ld_so_cache
+            .as_ref()
+            .and_then(|c| c.lookup_hwcaps(name, &env.hwcaps));
+        if let Some(cached) = cached {
             if let Some(p) = s.try_path(cached.to_path_buf()) {
                 return (Some(p), Resolution::Cache, s.rejected);
             }
@@ -683,6 +819,176 @@ mod tests {
         let with_old = build_cache(&[(0x0303, "liba.so", "/a/liba.so", 0)], true);
         let cache = LdCache::parse(&with_old).unwrap();
         assert_eq!(cache.lookup("liba.so"), Some(Path::new("/a/liba.so")));
+    }
+
+    #[test]
+    fn cache_prefers_supported_hwcaps_entries() {
+        let bytes = build_cache(
+            &[
+                (
+                    0x0303,
+                    "libfoo.so.1",
+                    "/opt/glibc-hwcaps/x86-64-v3/libfoo.so.1",
+                    1 << 62,
+                ),
+                (
+                    0x0303,
+                    "libfoo.so.1",
+                    "/opt/glibc-hwcaps/x86-64-v2/libfoo.so.1",
+                    1 << 62,
+                ),
+                (0x0303, "libfoo.so.1", "/opt/libfoo.so.1", 0),
+                (
+                    0x0303,
+                    "libhw.so",
+                    "/opt/glibc-hwcaps/x86-64-v4/libhw.so",
+                    1 << 62,
+                ),
+            ],
+            false,
+        );
+        let cache = LdCache::parse(&bytes).unwrap();
+        let levels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = levels(&["x86-64-v4", "x86-64-v3", "x86-64-v2"]);
+        assert_eq!(
+            cache.lookup_hwcaps("libfoo.so.1", &all),
+            Some(Path::new("/opt/glibc-hwcaps/x86-64-v3/libfoo.so.1"))
+        );
+        assert_eq!(
+            cache.lookup_hwcaps("libfoo.so.1", &levels(&["x86-64-v2"])),
+            Some(Path::new("/opt/glibc-hwcaps/x86-64-v2/libfoo.so.1"))
+        );
+        assert_eq!(
+            cache.lookup_hwcaps("libfoo.so.1", &[]),
+            Some(Path::new("/opt/libfoo.so.1"))
+        );
+        assert_eq!(
+            cache.lookup_hwcaps("libhw.so", &all),
+            Some(Path::new("/opt/glibc-hwcaps/x86-64-v4/libhw.so"))
+        );
+        // Only in a subdirectory this CPU can't use: ld.so would not load it.
+        assert_eq!(
+            cache.lookup_hwcaps("libhw.so", &levels(&["x86-64-v3"])),
+            None
+        );
+        assert_eq!(
+            hwcaps_subdir(Path::new("/a/glibc-hwcaps/x86-64-v2/l.so")),
+            Some("x86-64-v2")
+        );
+        assert_eq!(hwcaps_subdir(Path::new("/a/x86-64-v2/l.so")), None);
+        assert_eq!(hwcaps_subdir(Path::new("l.so")), None);
+    }
+
+    /// The levels found through CPUID agree with the kernel's view of the CPU.
+    #[test]
+    fn hwcaps_levels_match_proc_cpuinfo() {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let flags: HashSet<&str> = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, f)| f.split_whitespace().collect())
+            .unwrap();
+        let all = |names: &[&str]| names.iter().all(|n| flags.contains(n));
+        let v2 = all(&[
+            "cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3",
+        ]);
+        let v3 = v2
+            && all(&[
+                "avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave",
+            ]);
+        let v4 = v3 && all(&["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]);
+        let mut expected = Vec::new();
+        for (ok, name) in [(v4, "x86-64-v4"), (v3, "x86-64-v3"), (v2, "x86-64-v2")] {
+            if ok {
+                expected.push(name.to_string());
+            }
+        }
+        assert_eq!(supported_hwcaps(), expected);
+        assert_eq!(LoaderEnv::from_system().hwcaps, expected);
+        assert!(LoaderEnv::new().hwcaps.is_empty());
+    }
+
+    /// A library in `glibc-hwcaps/x86-64-vN/` of a search directory is
+    /// preferred as the real loader prefers it: each variant returns another
+    /// value, the program's exit status says which one ld.so loaded.
+    #[test]
+    fn glibc_hwcaps_subdirectories_are_tried_first() {
+        let s = Scratch::new("hwcaps");
+        s.write(
+            "main.c",
+            "int shape_area(int);\nint main(void) { return shape_area(1) - 1; }\n",
+        );
+        let variants = [("", 0), ("x86-64-v2", 100), ("x86-64-v3", 200)];
+        for (level, extra) in variants {
+            let dir = if level.is_empty() {
+                s.path("lib")
+            } else {
+                s.path(&format!("lib/glibc-hwcaps/{level}"))
+            };
+            std::fs::create_dir_all(&dir).unwrap();
+            let src = s.write(
+                &format!("shapes{extra}.c"),
+                &format!("int shape_area(int x) {{ return x * x + {extra}; }}\n"),
+            );
+            let out = dir.join("libshapes.so");
+            cc(
+                &s.dir,
+                &[
+                    "-shared",
+                    "-fPIC",
+                    "-Wl,-soname,libshapes.so",
+                    "-o",
+                    out.to_str().unwrap(),
+                    src.to_str().unwrap(),
+                ],
+            );
+        }
+        cc(
+            &s.dir,
+            &[
+                "-o",
+                "app",
+                "main.c",
+                "-Llib",
+                "-lshapes",
+                "-Wl,--enable-new-dtags,-rpath,$ORIGIN/lib",
+            ],
+        );
+        let exe = read_elf(&s.path("app")).unwrap();
+        let status = std::process::Command::new(s.path("app"))
+            .env_remove("LD_LIBRARY_PATH")
+            .status()
+            .unwrap()
+            .code()
+            .unwrap();
+        let mut env = LoaderEnv::new();
+        env.load_cache(Path::new(LD_SO_CACHE));
+        env.hwcaps = supported_hwcaps();
+        let libs = resolve_libraries(&exe, &env);
+        let shapes = libs.iter().find(|l| l.soname == "libshapes.so").unwrap();
+        assert_eq!(shapes.how, Resolution::Runpath);
+        let path = shapes.path.clone().unwrap();
+        let level = hwcaps_subdir(&path).unwrap_or("");
+        let (_, extra) = variants.iter().find(|(l, _)| *l == level).unwrap();
+        assert_eq!(
+            status,
+            *extra,
+            "ld.so and perfgate disagree: {}",
+            path.display()
+        );
+        // Where the CPU allows (it does on every x86-64 machine since 2009),
+        // this is a subdirectory, the best one.
+        let best = env
+            .hwcaps
+            .iter()
+            .find(|l| variants.iter().any(|(v, _)| v == *l));
+        assert_eq!(best.map(String::as_str), hwcaps_subdir(&path));
+        // Without hwcaps levels, the plain directory.
+        env.hwcaps.clear();
+        let libs = resolve_libraries(&exe, &env);
+        let shapes = libs.iter().find(|l| l.soname == "libshapes.so").unwrap();
+        assert_eq!(shapes.path, Some(s.path("lib/libshapes.so")));
     }
 
     #[test]

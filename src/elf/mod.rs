@@ -5,9 +5,12 @@
 //! module turns a file on disk into that list:
 //!
 //! * [`read_elf`] parses an ELF file (x86-64, 64-bit, little endian only) and
-//!   returns an [`ElfFile`]: its functions (from `.symtab` and `.dynsym`) with
-//!   the **file offset** of their first byte, what `uprobe_multi` wants, plus
-//!   the dynamic-linking facts (`DT_NEEDED`, `DT_RPATH`, `DT_RUNPATH`, ...).
+//!   returns an [`ElfFile`]: its functions (from `.symtab` and `.dynsym`, and
+//!   from a separate debug file when the file is stripped, see [`DebugDirs`])
+//!   with the **file offset** of their first byte, what `uprobe_multi` wants,
+//!   plus the dynamic-linking facts (`DT_NEEDED`, `DT_RPATH`, `DT_RUNPATH`, ...).
+//!   [`read_elf_image`] also keeps the file's code ([`ElfImage::code_of`]) for
+//!   decoding whole functions.
 //! * [`resolve_libraries`] finds the shared libraries the executable loads,
 //!   in the order and with the rules of glibc's `ld.so`.
 //! * [`demangle`] turns Rust and C++ symbols into readable names.
@@ -17,34 +20,39 @@
 //!   `lock`-prefixed first instruction, as in glibc's `pthread_spin_lock`):
 //!   such offsets make a `uprobe_multi` attach fail and must be left out.
 //!
+//! ELF structures are read with the `object` crate (`object::read::elf`) over
+//! the whole file read into memory (see `file.rs` for why not `ReadCache`).
+//!
 //! Every file is untrusted input: a truncated, corrupt or hostile file gives
-//! an [`ElfError`], never a panic. Each read is checked against the file
-//! size before anything is allocated, and what is derived from the file
-//! (names, demangled names, strings of the dynamic section, `ld.so.cache`
-//! entries) is capped at a small multiple of it. No `unsafe`, no memory
-//! mapping: the file is read with positioned reads of the parts needed.
+//! an [`ElfError`], never a panic. A file is read only if it is a regular file
+//! of at most 4 GiB, once; parsing borrows from those bytes, and what is
+//! derived from them (names, demangled names, strings of the dynamic section,
+//! decompressed MiniDebugInfo, `ld.so.cache` entries) is capped at a small
+//! multiple of the file size. No `unsafe`, no memory mapping (a file truncated
+//! while mapped would kill perfgate with `SIGBUS`).
 //!
 //! Not handled: files without section headers (`sstrip`ped: no functions
-//! are found), separate debug files (`.gnu_debuglink`, build-id directories:
-//! a stripped file only shows its exported functions, see
-//! [`ElfFile::has_symtab`]), 32-bit and non-x86-64 files.
+//! are found), DWARF (only symbol tables are read, also from debug files),
+//! 32-bit and non-x86-64 files.
 
+mod debug;
 mod demangle;
 mod entry;
+mod file;
 mod libs;
 pub mod placement;
-mod reader;
 mod symbols;
 #[cfg(test)]
 mod testutil;
 
 use std::path::{Path, PathBuf};
 
+pub use debug::{DebugDirs, DebugFile, DebugLookup, DEFAULT_DEBUG_DIR};
 pub use demangle::demangle;
 pub use entry::{classify_entry, classify_entry_at, kernel_rejects, EntryKind};
 pub use libs::{
-    parse_ld_library_path, resolve_libraries, LdCache, LdCacheEntry, Library, LoaderEnv,
-    Resolution, DEFAULT_DIRS, LD_SO_CACHE,
+    parse_ld_library_path, resolve_libraries, supported_hwcaps, LdCache, LdCacheEntry, Library,
+    LoaderEnv, Resolution, DEFAULT_DIRS, LD_SO_CACHE,
 };
 
 /// A virtual address as written in the ELF file (before any load bias).
@@ -255,10 +263,19 @@ pub struct ElfFile {
     pub machine: String,
     /// `e_entry`, the entry point address (0 for most libraries).
     pub entry: Addr,
-    /// `true` if the file has a `.symtab` with at least one symbol; `false`
-    /// for stripped files (only exported functions are then visible): the
+    /// `true` if the file, or the debug file in [`ElfFile::debug_file`], has
+    /// a `.symtab` with at least one symbol; `false` for stripped files
+    /// without debug file (only exported functions are then visible): the
     /// caller should warn.
     pub has_symtab: bool,
+    /// The separate debug file (or MiniDebugInfo) whose `.symtab` gave the
+    /// functions; `None` when they come from the file's own tables. Only a
+    /// file without its own `.symtab` is looked up (see [`DebugDirs`]).
+    pub debug_file: Option<DebugFile>,
+    /// Debug files that exist but were not used (another build-id, a wrong
+    /// CRC32, unreadable...): one line each, naming the debug file. The
+    /// caller should warn: the debug package does not match the installed one.
+    pub debug_rejected: Vec<String>,
     /// `true` if the file has a non-empty `.dynsym`.
     pub has_dynsym: bool,
     /// `DT_SONAME`, if any.
@@ -305,7 +322,9 @@ impl ElfFile {
 /// Functions are the defined `STT_FUNC` symbols of size > 0 from `.symtab`
 /// and `.dynsym` that lie in the file-backed part of an executable `PT_LOAD`
 /// segment, minus PLT stubs and ifunc resolvers; several names at one address
-/// make one [`Function`] (see [`Function::aliases`]).
+/// make one [`Function`] (see [`Function::aliases`]). A file without `.symtab`
+/// takes it from its separate debug file, looked for where gdb looks
+/// ([`DebugDirs::from_system`]; see [`ElfFile::debug_file`]).
 ///
 /// # Errors
 ///
@@ -314,76 +333,183 @@ impl ElfFile {
 /// object files and core dumps, [`ElfError::Malformed`] if its structure is
 /// broken, [`ElfError::Io`] / [`ElfError::NotRegularFile`] if it can't be read.
 pub fn read_elf(path: &Path) -> Result<ElfFile, ElfError> {
-    let src = reader::Source::open(path)?;
-    let parsed = reader::Parsed::parse(&src)?;
-    let symbols = symbols::collect(&src, &parsed)?;
-    let dynamic = parsed.dynamic_info(&src)?;
-    Ok(ElfFile {
+    read_elf_with(path, &DebugDirs::from_system())
+}
+
+/// Like [`read_elf`], looking for debug files in `dirs`.
+///
+/// # Errors
+///
+/// As [`read_elf`]; a debug file that can't be used is not an error (see
+/// [`ElfFile::debug_rejected`]).
+pub fn read_elf_with(path: &Path, dirs: &DebugDirs) -> Result<ElfFile, ElfError> {
+    read(path, dirs, false).map(|(elf, _)| elf)
+}
+
+/// Like [`read_elf_with`], and keeps the file's code for [`ElfImage::code_of`].
+///
+/// # Errors
+///
+/// As [`read_elf`].
+pub fn read_elf_image(path: &Path, dirs: &DebugDirs) -> Result<(ElfFile, ElfImage), ElfError> {
+    let (elf, image) = read(path, dirs, true)?;
+    let image = image.unwrap_or_else(|| ElfImage {
         path: path.to_path_buf(),
-        build_id: parsed.build_id(&src),
-        kind: parsed.kind(&dynamic),
+        segments: Vec::new(),
+    });
+    Ok((elf, image))
+}
+
+/// [`read_elf_with`], with the image when `keep_code`.
+fn read(
+    path: &Path,
+    dirs: &DebugDirs,
+    keep_code: bool,
+) -> Result<(ElfFile, Option<ElfImage>), ElfError> {
+    let bytes = file::read_file(path, file::MAX_FILE_SIZE, false)?;
+    let elf = file::Elf::parse(&bytes)?;
+    let mut symtab = symbols::read_table(&elf, object::elf::SHT_SYMTAB)?;
+    let dynsym = symbols::read_table(&elf, object::elf::SHT_DYNSYM)?;
+    let dynamic = elf.dynamic_info()?;
+    let interp = elf.interp()?;
+    let mut debug_file = None;
+    let mut debug_rejected = Vec::new();
+    // A file's own .symtab is complete (`strip --strip-debug` keeps it): debug
+    // files are only for files stripped of it.
+    if !symtab.non_empty {
+        if let Some(found) = debug::find(&elf, dirs, &mut debug_rejected) {
+            symtab = found.symtab;
+            debug_file = Some(found.file);
+        }
+    }
+    let (has_symtab, has_dynsym) = (symtab.non_empty, dynsym.non_empty);
+    let symbols = symbols::collect(&elf, symtab, dynsym);
+    let image = keep_code.then(|| ElfImage::copy_code(&elf));
+    let file = ElfFile {
+        path: path.to_path_buf(),
+        build_id: elf.build_id().map(file::hex),
+        kind: elf.kind(&dynamic),
         machine: "x86-64".to_string(),
-        entry: parsed.header.entry,
-        has_symtab: symbols.has_symtab,
-        has_dynsym: symbols.has_dynsym,
+        entry: elf.entry(),
+        has_symtab,
+        debug_file,
+        debug_rejected,
+        has_dynsym,
         soname: dynamic.soname,
         needed: dynamic.needed,
         rpath: dynamic.rpath,
         runpath: dynamic.runpath,
         nodeflib: dynamic.nodeflib,
-        interp: parsed.interp(&src)?,
+        interp,
         functions: symbols.functions,
         skipped: symbols.skipped,
-    })
+    };
+    Ok((file, image))
+}
+
+/// Longest code [`ElfImage::code_of`] returns for one function: longer functions are cut (probe
+/// placement only needs their start and their branches into it, which a decoder finds in this much).
+pub const MAX_CODE_BYTES: u64 = 64 << 10;
+
+/// The code of a file (its executable `PT_LOAD` segments), kept after reading it so that functions can
+/// be decoded whole without reading the file again.
+///
+/// Invariant: at most the file's size is kept (overlapping segments of a hostile file are not copied
+/// twice past that), usually much less (no DWARF, no data).
+#[derive(Debug, Clone)]
+pub struct ElfImage {
+    path: PathBuf,
+    /// Executable segments sorted by address, with their file-backed bytes.
+    segments: Vec<(file::LoadSegment, Vec<u8>)>,
+}
+
+impl ElfImage {
+    /// Copies the executable segments of `elf`, up to its size in total.
+    fn copy_code(elf: &file::Elf) -> ElfImage {
+        let mut budget = elf.data.len();
+        let mut segments = Vec::new();
+        for seg in elf.exec_loads() {
+            let bytes = elf.code_at(seg.vaddr, seg.filesz);
+            let Some(left) = budget.checked_sub(bytes.len()) else {
+                break;
+            };
+            budget = left;
+            let mut kept = *seg;
+            kept.filesz = bytes.len() as u64;
+            segments.push((kept, bytes.to_vec()));
+        }
+        ElfImage {
+            path: elf.path.to_path_buf(),
+            segments,
+        }
+    }
+
+    /// The file this is the code of.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Up to `len` bytes of code at virtual address `addr`: fewer at the end of its segment, empty if
+    /// `addr` is not in the file-backed part of an executable segment.
+    pub fn code_at(&self, addr: Addr, len: u64) -> &[u8] {
+        let idx = self.segments.partition_point(|(s, _)| s.vaddr <= addr);
+        let Some((seg, bytes)) = idx.checked_sub(1).and_then(|i| self.segments.get(i)) else {
+            return &[];
+        };
+        if !seg.contains_file_backed(addr) {
+            return &[];
+        }
+        let start = usize::try_from(addr - seg.vaddr).unwrap_or(usize::MAX);
+        let n = usize::try_from(len.min(seg.remaining(addr))).unwrap_or(usize::MAX);
+        bytes
+            .get(start..start.saturating_add(n).min(bytes.len()))
+            .unwrap_or_default()
+    }
+
+    /// The code of `f` (a function of this file): `f.size` bytes from its address, at most
+    /// [`MAX_CODE_BYTES`], fewer if its segment ends first.
+    pub fn code_of(&self, f: &Function) -> &[u8] {
+        self.code_at(f.addr, f.size.min(MAX_CODE_BYTES))
+    }
+}
+
+/// The address of the defined symbol named exactly `name` (of any type: functions and data, e.g. the
+/// loader's `_r_debug`), from `.dynsym`, else `.symtab`; `None` if there is none.
+///
+/// # Errors
+///
+/// As [`read_elf`].
+pub fn symbol_address(path: &Path, name: &str) -> Result<Option<Addr>, ElfError> {
+    let bytes = file::read_file(path, file::MAX_FILE_SIZE, false)?;
+    let elf = file::Elf::parse(&bytes)?;
+    for table in [object::elf::SHT_DYNSYM, object::elf::SHT_SYMTAB] {
+        if let Some(addr) = symbols::symbol_address(&elf, table, name.as_bytes())? {
+            return Ok(Some(addr));
+        }
+    }
+    Ok(None)
 }
 
 /// The dynamic-linking facts of a file without its symbols: cheaper than
 /// [`read_elf`], used to walk library dependencies.
-pub(crate) fn read_dynamic(path: &Path) -> Result<reader::DynamicInfo, ElfError> {
-    let src = reader::Source::open(path)?;
-    let parsed = reader::Parsed::parse(&src)?;
-    parsed.dynamic_info(&src)
+pub(crate) fn read_dynamic(path: &Path) -> Result<file::DynamicInfo, ElfError> {
+    let bytes = file::read_file(path, file::MAX_FILE_SIZE, false)?;
+    file::Elf::parse(&bytes)?.dynamic_info()
 }
 
 /// Checks that `path` is a regular file holding a 64-bit little-endian
-/// x86-64 ELF header (what `ld.so` checks before using a candidate).
+/// x86-64 ELF header (what `ld.so` checks before using a candidate). Reads
+/// only the header.
 pub(crate) fn check_x86_64(path: &Path) -> Result<(), ElfError> {
-    let src = reader::Source::open(path)?;
-    reader::Header::parse(&src).map(|_| ())
-}
-
-/// The address of the dynamic symbol `name` in the file at `path` (`None` when it has no such symbol).
-pub fn dynamic_symbol_address(path: &Path, name: &str) -> Result<Option<Addr>, ElfError> {
-    use object::{Object, ObjectSymbol};
-    // The loader is small; anything larger than this is not one.
-    const MAX: u64 = 64 << 20;
-    let io = |source| ElfError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if !meta.is_file() {
-        return Err(ElfError::NotRegularFile {
-            path: path.to_path_buf(),
-        });
-    }
-    if meta.len() > MAX {
-        return Ok(None);
-    }
-    let data = std::fs::read(path).map_err(io)?;
-    let file = object::File::parse(&*data).map_err(|e| ElfError::Malformed {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    Ok(file
-        .dynamic_symbols()
-        .find(|s| s.name() == Ok(name))
-        .map(|s| s.address()))
+    let prefix = file::read_file(path, file::EHDR_SIZE, true)?;
+    file::check_header(path, &prefix.data).map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testutil::{build_prog, cc, patch_to_aarch64, run, system_libc, Scratch};
+    use super::testutil::{
+        build_prog, cc, patch_to_aarch64, peak_allocation, run, system_libc, Scratch,
+    };
     use super::*;
 
     fn func<'a>(elf: &'a ElfFile, name: &str) -> &'a Function {
@@ -399,22 +525,23 @@ mod tests {
             .any(|f| f.name == name || f.raw_name == name || f.aliases.iter().any(|a| a == name))
     }
 
-    /// The bytes of `f` found through its section (not its segment).
+    /// The bytes of `f` found through its section (not its segment), with
+    /// `object`'s generic API rather than the program headers `read_elf` uses.
     fn bytes_via_section(path: &Path, f: &Function) -> Vec<u8> {
-        let src = reader::Source::open(path).unwrap();
-        let parsed = reader::Parsed::parse(&src).unwrap();
-        let sec = parsed
-            .sections
-            .iter()
+        use object::{Object, ObjectSection};
+        let data = std::fs::read(path).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let sec = file
+            .sections()
             .find(|s| {
-                s.sh_type != reader::SHT_NOBITS
-                    && s.addr != 0
-                    && f.addr >= s.addr
-                    && f.addr < s.addr + s.size
+                s.file_range().is_some()
+                    && s.address() != 0
+                    && f.addr >= s.address()
+                    && f.addr < s.address() + s.size()
             })
             .expect("section containing the function");
-        let data = std::fs::read(path).unwrap();
-        let start = (sec.offset + (f.addr - sec.addr)) as usize;
+        let (offset, _) = sec.file_range().unwrap();
+        let start = (offset + (f.addr - sec.address())) as usize;
         let n = f.size.min(16) as usize;
         data[start..start + n].to_vec()
     }
@@ -524,17 +651,21 @@ mod tests {
         assert_eq!(k.bad_name, 0);
         assert!(k.total() >= k.undefined + k.plt);
         // No function inside the PLT sections.
-        let src = reader::Source::open(&prog).unwrap();
-        let parsed = reader::Parsed::parse(&src).unwrap();
-        for (i, sec) in parsed.sections.iter().enumerate() {
-            let name = parsed.section_name(i).unwrap_or_default();
-            if name.starts_with(b".plt") {
+        use object::{Object, ObjectSection};
+        let data = std::fs::read(&prog).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let mut plt_sections = 0;
+        for sec in file.sections() {
+            if sec.name().unwrap_or_default().starts_with(".plt") {
+                plt_sections += 1;
+                let (start, end) = (sec.address(), sec.address() + sec.size());
                 assert!(!elf
                     .functions
                     .iter()
-                    .any(|f| f.addr >= sec.addr && f.addr < sec.addr + sec.size));
+                    .any(|f| f.addr >= start && f.addr < end));
             }
         }
+        assert!(plt_sections >= 2, "{plt_sections}"); // .plt, .plt.sec (+ .plt.got)
     }
 
     #[test]
@@ -690,20 +821,41 @@ int main(int argc, char**) { shapes::Circle c(argc); return (int)c.area() + shap
         assert!(e.to_string().starts_with(&missing.display().to_string()));
     }
 
-    /// Truncations and corruptions of a real binary: errors or results, never
-    /// a panic (the test would abort) or a huge allocation.
+    /// Truncations and corruptions of a real binary: results or one-line
+    /// errors naming the file, never a panic (the test would abort), and never
+    /// more memory than a small multiple of the file (measured per read).
     #[test]
     fn hostile_files_never_panic() {
         let s = Scratch::new("hostile");
         let (prog, stripped) = build_prog(&s);
         let victim = s.path("victim");
+        let mut worst_ratio = 0.0f64;
+        let mut check = |len: usize| {
+            let (result, peak) = peak_allocation(|| read_elf_image(&victim, &DebugDirs::none()));
+            // The file, its code copy, names within their budgets, object's
+            // version table (at most 64 Ki entries).
+            let bound = 40 * len + (40 << 20);
+            assert!(
+                peak <= bound,
+                "{peak} bytes allocated for a {len}-byte file"
+            );
+            if len >= 4096 {
+                worst_ratio = worst_ratio.max(peak as f64 / len as f64);
+            }
+            if let Err(e) = result {
+                let msg = e.to_string();
+                assert!(msg.starts_with(&victim.display().to_string()), "{msg}");
+                assert!(!msg.contains('\n'), "{msg}");
+            }
+            let _ = check_x86_64(&victim);
+        };
         for original in [prog, stripped] {
             let data = std::fs::read(&original).unwrap();
             // Truncations.
             let mut len = 0;
             while len < data.len() {
                 std::fs::write(&victim, &data[..len]).unwrap();
-                let _ = read_elf(&victim);
+                check(len);
                 len += if len < 128 { 1 } else { 997 };
             }
             // Header fields and table entries set to extreme values.
@@ -724,11 +876,17 @@ int main(int argc, char**) { shapes::Circle c(argc); return (int)c.area() + shap
                         bad[pos..pos + 8].fill(0xff);
                     }
                     std::fs::write(&victim, &bad).unwrap();
-                    let _ = read_elf(&victim);
+                    check(bad.len());
                     let _ = read_dynamic(&victim);
                 }
             }
         }
+        println!(
+            "hostile files of 4 KiB or more: at most {worst_ratio:.1} bytes allocated per byte"
+        );
+        // The measure itself measures.
+        let (v, peak) = peak_allocation(|| vec![1u8; 1 << 20]);
+        assert!(peak >= 1 << 20 && v.len() == 1 << 20);
     }
 
     #[test]
@@ -752,6 +910,52 @@ int main(int argc, char**) { shapes::Circle c(argc); return (int)c.area() + shap
         let ls = read_elf(Path::new("/bin/ls")).unwrap();
         assert!(!ls.needed.is_empty());
         assert!(ls.needed.iter().any(|n| n == "libc.so.6"));
+    }
+
+    #[test]
+    fn image_gives_whole_functions_and_symbol_addresses() {
+        let s = Scratch::new("image");
+        s.write(
+            "big.c",
+            r#"
+__asm__(".text\n.globl big_fn\n.type big_fn,@function\nbig_fn:\n .skip 70000, 0x90\n ret\n.size big_fn, .-big_fn\n");
+int big_fn(void);
+int small_fn(int x) { return x * 7 + 1; }
+int counter = 42;
+int main(int argc, char **argv) { (void)argv; return argc > 5 ? big_fn() : small_fn(argc) + counter; }
+"#,
+        );
+        cc(&s.dir, &["-O1", "-o", "big", "big.c"]);
+        let path = s.path("big");
+        let (elf, image) = read_elf_image(&path, &DebugDirs::none()).unwrap();
+        assert_eq!(elf, read_elf(&path).unwrap());
+        assert_eq!(image.path(), path);
+        let data = std::fs::read(&path).unwrap();
+        let small = func(&elf, "small_fn");
+        let code = image.code_of(small);
+        assert_eq!(code.len() as u64, small.size);
+        let at = small.offset.0 as usize;
+        assert_eq!(code, &data[at..at + code.len()]);
+        assert_eq!(&code[..small.entry_bytes.len()], &small.entry_bytes[..]);
+        // Longer functions are cut at MAX_CODE_BYTES.
+        let big = func(&elf, "big_fn");
+        assert_eq!(big.size, 70001);
+        let code = image.code_of(big);
+        assert_eq!(code.len() as u64, MAX_CODE_BYTES);
+        assert!(code.iter().all(|&b| b == 0x90));
+        // code_at ignores function boundaries: the ret, then the next function's bytes.
+        let tail = image.code_at(big.addr + 70000, 16);
+        assert_eq!((tail.len(), tail[0]), (16, 0xc3));
+        // Nothing outside the code.
+        assert!(image.code_at(0, 16).is_empty());
+        assert!(image.code_at(u64::MAX, 16).is_empty());
+        // Data symbols are found by name, functions too; imports are not.
+        let counter = symbol_address(&path, "counter").unwrap().unwrap();
+        assert!(elf.function_containing(counter).is_none());
+        assert_eq!(symbol_address(&path, "small_fn").unwrap(), Some(small.addr));
+        assert_eq!(symbol_address(&path, "puts").unwrap(), None);
+        assert_eq!(symbol_address(&path, "no_such_symbol").unwrap(), None);
+        assert!(symbol_address(&s.path("missing"), "x").is_err());
     }
 
     #[test]

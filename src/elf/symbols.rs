@@ -1,30 +1,26 @@
-//! Functions from `.symtab` and `.dynsym`: filtering, alias merging, file
-//! offsets and entry bytes.
+//! Functions from `.symtab` and `.dynsym` (read through `object`'s `SymbolTable` and `VersionTable`):
+//! filtering, alias merging, file offsets and entry bytes.
+//!
+//! Invariants: the `.symtab` may come from the file itself or from a separate debug file (its symbols
+//! carry the same addresses); `.dynsym`, file offsets and entry bytes always come from the file itself,
+//! whose executable `PT_LOAD` segments place an address in the file. Names are capped per table at a
+//! multiple of its string table ([`name_budget`]) and demangled names per file at [`DEMANGLE_BUDGET`].
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::reader::{
-    cstr_at, le_u16, le_u32, le_u64, string_at, Parsed, Section, Source, SHT_DYNSYM,
-    SHT_GNU_VERDEF, SHT_GNU_VERSYM, SHT_SYMTAB, SHT_SYMTAB_SHNDX,
-};
+use object::elf;
+use object::read::elf::{SectionHeader, Sym, SymbolTable};
+use object::read::SectionIndex;
+
+use super::file::{Elf, Elf64};
 use super::{
     classify_entry_at, demangle, Binding, ElfError, FileOffset, Function, SkipCounts, SymbolSource,
 };
 
-const SYM_SIZE: usize = 24;
-const STT_FUNC: u8 = 2;
-const STT_GNU_IFUNC: u8 = 10;
-const STB_LOCAL: u8 = 0;
-const STB_GLOBAL: u8 = 1;
-const STB_WEAK: u8 = 2;
-const SHN_UNDEF: u32 = 0;
-const SHN_LORESERVE: u16 = 0xff00;
-const SHN_XINDEX: u16 = 0xffff;
+/// Size of an `Elf64_Sym`.
+const SYM_SIZE: u64 = 24;
 /// Bytes of each function kept in [`Function::entry_bytes`].
 pub(crate) const ENTRY_BYTES: u64 = 16;
-/// Size of the reads that fetch entry bytes (functions are sorted by address,
-/// so consecutive functions usually share a window).
-const WINDOW: u64 = 64 * 1024;
 /// Constant part of [`name_budget`].
 const NAME_BUDGET_SLACK: usize = 16 << 20;
 /// Version names longer than this are ignored (real ones are `GLIBC_2.2.5`).
@@ -40,21 +36,27 @@ const PLT_SECTIONS: [&[u8]; 4] = [b".plt", b".plt.sec", b".plt.got", b".iplt"];
 pub(crate) struct Symbols {
     pub(crate) functions: Vec<Function>,
     pub(crate) skipped: SkipCounts,
-    pub(crate) has_symtab: bool,
-    pub(crate) has_dynsym: bool,
 }
 
 /// A `STT_FUNC` or `STT_GNU_IFUNC` symbol as read from a table.
-struct RawSym {
+pub(crate) struct RawSym {
     /// `None` if the name could not be read.
     name: Option<String>,
     value: u64,
     size: u64,
-    sym_type: u8,
-    bind: u8,
-    /// Section index, extended indices resolved; `u32::MAX` if unknown.
-    shndx: u32,
+    ifunc: bool,
+    bind: elf::SymbolBind,
+    undefined: bool,
+    /// Defined in a PLT section of the file whose table it comes from.
+    in_plt_section: bool,
     source: SymbolSource,
+}
+
+/// The function symbols of one table, and whether the table has any symbol at all.
+pub(crate) struct Table {
+    pub(crate) symbols: Vec<RawSym>,
+    /// The table exists, has data in the file and at least one symbol besides the null one.
+    pub(crate) non_empty: bool,
 }
 
 /// A unique symbol after merging the two tables.
@@ -62,9 +64,10 @@ struct Unique {
     raw: String,
     value: u64,
     size: u64,
-    sym_type: u8,
-    bind: u8,
-    shndx: u32,
+    ifunc: bool,
+    bind: elf::SymbolBind,
+    undefined: bool,
+    in_plt_section: bool,
     in_symtab: bool,
 }
 
@@ -91,170 +94,150 @@ fn name_budget(strtab_len: usize) -> usize {
         .saturating_add(NAME_BUDGET_SLACK)
 }
 
-/// Version names by index from `.gnu.version_d`.
-fn read_verdefs(
-    src: &Source,
-    parsed: &Parsed,
-    sec: &Section,
-) -> Result<HashMap<u16, String>, ElfError> {
-    let mut names = HashMap::new();
-    let data = sec.data(src, ".gnu.version_d")?;
-    let Some(strtab) = usize::try_from(sec.link)
-        .ok()
-        .and_then(|i| parsed.sections.get(i))
-    else {
-        return Ok(names);
-    };
-    let strtab = strtab.data(src, "version string table")?;
-    let mut pos = 0usize;
-    // At most sh_info entries, and never more than fit in the section.
-    let max = usize::try_from(sec.info)
-        .unwrap_or(usize::MAX)
-        .min(data.len() / 20);
-    for _ in 0..max {
-        let field = |off: usize| pos.checked_add(off);
-        let (Some(ndx), Some(aux), Some(next)) = (
-            field(4).and_then(|o| le_u16(&data, o)),
-            field(12).and_then(|o| le_u32(&data, o)),
-            field(16).and_then(|o| le_u32(&data, o)),
-        ) else {
-            break;
-        };
-        let name = usize::try_from(aux)
-            .ok()
-            .and_then(|a| pos.checked_add(a))
-            .and_then(|a| le_u32(&data, a))
-            .and_then(|off| string_at(&strtab, u64::from(off)));
-        if let Some(name) = name.filter(|n| n.len() <= MAX_VERSION_NAME) {
-            names.insert(ndx & 0x7fff, name);
-        }
-        if next == 0 {
-            break;
-        }
-        match usize::try_from(next).ok().and_then(|n| pos.checked_add(n)) {
-            Some(p) => pos = p,
-            None => break,
-        }
-    }
-    Ok(names)
-}
-
-/// Reads the function symbols of table `index` (`.symtab` or `.dynsym`).
-fn read_table(
-    src: &Source,
-    parsed: &Parsed,
-    index: usize,
-    source: SymbolSource,
-) -> Result<Vec<RawSym>, ElfError> {
-    let Some(sec) = parsed.sections.get(index) else {
-        return Ok(Vec::new());
-    };
-    let what = match source {
-        SymbolSource::Symtab => ".symtab",
-        SymbolSource::Dynsym => ".dynsym",
-    };
-    if sec.entsize != SYM_SIZE as u64 && sec.entsize != 0 {
-        return Err(src.malformed(format!(
-            "{what} entry size {} (expected {SYM_SIZE})",
-            sec.entsize
-        )));
-    }
-    let data = sec.data(src, what)?;
-    let strtab = match usize::try_from(sec.link)
-        .ok()
-        .and_then(|i| parsed.sections.get(i))
-    {
-        Some(s) => s.data(src, "symbol string table")?,
-        None => {
-            return Err(src.malformed(format!(
-                "{what} links to string table {} which does not exist",
-                sec.link
-            )))
-        }
-    };
-    // Extended section indices (files with more than 0xfeff sections).
-    let shndx_table = match parsed
-        .sections
-        .iter()
-        .find(|s| s.sh_type == SHT_SYMTAB_SHNDX && usize::try_from(s.link).ok() == Some(index))
-    {
-        Some(s) => s.data(src, "extended section index table")?,
-        None => Vec::new(),
-    };
-    // Versions of dynamic symbols: a hidden (non-default) version is kept in
-    // the name, so that `foo@OLD` and `foo` stay distinguishable.
-    let (versym, verdefs) = if source == SymbolSource::Dynsym {
-        let versym =
-            match parsed.sections.iter().find(|s| {
-                s.sh_type == SHT_GNU_VERSYM && usize::try_from(s.link).ok() == Some(index)
-            }) {
-                Some(s) => s.data(src, ".gnu.version")?,
-                None => Vec::new(),
-            };
-        let verdefs = match parsed.sections.iter().find(|s| s.sh_type == SHT_GNU_VERDEF) {
-            Some(s) if !versym.is_empty() => read_verdefs(src, parsed, s)?,
-            _ => HashMap::new(),
-        };
-        (versym, verdefs)
+/// Reads the function symbols of the first table of type `sh_type` (`SHT_SYMTAB` or `SHT_DYNSYM`) of
+/// `file`. Symbols of `.dynsym` with a hidden (non-default) version get `@VERSION` appended, so that
+/// `foo@OLD` and `foo` stay distinguishable.
+///
+/// One piece because every field of a symbol is read and checked in the same loop, against the same
+/// tables (names, extended indices, versions, section names).
+pub(crate) fn read_table(file: &Elf, sh_type: elf::SectionType) -> Result<Table, ElfError> {
+    let (endian, data) = (file.endian, file.data);
+    let (source, what) = if sh_type == elf::SHT_SYMTAB {
+        (SymbolSource::Symtab, ".symtab")
     } else {
-        (Vec::new(), HashMap::new())
+        (SymbolSource::Dynsym, ".dynsym")
+    };
+    let empty = Table {
+        symbols: Vec::new(),
+        non_empty: false,
+    };
+    let Some((index, table)) = open_table(file, sh_type)? else {
+        return Ok(empty);
+    };
+    let strtab_len = file
+        .sections
+        .section(table.string_section())
+        .map_or(0, |s| {
+            usize::try_from(s.sh_size(endian)).unwrap_or(usize::MAX)
+        });
+    let versions = if source == SymbolSource::Dynsym {
+        match file.sections.versions(endian, data) {
+            // Only a version table that belongs to this symbol table.
+            Ok(Some(v)) if linked_versym(file) == Some(index) => Some(v),
+            Ok(_) => None,
+            Err(e) => return Err(file.malformed(format!("symbol versions: {e}"))),
+        }
+    } else {
+        None
     };
 
     let mut out = Vec::new();
-    let mut budget = name_budget(strtab.len());
-    for (i, entry) in data.chunks_exact(SYM_SIZE).enumerate().skip(1) {
-        let (Some(st_name), Some(&info), Some(st_shndx), Some(value), Some(size)) = (
-            le_u32(entry, 0),
-            entry.get(4),
-            le_u16(entry, 6),
-            le_u64(entry, 8),
-            le_u64(entry, 16),
-        ) else {
-            continue;
-        };
-        let sym_type = info & 0xf;
-        if sym_type != STT_FUNC && sym_type != STT_GNU_IFUNC {
+    let mut budget = name_budget(strtab_len);
+    for (i, sym) in table.enumerate().skip(1) {
+        let sym_type = sym.st_type();
+        if sym_type != elf::STT_FUNC && sym_type != elf::STT_GNU_IFUNC {
             continue;
         }
-        let shndx = if st_shndx == SHN_XINDEX {
-            i.checked_mul(4)
-                .and_then(|o| le_u32(&shndx_table, o))
-                .unwrap_or(u32::MAX)
-        } else {
-            u32::from(st_shndx)
-        };
-        let mut name =
-            cstr_at(&strtab, u64::from(st_name)).map(|b| String::from_utf8_lossy(b).into_owned());
-        if let Some(n) = name.as_mut() {
-            let ver = i.checked_mul(2).and_then(|o| le_u16(&versym, o));
-            if let Some(v) = ver {
-                if v & 0x8000 != 0 && shndx != SHN_UNDEF && !n.contains('@') {
-                    if let Some(vname) = verdefs.get(&(v & 0x7fff)) {
+        let shndx = sym.st_shndx(endian);
+        let undefined = shndx == elf::SHN_UNDEF
+            || (shndx == elf::SHN_XINDEX && table.shndx(endian, i) == Some(0));
+        // An extended index without its table is a defined symbol in an unknown section.
+        let section_index = table.symbol_section(endian, sym, i).ok().flatten();
+        let in_plt_section = section_index
+            .and_then(|s: SectionIndex| file.section_name(s))
+            .is_some_and(|n| PLT_SECTIONS.contains(&n));
+        let mut name = table
+            .symbol_name(endian, sym)
+            .ok()
+            .map(|b| String::from_utf8_lossy(b).into_owned());
+        if let (Some(n), Some(versions)) = (name.as_mut(), versions.as_ref()) {
+            let v = versions.version_index(endian, i);
+            if v.is_hidden() && !undefined && !n.contains('@') {
+                if let Ok(Some(version)) = versions.version(v.index()) {
+                    let vname = version.name();
+                    if vname.len() <= MAX_VERSION_NAME {
                         n.push('@');
-                        n.push_str(vname);
+                        n.push_str(&String::from_utf8_lossy(vname));
                     }
                 }
             }
         }
         let name_len = name.as_ref().map_or(0, String::len);
         budget = budget.checked_sub(name_len).ok_or_else(|| {
-            src.malformed(format!(
-                "{what} names add up to more than {} bytes (string table of {} bytes)",
-                name_budget(strtab.len()),
-                strtab.len()
+            file.malformed(format!(
+                "{what} names add up to more than {} bytes (string table of {strtab_len} bytes)",
+                name_budget(strtab_len),
             ))
         })?;
         out.push(RawSym {
             name,
-            value,
-            size,
-            sym_type,
-            bind: info >> 4,
-            shndx,
+            value: sym.st_value(endian),
+            size: sym.st_size(endian),
+            ifunc: sym_type == elf::STT_GNU_IFUNC,
+            bind: sym.st_bind(),
+            undefined,
+            in_plt_section,
             source,
         });
     }
-    Ok(out)
+    Ok(Table {
+        symbols: out,
+        non_empty: table.len() >= 2,
+    })
+}
+
+/// The first symbol table of type `sh_type` with its section index; `None` if there is none or its
+/// data is not in the file (`SHT_NOBITS` in a debug file).
+fn open_table<'data>(
+    file: &Elf<'data>,
+    sh_type: elf::SectionType,
+) -> Result<Option<(SectionIndex, SymbolTable<'data, Elf64>)>, ElfError> {
+    let endian = file.endian;
+    let what = if sh_type == elf::SHT_SYMTAB {
+        ".symtab"
+    } else {
+        ".dynsym"
+    };
+    let Some((index, section)) = file
+        .sections
+        .enumerate()
+        .find(|(_, s)| s.sh_type(endian) == sh_type)
+    else {
+        return Ok(None);
+    };
+    let entsize = section.sh_entsize(endian);
+    if entsize != SYM_SIZE && entsize != 0 {
+        return Err(file.malformed(format!("{what} entry size {entsize} (expected {SYM_SIZE})")));
+    }
+    let table = SymbolTable::parse(endian, file.data, &file.sections, index, section)
+        .map_err(|e| file.malformed(format!("{what}: {e}")))?;
+    Ok(Some((index, table)))
+}
+
+/// The value of the first defined symbol named exactly `name` in the first table of type `sh_type`.
+pub(crate) fn symbol_address(
+    file: &Elf,
+    sh_type: elf::SectionType,
+    name: &[u8],
+) -> Result<Option<u64>, ElfError> {
+    let endian = file.endian;
+    let Some((_, table)) = open_table(file, sh_type)? else {
+        return Ok(None);
+    };
+    Ok(table
+        .iter()
+        .skip(1)
+        .find(|s| !s.is_undefined(endian) && table.symbol_name(endian, s) == Ok(name))
+        .map(|s| s.st_value(endian)))
+}
+
+/// The symbol table that the first `SHT_GNU_VERSYM` section belongs to (what `object`'s
+/// `SectionTable::versions` reads).
+fn linked_versym(file: &Elf) -> Option<SectionIndex> {
+    file.sections
+        .iter()
+        .find(|s| s.sh_type(file.endian) == elf::SHT_GNU_VERSYM)
+        .map(|s| s.link(file.endian))
 }
 
 /// Ranking of names at one address: the smallest is the primary name.
@@ -263,7 +246,7 @@ fn read_table(
 fn rank(u: &Unique) -> (bool, bool, bool, usize, &str) {
     let base = base_name(&u.raw);
     (
-        u.bind == STB_LOCAL,
+        u.bind == elf::STB_LOCAL,
         !u.in_symtab,
         base.starts_with('_'),
         base.len(),
@@ -271,75 +254,38 @@ fn rank(u: &Unique) -> (bool, bool, bool, usize, &str) {
     )
 }
 
-fn binding(bind: u8) -> Binding {
+fn binding(bind: elf::SymbolBind) -> Binding {
     match bind {
-        STB_LOCAL => Binding::Local,
-        STB_GLOBAL => Binding::Global,
-        STB_WEAK => Binding::Weak,
+        elf::STB_LOCAL => Binding::Local,
+        elf::STB_GLOBAL => Binding::Global,
+        elf::STB_WEAK => Binding::Weak,
         _ => Binding::Other,
     }
 }
 
-/// Reads entry bytes through a sliding window of the file.
-struct EntryReader<'a> {
-    src: &'a Source,
-    start: u64,
-    buf: Vec<u8>,
-}
-
-impl EntryReader<'_> {
-    fn bytes(&mut self, offset: u64, n: u64) -> Result<Vec<u8>, ElfError> {
-        let end = offset.saturating_add(n);
-        let buf_end = self.start.saturating_add(self.buf.len() as u64);
-        if offset < self.start || end > buf_end {
-            self.buf = self
-                .src
-                .read_clamped(offset, WINDOW.max(n), "function entry bytes")?;
-            self.start = offset;
-        }
-        let from = usize::try_from(offset - self.start).unwrap_or(usize::MAX);
-        let to = usize::try_from(end - self.start).unwrap_or(usize::MAX);
-        let to = to.min(self.buf.len());
-        Ok(self.buf.get(from..to).unwrap_or_default().to_vec())
-    }
-}
-
-/// Reads both symbol tables and builds the function list.
-pub(crate) fn collect(src: &Source, parsed: &Parsed) -> Result<Symbols, ElfError> {
-    let find = |t| parsed.sections.iter().position(|s| s.sh_type == t);
-    let symtab = find(SHT_SYMTAB);
-    let dynsym = find(SHT_DYNSYM);
-    let non_empty = |i: Option<usize>| {
-        i.and_then(|i| parsed.sections.get(i)).is_some_and(|s| {
-            s.size >= 2 * SYM_SIZE as u64 && s.sh_type != super::reader::SHT_NOBITS
-        })
-    };
-    let mut raw = Vec::new();
-    if let Some(i) = symtab {
-        raw.extend(read_table(src, parsed, i, SymbolSource::Symtab)?);
-    }
-    if let Some(i) = dynsym {
-        raw.extend(read_table(src, parsed, i, SymbolSource::Dynsym)?);
-    }
-
+/// Builds the function list from the function symbols of `symtab` and `dynsym`, placed in `file` (the
+/// file itself: its executable segments give offsets and entry bytes).
+///
+/// One piece because it is one pipeline (merge, filter, group by address, rank, read bytes) whose
+/// stages share the skip counts.
+pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
     let mut skipped = SkipCounts::default();
     // Merge the two tables: the same (name, value, defined) seen twice is one
     // symbol (see `same_symbol_name`; undefined symbols are compared without
     // version); `.symtab` comes first and its raw name wins.
     let mut uniques: Vec<Unique> = Vec::new();
     let mut seen: HashMap<(String, u64, bool), usize> = HashMap::new();
-    for s in raw {
+    for s in symtab.symbols.into_iter().chain(dynsym.symbols) {
         let Some(name) = s.name else {
             skipped.bad_name += 1;
             continue;
         };
-        let undefined = s.shndx == SHN_UNDEF;
-        let key_name = if undefined {
+        let key_name = if s.undefined {
             base_name(&name)
         } else {
             same_symbol_name(&name)
         };
-        let key = (key_name.to_string(), s.value, undefined);
+        let key = (key_name.to_string(), s.value, s.undefined);
         if let Some(&i) = seen.get(&key) {
             if let Some(u) = uniques.get_mut(i) {
                 u.in_symtab |= s.source == SymbolSource::Symtab;
@@ -351,9 +297,10 @@ pub(crate) fn collect(src: &Source, parsed: &Parsed) -> Result<Symbols, ElfError
             raw: name,
             value: s.value,
             size: s.size,
-            sym_type: s.sym_type,
+            ifunc: s.ifunc,
             bind: s.bind,
-            shndx: s.shndx,
+            undefined: s.undefined,
+            in_plt_section: s.in_plt_section,
             in_symtab: s.source == SymbolSource::Symtab,
         });
     }
@@ -361,39 +308,21 @@ pub(crate) fn collect(src: &Source, parsed: &Parsed) -> Result<Symbols, ElfError
     // Filter, then group by address.
     let mut by_addr: BTreeMap<u64, Vec<Unique>> = BTreeMap::new();
     for u in uniques {
-        if u.shndx == SHN_UNDEF {
+        if u.undefined {
             skipped.undefined += 1;
-            continue;
-        }
-        if u.sym_type == STT_GNU_IFUNC {
+        } else if u.ifunc {
             skipped.ifunc += 1;
-            continue;
-        }
-        let in_plt_section = u.shndx < u32::from(SHN_LORESERVE)
-            && usize::try_from(u.shndx)
-                .ok()
-                .and_then(|i| parsed.section_name(i))
-                .is_some_and(|n| PLT_SECTIONS.contains(&n));
-        if in_plt_section || u.raw.ends_with("@plt") {
+        } else if u.in_plt_section || u.raw.ends_with("@plt") {
             skipped.plt += 1;
-            continue;
-        }
-        if u.size == 0 {
+        } else if u.size == 0 {
             skipped.zero_size += 1;
-            continue;
-        }
-        if parsed.exec_segment_for(u.value).is_none() {
+        } else if file.exec_segment_for(u.value).is_none() {
             skipped.not_executable += 1;
-            continue;
+        } else {
+            by_addr.entry(u.value).or_default().push(u);
         }
-        by_addr.entry(u.value).or_default().push(u);
     }
 
-    let mut reader = EntryReader {
-        src,
-        start: 0,
-        buf: Vec::new(),
-    };
     let mut demangle_budget = DEMANGLE_BUDGET;
     let mut functions = Vec::with_capacity(by_addr.len());
     for (addr, mut group) in by_addr {
@@ -404,15 +333,14 @@ pub(crate) fn collect(src: &Source, parsed: &Parsed) -> Result<Symbols, ElfError
         };
         let aliases: Vec<String> = names.map(|u| u.raw).collect();
         skipped.duplicate_address += aliases.len() as u64;
-        let Some(seg) = parsed.exec_segment_for(addr) else {
-            continue;
-        };
-        let Some(offset) = seg.file_offset(addr) else {
+        let Some(offset) = file
+            .exec_segment_for(addr)
+            .and_then(|seg| seg.file_offset(addr))
+        else {
             skipped.not_executable += 1;
             continue;
         };
-        let n = ENTRY_BYTES.min(primary.size).min(seg.remaining(addr));
-        let entry_bytes = reader.bytes(offset, n)?;
+        let entry_bytes = file.code_at(addr, ENTRY_BYTES.min(primary.size)).to_vec();
         let name = if demangle_budget > 0 {
             let d = demangle(base_name(&primary.raw));
             demangle_budget = demangle_budget.saturating_sub(d.len());
@@ -437,13 +365,7 @@ pub(crate) fn collect(src: &Source, parsed: &Parsed) -> Result<Symbols, ElfError
             entry_bytes,
         });
     }
-
-    Ok(Symbols {
-        functions,
-        skipped,
-        has_symtab: non_empty(symtab),
-        has_dynsym: non_empty(dynsym),
-    })
+    Symbols { functions, skipped }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ impl LoaderHook {
             .functions
             .iter()
             .find(|f| f.raw_name == "_dl_debug_state" || f.name == "_dl_debug_state")?;
-        let r_debug = elf::dynamic_symbol_address(interp, "_r_debug").ok()??;
+        let r_debug = elf::symbol_address(interp, "_r_debug").ok()??;
         Some(LoaderHook {
             path: loader.path.clone(),
             offset: debug_state.offset,

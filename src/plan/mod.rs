@@ -136,6 +136,8 @@ pub struct Plan {
     pub known_libraries: Vec<PathBuf>,
     /// Where to watch the dynamic loader's link map, if the loader has the debugger interface.
     pub loader_hook: Option<LoaderHook>,
+    /// Separate debug files whose symbols were used (stripped files' static functions).
+    pub debug_files: Vec<PathBuf>,
 }
 
 fn file_name(p: &Path) -> String {
@@ -291,6 +293,13 @@ fn plan_file(
     plan: &mut Plan,
 ) {
     let module = file_name(&file.path);
+    for r in &file.debug_rejected {
+        plan.warnings
+            .push(format!("{module}: debug file not used: {r}"));
+    }
+    if let Some(d) = &file.debug_file {
+        plan.debug_files.push(d.path.clone());
+    }
     if !file.has_symtab {
         plan.warnings.push(format!(
             "{module}: stripped (no .symtab); only the {} exported functions in .dynsym are traced",

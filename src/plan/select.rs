@@ -37,6 +37,16 @@ const STARTUP: &[&str] = &[
     "_dl_relocate_static_pie",
 ];
 
+/// Code entered without a `call` (jumped to, or returned into): its return address is not a caller's,
+/// so a return probe would replace something else and crash the program. Never probed.
+const NOT_CALLED: &[&str] = &[
+    "_dl_runtime_resolve*",
+    "_dl_runtime_profile*",
+    "_dl_start_user",
+    "__start_context",
+    "_dl_tlsdesc_*",
+];
+
 /// A selection's globs, compiled.
 pub(super) struct Filters {
     pub(super) libs: Vec<NameGlobs>,
@@ -76,8 +86,15 @@ impl Filters {
         let matches = |g: &NameGlobs| {
             g.matches_function(&f.name, &f.raw_name) || f.aliases.iter().any(|a| g.matches_str(a))
         };
+        let not_called = || {
+            NOT_CALLED
+                .iter()
+                .any(|p| glob::Pattern::new(p).is_ok_and(|g| g.matches(&f.raw_name)))
+        };
         if elf::kernel_rejects(&f.entry_bytes).is_some() {
             Some(SkipReason::KernelRejects)
+        } else if not_called() {
+            Some(SkipReason::NotCalled)
         } else if !startup && STARTUP.contains(&f.raw_name.as_str()) {
             Some(SkipReason::Startup)
         } else if !self.include.is_empty() && !matches(&self.include) {

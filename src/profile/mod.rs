@@ -92,6 +92,9 @@ pub enum SkipReason {
     /// Its name could not be read.
     #[serde(rename = "unreadable name")]
     BadName,
+    /// Entered without a call (a lazy-binding or context trampoline): a return probe would crash it.
+    #[serde(rename = "entered without a call")]
+    NotCalled,
     /// The survey found its probe costing more than the function itself: its time is measured in its
     /// callers' self time.
     #[serde(rename = "too hot for its size")]
@@ -111,6 +114,7 @@ impl SkipReason {
             SkipReason::Startup => "start-up code",
             SkipReason::BadName => "unreadable name",
             SkipReason::TooHot => "too hot for its size",
+            SkipReason::NotCalled => "entered without a call",
         }
     }
 }
@@ -329,6 +333,9 @@ pub struct Accounting {
     pub skipped_names: Vec<SkippedFunction>,
     /// Libraries the loader would map that could not be found.
     pub libraries_not_found: Vec<String>,
+    /// Separate debug files whose symbols were used.
+    #[serde(default)]
+    pub debug_files: Vec<PathBuf>,
     /// Libraries the benchmark loaded at run time (dlopen): mapped after start-up, so not traced.
     #[serde(default)]
     pub libraries_loaded_later: Vec<PathBuf>,

@@ -231,6 +231,17 @@ fn library_lines(a: &Accounting) -> String {
         let names: Vec<String> = a.libraries_not_found.iter().map(|s| terminal(s)).collect();
         out.push_str(&format!("  libraries not found: {}\n", names.join(", ")));
     }
+    if !a.debug_files.is_empty() {
+        let paths: Vec<String> = a
+            .debug_files
+            .iter()
+            .map(|p| terminal(&p.display().to_string()))
+            .collect();
+        out.push_str(&format!(
+            "  symbols from debug files: {}\n",
+            paths.join(", ")
+        ));
+    }
     if !a.libraries_loaded_later.is_empty() {
         let paths: Vec<String> = a
             .libraries_loaded_later

@@ -195,6 +195,7 @@ fn assemble(
             skipped: plan.skipped.clone(),
             skipped_names: plan.skipped_names.clone(),
             libraries_not_found: plan.libraries_not_found.clone(),
+            debug_files: plan.debug_files.clone(),
             libraries_loaded_later: loaded_later(plan, mapped, &m.loader_paths),
             lost: m.lost,
             session_probes: m.mode == crate::bpf::ProbeMode::Session,
