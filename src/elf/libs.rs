@@ -304,17 +304,10 @@ pub fn supported_hwcaps() -> Vec<String> {
     levels
 }
 
-/// LAHF/SAHF in 64-bit mode (CPUID 0x80000001, ECX bit 0), which
-/// `is_x86_feature_detected!` does not name.
+/// LAHF/SAHF in 64-bit mode (see `sys::cpu_has_lahf_sahf`).
 #[cfg(target_arch = "x86_64")]
-#[allow(unused_unsafe)] // `__cpuid` is safe from Rust 1.87 on, unsafe before.
 fn lahf_sahf() -> bool {
-    use std::arch::x86_64::__cpuid;
-    // SAFETY: CPUID exists on every x86-64 CPU; leaf 0x80000000 gives the
-    // highest extended leaf, checked before leaf 0x80000001 is asked for.
-    let max_extended = unsafe { __cpuid(0x8000_0000) }.eax;
-    // SAFETY: as above, the leaf is supported.
-    max_extended >= 0x8000_0001 && unsafe { __cpuid(0x8000_0001) }.ecx & 1 != 0
+    crate::sys::cpu_has_lahf_sahf()
 }
 
 /// The dynamic loader's configuration used for library resolution.

@@ -9,6 +9,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::Command;
 
+#[cfg(test)]
+pub mod counting_alloc;
 pub mod probe_targets;
 
 /// The effective user id.
@@ -281,4 +283,17 @@ pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
     // SAFETY: the descriptor is open (checked above), was inherited by this process, and nothing else in
     // it owns it: it is owned exactly once from here on.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the CPU runs LAHF/SAHF in 64-bit mode (CPUID 0x80000001, ECX bit 0), which
+/// `is_x86_feature_detected!` does not name (an x86-64-v2 requirement).
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_unsafe)] // `__cpuid` is safe from Rust 1.87 on, unsafe before.
+pub fn cpu_has_lahf_sahf() -> bool {
+    use std::arch::x86_64::__cpuid;
+    // SAFETY: CPUID exists on every x86-64 CPU; leaf 0x80000000 gives the highest extended leaf, checked
+    // before leaf 0x80000001 is asked for.
+    let max_extended = unsafe { __cpuid(0x8000_0000) }.eax;
+    // SAFETY: as above, the leaf is supported.
+    max_extended >= 0x8000_0001 && unsafe { __cpuid(0x8000_0001) }.ecx & 1 != 0
 }
