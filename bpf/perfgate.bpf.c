@@ -19,6 +19,13 @@ const volatile __u64 wakeup_bytes = 1 << 20;
 const volatile __u64 probe_cost_ns[PG_NR_PROBE_KINDS] = {};
 const volatile __u64 probe_in_ns[PG_NR_PROBE_KINDS] = {};
 
+/* Survey mode: per-function totals in memory user space maps and reads while the benchmark runs (no
+ * system call per read), so functions too hot for their probe can be found early and unprobed. */
+const volatile bool survey = false;
+__u64 survey_calls[PG_SURVEY_MAX] = {};
+__u64 survey_incl[PG_SURVEY_MAX] = {};
+__u64 survey_overhead[PG_SURVEY_MAX] = {};
+
 /* Make the event type and the enums visible in the skeleton's BTF (the map types already are), so Rust
  * takes every constant from the generated types. */
 struct pg_event _pg_event = {};
@@ -306,6 +313,16 @@ static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 	}
 	if (trace_events)
 		emit(tid, func, PG_EV_EXIT, want, now);
+	if (survey && func < PG_SURVEY_MAX) {
+		/* Keep the mask in the program: the verifier needs it to bound the index. Threads share these
+		 * totals: atomic adds. */
+		__u32 si = func;
+		barrier_var(si);
+		si &= PG_SURVEY_MAX - 1;
+		__sync_fetch_and_add(&survey_calls[si], 1);
+		__sync_fetch_and_add(&survey_incl[si], incl);
+		__sync_fetch_and_add(&survey_overhead[si], overhead);
+	}
 	record(tid, func, incl, self, overhead, out);
 }
 

@@ -16,6 +16,8 @@ enum pg_layout {
 	PG_COOKIE_KIND_SHIFT = 32,
 	/* Longest path read from the dynamic loader's link map. */
 	PG_LIB_NAME = 256,
+	/* Functions the survey counts (ids at or above are not surveyed, only traced). */
+	PG_SURVEY_MAX = 65536,
 };
 
 enum pg_counter {

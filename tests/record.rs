@@ -548,3 +548,80 @@ fn trampolines_entered_without_a_call_are_never_probed() {
         .iter()
         .any(|f| f.raw_name.starts_with("_dl_runtime_resolve")));
 }
+
+#[test]
+fn a_budgeted_record_leaves_functions_too_hot_for_their_probe_to_their_callers() {
+    // f_sstep is two instructions behind a single-stepped probe: 50,000 calls of it cost ~0.5 s of probe
+    // for ~0.1 ms of work. main calls it and stays traced.
+    let (p, out) = record(
+        &["--budget", "100%"],
+        &[fixture("entry").to_str().unwrap(), "sstep", "50000"],
+    );
+    assert!(
+        !p.functions.iter().any(|f| f.name == "f_sstep"),
+        "{:?}",
+        names(&p)
+    );
+    assert_eq!(calls(&p, "main"), 1);
+    assert_eq!(
+        p.accounting
+            .skipped
+            .get(&perfgate::profile::SkipReason::TooHot),
+        Some(&1)
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("survey: 1 of"), "{err}");
+    assert!(
+        text(&out.stdout)
+            .contains("too hot for their probe: their time is measured in their callers"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn the_baseline_stores_the_surveyed_probe_set_and_check_probes_exactly_it() {
+    let dir = scratch();
+    let b = dir.path().join("b.toml");
+    let entry = fixture("entry");
+    let out = perfgate()
+        .args(["baseline", "--runs", "5", "-o"])
+        .arg(&b)
+        .arg("--")
+        .arg(&entry)
+        .args(["sstep", "20000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let base = perfgate::gate::baseline::Baseline::read(&b).unwrap();
+    let hot: Vec<&str> = base
+        .select
+        .too_hot
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(hot, ["f_sstep"]);
+    let h = &base.select.too_hot[0];
+    assert!(h.calls >= 200 && h.probe_cost_ns > 4.0 * h.mean_ns, "{h:?}");
+    assert!(!base.functions.iter().any(|f| f.name == "f_sstep"));
+    // check plans with the stored set: f_sstep is not probed, so it is neither new nor slow.
+    let json = dir.path().join("c.json");
+    let out = perfgate()
+        .args(["check", "--runs", "5", "--max-runs", "5", "--baseline"])
+        .arg(&b)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code().is_some_and(|c| c != 2),
+        "{}",
+        text(&out.stderr)
+    );
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(!c["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "f_sstep"));
+}

@@ -39,6 +39,9 @@ const _: () = assert!(
 /// Frames per thread the BPF shadow stack holds (the kernel's own uretprobe nesting limit).
 pub const MAX_DEPTH: usize = pg_layout::PG_MAX_DEPTH.0 as usize;
 
+/// Functions the survey counts (the length of its .bss arrays).
+pub const SURVEY_MAX: usize = pg_layout::PG_SURVEY_MAX.0 as usize;
+
 /// Number of probe kinds the program knows (the length of `probe_cost_ns`).
 pub(super) const PROBE_KINDS: usize = pg_probe_kind::PG_NR_PROBE_KINDS.0 as usize;
 

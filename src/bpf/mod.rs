@@ -45,6 +45,8 @@ pub struct ProgramConfig {
     pub r_debug_delta: i64,
     /// Functions in the plan: sizes the statistics map.
     pub functions: usize,
+    /// Keep per-function totals user space reads while the benchmark runs ([`Program::survey_totals`]).
+    pub survey: bool,
 }
 
 /// How probes are attached, from the newest kernel interface to the oldest.
@@ -130,6 +132,20 @@ pub fn parse_release(s: &str) -> (u32, u32) {
 #[error("probe interface `{}` is not supported by this kernel", .0.name())]
 pub struct ModeUnsupported(pub ProbeMode);
 
+/// Functions the survey counts: ids at or above are traced, not surveyed.
+pub const SURVEY_MAX: usize = kernel::SURVEY_MAX;
+
+/// A function's survey totals so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SurveyTotal {
+    /// Completed calls.
+    pub calls: u64,
+    /// Inclusive time summed, ns.
+    pub inclusive_ns: u64,
+    /// Calibrated probe cost of traced descendants summed, ns.
+    pub overhead_ns: u64,
+}
+
 /// One probe: a function at a file offset, and the kind of instruction there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
@@ -163,6 +179,10 @@ pub struct Measured {
 pub struct Program<'obj> {
     skel: PerfgateSkel<'obj>,
     links: Vec<Link>,
+    /// The function probes' links, per file, so one file's probe set can be replaced while it runs.
+    file_links: Vec<(PathBuf, Vec<Link>)>,
+    /// Links being closed in the background (a close waits for pending return probes).
+    closing: Vec<std::thread::JoinHandle<()>>,
     ring: Option<libbpf_rs::RingBuffer<'static>>,
     pending: Rc<RefCell<Vec<Event>>>,
     config: ProgramConfig,
@@ -228,6 +248,7 @@ impl<'obj> Program<'obj> {
         // The reader polls every few ms anyway; a wakeup is only needed before the buffer could fill up.
         rodata.wakeup_bytes = u64::from(rb_bytes / 4);
         rodata.trace_events = config.events;
+        rodata.survey = config.survey;
         if let Some(c) = config.probe_cost {
             for kind in ProbeKind::ALL {
                 let slot = kernel::probe_kind_value(kind).0 as usize;
@@ -280,6 +301,8 @@ impl<'obj> Program<'obj> {
         Ok(Program {
             skel,
             links: Vec::new(),
+            file_links: Vec::new(),
+            closing: Vec::new(),
             ring: None,
             pending: Rc::new(RefCell::new(Vec::new())),
             config: config.clone(),
@@ -299,13 +322,17 @@ impl<'obj> Program<'obj> {
         self.attach += t0.elapsed();
         match result {
             Ok(l) => {
-                self.links.extend(l);
+                match self.file_links.iter_mut().find(|(p, _)| p == path) {
+                    Some((_, links)) => links.extend(l),
+                    None => self.file_links.push((path.to_path_buf(), l)),
+                }
                 Ok(())
             }
             Err(e)
                 if self.config.mode != ProbeMode::Classic
                     && !is_permission_error(&e)
-                    && self.links.is_empty() =>
+                    && self.links.is_empty()
+                    && self.file_links.is_empty() =>
             {
                 Err(ModeUnsupported(self.config.mode).into())
             }
@@ -454,12 +481,54 @@ impl<'obj> Program<'obj> {
         batch.iter().try_for_each(on_event)
     }
 
+    /// Replaces the probes of one file while the benchmark runs: the old links are closed in the
+    /// background (the kernel removes their breakpoints at once; the close itself then waits for
+    /// pending return probes, possibly until the benchmark ends), then the new set is attached. Calls
+    /// in between are not seen.
+    pub fn replace_functions(&mut self, path: &Path, probes: &[Probe]) -> Result<()> {
+        if let Some(i) = self.file_links.iter().position(|(p, _)| p == path) {
+            let (_, old) = self.file_links.remove(i);
+            self.closing.push(std::thread::spawn(move || drop(old)));
+            // Let the unregistration reach the kernel before the same offsets are registered again.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if probes.is_empty() {
+            return Ok(());
+        }
+        self.attach_functions(path, probes)
+    }
+
+    /// Per-function totals of the survey so far, for function ids below [`SURVEY_MAX`]: calls,
+    /// inclusive ns, and calibrated probe cost of descendants ns (zero when not in survey mode).
+    pub fn survey_totals(&self, functions: usize) -> Vec<SurveyTotal> {
+        let Some(bss) = self.skel.maps.bss_data.as_deref() else {
+            return Vec::new();
+        };
+        let n = functions.min(SURVEY_MAX);
+        let read = |a: &[u64], i: usize| -> u64 {
+            // SAFETY: `a` is the skeleton's memory map of the program's .bss, valid while the program
+            // is loaded; the kernel updates it concurrently with atomic adds, and an aligned u64 read is
+            // atomic on x86-64, so a volatile read sees some value that was there (a total of some moment).
+            unsafe { std::ptr::read_volatile(&a[i]) }
+        };
+        (0..n)
+            .map(|i| SurveyTotal {
+                calls: read(&bss.survey_calls, i),
+                inclusive_ns: read(&bss.survey_incl, i),
+                overhead_ns: read(&bss.survey_overhead, i),
+            })
+            .collect()
+    }
+
     /// Closes every link. Each close waits for its own RCU grace period: closing them in parallel
     /// overlaps the waits (at most [`DETACH_THREADS`] threads, however many links classic mode made).
     /// The maps stay readable.
     pub fn detach(&mut self) {
         let t0 = Instant::now();
         let mut links = std::mem::take(&mut self.links);
+        for (_, l) in self.file_links.drain(..) {
+            links.extend(l);
+        }
         let per_thread = links.len().div_ceil(DETACH_THREADS).max(1);
         std::thread::scope(|scope| {
             while !links.is_empty() {
@@ -467,6 +536,9 @@ impl<'obj> Program<'obj> {
                 scope.spawn(move || drop(batch));
             }
         });
+        for h in self.closing.drain(..) {
+            let _ = h.join();
+        }
         self.detach += t0.elapsed();
     }
 

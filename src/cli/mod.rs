@@ -165,12 +165,46 @@ pub enum MetricArg {
     Inclusive,
 }
 
+/// An overhead budget (`None` = off).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget(pub Option<f64>);
+
+/// An overhead budget: a fraction like `100%`, `0.5`, or `off`.
+pub fn parse_budget(s: &str) -> Result<Budget, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(Budget(None));
+    }
+    let (num, scale) = match s.trim().strip_suffix('%') {
+        Some(p) => (p, 100.0),
+        None => (s.trim(), 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: write a percentage like 100% or 50%, or off"))?;
+    if !v.is_finite() || v <= 0.0 || v / scale > 1000.0 {
+        return Err(format!("{s:?}: must be above 0 and at most 100000%"));
+    }
+    Ok(Budget(Some(v / scale)))
+}
+
+/// An overhead budget that must be a number (`100%`, `0.5`).
+pub fn parse_budget_value(s: &str) -> Result<f64, String> {
+    parse_budget(s)?.0.ok_or_else(|| {
+        format!("{s:?}: give a budget like 100% (leave --budget out to survey nothing)")
+    })
+}
+
 /// `perfgate baseline`.
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
     /// The baseline file to write (e.g. baselines/work.toml).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// How much the probes may add to the benchmark's untraced time: a survey run first leaves to their
+    /// callers the functions whose probe costs more than they do (their time stays in their callers' self
+    /// time), then the costliest until the rest fits. `off` probes every selected function.
+    #[arg(long, value_name = "FRACTION|off", default_value = "100%", value_parser = parse_budget)]
+    pub overhead_budget: Budget,
     /// Runs of the benchmark. The gate's sequential rule is designed for 30 (fewer still work, with less
     /// power and a note in every report).
     #[arg(long, value_name = "N", default_value_t = 30)]
@@ -344,6 +378,10 @@ pub struct RecordArgs {
     /// Keep the profile when the benchmark exits non-zero (perfgate then exits 0).
     #[arg(long)]
     pub allow_failure: bool,
+    /// Survey first and leave to their callers the functions too hot for their probe, so the probes add at
+    /// most this fraction of the untraced time (as `baseline` does by default), e.g. 100%.
+    #[arg(long, value_name = "FRACTION", value_parser = parse_budget_value)]
+    pub budget: Option<f64>,
     /// Rows in the table (0 = all).
     #[arg(long, value_name = "N", default_value_t = 40)]
     pub limit: usize,

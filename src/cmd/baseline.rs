@@ -18,11 +18,19 @@ pub(super) fn run(a: BaselineArgs) -> Result<Exit> {
     validate_settings(&settings).context("--runs")?;
     let mut opts = run_options(&a.run, false, 0)?;
     opts.stdout = crate::run::Stdout::Stderr;
-    let sel = selection(&a.select);
-    let target = Target::new(&a.command, &sel)?;
+    let target = Target::new(&a.command, &selection(&a.select))?;
     // Fail on an unwritable output before spending minutes on runs.
     crate::files::check_writable(&a.output)?;
     super::calibrate(&mut opts)?;
+    let target = match a.overhead_budget.0 {
+        Some(budget) if opts.trace.probe_cost.is_some() => super::surveyed(&target, &opts, budget)?,
+        Some(_) => {
+            status("warning: no calibration, so no survey: every selected function is probed");
+            target
+        }
+        None => target,
+    };
+    let sel = target.selection.clone();
     status(&format!(
         "recording a baseline of {} runs, {} in {}",
         a.runs,

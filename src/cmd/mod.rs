@@ -18,7 +18,7 @@ use crate::plan::Selection;
 use crate::report::escape::terminal;
 use crate::run::RunAs;
 use crate::session::runs::Observer;
-use crate::session::{RunOptions, TraceOptions};
+use crate::session::{RunOptions, Target, TraceOptions};
 
 mod baseline;
 mod bench;
@@ -221,6 +221,40 @@ pub fn calibrate(opts: &mut RunOptions) -> Result<()> {
         )),
     }
     Ok(())
+}
+
+/// Surveys the target with this overhead budget and plans it again without the functions too hot for
+/// their probe (see `session::survey`); says what it found.
+pub fn surveyed(target: &Target, opts: &RunOptions, budget: f64) -> Result<Target> {
+    use crate::session::survey::{survey, SurveySettings};
+    status(&format!(
+        "surveying {} to choose the probe set (budget: probes add at most {} of the untraced time)",
+        crate::report::units::plural(target.plan.functions.len(), "function"),
+        crate::report::cells::percent(budget)
+    ));
+    let s = SurveySettings {
+        budget,
+        ..SurveySettings::default()
+    };
+    // The survey's two runs are extra: their output must not mix with the recorded run's.
+    let mut opts = opts.clone();
+    if matches!(opts.stdout, crate::run::Stdout::Inherit) {
+        opts.stdout = crate::run::Stdout::Stderr;
+    }
+    let r = survey(target, &opts, &s)?;
+    let ratio = r.total.as_secs_f64() / r.untraced.as_secs_f64().max(1e-9);
+    status(&format!(
+        "survey: {} of {} too hot for their probe, left to their callers (their time is in the callers' \
+         self time); untraced run {}, survey {} ({ratio:.1}×), {}",
+        r.too_hot.len(),
+        target.plan.functions.len(),
+        crate::report::units::duration(r.untraced.as_nanos() as f64),
+        crate::report::units::duration(r.total.as_nanos() as f64),
+        crate::report::units::plural(r.relinks, "relink")
+    ));
+    let mut sel = target.selection.clone();
+    sel.too_hot = r.too_hot;
+    Target::new(&target.argv, &sel)
 }
 
 /// Writes a report to `path`, or to stdout for `-`.

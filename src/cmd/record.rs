@@ -17,6 +17,17 @@ pub(super) fn run(a: RecordArgs) -> Result<Exit> {
     if !a.no_calibrate {
         super::calibrate(&mut opts)?;
     }
+    let target = match a.budget {
+        Some(_) if a.no_calibrate => {
+            bail!("--budget needs the probe cost calibrated: leave out --no-calibrate")
+        }
+        Some(budget) => {
+            let t = super::surveyed(&target, &opts, budget)?;
+            writer = Writer::create(&a.output, &session::header(&t))?;
+            t
+        }
+        None => target,
+    };
     status(&format!(
         "tracing {} in {} of {}",
         plural(target.plan.functions.len(), "function"),

@@ -169,12 +169,19 @@ fn coverage_line(profile: &Profile) -> String {
         format!("skipped {skipped} ({})", reasons.join(", "))
     };
     let l = &a.lost;
-    format!(
+    let mut line = format!(
         "traced {} in {}; {skipped}; {} lost\n",
         plural(profile.functions.len(), "function"),
         plural(a.files.len(), "file"),
         count(l.lost_calls() + l.events_dropped),
-    )
+    );
+    if let Some(n) = a.skipped.get(&crate::profile::SkipReason::TooHot) {
+        line.push_str(&format!(
+            "  {} left to their callers as too hot for their probe: their time is measured in their callers' self time\n",
+            plural(*n, "function")
+        ));
+    }
+    line
 }
 
 fn loss_lines(l: &LossCounters) -> String {

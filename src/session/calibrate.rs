@@ -63,6 +63,7 @@ pub fn calibrate(trace: &TraceOptions) -> Result<ProbeCosts> {
         argv: vec![exe.clone().into_os_string(), OsString::from(CALIBRATE_ARG)],
         program: exe,
         plan,
+        selection: sel,
     };
     let dir = crate::files::PrivateDir::new("calibration")?;
     let out = dir.file("calibration.txt");

@@ -19,6 +19,7 @@ use crate::run::{self, Finished, RunAs};
 
 pub mod calibrate;
 pub mod runs;
+pub mod survey;
 mod trace;
 
 /// A command ready to trace: its executable resolved and its probe plan made.
@@ -30,6 +31,8 @@ pub struct Target {
     pub program: PathBuf,
     /// The plan.
     pub plan: Plan,
+    /// The selection it was planned with.
+    pub selection: Selection,
 }
 
 impl Target {
@@ -46,6 +49,7 @@ impl Target {
             argv: argv.to_vec(),
             program,
             plan,
+            selection: sel.clone(),
         })
     }
 
@@ -94,6 +98,24 @@ pub struct RunOptions {
     pub run_as: RunAs,
     /// Where the benchmark's stdout goes.
     pub stdout: run::Stdout,
+}
+
+/// One run of the target without any probe, as the benchmark runs alone (held and released the same
+/// way, so the only difference is the tracing): its wall time from release to exit.
+pub fn untraced_once(target: &Target, opts: &RunOptions) -> Result<Duration> {
+    let mut child =
+        run::HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
+    child.release()?;
+    let deadline = opts.trace.timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        if let Some(f) = child.try_wait(deadline)? {
+            if !f.exit.success() {
+                bail!("the benchmark failed untraced ({})", f.exit);
+            }
+            return Ok(f.wall);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Traces one run of the target without an event stream.

@@ -32,6 +32,12 @@ pub(super) struct Traced {
     pub(super) mapped: Vec<PathBuf>,
 }
 
+/// Called every [`TICK`] while a surveyed benchmark runs, with the program to read and relink.
+pub(super) type TickFn<'t> = dyn FnMut(&mut Program<'_>) -> Result<()> + 't;
+
+/// How often a survey looks at its totals.
+const TICK: Duration = Duration::from_millis(20);
+
 /// Traces one run with the probe interface asked for, or the newest the kernel has, falling back to
 /// the next older one (session → multi → classic) when the kernel refuses it, with the same held child.
 pub(super) fn run(
@@ -39,13 +45,30 @@ pub(super) fn run(
     opts: &RunOptions,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<Traced> {
+    run_hooked(target, opts, on_event, None)
+}
+
+/// [`run`] with a survey's tick (survey mode: the program keeps totals the tick reads).
+pub(super) fn run_hooked<'t>(
+    target: &Target,
+    opts: &RunOptions,
+    on_event: &mut dyn FnMut(&Event) -> Result<()>,
+    mut tick: Option<&mut TickFn<'t>>,
+) -> Result<Traced> {
     let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
     let mut mode = opts
         .trace
         .probes
         .unwrap_or_else(|| Features::detect().best_mode());
     loop {
-        match run_with(target, opts, &mut child, mode, on_event) {
+        match run_with(
+            target,
+            opts,
+            &mut child,
+            mode,
+            on_event,
+            tick.as_deref_mut(),
+        ) {
             Err(e) if e.downcast_ref::<ModeUnsupported>().is_some() => {
                 match (opts.trace.probes, mode.fallback()) {
                     (None, Some(next)) => mode = next,
@@ -62,12 +85,13 @@ pub(super) fn run(
     }
 }
 
-fn run_with(
+fn run_with<'t>(
     target: &Target,
     opts: &RunOptions,
     child: &mut HeldChild,
     mode: ProbeMode,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
+    tick: Option<&mut TickFn<'t>>,
 ) -> Result<Traced> {
     let plan = &target.plan;
     let config = ProgramConfig {
@@ -78,6 +102,7 @@ fn run_with(
         probe_cost: opts.trace.probe_cost,
         r_debug_delta: plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta),
         functions: plan.functions.len(),
+        survey: tick.is_some(),
     };
     let mut storage = MaybeUninit::uninit();
     let mut program = Program::load(&config, &mut storage)?;
@@ -101,7 +126,7 @@ fn run_with(
     program.attach_thread_exit()?;
 
     child.release()?;
-    let (finished, mapped) = wait(target, opts, child, &mut program, on_event)?;
+    let (finished, mapped) = wait(target, opts, child, &mut program, on_event, tick)?;
     program.drain_events(on_event)?;
     program.detach();
     Ok(Traced {
@@ -112,12 +137,13 @@ fn run_with(
 }
 
 /// Waits for the benchmark to exit (or kills it at the timeout), streaming events and sampling its maps.
-fn wait(
+fn wait<'t>(
     target: &Target,
     opts: &RunOptions,
     child: &mut HeldChild,
     program: &mut Program<'_>,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
+    mut tick: Option<&mut TickFn<'t>>,
 ) -> Result<(Finished, Vec<PathBuf>)> {
     let deadline = opts.trace.timeout.map(|t| Instant::now() + t);
     let poll = if opts.trace.events {
@@ -127,6 +153,7 @@ fn wait(
     };
     let mut mapped = std::collections::BTreeSet::new();
     let mut last_maps: Option<Instant> = None;
+    let mut last_tick = Instant::now();
     loop {
         if let Some(f) = child.try_wait(deadline)? {
             return Ok((f, mapped.into_iter().collect()));
@@ -136,5 +163,11 @@ fn wait(
             last_maps = Some(Instant::now());
         }
         program.poll_events(poll, on_event)?;
+        if let Some(t) = tick.as_deref_mut() {
+            if last_tick.elapsed() >= TICK {
+                t(program)?;
+                last_tick = Instant::now();
+            }
+        }
     }
 }

@@ -1,0 +1,216 @@
+//! The survey that chooses the probe set by cost: which functions are too hot for their probe.
+//!
+//! A function whose probe costs more than the function itself cannot be measured by probing it: its
+//! measured time would be mostly probe, and its calls multiply the run's time. Its time is measured anyway,
+//! inside its caller's self time. The survey finds such functions from data:
+//!
+//! 1. One untraced run gives the benchmark's own wall time, the base of the overhead budget.
+//! 2. One traced run with every planned function probed, in survey mode: the BPF program keeps
+//!    per-function totals (calls, inclusive time, probe cost of descendants) that perfgate reads every
+//!    20 ms while the benchmark runs. A function with at least [`SurveySettings::min_calls`] calls whose
+//!    mean inclusive time, probe costs taken out, is under [`SurveySettings::size_factor`] times its own
+//!    probe's cost is *too hot for its size*: its file's probes are re-attached without it at once, so the
+//!    survey stops paying for it (that keeps the survey itself cheap on code made of tiny hot functions).
+//! 3. After the run, while the remaining probes would still cost more than the budget (a fraction of the
+//!    untraced time), the functions costing the most (calls × probe cost) are left to their callers too.
+//!
+//! A function never called in the survey stays probed: it costs nothing, and a call appearing later is a
+//! certain signal. The result goes into the baseline, so `check` probes exactly the same set.
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use super::{RunOptions, Target};
+use crate::bpf::{self, Program};
+use crate::profile::{FuncId, HotFunction, ProbeCosts};
+
+/// How the survey decides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SurveySettings {
+    /// The probes may add at most this fraction of the untraced run time (1.0: the traced run at most
+    /// doubles).
+    pub budget: f64,
+    /// Calls before a function can be judged.
+    pub min_calls: u64,
+    /// A function is too hot when its mean time is under this many times its probe's cost.
+    pub size_factor: f64,
+}
+
+impl Default for SurveySettings {
+    fn default() -> Self {
+        SurveySettings {
+            budget: 1.0,
+            min_calls: 200,
+            size_factor: 4.0,
+        }
+    }
+}
+
+/// What the survey found.
+#[derive(Debug, Clone)]
+pub struct SurveyResult {
+    /// The functions left to their callers, with their figures.
+    pub too_hot: Vec<HotFunction>,
+    /// The untraced run's wall time.
+    pub untraced: Duration,
+    /// The surveyed run's wall time (perfgate's fixed costs apart).
+    pub surveyed: Duration,
+    /// The whole survey, both runs and perfgate's own work.
+    pub total: Duration,
+    /// Times probes were re-attached without newly found hot functions.
+    pub relinks: usize,
+    /// Estimated probe cost of the kept set over a run, ns.
+    pub kept_cost_ns: f64,
+}
+
+/// Surveys the target; `opts.trace.probe_cost` must hold a calibration (the costs decide).
+pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<SurveyResult> {
+    let Some(costs) = opts.trace.probe_cost else {
+        bail!("the survey needs the probe cost calibrated (calibration failed or was turned off)");
+    };
+    let started = Instant::now();
+    let untraced = super::untraced_once(target, opts)?;
+    let plan = &target.plan;
+    let cost = |f: FuncId| plan_cost(target, &costs, f);
+    let mut hot: BTreeSet<FuncId> = BTreeSet::new();
+    let mut relinks = 0usize;
+    let mut last_totals: Vec<bpf::SurveyTotal> = Vec::new();
+    let mut tick = |program: &mut Program<'_>| -> Result<()> {
+        let totals = program.survey_totals(plan.functions.len());
+        let mut found = Vec::new();
+        for (id, t) in totals.iter().enumerate() {
+            let id = id as FuncId;
+            if t.calls >= s.min_calls && !hot.contains(&id) && too_hot(t, cost(id), s) {
+                found.push(id);
+            }
+        }
+        if !found.is_empty() {
+            hot.extend(found);
+            relink(program, target, &hot)?;
+            relinks += 1;
+        }
+        last_totals = totals;
+        Ok(())
+    };
+    let traced = super::trace::run_hooked(target, opts, &mut |_| Ok(()), Some(&mut tick))?;
+    if !traced.finished.exit.success() {
+        bail!(
+            "the benchmark failed in the survey run ({}): a survey needs a run that succeeds",
+            traced.finished.exit
+        );
+    }
+    // The totals at the end: the tick's last view plus what completed since, from the statistics.
+    let mut calls = vec![0u64; plan.functions.len()];
+    let mut incl = vec![0f64; plan.functions.len()];
+    for st in &traced.measured.stats {
+        if let Some(c) = calls.get_mut(st.func as usize) {
+            *c += st.calls;
+            incl[st.func as usize] += st.inclusive.sum_ns as f64 - st.overhead_ns as f64;
+        }
+    }
+    for (i, t) in last_totals.iter().enumerate() {
+        calls[i] = calls[i].max(t.calls);
+    }
+    let budget_ns = s.budget * untraced.as_nanos() as f64;
+    let mut kept: Vec<(FuncId, f64)> = (0..plan.functions.len() as FuncId)
+        .filter(|id| !hot.contains(id))
+        .map(|id| (id, calls[id as usize] as f64 * cost(id)))
+        .collect();
+    kept.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+    let mut kept_cost: f64 = kept.iter().map(|(_, c)| c).sum();
+    // Over budget: the costliest go too (never one called fewer than min_calls times: it costs little).
+    for &(id, c) in &kept {
+        if kept_cost <= budget_ns || calls[id as usize] < s.min_calls {
+            break;
+        }
+        hot.insert(id);
+        kept_cost -= c;
+    }
+    let too_hot = hot
+        .iter()
+        .filter_map(|&id| {
+            let f = plan.functions.get(id as usize)?;
+            let n = calls[id as usize].max(1);
+            let t = last_totals.get(id as usize).copied().unwrap_or_default();
+            let mean = if t.calls > 0 {
+                (t.inclusive_ns as f64 - t.overhead_ns as f64) / t.calls as f64
+            } else {
+                incl[id as usize] / n as f64
+            };
+            Some(HotFunction {
+                module: f.module.clone(),
+                symbol: f.raw_name.clone(),
+                name: f.name.clone(),
+                calls: calls[id as usize],
+                mean_ns: (mean - costs.inside(f.probe)).max(0.0),
+                probe_cost_ns: cost(id),
+            })
+        })
+        .collect();
+    Ok(SurveyResult {
+        too_hot,
+        untraced,
+        surveyed: traced.finished.wall,
+        total: started.elapsed(),
+        relinks,
+        kept_cost_ns: kept_cost.max(0.0),
+    })
+}
+
+/// What one traced call of function `f` costs, ns.
+fn plan_cost(target: &Target, costs: &ProbeCosts, f: FuncId) -> f64 {
+    costs.of(target.plan.probe_kind(f))
+}
+
+/// Whether a function's totals say it is too hot for its size.
+fn too_hot(t: &bpf::SurveyTotal, probe_cost: f64, s: &SurveySettings) -> bool {
+    if t.calls == 0 || probe_cost <= 0.0 {
+        return false;
+    }
+    let mean = (t.inclusive_ns as f64 - t.overhead_ns as f64) / t.calls as f64;
+    mean < s.size_factor * probe_cost
+}
+
+/// Re-attaches every file that has a hot function with the others only.
+fn relink(program: &mut Program<'_>, target: &Target, hot: &BTreeSet<FuncId>) -> Result<()> {
+    let plan = &target.plan;
+    for file in &plan.files {
+        if !file.probes.iter().any(|p| hot.contains(&p.func)) {
+            continue;
+        }
+        let probes: Vec<bpf::Probe> = file
+            .probes
+            .iter()
+            .filter(|p| !hot.contains(&p.func))
+            .map(|p| bpf::Probe {
+                offset: p.offset,
+                func: p.func,
+                kind: plan.probe_kind(p.func),
+            })
+            .collect();
+        program.replace_functions(&file.path, &probes)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_shorter_than_a_few_probes_is_too_hot() {
+        let s = SurveySettings::default();
+        let tiny = bpf::SurveyTotal {
+            calls: 1000,
+            inclusive_ns: 1000 * 12_000,
+            overhead_ns: 1000 * 9_000,
+        };
+        // 3 µs of its own per call against a 10 µs probe: too hot.
+        assert!(too_hot(&tiny, 10_000.0, &s));
+        // The same function with a 0.5 µs probe: 6× the probe, kept.
+        assert!(!too_hot(&tiny, 500.0, &s));
+        let never = bpf::SurveyTotal::default();
+        assert!(!too_hot(&never, 10_000.0, &s));
+    }
+}
