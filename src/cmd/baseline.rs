@@ -48,6 +48,14 @@ fn record(a: &BaselineArgs, job: &Job) -> Result<()> {
     let mut opts = run_options(&a.run, false, 0)?;
     opts.stdout = crate::run::Stdout::Stderr;
     let target = Target::new(&job.command, &job.selection)?;
+    // The first recording of a project may name a directory that does not exist yet (`baselines/`).
+    // TODO(lead): under sudo this directory should belong to the invoking user too (files.rs).
+    if let Some(dir) = job.baseline.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", shown(dir)))?;
+        }
+    }
     // Fail on an unwritable output before spending minutes on runs.
     crate::files::check_writable(&job.baseline)?;
     status(&format!(

@@ -142,10 +142,11 @@ fn script(perfgate: &str, config: &Path, benchmarks: &[String], sudo: bool) -> S
 {MARKER}
 # Written by `perfgate hook install`; `perfgate hook uninstall` removes it. Before every push, a quick
 # perfgate check of the benchmarks in perfgate.toml (perfgate runs their build commands first, as you).
-# A regression refuses the push; `git push --no-verify` skips the check once.
+# A regression refuses the push; `git push --no-verify` skips the check once. All output goes to
+# stderr, which git shows.
 perfgate={perfgate}
 [ -x "$perfgate" ] || perfgate=perfgate
-{prefix}"$perfgate" {args} </dev/null
+{prefix}"$perfgate" {args} </dev/null >&2
 code=$?
 case $code in
   0) exit 0 ;;
@@ -194,7 +195,7 @@ mod tests {
         );
         assert!(s.starts_with("#!/bin/sh\n# perfgate-hook: pre-push v1\n"));
         assert!(s.contains("perfgate='/opt/my tools/perfgate'"));
-        assert!(s.contains(r#""$perfgate" check --config perfgate.toml --all --quick --brief --benchmark a --benchmark b-2 </dev/null"#), "{s}");
+        assert!(s.contains(r#""$perfgate" check --config perfgate.toml --all --quick --brief --benchmark a --benchmark b-2 </dev/null >&2"#), "{s}");
         assert!(script("p", Path::new("perfgate.toml"), &[], true)
             .contains("sudo -n \"$perfgate\" check"));
     }

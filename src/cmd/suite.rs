@@ -86,7 +86,7 @@ pub(super) fn project_jobs(p: &ProjectArgs) -> Result<Jobs> {
             let mut command: Vec<OsString> = b.command.iter().map(OsString::from).collect();
             if let Some(prog) = command.first_mut() {
                 let p = Path::new(prog.as_os_str());
-                if p.components().count() > 1 && p.is_relative() {
+                if p.components().count() > 1 && p.is_relative() && config.dir != Path::new(".") {
                     *prog = config.dir.join(p).into_os_string();
                 }
             }
