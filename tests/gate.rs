@@ -226,6 +226,9 @@ fn a_baseline_from_another_machine_is_flagged() {
         stdout.starts_with("WARNING: the baseline was measured on another machine"),
         "{stdout}"
     );
+    // It does not tell the user to use --relative when --relative is on.
+    assert!(!stdout.contains("use --relative"), "{stdout}");
+    assert!(stdout.contains("--relative is on"), "{stdout}");
     assert!(std::fs::read_to_string(&md)
         .unwrap()
         .contains("Baseline from another machine"));

@@ -201,7 +201,17 @@ pub fn compare(
         base_runs: base.runs,
         head_runs: head.len(),
         settings: settings.clone(),
-        machine_mismatch: machine_mismatch(&base.machine, head_machine),
+        // The hint to use --relative is noise when it is on.
+        machine_mismatch: machine_mismatch(&base.machine, head_machine).map(|m| {
+            if settings.relative {
+                m.replace(
+                    ": use --relative to factor out a uniformly faster or slower machine",
+                    " (--relative is on: head figures are divided by the machine's speed factor)",
+                )
+            } else {
+                m
+            }
+        }),
         speed_factor: factor,
         functions: rows,
         warnings,
