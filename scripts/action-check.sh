@@ -75,7 +75,7 @@ fi
 
 # perfgate writes the reports even when it cannot check (exit 2); if it could not even start, say why in
 # reports of our own, so every output points at a real file.
-error=$(grep -h '^perfgate: error:' "$dir/stderr.log" 2>/dev/null | tail -n 1 | sed 's/^perfgate: error: //')
+error=$(grep -hE '^(perfgate: )?error:' "$dir/stderr.log" 2>/dev/null | tail -n 1 | sed -E 's/^(perfgate: )?error: //')
 if [ "$code" -ge 2 ] && [ -z "$error" ]; then
   error="perfgate exited with code $code (see the step log)"
 fi

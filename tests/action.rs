@@ -179,7 +179,7 @@ fn baseline_in(dir: &Path) -> PathBuf {
         .arg("baseline")
         .arg("-o")
         .arg(&path)
-        .args(["--runs", "6", "--"])
+        .args(["--runs", "10", "--relative", "--"])
         .arg(fixture("gatebench"))
         .output()
         .unwrap();
@@ -235,8 +235,8 @@ fn two_checks_in_one_job_keep_their_reports_apart_and_one_pr_comment_is_updated_
         let mut c = script("action-check.sh");
         github_env(&mut c, d, &api.url, Some(7));
         c.env("BASELINE", &base)
-            .env("MAX_RUNS", "5")
-            .env("EXTRA", "--runs 5")
+            .env("MAX_RUNS", "10")
+            .env("EXTRA", "--runs 6")
             .env("COMMENT", "true")
             .env("HEAD_SHA", "def5678aa");
         if let Some(s) = slow {
@@ -373,7 +373,7 @@ fn merge_mode_joins_shard_reports() {
     let mut toml = String::new();
     for n in ["a", "b"] {
         toml.push_str(&format!(
-            "[[benchmark]]\nname = \"{n}\"\ncommand = [\"./gatebench\"]\nbaseline = \"{n}.toml\"\nruns = 6\n"
+            "[[benchmark]]\nname = \"{n}\"\ncommand = [\"./gatebench\"]\nbaseline = \"{n}.toml\"\nruns = 10\n[benchmark.gate]\nrelative = true\n"
         ));
     }
     std::fs::write(d.join("perfgate.toml"), toml).unwrap();
@@ -392,7 +392,7 @@ fn merge_mode_joins_shard_reports() {
         c.current_dir(d)
             .env("CONFIG", d.join("perfgate.toml"))
             .env("SHARD", shard)
-            .env("EXTRA", "--runs 5 --max-runs 5");
+            .env("EXTRA", "--runs 6 --max-runs 10");
         let out = c.output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         let o = outputs(d);
