@@ -6,7 +6,7 @@
 # code in the step outputs. Inputs arrive in environment variables, never interpolated into code.
 #
 # Environment: PERFGATE (binary), BASELINE or CONFIG (+ BENCHMARKS, SHARD), COMMAND, THRESHOLD, MAX_RUNS,
-# FAIL_ON, EXTRA, HEAD_SHA; GitHub's RUNNER_TEMP, GITHUB_OUTPUT, GITHUB_SERVER_URL, GITHUB_REPOSITORY,
+# FAIL_ON, EXTRA, ARTIFACTS, HEAD_SHA; GitHub's RUNNER_TEMP, GITHUB_OUTPUT, GITHUB_SERVER_URL, GITHUB_REPOSITORY,
 # GITHUB_RUN_ID.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -107,6 +107,14 @@ json.dump({"perfgate_suite": 1, "context": {"quick": False}, "benchmarks": [
     {"name": name, "baseline": "", "reproduce": "", "update": "", "error": error}]}, open(js, "w"), indent=2)
 PY
 fi
+
+# Files the workflow made (a flame-graph diff) travel in the same artifact, which the markdown links.
+set -f
+# shellcheck disable=SC2086 # a space-separated list of paths
+for f in ${ARTIFACTS:-}; do
+  if [ -f "$f" ]; then cp -- "$f" "$dir/"; else echo "perfgate: warning: artifact $f not found" >&2; fi
+done
+set +f
 
 {
   echo "name=$name"

@@ -230,11 +230,13 @@ fn two_checks_in_one_job_keep_their_reports_apart_and_one_pr_comment_is_updated_
     let dir = scratch();
     let d = dir.path();
     let base = baseline_in(d);
+    std::fs::write(d.join("diff.svg"), "<svg/>").unwrap();
     let api = FakeGitHub::start(None);
     let run = |slow: Option<&str>| {
         let mut c = script("action-check.sh");
         github_env(&mut c, d, &api.url, Some(7));
         c.env("BASELINE", &base)
+            .env("ARTIFACTS", d.join("diff.svg"))
             .env("MAX_RUNS", "10")
             .env("EXTRA", "--runs 6")
             .env("COMMENT", "true")
@@ -244,7 +246,7 @@ fn two_checks_in_one_job_keep_their_reports_apart_and_one_pr_comment_is_updated_
         }
         c.output().unwrap()
     };
-    let first = run(Some("hash_block:25"));
+    let first = run(Some("hash_block:200"));
     assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
     let out1 = outputs(d);
     std::fs::remove_file(d.join("outputs.txt")).unwrap();
@@ -352,8 +354,10 @@ fn an_error_gives_a_summary_that_says_so_and_outputs_that_point_at_real_files() 
             assert!(Path::new(&o[k]).is_file(), "{k}: {}", o[k]);
         }
         let summary = std::fs::read_to_string(d.join("summary.md")).unwrap();
+        // Named after the baseline; the second call of the job gets `missing-2`.
+        assert!(summary.starts_with("⚠️ **missing"), "{summary}");
         assert!(
-            summary.starts_with("⚠️ **missing**: perfgate could not check it: "),
+            summary.contains("perfgate could not check it: "),
             "{summary}"
         );
         assert!(summary.len() > 60, "{summary}");
