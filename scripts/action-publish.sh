@@ -15,8 +15,9 @@ json="$DIR/$NAME.json"
 
 # The artifact link exists only now: render the markdown again from the JSON, which has everything.
 if [ -n "${ARTIFACT_URL:-}" ] && [ -s "$json" ] && [ -x "${PERFGATE:-}" ]; then
-  "$PERFGATE" merge "$json" --markdown "$md.new" --artifact-url "$ARTIFACT_URL" >/dev/null 2>&1 &&
-    mv "$md.new" "$md"
+  # merge exits 1 on a regression too: the new file is what counts.
+  "$PERFGATE" merge "$json" --markdown "$md.new" --artifact-url "$ARTIFACT_URL" >/dev/null 2>&1
+  [ -s "$md.new" ] && mv "$md.new" "$md"
   rm -f "$md.new"
 fi
 

@@ -27,8 +27,16 @@ pub(super) fn run(a: MergeArgs) -> Result<Exit> {
     let mut shards = Vec::new();
     let mut benchmarks: Vec<BenchmarkReport> = Vec::new();
     let mut from: Vec<String> = Vec::new();
+    // One report of one benchmark stays one (the Action re-renders it with its links).
+    let mut single = a.inputs.len() == 1;
     for input in &a.inputs {
-        let (ctx, parts, mut reports) = read(input)?;
+        let Input {
+            context: ctx,
+            shards: parts,
+            benchmarks: mut reports,
+            suite,
+        } = read(input)?;
+        single &= !suite;
         if context.is_none() {
             context = ctx;
         }
@@ -61,7 +69,10 @@ pub(super) fn run(a: MergeArgs) -> Result<Exit> {
     shards.dedup();
     let mut s = suite_of(ctx, None, benchmarks);
     s.shards = shards;
-    outputs.write_suite(&s, a.full_names)?;
+    match (single, s.benchmarks.first()) {
+        (true, Some(b)) => outputs.write_single(b, &s.context, a.full_names)?,
+        _ => outputs.write_suite(&s, a.full_names)?,
+    }
     if a.brief || outputs.markdown.is_none() {
         let text: String = s
             .benchmarks
@@ -82,8 +93,17 @@ pub(super) fn run(a: MergeArgs) -> Result<Exit> {
     })
 }
 
+/// What one input holds.
+struct Input {
+    context: Option<Context>,
+    shards: Vec<String>,
+    benchmarks: Vec<BenchmarkReport>,
+    /// A suite document, rather than one benchmark's report.
+    suite: bool,
+}
+
 /// One input: a suite (`check --all --json`) or one benchmark (`check --baseline --json`).
-fn read(path: &Path) -> Result<(Option<Context>, Vec<String>, Vec<BenchmarkReport>)> {
+fn read(path: &Path) -> Result<Input> {
     let bytes = crate::files::read_regular(path, MAX_REPORT_BYTES, "report")?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", shown(path)))?;
@@ -97,7 +117,12 @@ fn read(path: &Path) -> Result<(Option<Context>, Vec<String>, Vec<BenchmarkRepor
         }
         let s: Suite = serde_json::from_value(value)
             .with_context(|| format!("{}: not a perfgate report", shown(path)))?;
-        return Ok((Some(s.context), s.shards, s.benchmarks));
+        return Ok(Input {
+            context: Some(s.context),
+            shards: s.shards,
+            benchmarks: s.benchmarks,
+            suite: true,
+        });
     }
     let mut r: BenchmarkReport = serde_json::from_value(value).with_context(|| {
         format!(
@@ -111,6 +136,10 @@ fn read(path: &Path) -> Result<(Option<Context>, Vec<String>, Vec<BenchmarkRepor
             shown(path)
         );
     }
-    let ctx = r.context.take();
-    Ok((ctx, Vec::new(), vec![r]))
+    Ok(Input {
+        context: r.context.take(),
+        shards: Vec::new(),
+        benchmarks: vec![r],
+        suite: false,
+    })
 }
