@@ -21,8 +21,9 @@ use crate::session::{RunOptions, TraceOptions};
 mod baseline;
 mod bench;
 mod check;
-mod generated;
+mod completions;
 mod hook;
+mod man;
 mod merge;
 mod record;
 mod replay;
@@ -56,8 +57,8 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Check(a) => check::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Hook(a) => hook::run(a),
-        Command::Completions(a) => generated::completions(a),
-        Command::Man(a) => generated::man(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
         Command::Bench(a) => bench::run(&a),
     }
 }

@@ -242,6 +242,8 @@ fn simplify_components(name: &str, keep_templates: bool) -> String {
 /// hostile symbol cannot exhaust the stack.
 const MAX_NESTING: usize = 8;
 
+/// One piece: a single left-to-right scan whose cases (operators, brackets, `::`) share the position and
+/// the "at a component's start" state.
 fn simplify_nested(name: &str, keep_templates: bool, nesting: usize) -> String {
     if nesting > MAX_NESTING {
         return name.to_string();

@@ -8,7 +8,7 @@ use super::cells::{self, change_with_ci, figure, p_value};
 use super::escape::terminal;
 use super::json::BenchmarkReport;
 use super::units::{self, count, plural};
-use crate::gate::model::{Comparison, Verdict};
+use crate::gate::model::{Comparison, FunctionComparison, Verdict};
 use crate::profile::names::ShortNames;
 
 /// How the table is drawn; the command layer knows the terminal and fills this in.
@@ -36,7 +36,102 @@ fn verdict_color(v: Verdict) -> Option<Color> {
     }
 }
 
-/// The table and the lines under it.
+/// Layouts for narrow terminals, each dropping one more column (never cutting a number).
+const DROPPED: [&[&str]; 5] = [
+    &[],
+    &["SHARE"],
+    &["SHARE", "P (adj)"],
+    &["SHARE", "P (adj)", "CALLS"],
+    &["SHARE", "P (adj)", "CALLS", "CI"],
+];
+
+/// The table itself in one layout, names cut to `name_width`. One piece: the header and the cells of a
+/// row are filtered by the same layout, side by side, so they cannot disagree.
+fn draw(
+    c: &Comparison,
+    shown: &[&FunctionComparison],
+    names: &ShortNames,
+    layout: usize,
+    name_width: Option<usize>,
+    color: bool,
+) -> String {
+    let dropped = DROPPED[layout.min(DROPPED.len() - 1)];
+    let keep = |h: &str| !dropped.contains(&h);
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY);
+    if color {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
+    let conf = if keep("CI") {
+        format!("CHANGE ({:.0}% CI)", c.settings.confidence * 100.0)
+    } else {
+        "CHANGE".to_string()
+    };
+    let header: Vec<&str> = [
+        "VERDICT",
+        "FUNCTION (module)",
+        "BASE",
+        "HEAD",
+        conf.as_str(),
+        "P (adj)",
+        "SHARE",
+        "CALLS",
+    ]
+    .into_iter()
+    .filter(|h| keep(h))
+    .collect();
+    let columns = header.len();
+    t.set_header(header);
+    for f in shown {
+        let calls = match (f.base_calls, f.head_calls) {
+            (Some(b), Some(h)) if b != h => format!("{} → {}", count(b), count(h)),
+            (_, Some(h)) => count(h),
+            (Some(b), None) => count(b),
+            _ => "-".into(),
+        };
+        let mut verdict = Cell::new(f.verdict.label().to_uppercase());
+        if let Some(col) = verdict_color(f.verdict).filter(|_| color) {
+            verdict = verdict.fg(col);
+        }
+        let change = if keep("CI") {
+            change_with_ci(f)
+        } else {
+            f.ratio.map_or_else(|| "-".into(), units::change)
+        };
+        let mut row = vec![
+            verdict,
+            Cell::new(cells::name_and_module(
+                &terminal(names.get(&f.name)),
+                &terminal(&f.module),
+                name_width,
+            )),
+            Cell::new(figure(f.base)),
+            Cell::new(figure(f.head)),
+            Cell::new(change),
+        ];
+        if keep("P (adj)") {
+            row.push(Cell::new(p_value(f.q_value)));
+        }
+        if keep("SHARE") {
+            row.push(Cell::new(cells::percent(f.share)));
+        }
+        if keep("CALLS") {
+            row.push(Cell::new(calls));
+        }
+        t.add_row(row);
+    }
+    for i in 2..columns {
+        if let Some(col) = t.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t.to_string()
+}
+
+/// The table and the lines under it. One piece: the lines under the table (hidden functions, settings,
+/// verdict) read the same filtered rows and style as the table they describe.
 pub fn table(c: &Comparison, style: &TableStyle) -> String {
     let mut out = String::new();
     if let Some(m) = &c.machine_mismatch {
@@ -66,88 +161,8 @@ pub fn table(c: &Comparison, style: &TableStyle) -> String {
         })
         .max()
         .unwrap_or(0);
-    // Layouts for narrow terminals, each dropping one more column (never cutting a number).
-    const DROPPED: [&[&str]; 5] = [
-        &[],
-        &["SHARE"],
-        &["SHARE", "P (adj)"],
-        &["SHARE", "P (adj)", "CALLS"],
-        &["SHARE", "P (adj)", "CALLS", "CI"],
-    ];
     let render = |layout: usize, name_width: Option<usize>, color: bool| {
-        let dropped = DROPPED[layout.min(DROPPED.len() - 1)];
-        let keep = |h: &str| !dropped.contains(&h);
-        let mut t = Table::new();
-        t.load_style(UTF8_BORDERS_ONLY);
-        if color {
-            t.enforce_styling();
-        } else {
-            t.force_no_tty();
-        }
-        let conf = if keep("CI") {
-            format!("CHANGE ({:.0}% CI)", c.settings.confidence * 100.0)
-        } else {
-            "CHANGE".to_string()
-        };
-        let header: Vec<&str> = [
-            "VERDICT",
-            "FUNCTION (module)",
-            "BASE",
-            "HEAD",
-            conf.as_str(),
-            "P (adj)",
-            "SHARE",
-            "CALLS",
-        ]
-        .into_iter()
-        .filter(|h| keep(h))
-        .collect();
-        let columns = header.len();
-        t.set_header(header);
-        for f in &shown {
-            let calls = match (f.base_calls, f.head_calls) {
-                (Some(b), Some(h)) if b != h => format!("{} → {}", count(b), count(h)),
-                (_, Some(h)) => count(h),
-                (Some(b), None) => count(b),
-                _ => "-".into(),
-            };
-            let mut verdict = Cell::new(f.verdict.label().to_uppercase());
-            if let Some(col) = verdict_color(f.verdict).filter(|_| color) {
-                verdict = verdict.fg(col);
-            }
-            let change = if keep("CI") {
-                change_with_ci(f)
-            } else {
-                f.ratio.map_or_else(|| "-".into(), units::change)
-            };
-            let mut row = vec![
-                verdict,
-                Cell::new(cells::name_and_module(
-                    &terminal(names.get(&f.name)),
-                    &terminal(&f.module),
-                    name_width,
-                )),
-                Cell::new(figure(f.base)),
-                Cell::new(figure(f.head)),
-                Cell::new(change),
-            ];
-            if keep("P (adj)") {
-                row.push(Cell::new(p_value(f.q_value)));
-            }
-            if keep("SHARE") {
-                row.push(Cell::new(cells::percent(f.share)));
-            }
-            if keep("CALLS") {
-                row.push(Cell::new(calls));
-            }
-            t.add_row(row);
-        }
-        for i in 2..columns {
-            if let Some(col) = t.column_mut(i) {
-                col.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-        t.to_string()
+        draw(c, &shown, &names, layout, name_width, color)
     };
     // Measured without colour codes, drawn with them.
     let (layout, name_width) = cells::fit(

@@ -1,22 +1,14 @@
-//! `perfgate completions SHELL` and `perfgate man`: generated from the clap definitions in `cli/`, so they
-//! never disagree with `--help`.
+//! `perfgate man`: the man page generated from the clap definitions in `cli/` (one page, or one per
+//! subcommand with `--dir`), so it never disagrees with `--help`.
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use clap::CommandFactory;
 
 use super::{shown, status, Exit};
-use crate::cli::{Cli, CompletionsArgs, ManArgs};
+use crate::cli::{Cli, ManArgs};
 
-pub(super) fn completions(a: CompletionsArgs) -> Result<Exit> {
-    let mut cmd = Cli::command();
-    let mut out = Vec::new();
-    clap_complete::generate(a.shell, &mut cmd, "perfgate", &mut out);
-    super::write_report(Path::new("-"), &out)?;
-    Ok(Exit::Ok)
-}
-
-pub(super) fn man(a: ManArgs) -> Result<Exit> {
+pub(super) fn run(a: ManArgs) -> Result<Exit> {
     let cmd = Cli::command();
     let Some(dir) = a.dir else {
         let mut out = Vec::new();
