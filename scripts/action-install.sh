@@ -8,7 +8,9 @@
 #                               INSTALL=release downloads the release binary for this architecture and
 #                               refuses it unless its sha256 is the one pinned in scripts/release.sha256;
 #                               INSTALL=build (the default) builds once with cargo and keeps the binary
-#                               for actions/cache. Prints perfgate=PATH to $GITHUB_OUTPUT.
+#                               for actions/cache. Then gives the binary CAP_BPF+CAP_PERFMON(+CAP_SYS_RESOURCE)
+#                               with setcap when not root, so perfgate runs as the runner user.
+#                               Prints perfgate=PATH to $GITHUB_OUTPUT.
 #
 # Environment: INSTALL (build|release), PERFGATE_DIR (from `key`), ACTION_REPOSITORY (owner/name of the
 # Action, for release URLs), PERFGATE_RELEASE_BASE_URL and PERFGATE_RELEASE_SHA256 (tests point them at a
@@ -66,6 +68,13 @@ install)
       exit 2
       ;;
     esac
+  fi
+  # Tracing privileges on the binary itself (file capabilities; a cache restore does not keep them): perfgate
+  # then runs as the runner user, so every file it writes is the runner's and no step needs sudo.
+  if [ "$(id -u)" -ne 0 ] && command -v setcap >/dev/null && sudo -n true 2>/dev/null; then
+    sudo -n setcap cap_bpf,cap_perfmon,cap_sys_resource+ep "$dir/perfgate" 2>/dev/null ||
+      sudo -n setcap cap_bpf,cap_perfmon+ep "$dir/perfgate" ||
+      echo "perfgate: warning: setcap failed; perfgate will run with sudo" >&2
   fi
   echo "perfgate=$dir/perfgate" >>"$out"
   ;;

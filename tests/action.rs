@@ -702,3 +702,76 @@ fn the_readme_gitlab_snippet_is_valid_yaml_and_names_the_junit_perfgate_writes()
         );
     }
 }
+
+/// The Action's way on a hosted runner: the install step gives the binary CAP_BPF+CAP_PERFMON, the check
+/// step runs it as the runner user without sudo, and every report is the runner's. Run here as a plain
+/// user id with a copy of perfgate that has those capabilities (CAP_SYS_RESOURCE is not in this machine's
+/// bounding set; kernels since 5.11 do not need it).
+#[test]
+fn as_the_runner_user_with_capabilities_every_report_is_the_runners() {
+    const RUNNER: u32 = 64_124;
+    let dir = scratch();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pg = d.join("perfgate");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("perfgate"), &pg).unwrap();
+    let st = Command::new("setcap")
+        .arg("cap_bpf,cap_perfmon+ep")
+        .arg(&pg)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let home = d.join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::copy(fixture("gatebench"), home.join("gatebench")).unwrap();
+    let base = baseline_in(&home);
+    let st = Command::new("chown")
+        .args(["-R", &format!("{RUNNER}:{RUNNER}")])
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let api = FakeGitHub::start(None);
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={RUNNER}"))
+        .arg(format!("--regid={RUNNER}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg("bash")
+        .arg(root().join("scripts/action-check.sh"))
+        .current_dir(&home);
+    github_env(&mut c, &home, &api.url, None);
+    let st = Command::new("chown")
+        .args(["-R", &format!("{RUNNER}:{RUNNER}")])
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    c.env("PERFGATE", &pg)
+        .env("HOME", &home)
+        .env("BASELINE", &base)
+        .env("COMMAND", home.join("gatebench"))
+        .env("EXTRA", "--runs 3 --max-runs 3");
+    let out = c.output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stderr).contains("sudo"), "{}", text(&out.stderr));
+    let o = outputs(&home);
+    let reports = Path::new(&o["dir"]);
+    let mut n = 0;
+    for e in std::fs::read_dir(reports).unwrap() {
+        use std::os::unix::fs::MetadataExt;
+        let e = e.unwrap();
+        assert_eq!(
+            e.metadata().unwrap().uid(),
+            RUNNER,
+            "{}",
+            e.path().display()
+        );
+        n += 1;
+    }
+    assert!(n >= 3, "{n} files in {}", reports.display());
+}
