@@ -87,7 +87,8 @@ fn run_project(
         update(job, &head)?;
     }
     let outcome = s.outcome();
-    if jobs.jobs.len() > 1 || a.brief {
+    // A brief line already names the command that shows the details.
+    if jobs.jobs.len() > 1 && !a.brief {
         summary_lines(&s);
     }
     if a.update && outcome != Outcome::Error {
