@@ -116,7 +116,9 @@ fn a_benchmark_that_cannot_be_checked_is_an_error_in_every_report_and_exit_2() {
         md.contains("### ⚠️ **gb2**: perfgate could not check it:"),
         "{md}"
     );
-    assert!(md.contains("### ✅ **gb1**"), "{md}");
+    // gb1 was checked (its verdict is the gate's business: an A/A check on a loaded machine can be a
+    // false alarm); the exit code is 2 either way, since an unchecked benchmark may hide a regression.
+    assert!(md.contains(" **gb1**: "), "{md}");
     let xml = std::fs::read_to_string(d.join("j.xml")).unwrap();
     assert!(
         xml.contains(r#"errors="1""#) && xml.contains("<error "),
