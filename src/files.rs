@@ -80,6 +80,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Creates a directory and its missing parents; under sudo each directory created belongs to the
+/// invoking user, like the files perfgate writes.
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_all(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+    if let Some((uid, gid)) = file_owner() {
+        use std::os::fd::AsFd;
+        let d = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+        crate::sys::fchown(d.as_fd(), uid, gid)
+            .with_context(|| format!("cannot give {} to user {uid}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Fails early, before minutes of runs, when `path` cannot be written (a probe file beside it).
 pub fn check_writable(path: &Path) -> Result<()> {
     let (_, tmp) = create_beside(path)?;

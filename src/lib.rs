@@ -3,12 +3,14 @@
 //!
 //! The data flows one way (docs/ARCHITECTURE.md): [`cli`] → [`cmd`] → [`session`] →
 //! {[`bpf`], [`run`], [`plan`]} → {[`elf`], [`profile`]}; [`gate`] and [`report`] read profiles and
-//! comparisons; [`files`] and [`sys`] serve every layer.
+//! comparisons; [`config`] reads `perfgate.toml` for the command layer; [`files`] and [`sys`] serve every
+//! layer.
 #![warn(missing_docs)]
 
 pub mod bpf;
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod elf;
 pub mod files;
 pub mod gate;

@@ -101,14 +101,15 @@ fn allowed(layer: &str) -> &'static [&'static str] {
     match layer {
         "main" => &["cli", "cmd", "run", "session"],
         "lib" => &[
-            "bpf", "cli", "cmd", "elf", "files", "gate", "plan", "profile", "report", "run",
-            "session", "sys",
+            "bpf", "cli", "cmd", "config", "elf", "files", "gate", "plan", "profile", "report",
+            "run", "session", "sys",
         ],
         "cli" => &[],
         "cmd" => &[
-            "bpf", "cli", "cmd", "elf", "files", "gate", "plan", "profile", "report", "run",
-            "session", "sys",
+            "bpf", "cli", "cmd", "config", "elf", "files", "gate", "plan", "profile", "report",
+            "run", "session", "sys",
         ],
+        "config" => &["config", "files", "gate"],
         "session" => &[
             "bpf", "elf", "files", "gate", "plan", "profile", "run", "session", "sys",
         ],

@@ -141,13 +141,19 @@ fn function_filters_include_and_exclude() {
         &["--function", "shapes::*", "--no-function", "*::~*"],
         &[fixture("cpp").to_str().unwrap()],
     );
+    // Globs match the short name too: `double shapes::accumulate<double>(…)` is `shapes::accumulate`.
+    let short = |n: &str| perfgate::profile::names::short_name(n);
     assert!(
         p.functions
             .iter()
-            .all(|f| f.name.starts_with("shapes::") && !f.name.contains("::~")),
+            .all(|f| short(&f.name).starts_with("shapes::") && !f.name.contains("::~")),
         "{:?}",
         names(&p)
     );
+    assert!(p
+        .functions
+        .iter()
+        .any(|f| f.name.starts_with("double shapes::accumulate<double>")));
     assert!(
         p.accounting
             .skipped

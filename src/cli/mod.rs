@@ -5,14 +5,20 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod project;
 pub use bench::{BenchArgs, BenchWhat};
+pub use project::{
+    CompletionsArgs, FailOnArg, HookArgs, HookCommand, LinkArgs, ManArgs, MergeArgs, ProjectArgs,
+};
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 pass, 1 a function regressed (check), 2 perfgate could not do the job (bad input, no
-permission, the benchmark failed).
+Exit codes: 0 pass, 1 a function regressed (check, merge), 2 perfgate could not do the job (bad input,
+no permission, the benchmark failed).
 
 Examples:
   perfgate record -- ./fixtures/bin/work
+  perfgate check --all                     # every benchmark of perfgate.toml
+  perfgate hook install                    # gate every push
   perfgate record --lib 'libleveldb*' --function 'leveldb::*' --no-function 'leveldb::Slice::*' -o run.data -- ./kv
   perfgate report -i run.data";
 
@@ -63,7 +69,9 @@ lies inside ±threshold; otherwise it is inconclusive (reported with its noise a
 check could have seen; --fail-on inconclusive makes that fail). Functions under --min-share of the traced \
 time are reported, not gated. The whole run's wall time is compared as measured, on its own line.\n\nExamples:\n  perfgate check --baseline baselines/work.toml\n  \
 perfgate check --baseline baselines/work.toml --junit perf.xml --markdown perf.md --json perf.json\n  \
-perfgate check --baseline baselines/work.toml --update"
+perfgate check --baseline baselines/work.toml --update\n  \
+perfgate check --all --shard 2/4 --json shard2.json\n  \
+perfgate check --all --quick"
     )]
     Check(CheckArgs),
     /// Interleaved A/B: run a base and a head command alternately on this machine and gate head against
@@ -74,6 +82,25 @@ pairs are added look by look as in `check`. No baseline file is involved, so a m
 for a regression.\n\nExample:\n  perfgate compare --base-cmd './bench-main --quick' --head-cmd './bench-pr --quick' --markdown ab.md"
     )]
     Compare(CompareArgs),
+    /// Join the JSON reports of CI shards (`check --all --shard K/N --json`) into one markdown, one JUnit,
+    /// one JSON and one exit code.
+    #[command(
+        after_help = "Exit code: 2 if a benchmark could not be checked, else 1 if one failed, else 0.\n\n\
+Example:\n  perfgate merge shard-*/perfgate.json --markdown perf.md --junit perf.xml --json perf.json"
+    )]
+    Merge(MergeArgs),
+    /// Install or remove the git pre-push hook that runs `perfgate check --all --quick`.
+    Hook(HookArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  perfgate completions bash > ~/.local/share/bash-completion/completions/perfgate"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the man page (or write one per subcommand with --dir).
+    #[command(
+        after_help = "Example:\n  perfgate man | man -l -\n  perfgate man --dir /usr/local/share/man/man1"
+    )]
+    Man(ManArgs),
     /// Measure perfgate itself: attach/detach time, per-call probe cost, trace throughput, the gate's false-alarm rate and power.
     Bench(BenchArgs),
 }
@@ -126,23 +153,10 @@ pub struct GateArgs {
     /// machine that is busier or slower as a whole; the whole run's time is still compared as measured.
     #[arg(long)]
     pub absolute: bool,
-    /// What fails the gate: a regression (default), or also an inconclusive function (one the runs could
-    /// not decide either way).
-    #[arg(long, value_enum, value_name = "WHAT")]
-    pub fail_on: Option<FailOn>,
     /// The decision rule: sequential (per-run normalisation, looks at 5, 10, 15, 20, 30 runs with
     /// O'Brien–Fleming confidence, equivalence for "unchanged") or legacy (the first rule, for comparison).
     #[arg(long, value_enum, value_name = "RULE", hide = true)]
     pub rule: Option<RuleArg>,
-}
-
-/// `--fail-on`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FailOn {
-    /// Only a confirmed regression fails.
-    Regression,
-    /// A regression, or a function left inconclusive.
-    Inconclusive,
 }
 
 /// `--rule`.
@@ -198,17 +212,26 @@ pub fn parse_budget_value(s: &str) -> Result<f64, String> {
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
     /// The baseline file to write (e.g. baselines/work.toml).
-    #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present_any = ["all", "benchmarks"],
+        conflicts_with_all = ["all", "benchmarks", "shard"]
+    )]
+    pub output: Option<PathBuf>,
     /// How much the probes may add to the benchmark's untraced time: a survey run first leaves to their
     /// callers the functions whose probe costs more than they do (their time stays in their callers' self
     /// time), then the costliest until the rest fits. `off` probes every selected function.
     #[arg(long, value_name = "FRACTION|off", default_value = "100%", value_parser = parse_budget)]
     pub overhead_budget: Budget,
     /// Runs of the benchmark. The gate's sequential rule is designed for 30 (fewer still work, with less
-    /// power and a note in every report).
-    #[arg(long, value_name = "N", default_value_t = 30)]
-    pub runs: usize,
+    /// power and a note in every report). [default: perfgate.toml's `runs`, else 30]
+    #[arg(long, value_name = "N")]
+    pub runs: Option<usize>,
+    /// The benchmarks of perfgate.toml to record (instead of -o and a command).
+    #[command(flatten)]
+    pub project: ProjectArgs,
     /// Gate settings to store in the baseline's [gate] table.
     #[command(flatten)]
     pub gate: GateArgs,
@@ -219,7 +242,12 @@ pub struct BaselineArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// The benchmark command, after `--`.
-    #[arg(last = true, value_name = "COMMAND")]
+    #[arg(
+        last = true,
+        value_name = "COMMAND",
+        required_unless_present_any = ["all", "benchmarks"],
+        conflicts_with_all = ["all", "benchmarks"]
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -227,8 +255,32 @@ pub struct BaselineArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The committed baseline.
-    #[arg(short, long, value_name = "FILE")]
-    pub baseline: PathBuf,
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present_any = ["all", "benchmarks"],
+        conflicts_with_all = ["all", "benchmarks", "shard"]
+    )]
+    pub baseline: Option<PathBuf>,
+    /// The benchmarks of perfgate.toml to check (instead of --baseline).
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// A quick verdict: few runs (the gate's early looks), for a pre-push hook; says so in every report.
+    #[arg(long)]
+    pub quick: bool,
+    /// One line per benchmark instead of the tables (the pre-push hook's output).
+    #[arg(long)]
+    pub brief: bool,
+    /// What fails the check besides a regression.
+    #[arg(long, value_enum, default_value_t = FailOnArg::Regression)]
+    pub fail_on: FailOnArg,
+    /// Full demangled names (with parameter lists and template arguments) in the table and markdown.
+    #[arg(long)]
+    pub full_names: bool,
+    /// Commits and links for the reports.
+    #[command(flatten)]
+    pub links: LinkArgs,
     /// Head runs of the first look. [default: 5]
     #[arg(long, value_name = "N")]
     pub runs: Option<usize>,
@@ -259,7 +311,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Run this command instead of the baseline's.
-    #[arg(last = true, value_name = "COMMAND")]
+    #[arg(last = true, value_name = "COMMAND", conflicts_with_all = ["all", "benchmarks"])]
     pub command: Vec<OsString>,
 }
 
@@ -278,6 +330,9 @@ pub struct CompareArgs {
     /// Pairs of the last look. [default: 30]
     #[arg(long, value_name = "N")]
     pub max_runs: Option<usize>,
+    /// What fails besides a regression.
+    #[arg(long, value_enum, default_value_t = FailOnArg::Regression)]
+    pub fail_on: FailOnArg,
     /// Gate settings.
     #[command(flatten)]
     pub gate: GateArgs,
@@ -305,7 +360,8 @@ pub struct SelectArgs {
     /// Repeatable.
     #[arg(long = "lib", value_name = "GLOB")]
     pub libs: Vec<String>,
-    /// Trace only functions whose (demangled or raw) name matches GLOB, e.g. 'leveldb::*'. Repeatable.
+    /// Trace only functions whose name matches GLOB: the short name the tables show (`leveldb::DB::Put`),
+    /// the full demangled name or the raw symbol, e.g. 'leveldb::*'. Repeatable.
     #[arg(long = "function", value_name = "GLOB")]
     pub functions: Vec<String>,
     /// Do not trace functions matching GLOB. Repeatable; applied after --function.
@@ -388,6 +444,9 @@ pub struct RecordArgs {
     /// Name skipped functions and those whose probe is slow.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Full demangled names (with parameter lists and template arguments) instead of short ones.
+    #[arg(long)]
+    pub full_names: bool,
     /// Which functions.
     #[command(flatten)]
     pub select: SelectArgs,
@@ -480,6 +539,9 @@ pub struct ReplayArgs {
     /// Hide functions matching GLOB; their callees move up a level. Repeatable.
     #[arg(long = "no-function", value_name = "GLOB")]
     pub no_functions: Vec<String>,
+    /// Full demangled names (with parameter lists and template arguments) instead of short ones.
+    #[arg(long)]
+    pub full_names: bool,
 }
 
 /// `perfgate report`.
@@ -513,4 +575,7 @@ pub struct ReportArgs {
     /// Folded stacks and flame graphs: one root per thread.
     #[arg(long)]
     pub threads: bool,
+    /// Summary: full demangled names (with parameter lists and template arguments) instead of short ones.
+    #[arg(long)]
+    pub full_names: bool,
 }

@@ -3,11 +3,14 @@ use std::ffi::OsString;
 
 use anyhow::{Context, Result};
 
+use super::suite::Outputs;
 use super::{overrides, run_options, selection, status, Exit, RunProgress};
-use crate::cli::CompareArgs;
+use crate::cli::{CompareArgs, FailOnArg};
 use crate::gate::baseline::validate_settings;
 use crate::gate::model::GateSettings;
+use crate::report::check_table;
 use crate::report::escape::terminal;
+use crate::report::json::{BenchmarkReport, FailOn};
 use crate::session::runs;
 use crate::session::Target;
 
@@ -20,6 +23,7 @@ pub(super) fn run(a: CompareArgs) -> Result<Exit> {
     if let Some(m) = a.max_runs {
         settings.max_runs = m;
     }
+    settings.fail_on_inconclusive = a.fail_on == FailOnArg::Inconclusive;
     validate_settings(&settings)?;
     settings.max_runs = settings.max_runs.max(settings.runs);
     for out in [&a.junit, &a.markdown, &a.json].into_iter().flatten() {
@@ -57,10 +61,41 @@ pub(super) fn run(a: CompareArgs) -> Result<Exit> {
         "compare",
         &mut RunProgress::new(settings.runs * 2),
     )?;
-    super::check::write_all_reports([&a.junit, &a.markdown, &a.json], &r.comparison)?;
-    Ok(if r.comparison.passed() {
-        Exit::Ok
+    let outputs = Outputs {
+        junit: a.junit.clone(),
+        markdown: a.markdown.clone(),
+        json: a.json.clone(),
+    };
+    let failed = !r.comparison.passed();
+    let report = BenchmarkReport {
+        name: "compare".into(),
+        baseline: String::new(),
+        base_commit: None,
+        reproduce: format!(
+            "perfgate compare --base-cmd {} --head-cmd {}",
+            shell_words::quote(&a.base_cmd),
+            shell_words::quote(&a.head_cmd)
+        ),
+        update: String::new(),
+        error: None,
+        context: None,
+        fail_on: if a.fail_on == FailOnArg::Inconclusive {
+            FailOn::Inconclusive
+        } else {
+            FailOn::Regression
+        },
+        comparison: Some(r.comparison),
+    };
+    let table = check_table::table(
+        report.comparison.as_ref().unwrap_or(&Default::default()),
+        &super::table_style(outputs.to_stdout()),
+    );
+    if outputs.to_stdout() {
+        eprint!("{table}");
     } else {
-        Exit::Regression
-    })
+        print!("{table}");
+    }
+    outputs.write_single(&report, &crate::report::json::Context::default(), false)?;
+    outputs.announce();
+    Ok(if failed { Exit::Regression } else { Exit::Ok })
 }

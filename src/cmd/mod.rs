@@ -9,9 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::bpf::ProbeMode;
-use crate::cli::{
-    Cli, Command, FailOn, GateArgs, MetricArg, ProbesArg, RuleArg, RunArgs, SelectArgs,
-};
+use crate::cli::{Cli, Command, GateArgs, MetricArg, ProbesArg, RuleArg, RunArgs, SelectArgs};
 use crate::gate::baseline::GateOverrides;
 use crate::gate::model::{Metric, Rule};
 use crate::plan::Selection;
@@ -24,9 +22,14 @@ mod baseline;
 mod bench;
 mod check;
 mod compare;
+mod completions;
+mod hook;
+mod man;
+mod merge;
 mod record;
 mod replay;
 mod report;
+mod suite;
 
 /// The process exit codes (also in `--help` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +57,10 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Baseline(a) => baseline::run(a),
         Command::Check(a) => check::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Merge(a) => merge::run(a),
+        Command::Hook(a) => hook::run(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
         Command::Bench(a) => bench::run(&a),
     }
 }
@@ -69,6 +76,39 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// An error as one line: the context chain joined, control characters escaped.
 pub fn one_line(e: &anyhow::Error) -> String {
     terminal(&format!("{e:#}").replace('\n', " "))
+}
+
+/// How a table for stdout (or stderr, when a report took stdout) is drawn: as wide as `$COLUMNS` or the
+/// terminal, coloured when that stream is a terminal and `NO_COLOR` is unset (<https://no-color.org>).
+pub fn table_style(on_stderr: bool) -> crate::report::check_table::TableStyle {
+    let tty = if on_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    crate::report::check_table::TableStyle {
+        width: terminal_width(on_stderr),
+        color: tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        ..Default::default()
+    }
+}
+
+/// Columns to fit a table in: `$COLUMNS` when set (so a pipe can ask for a width too), else the
+/// terminal's; `None` for a pipe or file without `$COLUMNS`.
+pub fn terminal_width(on_stderr: bool) -> Option<usize> {
+    if let Some(n) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n >= 20)
+    {
+        return Some(n);
+    }
+    let size = if on_stderr {
+        terminal_size::terminal_size_of(std::io::stderr())
+    } else {
+        terminal_size::terminal_size_of(std::io::stdout())
+    };
+    size.map(|(w, _)| usize::from(w.0))
 }
 
 /// A status line on stderr, so stdout carries the benchmark's output and the tables only.
@@ -173,7 +213,6 @@ pub fn overrides(g: &GateArgs) -> GateOverrides {
         gate_calls: g.gate_calls.then_some(true),
         relative: g.relative.then_some(true),
         normalise: g.absolute.then_some(false),
-        fail_on_inconclusive: g.fail_on.map(|f| f == FailOn::Inconclusive),
         rule: g.rule.map(|r| match r {
             RuleArg::Sequential => Rule::Sequential,
             RuleArg::Legacy => Rule::Legacy,

@@ -68,6 +68,8 @@ pub(super) fn run(a: RecordArgs) -> Result<Exit> {
                 limit: a.limit,
                 verbose: a.verbose,
                 compensated: a.compensated,
+                full_names: a.full_names,
+                width: super::terminal_width(false),
             },
         )
     );

@@ -16,6 +16,7 @@ pub(super) fn run(a: ReplayArgs) -> Result<Exit> {
         functions: NameGlobs::new(&a.functions)?,
         no_functions: NameGlobs::new(&a.no_functions)?,
         max_buffered_lines: None,
+        full_names: a.full_names,
     };
     let mut out = Output::open(None)?;
     replay(

@@ -22,6 +22,13 @@ pub(super) fn run(a: ReportArgs) -> Result<Exit> {
                 limit: a.limit,
                 verbose: a.verbose,
                 compensated: a.compensated,
+                full_names: a.full_names,
+                width: a
+                    .output
+                    .as_deref()
+                    .is_none_or(|p| p.as_os_str() == "-")
+                    .then(|| super::terminal_width(false))
+                    .flatten(),
             };
             out.writer()
                 .write_all(summary::table(&rec.profile, opts).as_bytes())?;

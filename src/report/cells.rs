@@ -117,9 +117,167 @@ pub fn normalisation(c: &Comparison) -> String {
     }
 }
 
+/// Columns a string takes on a terminal.
+pub fn width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+/// `s` cut to at most `max` columns by replacing its middle with `…`, so that both the namespace and the
+/// method stay visible: `leveldb::DBImpl::…::Write`. Unchanged when it fits.
+pub fn truncate_middle(s: &str, max: usize) -> String {
+    if width(s) <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let cw = |c: char| unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+    let budget = max - 1;
+    // The front gets the extra column: it holds the namespace.
+    let (head_max, tail_max) = (budget.div_ceil(2), budget / 2);
+    let (mut head, mut used) = (String::new(), 0);
+    for c in s.chars() {
+        if used + cw(c) > head_max {
+            break;
+        }
+        head.push(c);
+        used += cw(c);
+    }
+    let (mut tail, mut used) = (Vec::new(), 0);
+    for c in s.chars().rev() {
+        if used + cw(c) > tail_max || tail.len() + head.chars().count() >= s.chars().count() {
+            break;
+        }
+        tail.push(c);
+        used += cw(c);
+    }
+    tail.reverse();
+    format!("{head}…{}", tail.into_iter().collect::<String>())
+}
+
+/// How to draw a table in `max_width` columns: which layout (0 = every column; each next one drops a
+/// column the reader can best spare) and the width to cut names to (`None` = whole). `render(layout,
+/// name_width)` draws it. The first layout whose names keep at least [`PREFERRED_NAME_WIDTH`] columns (or
+/// their whole width) wins; else the first whose names keep [`MIN_NAME_WIDTH`]; else the last layout with
+/// names at that minimum: a terminal too narrow gets a wider table, never a cut number.
+pub fn fit(
+    render: impl Fn(usize, Option<usize>) -> String,
+    layouts: usize,
+    max_width: Option<usize>,
+    longest: usize,
+) -> (usize, Option<usize>) {
+    let Some(max) = max_width else {
+        return (0, None);
+    };
+    let mut names_at = Vec::new();
+    for layout in 0..layouts.max(1) {
+        let widest = render(layout, None).lines().map(width).max().unwrap_or(0);
+        if widest <= max {
+            return (layout, None);
+        }
+        let names = longest.saturating_sub(widest - max);
+        if names >= PREFERRED_NAME_WIDTH.min(longest) {
+            return (layout, Some(names));
+        }
+        names_at.push(names);
+    }
+    let layout = names_at
+        .iter()
+        .position(|&n| n >= MIN_NAME_WIDTH)
+        .unwrap_or(layouts.max(1) - 1);
+    (layout, Some(names_at[layout].max(MIN_NAME_WIDTH)))
+}
+
+/// Names keep at least this much before a table drops a column to make room.
+pub const PREFERRED_NAME_WIDTH: usize = 24;
+
+/// The narrowest a name column gets when a table is fitted to the terminal.
+pub const MIN_NAME_WIDTH: usize = 16;
+
+/// `name (module)` cut to `max` columns: the name loses its middle first, the module only when even a
+/// short name does not fit beside it.
+pub fn name_and_module(name: &str, module: &str, max: Option<usize>) -> String {
+    let whole = format!("{name} ({module})");
+    let Some(max) = max else {
+        return whole;
+    };
+    if width(&whole) <= max {
+        return whole;
+    }
+    let module_cell = width(module) + 3;
+    if max >= module_cell + 8 {
+        format!("{} ({module})", truncate_middle(name, max - module_cell))
+    } else {
+        truncate_middle(&whole, max)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_lose_their_middle() {
+        assert_eq!(truncate_middle("short", 10), "short");
+        assert_eq!(
+            truncate_middle("leveldb::DBImpl::BackgroundCompaction", 20),
+            "leveldb::D…ompaction"
+        );
+        assert_eq!(
+            width(&truncate_middle(
+                "leveldb::DBImpl::BackgroundCompaction",
+                20
+            )),
+            20
+        );
+        assert_eq!(truncate_middle("abcdef", 1), "…");
+        assert_eq!(truncate_middle("abcdef", 0), "");
+        assert_eq!(truncate_middle("ünïcödé_ñame", 5), "ün…me");
+        assert_eq!(
+            name_and_module(
+                "leveldb::DBImpl::BackgroundCompaction",
+                "libleveldb.so.1",
+                Some(40)
+            ),
+            "leveldb::DB…Compaction (libleveldb.so.1)"
+        );
+        assert_eq!(name_and_module("f", "m", Some(40)), "f (m)");
+        assert_eq!(
+            width(&name_and_module(
+                "a_long_function_name",
+                "a_long_module_name.so",
+                Some(12)
+            )),
+            12
+        );
+    }
+
+    #[test]
+    fn fit_cuts_names_then_drops_columns_never_numbers() {
+        let name = "a_rather_long_function_name_here_and_more"; // 41 columns
+                                                                // Layout 0 has two number columns, layout 1 one.
+        let render = |layout: usize, w: Option<usize>| {
+            let n = w.map_or_else(|| name.to_string(), |w| truncate_middle(name, w));
+            if layout == 0 {
+                format!("| 12.34 ms | 56.78 ms | {n} |\n")
+            } else {
+                format!("| 12.34 ms | {n} |\n")
+            }
+        };
+        assert_eq!(fit(render, 2, None, 41), (0, None));
+        assert_eq!(fit(render, 2, Some(200), 41), (0, None));
+        // 65 columns whole: cut the name to 35, keep both numbers.
+        let (layout, w) = fit(render, 2, Some(59), 41);
+        assert_eq!((layout, w), (0, Some(33)));
+        assert!(render(layout, w).lines().all(|l| width(l) <= 59));
+        // Too narrow for 24 columns of name beside two numbers: one number column goes.
+        let (layout, w) = fit(render, 2, Some(45), 41);
+        assert_eq!(layout, 1);
+        assert!(render(layout, w).lines().all(|l| width(l) <= 45));
+        assert!(render(layout, w).contains("12.34 ms"));
+        // Never below the minimum: a too-narrow terminal gets a wider table, not unreadable names.
+        assert_eq!(fit(render, 2, Some(5), 41), (1, Some(MIN_NAME_WIDTH)));
+    }
 
     #[test]
     fn cells() {

@@ -1,25 +1,77 @@
-//! The terminal table of `perfgate check`: every gated function, failures first.
+//! The terminal table of `perfgate check`: every gated function, failures first, fitted to the terminal
+//! (names lose their middle, numbers are never cut), verdicts coloured when the command layer says the
+//! terminal wants colour; and the one-line result of `--brief` (the pre-push hook's).
 use comfy_table::presets::UTF8_BORDERS_ONLY;
-use comfy_table::{CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment, Color, Table};
 
-use super::cells::{change_with_ci, figure, normalisation, p_value, total_line, undecided_note};
+use super::cells::{
+    self, change_with_ci, figure, normalisation, p_value, total_line, undecided_note,
+};
 use super::escape::terminal;
-use super::units::count;
-use crate::gate::model::{Comparison, Verdict};
+use super::json::BenchmarkReport;
+use super::units::{self, count, plural};
+use crate::gate::model::{Comparison, FunctionComparison, Verdict};
+use crate::profile::names::ShortNames;
 
-/// The table and the verdict line.
-pub fn table(c: &Comparison, all: bool) -> String {
-    let mut out = String::new();
-    if let Some(m) = &c.machine_mismatch {
-        out.push_str(&format!("WARNING: {}\n", terminal(m)));
+/// How the table is drawn; the command layer knows the terminal and fills this in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableStyle {
+    /// Also the functions below the share floor and the ignored ones.
+    pub all: bool,
+    /// Columns available (`$COLUMNS` or the terminal's); `None` = no limit.
+    pub width: Option<usize>,
+    /// Colour the verdicts (a terminal, and `NO_COLOR` unset).
+    pub color: bool,
+    /// Full demangled names instead of short ones.
+    pub full_names: bool,
+    /// The verdict is a quick one (`--quick`).
+    pub quick: bool,
+}
+
+/// The colour of a verdict.
+fn verdict_color(v: Verdict) -> Option<Color> {
+    match v {
+        Verdict::Regressed | Verdict::CallsChanged => Some(Color::Red),
+        Verdict::Improved => Some(Color::Green),
+        Verdict::Inconclusive => Some(Color::Yellow),
+        _ => None,
     }
-    for w in &c.warnings {
-        out.push_str(&format!("warning: {}\n", terminal(w)));
-    }
+}
+
+/// Layouts for narrow terminals, each dropping one more column (never cutting a number).
+const DROPPED: [&[&str]; 5] = [
+    &[],
+    &["SHARE"],
+    &["SHARE", "P (adj)"],
+    &["SHARE", "P (adj)", "CALLS"],
+    &["SHARE", "P (adj)", "CALLS", "CI"],
+];
+
+/// The table itself in one layout, names cut to `name_width`. One piece: the header and the cells of a
+/// row are filtered by the same layout, side by side, so they cannot disagree.
+fn draw(
+    c: &Comparison,
+    shown: &[&FunctionComparison],
+    names: &ShortNames,
+    layout: usize,
+    name_width: Option<usize>,
+    color: bool,
+) -> String {
+    let dropped = DROPPED[layout.min(DROPPED.len() - 1)];
+    let keep = |h: &str| !dropped.contains(&h);
     let mut t = Table::new();
     t.load_style(UTF8_BORDERS_ONLY);
-    let conf = format!("CHANGE ({:.0}% CI)", c.settings.confidence * 100.0);
-    t.set_header(vec![
+    if color {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
+    let conf = if keep("CI") {
+        format!("CHANGE ({:.0}% CI)", c.settings.confidence * 100.0)
+    } else {
+        "CHANGE".to_string()
+    };
+    let header: Vec<&str> = [
         "VERDICT",
         "FUNCTION (module)",
         "BASE",
@@ -28,41 +80,117 @@ pub fn table(c: &Comparison, all: bool) -> String {
         "P (adj)",
         "SHARE",
         "CALLS",
-    ]);
-    let mut hidden = 0;
-    for f in &c.functions {
-        if !all && matches!(f.verdict, Verdict::BelowFloor | Verdict::Ignored) {
-            hidden += 1;
-            continue;
-        }
+    ]
+    .into_iter()
+    .filter(|h| keep(h))
+    .collect();
+    let columns = header.len();
+    t.set_header(header);
+    for f in shown {
         let calls = match (f.base_calls, f.head_calls) {
             (Some(b), Some(h)) if b != h => format!("{} → {}", count(b), count(h)),
             (_, Some(h)) => count(h),
             (Some(b), None) => count(b),
             _ => "-".into(),
         };
-        t.add_row(vec![
-            f.verdict.label().to_uppercase(),
-            format!("{} ({})", terminal(&f.name), terminal(&f.module)),
-            figure(f.base),
-            figure(f.head),
-            change_with_ci(f),
-            p_value(f.q_value),
-            format!("{:.1}%", f.share * 100.0),
-            calls,
-        ]);
+        let mut verdict = Cell::new(f.verdict.label().to_uppercase());
+        if let Some(col) = verdict_color(f.verdict).filter(|_| color) {
+            verdict = verdict.fg(col);
+        }
+        let change = if keep("CI") {
+            change_with_ci(f)
+        } else {
+            f.ratio.map_or_else(|| "-".into(), units::change)
+        };
+        let mut row = vec![
+            verdict,
+            Cell::new(cells::name_and_module(
+                &terminal(names.get(&f.name)),
+                &terminal(&f.module),
+                name_width,
+            )),
+            Cell::new(figure(f.base)),
+            Cell::new(figure(f.head)),
+            Cell::new(change),
+        ];
+        if keep("P (adj)") {
+            row.push(Cell::new(p_value(f.q_value)));
+        }
+        if keep("SHARE") {
+            row.push(Cell::new(cells::percent(f.share)));
+        }
+        if keep("CALLS") {
+            row.push(Cell::new(calls));
+        }
+        t.add_row(row);
     }
-    for i in 2..8 {
+    for i in 2..columns {
         if let Some(col) = t.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
-    out.push_str(&t.to_string());
+    t.to_string()
+}
+
+/// The table and the lines under it. One piece: the lines under the table (hidden functions, settings,
+/// verdict) read the same filtered rows and style as the table they describe.
+pub fn table(c: &Comparison, style: &TableStyle) -> String {
+    let mut out = String::new();
+    if let Some(m) = &c.machine_mismatch {
+        out.push_str(&format!("WARNING: {}\n", terminal(m)));
+    }
+    for w in &c.warnings {
+        out.push_str(&format!("warning: {}\n", terminal(w)));
+    }
+    let names = ShortNames::new(
+        c.functions.iter().map(|f| f.name.as_str()),
+        style.full_names,
+    );
+    let shown: Vec<_> = c
+        .functions
+        .iter()
+        .filter(|f| style.all || !matches!(f.verdict, Verdict::BelowFloor | Verdict::Ignored))
+        .collect();
+    let hidden = c.functions.len() - shown.len();
+    let longest = shown
+        .iter()
+        .map(|f| {
+            cells::width(&cells::name_and_module(
+                &terminal(names.get(&f.name)),
+                &terminal(&f.module),
+                None,
+            ))
+        })
+        .max()
+        .unwrap_or(0);
+    let render = |layout: usize, name_width: Option<usize>, color: bool| {
+        draw(c, &shown, &names, layout, name_width, color)
+    };
+    // Measured without colour codes, drawn with them.
+    let (layout, name_width) = cells::fit(
+        |l, w| render(l, w, false),
+        DROPPED.len(),
+        style.width,
+        longest,
+    );
+    out.push_str(&render(layout, name_width, style.color));
+    if layout > 0 {
+        let dropped: Vec<&str> = DROPPED[layout]
+            .iter()
+            .map(|d| if *d == "CI" { "the intervals" } else { d })
+            .collect();
+        out.push_str(&format!(
+            "\nnarrow terminal: {} not shown (a wider terminal, COLUMNS=160 or --json shows them)",
+            dropped.join(", ")
+        ));
+    }
     out.push('\n');
     if hidden > 0 {
         out.push_str(&format!(
-            "{hidden} functions below {:.1}% of the traced time or ignored are not shown (--json has them)\n",
-            c.settings.min_share * 100.0
+            "{} below {} of the traced time or ignored {} not shown (--json has them)\n",
+            plural(hidden, "function"),
+            cells::percent(c.settings.min_share),
+            if hidden == 1 { "is" } else { "are" }
         ));
     }
     for f in c.with(Verdict::Inconclusive) {
@@ -80,52 +208,248 @@ pub fn table(c: &Comparison, all: bool) -> String {
         format!("{:.0}% intervals", c.settings.confidence * 100.0)
     };
     let mode = if c.mode.as_deref() == Some("interleaved") {
-        "interleaved A/B pairs"
+        "base run (interleaved A/B)"
     } else {
-        "base runs"
+        "base run"
     };
     out.push_str(&format!(
-        "compared {} ({}) over {} {mode} and {} head runs; threshold {:.1}%, alpha {}, {intervals}\n",
+        "compared {} ({}) over {} and {}; threshold {}, alpha {}, {intervals}\n",
         c.settings.metric.label(),
         normalisation(c),
-        c.base_runs,
-        c.head_runs,
-        c.settings.threshold * 100.0,
+        plural(c.base_runs, mode),
+        plural(c.head_runs, "head run"),
+        cells::percent(c.settings.threshold),
         c.settings.alpha,
     ));
-    out.push_str(&verdict_line(c));
+    let verdict = verdict_line(c, &names);
+    let verdict = if style.quick {
+        format!("{verdict} [quick verdict: {}]", plural(c.head_runs, "run"))
+    } else {
+        verdict
+    };
+    out.push_str(&if style.color {
+        let code = if c.passed() { "32" } else { "1;31" };
+        format!("\x1b[{code}m{verdict}\x1b[0m")
+    } else {
+        verdict
+    });
     out.push('\n');
     out
 }
 
 /// `FAIL: 2 functions regressed: a, b` / `PASS: no regression in 41 functions`.
-pub fn verdict_line(c: &Comparison) -> String {
-    let failures: Vec<String> = c.failures().map(|f| terminal(&f.name)).collect();
+pub fn verdict_line(c: &Comparison, names: &ShortNames) -> String {
+    let failures: Vec<String> = c.failures().map(|f| terminal(names.get(&f.name))).collect();
     let inconclusive = c.with(Verdict::Inconclusive).count();
     let tail = if inconclusive > 0 {
-        format!(" ({inconclusive} inconclusive after {} runs)", c.head_runs)
+        format!(
+            " ({inconclusive} inconclusive after {})",
+            plural(c.head_runs, "run")
+        )
     } else {
         String::new()
     };
     if failures.is_empty() && c.passed() && inconclusive > 0 {
         format!(
-            "INCONCLUSIVE: no regression found in {} functions, {inconclusive} undecided after {} runs (not a failure; --fail-on inconclusive makes it one)",
-            c.gated(),
-            c.head_runs
+            "INCONCLUSIVE: no regression found in {}, {inconclusive} undecided after {} (not a failure; --fail-on inconclusive makes it one)",
+            plural(c.gated(), "function"),
+            plural(c.head_runs, "run")
         )
     } else if failures.is_empty() && !c.passed() {
         format!(
-            "FAIL: {inconclusive} functions inconclusive after {} runs (--fail-on inconclusive)",
-            c.head_runs
+            "FAIL: {inconclusive} inconclusive after {} (--fail-on inconclusive)",
+            plural(c.head_runs, "run")
         )
     } else if failures.is_empty() {
-        format!("PASS: no regression in {} functions{tail}", c.gated())
+        format!(
+            "PASS: no regression in {}{tail}",
+            plural(c.gated(), "function")
+        )
     } else {
         format!(
-            "FAIL: {} function{} regressed: {}{tail}",
-            failures.len(),
-            if failures.len() == 1 { "" } else { "s" },
+            "FAIL: {} regressed: {}{tail}",
+            plural(failures.len(), "function"),
             failures.join(", ")
         )
+    }
+}
+
+/// One line for a benchmark: `gatebench: FAIL: hash_block +24.3% (1 of 6 functions regressed) [quick
+/// verdict: 5 runs]; details: perfgate check --benchmark gatebench`.
+pub fn brief(r: &BenchmarkReport, quick: bool, full_names: bool) -> String {
+    let name = terminal(&r.name);
+    let Some(c) = &r.comparison else {
+        return format!(
+            "{name}: ERROR: {}",
+            terminal(r.error.as_deref().unwrap_or("not checked"))
+        );
+    };
+    let names = ShortNames::new(c.functions.iter().map(|f| f.name.as_str()), full_names);
+    let quick = if quick {
+        format!(" [quick verdict: {}]", plural(c.head_runs, "run"))
+    } else {
+        String::new()
+    };
+    let inconclusive = c.with(Verdict::Inconclusive).count();
+    if !r.failed() {
+        let tail = if inconclusive > 0 {
+            format!(", {inconclusive} inconclusive")
+        } else {
+            String::new()
+        };
+        return format!(
+            "{name}: pass: no regression in {}{tail}{quick}",
+            plural(c.gated(), "function")
+        );
+    }
+    let failures: Vec<String> = c
+        .failures()
+        .take(3)
+        .map(|f| {
+            let change = match f.verdict {
+                Verdict::CallsChanged => format!("calls {}", cells::calls(f)),
+                _ => f.ratio.map_or_else(|| "slower".into(), units::change),
+            };
+            format!("{} {change}", terminal(names.get(&f.name)))
+        })
+        .collect();
+    let n = c.failures().count();
+    let what = if n == 0 {
+        format!(
+            "{inconclusive} of {} inconclusive",
+            plural(c.gated(), "function")
+        )
+    } else {
+        let more = if n > 3 {
+            format!(" and {} more", n - 3)
+        } else {
+            String::new()
+        };
+        format!(
+            "{}{more} ({n} of {} failed)",
+            failures.join(", "),
+            plural(c.gated(), "function")
+        )
+    };
+    format!(
+        "{name}: FAIL: {what}{quick}; details: {}",
+        terminal(&r.reproduce)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::markdown::tests::fixture;
+
+    #[test]
+    fn the_table_fits_the_terminal_and_cuts_only_names() {
+        let mut c = fixture();
+        c.functions[0].name =
+            "leveldb::DBImpl::BackgroundCompaction(leveldb::CompactionState*, int, std::vector<int> const&)".into();
+        let wide = table(&c, &TableStyle::default());
+        let fitted = table(
+            &c,
+            &TableStyle {
+                width: Some(100),
+                ..TableStyle::default()
+            },
+        );
+        let narrow = table(
+            &c,
+            &TableStyle {
+                width: Some(80),
+                ..TableStyle::default()
+            },
+        );
+        let widest = |s: &str| {
+            s.lines()
+                .filter(|l| l.starts_with('│'))
+                .map(cells::width)
+                .max()
+                .unwrap_or(0)
+        };
+        assert!(widest(&wide) > 100, "{wide}");
+        assert!(widest(&fitted) <= 100, "{fitted}");
+        assert!(widest(&narrow) <= 80, "{narrow}");
+        assert!(
+            narrow.contains("narrow terminal: SHARE, P (adj), CALLS, the intervals not shown"),
+            "{narrow}"
+        );
+        assert!(
+            fitted.contains("narrow terminal: SHARE, P (adj), CALLS not shown"),
+            "{fitted}"
+        );
+        assert!(narrow.contains("+25.3%"), "{narrow}");
+        // Short names by default, cut in the middle, the numbers whole.
+        assert!(fitted.contains("leveldb::"), "{fitted}");
+        assert!(!fitted.contains("CompactionState"), "{fitted}");
+        for number in ["1.20 µs", "1.50 µs", "+25.3% (+21.0% … +29.8%)"] {
+            assert!(fitted.contains(number), "{number} in {fitted}");
+        }
+        assert!(!fitted.contains('\x1b'));
+        let full = table(
+            &c,
+            &TableStyle {
+                full_names: true,
+                ..TableStyle::default()
+            },
+        );
+        assert!(full.contains("CompactionState*"), "{full}");
+    }
+
+    #[test]
+    fn verdicts_are_coloured_only_when_asked() {
+        let c = fixture();
+        let coloured = table(
+            &c,
+            &TableStyle {
+                color: true,
+                ..TableStyle::default()
+            },
+        );
+        assert!(coloured.contains("\x1b[38;5;9m REGRESSED"), "{coloured:?}");
+        assert!(coloured.contains("\x1b[38;5;10m IMPROVED"), "{coloured:?}");
+        assert!(coloured.contains("\x1b[1;31mFAIL"), "{coloured:?}");
+        let plain = table(&c, &TableStyle::default());
+        assert!(!plain.contains('\x1b'));
+    }
+
+    #[test]
+    fn plurals_are_right() {
+        let mut c = fixture();
+        c.functions.retain(|f| f.verdict != Verdict::Ignored);
+        let t = table(&c, &TableStyle::default());
+        assert!(
+            t.contains("1 function below 1% of the traced time or ignored is not shown"),
+            "{t}"
+        );
+        c.functions
+            .retain(|f| !f.verdict.fails() && f.verdict != Verdict::BelowFloor);
+        c.functions.truncate(1);
+        let t = table(&c, &TableStyle::default());
+        assert!(t.contains("PASS: no regression in 1 function"), "{t}");
+    }
+
+    #[test]
+    fn a_brief_line_says_what_failed_and_how_to_see_it() {
+        let r = BenchmarkReport {
+            name: "parse-bench".into(),
+            baseline: "b.toml".into(),
+            base_commit: None,
+            reproduce: "perfgate check --benchmark parse-bench".into(),
+            update: String::new(),
+            error: None,
+            context: None,
+            fail_on: Default::default(),
+            comparison: Some(fixture()),
+        };
+        let line = brief(&r, true, false);
+        assert!(
+            line.starts_with("parse-bench: FAIL: parse_header +25.3%"),
+            "{line}"
+        );
+        assert!(line.contains("(3 of 8 functions failed) [quick verdict: 12 runs]; details: perfgate check --benchmark parse-bench"), "{line}");
+        assert!(!line.contains('\n'));
     }
 }

@@ -81,18 +81,40 @@ fn hostname() -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
+/// A benchmark that could not be checked, and why: a suite with one `<error>` testcase, so a reporter
+/// step counts it instead of missing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unchecked {
+    /// The benchmark's name.
+    pub name: String,
+    /// The one-line error.
+    pub error: String,
+}
+
 /// JUnit XML of several comparisons (several benchmarks, as one check of all of them gives): one
 /// `<testsuite>` each, in order.
 pub fn report(comparisons: &[Comparison], at: &Provenance) -> anyhow::Result<Vec<u8>> {
+    report_all(comparisons, &[], at)
+}
+
+/// [`report`], then one suite per benchmark that could not be checked.
+pub fn report_all(
+    comparisons: &[Comparison],
+    unchecked: &[Unchecked],
+    at: &Provenance,
+) -> anyhow::Result<Vec<u8>> {
     let mut report = Report::new();
     report.add_testsuites(comparisons.iter().map(|c| suite(c, at)));
+    report.add_testsuites(unchecked.iter().map(|u| error_suite(u, at)));
     let extras: Vec<SuiteExtras> = comparisons
         .iter()
+        .map(|c| (c.wall_ns.and_then(seconds), properties(c)))
+        .chain(unchecked.iter().map(|_| (None, Vec::new())))
         .zip(report.testsuites())
-        .map(|(c, s)| SuiteExtras {
-            time: c.wall_ns.and_then(seconds),
+        .map(|((time, properties), s)| SuiteExtras {
+            time,
             skipped: s.skipped(),
-            properties: properties(c),
+            properties,
         })
         .collect();
     let mut raw = Vec::new();
@@ -131,6 +153,21 @@ fn suite(c: &Comparison, at: &Provenance) -> TestSuite {
     if !notes.is_empty() {
         suite.set_system_out(&cdata(&notes.join("\n")));
     }
+    suite
+}
+
+/// The suite of a benchmark that could not be checked.
+fn error_suite(u: &Unchecked, at: &Provenance) -> TestSuite {
+    let mut suite = TestSuite::new(&attribute(&format!("perfgate: {}", u.name)));
+    suite.package = format!("perfgate.{}", piece(&u.name));
+    suite.hostname = attribute(&at.hostname);
+    suite.set_timestamp(timestamp(at.timestamp));
+    suite.add_testcase(TestCase::error(
+        &attribute(&u.name),
+        Duration::ZERO,
+        "perfgate-error",
+        &attribute(&u.error),
+    ));
     suite
 }
 

@@ -1,67 +1,358 @@
-//! The comparison as markdown, for a pull-request comment or `$GITHUB_STEP_SUMMARY`: a verdict line first,
-//! then regressions, improvements and changed call counts, everything else folded, and the settings last.
+//! The comparison as markdown, for a pull-request comment or `$GITHUB_STEP_SUMMARY`.
+//!
+//! A reviewer reads the first line and acts: `❌ **bench**: <code>hash_block</code> +24.3% (1 of 41
+//! functions regressed) — base `abc1234` → head `def5678``. Then the regressions and changed call
+//! counts, everything else folded, then the commands that reproduce or accept the result and the links
+//! the CI gave, and the settings last. A suite (`check --all`, `merge`) has one headline for all and a
+//! section per benchmark.
+//!
+//! Invariants: every name and message from a file goes through [`escape::markdown`] (names inside
+//! `<code>`, since backslash escapes do not work in backtick spans); a number and its unit never wrap
+//! apart (non-breaking space); function names are short and unique ([`ShortNames`]) unless
+//! `full_names`.
 use std::fmt::{self, Write as _};
 
 use super::cells::{self, calls_change, change_with_ci, p_value, percent};
 use super::escape;
+use super::json::{BenchmarkReport, Context, FailOn, Outcome, Suite};
 use super::units;
 use super::Exporter;
 use crate::gate::model::{Comparison, FunctionComparison, GateSettings, Verdict};
+use crate::profile::names::ShortNames;
 
-/// Markdown for a pull-request comment or a GitHub step summary.
+/// Markdown of a bare comparison (no commits, links or commands).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Markdown;
+pub struct Markdown {
+    /// Full demangled names instead of short ones.
+    pub full_names: bool,
+}
 
 impl Exporter for Markdown {
     fn render(&self, c: &Comparison) -> anyhow::Result<Vec<u8>> {
-        let mut out = String::new();
-        write_markdown(&mut out, c)
-            .map_err(|_| anyhow::anyhow!("could not format the markdown report"))?;
-        Ok(out.into_bytes())
+        let r = BenchmarkReport {
+            name: c.benchmark.clone(),
+            baseline: String::new(),
+            base_commit: None,
+            reproduce: String::new(),
+            update: String::new(),
+            error: None,
+            context: None,
+            fail_on: FailOn::Regression,
+            comparison: Some(c.clone()),
+        };
+        Ok(benchmark(&r, &Context::default(), self.full_names).into_bytes())
     }
 }
 
-fn write_markdown(out: &mut String, c: &Comparison) -> fmt::Result {
-    writeln!(out, "{}", verdict_line(c))?;
+/// One benchmark's report, standing alone.
+pub fn benchmark(r: &BenchmarkReport, ctx: &Context, full_names: bool) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_benchmark(&mut out, r, ctx, full_names, Level::Alone);
+    out
+}
+
+/// A suite: one headline for all benchmarks, then a section per benchmark.
+pub fn suite(s: &Suite, full_names: bool) -> String {
+    let mut out = String::new();
+    let _ = write_suite(&mut out, s, full_names);
+    out
+}
+
+/// Where a benchmark's report sits: alone (its headline is the document's) or as a suite's section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Alone,
+    Section,
+}
+
+impl Level {
+    /// The heading of the tables inside.
+    fn sub(self) -> &'static str {
+        match self {
+            Level::Alone => "###",
+            Level::Section => "####",
+        }
+    }
+}
+
+fn write_suite(out: &mut String, s: &Suite, full_names: bool) -> fmt::Result {
+    let n = s.benchmarks.len();
+    let count = |o: Outcome| s.benchmarks.iter().filter(|b| b.outcome() == o).count();
+    let (failed, errors) = (count(Outcome::Failed), count(Outcome::Error));
+    let mut head = match s.outcome() {
+        _ if n == 0 => "✅ perfgate: no benchmark in this shard".to_string(),
+        Outcome::Passed => {
+            let functions: usize = s
+                .benchmarks
+                .iter()
+                .filter_map(|b| b.comparison.as_ref())
+                .map(Comparison::gated)
+                .sum();
+            format!(
+                "✅ perfgate: no regression in {} ({})",
+                units::plural(n, "benchmark"),
+                units::plural(functions, "function")
+            )
+        }
+        _ => {
+            let mut parts = Vec::new();
+            if failed > 0 {
+                parts.push(format!(
+                    "{failed} of {n} {} failed",
+                    units::noun_for(n as u64, "benchmark")
+                ));
+            }
+            if errors > 0 {
+                parts.push(format!("{errors} could not be checked"));
+            }
+            let icon = if failed > 0 { "❌" } else { "⚠️" };
+            format!("{icon} perfgate: {}", parts.join(", "))
+        }
+    };
+    if !s.shards.is_empty() {
+        head.push_str(&format!(
+            " · shards {}",
+            escape::markdown(&s.shards.join(", "))
+        ));
+    }
+    if let Some(h) = &s.context.head_commit {
+        head.push_str(&format!(" — head {}", commit(h)));
+    }
+    writeln!(out, "{head}")?;
+    write_quick(
+        out,
+        &s.context,
+        s.benchmarks
+            .iter()
+            .filter_map(|b| b.comparison.as_ref())
+            .map(|c| c.head_runs)
+            .max(),
+    )?;
+    write_links(out, &s.context)?;
+    // Failing benchmarks first, then errors, then the passing ones; within each the order they ran.
+    let mut order: Vec<&BenchmarkReport> = s.benchmarks.iter().collect();
+    order.sort_by_key(|b| match b.outcome() {
+        Outcome::Failed => 0,
+        Outcome::Error => 1,
+        Outcome::Passed => 2,
+    });
+    for b in order {
+        writeln!(out)?;
+        write_benchmark(out, b, &s.context, full_names, Level::Section)?;
+    }
+    Ok(())
+}
+
+fn write_benchmark(
+    out: &mut String,
+    r: &BenchmarkReport,
+    ctx: &Context,
+    full_names: bool,
+    level: Level,
+) -> fmt::Result {
+    let own = r.context.as_ref().unwrap_or(ctx);
+    let prefix = if level == Level::Section { "### " } else { "" };
+    let Some(c) = &r.comparison else {
+        writeln!(
+            out,
+            "{prefix}⚠️ **{}**: perfgate could not check it: {}",
+            escape::markdown(&r.name),
+            escape::markdown(r.error.as_deref().unwrap_or("no comparison"))
+        )?;
+        if level == Level::Alone {
+            write_links(out, own)?;
+        }
+        return write_commands(out, r, false);
+    };
+    let names = ShortNames::new(c.functions.iter().map(|f| f.name.as_str()), full_names);
+    let head_commit = match level {
+        Level::Alone => own.head_commit.as_deref(),
+        Level::Section => None,
+    };
+    writeln!(out, "{prefix}{}", headline(r, c, &names, head_commit))?;
+    if level == Level::Alone {
+        write_quick(out, own, Some(c.head_runs))?;
+        write_links(out, own)?;
+    }
     write_warnings(out, c)?;
     let regressed: Vec<_> = c.with(Verdict::Regressed).collect();
     if !regressed.is_empty() {
-        writeln!(out, "\n### Regressions\n")?;
-        timing_table(out, &c.settings, &regressed)?;
+        writeln!(out, "\n{} Regressions\n", level.sub())?;
+        timing_table(out, &c.settings, &regressed, &names)?;
     }
-    let improved: Vec<_> = c.with(Verdict::Improved).collect();
-    if !improved.is_empty() {
-        writeln!(out, "\n### Improvements\n")?;
-        timing_table(out, &c.settings, &improved)?;
-    }
-    write_calls_changed(out, c)?;
-    let undecided: Vec<_> = c.with(Verdict::Inconclusive).collect();
-    if !undecided.is_empty() {
-        writeln!(out, "\n### Inconclusive\n")?;
-        writeln!(
-            out,
-            "Neither a change beyond the threshold nor equivalence could be shown with these runs.\n"
-        )?;
-        for f in undecided {
-            let note = cells::undecided_note(f).unwrap_or_else(|| "no figures".into());
-            writeln!(out, "- {}: {}", function_cell(f), escape::markdown(&note))?;
-        }
-    }
+    write_calls_changed(out, c, &names, level)?;
+    write_inconclusive(out, c, &names, level)?;
     if let Some(total) = cells::total_line(c) {
         writeln!(out, "\n{}", escape::markdown(&total))?;
     }
-    write_others(out, c)?;
-    let decided_by = if c.mode.as_deref() == Some("interleaved") {
-        "decided by interleaved A/B runs on this machine"
-    } else {
-        "decided against the stored baseline"
-    };
+    write_others(out, c, &names)?;
+    write_commands(out, r, r.failed())?;
+    writeln!(out, "\n<sub>{}</sub>", settings_line(c, r.fail_on))
+}
+
+/// The functions the runs could not decide, with their noise and what the check could have seen.
+fn write_inconclusive(
+    out: &mut String,
+    c: &Comparison,
+    names: &ShortNames,
+    level: Level,
+) -> fmt::Result {
+    let undecided: Vec<_> = c.with(Verdict::Inconclusive).collect();
+    if undecided.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n{} Inconclusive\n", level.sub())?;
     writeln!(
         out,
-        "\n<sub>{} · {} · {decided_by}</sub>",
-        settings_line(&c.settings, c.speed_factor),
-        escape::markdown(&cells::normalisation(c))
-    )
+        "Neither a change beyond the threshold nor equivalence could be shown with these runs.\n"
+    )?;
+    for f in undecided {
+        let note = cells::undecided_note(f).unwrap_or_else(|| "no figures".into());
+        writeln!(
+            out,
+            "- {}: {}",
+            function_cell(f, names),
+            units::glued(&escape::markdown(&note))
+        )?;
+    }
+    Ok(())
+}
+
+/// `❌ **bench**: <code>hash_block</code> +24.3% (1 of 41 functions regressed) — base `abc1234` → head
+/// `def5678`` or `✅ **bench**: no regression in 41 functions (1 inconclusive) — …`.
+fn headline(r: &BenchmarkReport, c: &Comparison, names: &ShortNames, head: Option<&str>) -> String {
+    let gated = c.gated();
+    let failures: Vec<&FunctionComparison> = c.failures().collect();
+    let inconclusive = c.with(Verdict::Inconclusive).count();
+    let mut line = format!("**{}**: ", escape::markdown(&r.name));
+    if failures.is_empty() && !r.failed() && inconclusive > 0 {
+        line.insert_str(0, "⚠️ ");
+        line.push_str(&format!(
+            "inconclusive: no regression found in {}, {inconclusive} undecided",
+            units::plural(gated, "function")
+        ));
+    } else if failures.is_empty() && !r.failed() {
+        line.insert_str(0, "✅ ");
+        line.push_str(&format!(
+            "no regression in {}",
+            units::plural(gated, "function")
+        ));
+    } else if failures.is_empty() {
+        // Only inconclusive functions, with --fail-on inconclusive.
+        line.insert_str(0, "❌ ");
+        line.push_str(&format!(
+            "{inconclusive} of {} inconclusive (fail-on inconclusive)",
+            units::plural(gated, "function")
+        ));
+    } else {
+        line.insert_str(0, "❌ ");
+        const NAMED: usize = 3;
+        let named: Vec<String> = failures
+            .iter()
+            .take(NAMED)
+            .map(|f| {
+                let change = match f.verdict {
+                    Verdict::CallsChanged => format!("calls {}", cells::calls(f)),
+                    _ => f.ratio.map_or_else(|| "slower".into(), units::change),
+                };
+                format!(
+                    "<code>{}</code> {}",
+                    escape::markdown(names.get(&f.name)),
+                    units::glued(&change)
+                )
+            })
+            .collect();
+        line.push_str(&named.join(", "));
+        if failures.len() > NAMED {
+            line.push_str(&format!(" and {} more", failures.len() - NAMED));
+        }
+        let regressed = c.with(Verdict::Regressed).count();
+        let calls = c.with(Verdict::CallsChanged).count();
+        let mut what = Vec::new();
+        if regressed > 0 {
+            what.push(format!(
+                "{regressed} of {} regressed",
+                units::plural(gated, "function")
+            ));
+        }
+        if calls > 0 {
+            what.push(format!("call counts changed in {calls}"));
+        }
+        if inconclusive > 0 {
+            what.push(format!("{inconclusive} inconclusive"));
+        }
+        line.push_str(&format!(" ({})", what.join(", ")));
+    }
+    match (r.base_commit.as_deref(), head) {
+        (Some(b), Some(h)) => line.push_str(&format!(" — base {} → head {}", commit(b), commit(h))),
+        (Some(b), None) => line.push_str(&format!(" — base {}", commit(b))),
+        (None, Some(h)) => line.push_str(&format!(" — head {}", commit(h))),
+        (None, None) => {}
+    }
+    line
+}
+
+/// A commit hash in backticks when it is one (hex), escaped text otherwise.
+fn commit(c: &str) -> String {
+    if !c.is_empty() && c.len() <= 40 && c.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!("`{c}`")
+    } else {
+        escape::markdown(c)
+    }
+}
+
+/// A quick verdict says so, and how to get the full one.
+fn write_quick(out: &mut String, ctx: &Context, runs: Option<usize>) -> fmt::Result {
+    if ctx.quick {
+        writeln!(
+            out,
+            "\n> Quick verdict{}: fewer runs than the full gate, so small regressions can pass; run without --quick for the full gate.",
+            runs.map_or_else(String::new, |n| format!(" ({})", units::plural(n, "run")))
+        )?;
+    }
+    Ok(())
+}
+
+/// `[CI run](…) · [reports and flame-graph diff](…)`, when the CI gave them.
+fn write_links(out: &mut String, ctx: &Context) -> fmt::Result {
+    let mut links = Vec::new();
+    if let Some(u) = ctx.run_url.as_deref().filter(|u| safe_url(u)) {
+        links.push(format!("[CI run]({u})"));
+    }
+    if let Some(u) = ctx.artifact_url.as_deref().filter(|u| safe_url(u)) {
+        links.push(format!("[reports and flame-graph diff]({u})"));
+    }
+    if !links.is_empty() {
+        writeln!(out, "\n{}", links.join(" · "))?;
+    }
+    Ok(())
+}
+
+/// A link target that cannot break out of `(…)` or run script: http(s), no spaces, brackets or quotes.
+fn safe_url(u: &str) -> bool {
+    (u.starts_with("https://") || u.starts_with("http://"))
+        && u.len() <= 2048
+        && !u
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "()<>\"'`\\".contains(c))
+}
+
+/// How to reproduce the check, and to accept the numbers when it failed.
+fn write_commands(out: &mut String, r: &BenchmarkReport, failed: bool) -> fmt::Result {
+    let code = |cmd: &str| format!("<code>{}</code>", escape::markdown(cmd));
+    if !r.reproduce.is_empty() {
+        writeln!(out, "\nReproduce locally: {}", code(&r.reproduce))?;
+    }
+    if failed && !r.update.is_empty() {
+        writeln!(
+            out,
+            "\nIf the slowdown is intended, accept it: {} on the machine that records the baselines, then commit {}",
+            code(&r.update),
+            code(&r.baseline)
+        )?;
+    }
+    Ok(())
 }
 
 /// The machine mismatch and the warnings, as quoted lines.
@@ -87,10 +378,15 @@ fn write_warnings(out: &mut String, c: &Comparison) -> fmt::Result {
 }
 
 /// The functions whose call count changed (with `--gate-calls`).
-fn write_calls_changed(out: &mut String, c: &Comparison) -> fmt::Result {
+fn write_calls_changed(
+    out: &mut String,
+    c: &Comparison,
+    names: &ShortNames,
+    level: Level,
+) -> fmt::Result {
     let calls: Vec<_> = c.with(Verdict::CallsChanged).collect();
     if !calls.is_empty() {
-        writeln!(out, "\n### Call counts changed\n")?;
+        writeln!(out, "\n{} Call counts changed\n", level.sub())?;
         writeln!(
             out,
             "Certain: call counts are exact, so a changed count is never noise.\n"
@@ -101,8 +397,8 @@ fn write_calls_changed(out: &mut String, c: &Comparison) -> fmt::Result {
             writeln!(
                 out,
                 "| {} | {} | {} |",
-                function_cell(f),
-                cells::calls(f),
+                function_cell(f, names),
+                units::glued(&cells::calls(f)),
                 calls_change(f)
             )?;
         }
@@ -110,106 +406,70 @@ fn write_calls_changed(out: &mut String, c: &Comparison) -> fmt::Result {
     Ok(())
 }
 
-/// Every other function, folded.
-fn write_others(out: &mut String, c: &Comparison) -> fmt::Result {
+/// Every other function, folded, with the verdicts counted in the summary line.
+fn write_others(out: &mut String, c: &Comparison, names: &ShortNames) -> fmt::Result {
     let mut others: Vec<_> = c
         .functions
         .iter()
-        .filter(|f| {
-            !matches!(
-                f.verdict,
-                Verdict::Regressed | Verdict::Improved | Verdict::CallsChanged
-            )
-        })
+        .filter(|f| !matches!(f.verdict, Verdict::Regressed | Verdict::CallsChanged))
         .collect();
-    if !others.is_empty() {
-        others.sort_by_key(|f| f.verdict);
-        let s = &c.settings;
+    if others.is_empty() {
+        return Ok(());
+    }
+    others.sort_by_key(|f| f.verdict);
+    let mut counts: Vec<(Verdict, usize)> = Vec::new();
+    for f in &others {
+        match counts.last_mut() {
+            Some((v, n)) if *v == f.verdict => *n += 1,
+            _ => counts.push((f.verdict, 1)),
+        }
+    }
+    let counted: Vec<String> = counts
+        .iter()
+        .map(|(v, n)| format!("{n} {}", v.label()))
+        .collect();
+    let s = &c.settings;
+    writeln!(
+        out,
+        "\n<details><summary>{} other {}: {}</summary>\n",
+        others.len(),
+        units::noun_for(others.len() as u64, "function"),
+        counted.join(", ")
+    )?;
+    writeln!(
+        out,
+        "| Function | Verdict | Base | {} | Change ({} CI) | p (adjusted) | Share | Calls per run |",
+        head_header(s),
+        percent(s.confidence)
+    )?;
+    writeln!(out, "|:---|:---|---:|---:|---:|---:|---:|---:|")?;
+    for f in others {
         writeln!(
             out,
-            "\n<details><summary>{} other {}</summary>\n",
-            others.len(),
-            units::noun_for(others.len() as u64, "function")
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            function_cell(f, names),
+            f.verdict.label(),
+            units::glued(&cells::figure(f.base)),
+            units::glued(&cells::figure(f.head)),
+            change_with_ci(f),
+            p_value(f.q_value),
+            percent(f.share),
+            units::glued(&cells::calls(f))
         )?;
-        writeln!(
-            out,
-            "| Function | Verdict | {} | {} | Change ({} CI) | p (adjusted) | Share | Calls per run |",
-            base_header(s),
-            head_header(s),
-            percent(s.confidence)
-        )?;
-        writeln!(out, "|:---|:---|---:|---:|---:|---:|---:|---:|")?;
-        for f in others {
-            writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {:.2}% | {} |",
-                function_cell(f),
-                f.verdict.label(),
-                cells::figure(f.base),
-                cells::figure(f.head),
-                change_with_ci(f),
-                p_value(f.q_value),
-                f.share * 100.0,
-                cells::calls(f)
-            )?;
-        }
-        writeln!(out, "\n</details>")?;
     }
-    Ok(())
-}
-
-/// `❌ 2 functions regressed (benchmark **name**, 10 base runs vs 12 head runs)` or
-/// `✅ no regression in 41 functions (…)`.
-fn verdict_line(c: &Comparison) -> String {
-    let regressed = c.with(Verdict::Regressed).count();
-    let calls = c.with(Verdict::CallsChanged).count();
-    let inconclusive = c.with(Verdict::Inconclusive).count();
-    let mut line = if c.passed() && inconclusive > 0 {
-        format!(
-            "⚠️ inconclusive: no regression found in {}, but {inconclusive} could not be decided",
-            units::plural(c.gated(), "function")
-        )
-    } else if c.passed() {
-        format!(
-            "✅ no regression in {}",
-            units::plural(c.gated(), "function")
-        )
-    } else if regressed + calls == 0 {
-        format!("❌ {inconclusive} inconclusive (the gate fails on inconclusive)")
-    } else {
-        let mut parts = Vec::new();
-        if regressed > 0 {
-            parts.push(format!(
-                "{} regressed",
-                units::plural(regressed, "function")
-            ));
-        }
-        if calls > 0 {
-            parts.push(format!(
-                "call counts changed in {}",
-                units::plural(calls, "function")
-            ));
-        }
-        format!("❌ {}", parts.join(", "))
-    };
-    if inconclusive > 0 && !c.passed() && regressed + calls > 0 {
-        line.push_str(&format!(", {inconclusive} inconclusive"));
-    }
-    line.push_str(&format!(
-        " (benchmark **{}**, {} vs {})",
-        escape::markdown(&c.benchmark),
-        units::plural(c.base_runs, "base run"),
-        units::plural(c.head_runs, "head run")
-    ));
-    line
+    writeln!(out, "\n</details>")
 }
 
 /// Function | Base | Head | Change (95% CI) | p (adjusted).
-fn timing_table(out: &mut String, s: &GateSettings, rows: &[&FunctionComparison]) -> fmt::Result {
+fn timing_table(
+    out: &mut String,
+    s: &GateSettings,
+    rows: &[&FunctionComparison],
+    names: &ShortNames,
+) -> fmt::Result {
     writeln!(
         out,
-        "| Function | {} | {} | Change ({} CI) | p (adjusted) |",
-        base_header(s),
+        "| Function | Base | {} | Change ({} CI) | p (adjusted) |",
         head_header(s),
         percent(s.confidence)
     )?;
@@ -218,18 +478,14 @@ fn timing_table(out: &mut String, s: &GateSettings, rows: &[&FunctionComparison]
         writeln!(
             out,
             "| {} | {} | {} | {} | {} |",
-            function_cell(f),
-            cells::figure(f.base),
-            cells::figure(f.head),
+            function_cell(f, names),
+            units::glued(&cells::figure(f.base)),
+            units::glued(&cells::figure(f.head)),
             change_with_ci(f),
             p_value(f.q_value)
         )?;
     }
     Ok(())
-}
-
-fn base_header(_: &GateSettings) -> &'static str {
-    "Base"
 }
 
 fn head_header(s: &GateSettings) -> &'static str {
@@ -241,27 +497,30 @@ fn head_header(s: &GateSettings) -> &'static str {
 }
 
 /// `name (module)`, escaped for a table cell.
-fn function_cell(f: &FunctionComparison) -> String {
+fn function_cell(f: &FunctionComparison, names: &ShortNames) -> String {
+    let name = escape::markdown(names.get(&f.name));
     if f.module.is_empty() {
-        escape::markdown(&f.name)
+        name
     } else {
-        format!(
-            "{} ({})",
-            escape::markdown(&f.name),
-            escape::markdown(&f.module)
-        )
+        format!("{name} ({})", escape::markdown(&f.module))
     }
 }
 
-/// `metric: mean self time per call · threshold 5% · alpha 0.05 (Benjamini–Hochberg) · …`
-fn settings_line(s: &GateSettings, speed_factor: Option<f64>) -> String {
-    let relative = match speed_factor {
+/// `10 base runs vs 12 head runs · metric: mean self time per call · threshold 5% · …`
+fn settings_line(c: &Comparison, fail_on: FailOn) -> String {
+    let s = &c.settings;
+    let relative = match c.speed_factor {
         Some(k) if s.relative && s.rule == crate::gate::model::Rule::Legacy => {
             format!(", head divided by the machine's speed factor {k:.3}")
         }
         _ => String::new(),
     };
     let mut parts = vec![
+        format!(
+            "{} vs {}",
+            units::plural(c.base_runs, "base run"),
+            units::plural(c.head_runs, "head run")
+        ),
         format!("metric: {}{relative}", s.metric.label()),
         format!("threshold {}", percent(s.threshold)),
         format!("alpha {} (Benjamini–Hochberg)", s.alpha),
@@ -271,10 +530,21 @@ fn settings_line(s: &GateSettings, speed_factor: Option<f64>) -> String {
     if s.gate_calls {
         parts.push("call counts gated".into());
     }
+    if fail_on == FailOn::Inconclusive {
+        parts.push("inconclusive fails".into());
+    }
+    parts.push(escape::markdown(&cells::normalisation(c)));
+    parts.push(
+        if c.mode.as_deref() == Some("interleaved") {
+            "decided by interleaved A/B runs on this machine"
+        } else {
+            "decided against the stored baseline"
+        }
+        .into(),
+    );
     parts.join(" · ")
 }
 
-/// `1 function`, `2 functions`.
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -443,16 +713,47 @@ pub(crate) mod tests {
     }
 
     fn md(c: &Comparison) -> String {
-        match Markdown.render(c) {
+        match Markdown::default().render(c) {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             Err(e) => panic!("render failed: {e}"),
         }
     }
 
+    /// Non-breaking spaces made visible (`⍽`), so snapshots show where a line cannot wrap.
+    fn visible(s: &str) -> String {
+        s.replace('\u{a0}', "⍽")
+    }
+
+    pub(crate) fn report_of(c: Comparison) -> BenchmarkReport {
+        BenchmarkReport {
+            name: c.benchmark.clone(),
+            baseline: "baselines/parse-bench.toml".into(),
+            base_commit: Some("abc1234".into()),
+            reproduce: "perfgate check --benchmark parse-bench".into(),
+            update: "perfgate check --benchmark parse-bench --update".into(),
+            error: None,
+            context: None,
+            fail_on: FailOn::Regression,
+            comparison: Some(c),
+        }
+    }
+
+    fn context() -> Context {
+        Context {
+            head_commit: Some("def5678".into()),
+            run_url: Some("https://github.com/o/r/actions/runs/42".into()),
+            artifact_url: Some("https://github.com/o/r/actions/runs/42/artifacts/7".into()),
+            quick: false,
+        }
+    }
+
     #[test]
     fn full_report() {
-        insta::assert_snapshot!(md(&fixture()), @r#"
-        ❌ 2 functions regressed, call counts changed in 1 function, 1 inconclusive (benchmark **parse-bench**, 10 base runs vs 12 head runs)
+        let s = benchmark(&report_of(fixture()), &context(), false);
+        insta::assert_snapshot!(visible(&s), @r#"
+        ❌ **parse-bench**: <code>parse\_header</code> +25.3%, <code>evil\|namealert\`x\`\\\| \]\]&gt;&amp;"' </code> +50.0%, <code>alloc\_node</code> calls⍽200⍽→⍽250 (2 of 8 functions regressed, call counts changed in 1, 1 inconclusive) — base `abc1234` → head `def5678`
+
+        [CI run](https://github.com/o/r/actions/runs/42) · [reports and flame-graph diff](https://github.com/o/r/actions/runs/42/artifacts/7)
 
         > ⚠️ **Baseline from another machine**: cpu: AMD EPYC 7B13 → Intel Xeon 8375C
         >
@@ -462,14 +763,8 @@ pub(crate) mod tests {
 
         | Function | Base | Head | Change (95% CI) | p (adjusted) |
         |:---|---:|---:|---:|---:|
-        | parse\_header (libfoo.so) | 1.20 µs | 1.50 µs | +25.3% (+21.0% … +29.8%) | 0.0012 |
-        | evil\|name&lt;script&gt;alert(1)&lt;/script&gt;\`x\`\\\| \]\]&gt;&amp;"'  (evil&amp;co&lt;&gt;.so) | 45.60 µs | 68.40 µs | +50.0% (+40.0% … +60.0%) | <0.0001 |
-
-        ### Improvements
-
-        | Function | Base | Head | Change (95% CI) | p (adjusted) |
-        |:---|---:|---:|---:|---:|
-        | hash\_lookup (libfoo.so) | 800 ns | 600 ns | -25.0% (-30.0% … -19.0%) | 0.0030 |
+        | parse\_header (libfoo.so) | 1.20⍽µs | 1.50⍽µs | +25.3% (+21.0% … +29.8%) | 0.0012 |
+        | evil\|namealert\`x\`\\\| \]\]&gt;&amp;"'  (evil&amp;co&lt;&gt;.so) | 45.60⍽µs | 68.40⍽µs | +50.0% (+40.0% … +60.0%) | <0.0001 |
 
         ### Call counts changed
 
@@ -477,108 +772,184 @@ pub(crate) mod tests {
 
         | Function | Calls per run | Change |
         |:---|---:|---:|
-        | alloc\_node (libfoo.so) | 200 → 250 | +25.0% |
+        | alloc\_node (libfoo.so) | 200⍽→⍽250 | +25.0% |
 
         ### Inconclusive
 
         Neither a change beyond the threshold nor equivalence could be shown with these runs.
 
-        - flush (bench): no figures
+        - flush (bench): no⍽figures
 
-        <details><summary>6 other functions</summary>
+        <details><summary>7 other functions: 1 improved, 1 inconclusive, 1 new, 1 removed, 1 unchanged, 1 below share floor, 1 ignored</summary>
 
         | Function | Verdict | Base | Head | Change (95% CI) | p (adjusted) | Share | Calls per run |
         |:---|:---|---:|---:|---:|---:|---:|---:|
-        | flush (bench) | inconclusive | 5.00 µs | 5.30 µs | +6.0% (-2.0% … +15.0%) | 0.2000 | 3.00% | 12 |
-        | new\_fast\_path (bench) | new | - | 350 ns | - | - | 2.00% | - → 40 |
-        | old\_slow\_path (bench) | removed | 900 ns | - | - | - | 5.00% | 40 → - |
-        | main\_loop (bench) | unchanged | 2.50 ms | 2.50 ms | +0.2% (-1.0% … +1.0%) | 0.9000 | 30.00% | 1 |
-        | tiny\_helper (libfoo.so) | below share floor | 20 ns | 30 ns | +50.0% (+30.0% … +70.0%) | 0.0100 | 0.30% | 5,000 |
-        | log\_debug (bench) | ignored | - | - | - | - | 4.00% | - |
+        | hash\_lookup (libfoo.so) | improved | 800⍽ns | 600⍽ns | -25.0% (-30.0% … -19.0%) | 0.0030 | 15% | 1,000 |
+        | flush (bench) | inconclusive | 5.00⍽µs | 5.30⍽µs | +6.0% (-2.0% … +15.0%) | 0.2000 | 3% | 12 |
+        | new\_fast\_path (bench) | new | - | 350⍽ns | - | - | 2% | -⍽→⍽40 |
+        | old\_slow\_path (bench) | removed | 900⍽ns | - | - | - | 5% | 40⍽→⍽- |
+        | main\_loop (bench) | unchanged | 2.50⍽ms | 2.50⍽ms | +0.2% (-1.0% … +1.0%) | 0.9000 | 30% | 1 |
+        | tiny\_helper (libfoo.so) | below share floor | 20⍽ns | 30⍽ns | +50.0% (+30.0% … +70.0%) | 0.0100 | 0.3% | 5,000 |
+        | log\_debug (bench) | ignored | - | - | - | - | 4% | - |
 
         </details>
 
-        <sub>metric: mean self time per call · threshold 5% · alpha 0.05 (Benjamini–Hochberg) · confidence 95% · min share 1% · absolute · decided against the stored baseline</sub>
+        Reproduce locally: <code>perfgate check --benchmark parse-bench</code>
+
+        If the slowdown is intended, accept it: <code>perfgate check --benchmark parse-bench --update</code> on the machine that records the baselines, then commit <code>baselines/parse-bench.toml</code>
+
+        <sub>10 base runs vs 12 head runs · metric: mean self time per call · threshold 5% · alpha 0.05 (Benjamini–Hochberg) · confidence 95% · min share 1% · absolute · decided against the stored baseline</sub>
         "#);
     }
 
     #[test]
     fn passing_report() {
-        insta::assert_snapshot!(md(&passing()), @r#"
-        ⚠️ inconclusive: no regression found in 5 functions, but 1 could not be decided (benchmark **parse-bench**, 10 base runs vs 12 head runs)
+        let mut ctx = context();
+        ctx.quick = true;
+        let s = benchmark(&report_of(passing()), &ctx, false);
+        insta::assert_snapshot!(visible(&s), @r#"
+        ⚠️ **parse-bench**: inconclusive: no regression found in 5 functions, 1 undecided — base `abc1234` → head `def5678`
 
-        ### Improvements
+        > Quick verdict (12 runs): fewer runs than the full gate, so small regressions can pass; run without --quick for the full gate.
 
-        | Function | Base | Head | Change (95% CI) | p (adjusted) |
-        |:---|---:|---:|---:|---:|
-        | hash\_lookup (libfoo.so) | 800 ns | 600 ns | -25.0% (-30.0% … -19.0%) | 0.0030 |
+        [CI run](https://github.com/o/r/actions/runs/42) · [reports and flame-graph diff](https://github.com/o/r/actions/runs/42/artifacts/7)
 
         ### Inconclusive
 
         Neither a change beyond the threshold nor equivalence could be shown with these runs.
 
-        - flush (bench): no figures
+        - flush (bench): no⍽figures
 
-        <details><summary>6 other functions</summary>
+        <details><summary>7 other functions: 1 improved, 1 inconclusive, 1 new, 1 removed, 1 unchanged, 1 below share floor, 1 ignored</summary>
 
         | Function | Verdict | Base | Head | Change (95% CI) | p (adjusted) | Share | Calls per run |
         |:---|:---|---:|---:|---:|---:|---:|---:|
-        | flush (bench) | inconclusive | 5.00 µs | 5.30 µs | +6.0% (-2.0% … +15.0%) | 0.2000 | 3.00% | 12 |
-        | new\_fast\_path (bench) | new | - | 350 ns | - | - | 2.00% | - → 40 |
-        | old\_slow\_path (bench) | removed | 900 ns | - | - | - | 5.00% | 40 → - |
-        | main\_loop (bench) | unchanged | 2.50 ms | 2.50 ms | +0.2% (-1.0% … +1.0%) | 0.9000 | 30.00% | 1 |
-        | tiny\_helper (libfoo.so) | below share floor | 20 ns | 30 ns | +50.0% (+30.0% … +70.0%) | 0.0100 | 0.30% | 5,000 |
-        | log\_debug (bench) | ignored | - | - | - | - | 4.00% | - |
+        | hash\_lookup (libfoo.so) | improved | 800⍽ns | 600⍽ns | -25.0% (-30.0% … -19.0%) | 0.0030 | 15% | 1,000 |
+        | flush (bench) | inconclusive | 5.00⍽µs | 5.30⍽µs | +6.0% (-2.0% … +15.0%) | 0.2000 | 3% | 12 |
+        | new\_fast\_path (bench) | new | - | 350⍽ns | - | - | 2% | -⍽→⍽40 |
+        | old\_slow\_path (bench) | removed | 900⍽ns | - | - | - | 5% | 40⍽→⍽- |
+        | main\_loop (bench) | unchanged | 2.50⍽ms | 2.50⍽ms | +0.2% (-1.0% … +1.0%) | 0.9000 | 30% | 1 |
+        | tiny\_helper (libfoo.so) | below share floor | 20⍽ns | 30⍽ns | +50.0% (+30.0% … +70.0%) | 0.0100 | 0.3% | 5,000 |
+        | log\_debug (bench) | ignored | - | - | - | - | 4% | - |
 
         </details>
 
-        <sub>metric: mean self time per call · threshold 5% · alpha 0.05 (Benjamini–Hochberg) · confidence 95% · min share 1% · absolute · decided against the stored baseline</sub>
+        Reproduce locally: <code>perfgate check --benchmark parse-bench</code>
+
+        <sub>10 base runs vs 12 head runs · metric: mean self time per call · threshold 5% · alpha 0.05 (Benjamini–Hochberg) · confidence 95% · min share 1% · absolute · decided against the stored baseline</sub>
         "#);
     }
 
     #[test]
     fn verdict_lines() {
+        let first = |c: Comparison| md(&c).lines().next().unwrap_or_default().to_string();
         assert_eq!(
-            md(&fixture()).lines().next(),
-            Some(
-                "❌ 2 functions regressed, call counts changed in 1 function, 1 inconclusive \
-                 (benchmark **parse-bench**, 10 base runs vs 12 head runs)"
-            )
+            first(fixture()),
+            "❌ **parse-bench**: <code>parse\\_header</code> +25.3%, <code>evil\\|namealert\\`x\\`\\\\\\| \\]\\]&gt;&amp;\"' </code> +50.0%, \
+             <code>alloc\\_node</code> calls\u{a0}200\u{a0}→\u{a0}250 (2 of 8 functions regressed, call counts changed in 1, 1 inconclusive)"
         );
         assert_eq!(
-            md(&passing()).lines().next(),
-            Some("⚠\u{fe0f} inconclusive: no regression found in 5 functions, but 1 could not be decided (benchmark **parse-bench**, 10 base runs vs 12 head runs)")
+            first(passing()),
+            "⚠\u{fe0f} **parse-bench**: inconclusive: no regression found in 5 functions, 1 undecided"
         );
         let mut one = fixture();
-        one.functions.retain(|f| f.verdict == Verdict::CallsChanged);
-        one.base_runs = 1;
-        one.head_runs = 1;
+        one.functions.retain(|f| f.verdict == Verdict::Regressed);
+        one.functions.truncate(1);
         assert_eq!(
-            md(&one).lines().next(),
-            Some("❌ call counts changed in 1 function (benchmark **parse-bench**, 1 base run vs 1 head run)")
+            first(one.clone()),
+            "❌ **parse-bench**: <code>parse\\_header</code> +25.3% (1 of 1 function regressed)"
         );
+        // More than three failures are counted, not listed.
+        for i in 0..4 {
+            let mut f = one.functions[0].clone();
+            f.name = format!("f{i}");
+            one.functions.push(f);
+        }
+        assert!(
+            first(one).contains("<code>f1</code> +25.3% and 2 more (5 of 5 functions regressed)")
+        );
+        // --fail-on inconclusive: a passing comparison with an inconclusive function fails.
+        let mut strict = report_of(passing());
+        strict.fail_on = FailOn::Inconclusive;
+        let s = benchmark(&strict, &Context::default(), false);
+        assert!(s.starts_with("❌ **parse-bench**: 1 of 5 functions inconclusive (fail-on inconclusive) — base `abc1234`"), "{s}");
+        assert!(s.contains("inconclusive fails"));
     }
 
     #[test]
-    fn sections_in_order_and_empty_ones_omitted() {
-        let s = md(&fixture());
-        let at = |h: &str| s.find(h).unwrap_or_else(|| panic!("{h} missing"));
-        assert!(at("### Regressions") < at("### Improvements"));
-        assert!(at("### Improvements") < at("### Call counts changed"));
-        assert!(at("### Call counts changed") < at("<details>"));
-        assert!(at("parse\\_header") < at("### Improvements"));
-        assert!(at("### Call counts changed") < at("### Inconclusive"));
-        let p = md(&passing());
-        assert!(!p.contains("### Regressions"));
-        assert!(!p.contains("### Call counts changed"));
-        // The one warning sign left is the inconclusive headline, not a machine or load warning.
-        assert_eq!(p.matches("⚠️").count(), 1, "{p}");
-        assert!(p.contains("### Improvements"));
+    fn an_error_is_a_report_too() {
+        let mut r = report_of(fixture());
+        r.comparison = None;
+        r.error = Some("baselines/parse-bench.toml: no such file".into());
+        let s = benchmark(&r, &context(), false);
+        assert!(s.starts_with("⚠️ **parse-bench**: perfgate could not check it: baselines/parse-bench.toml: no such file\n"), "{s}");
+        assert!(
+            s.contains("Reproduce locally: <code>perfgate check --benchmark parse-bench</code>")
+        );
+        assert!(s.contains("[CI run](https://github.com/o/r/actions/runs/42)"));
+    }
+
+    #[test]
+    fn a_suite_has_one_headline_and_a_section_per_benchmark() {
+        let mut decided = passing();
+        decided
+            .functions
+            .retain(|f| f.verdict != Verdict::Inconclusive);
+        let mut ok = report_of(decided);
+        ok.name = "second".into();
+        let mut broken = report_of(fixture());
+        broken.name = "third".into();
+        broken.comparison = None;
+        broken.error = Some("no such file".into());
+        let suite = Suite {
+            perfgate_suite: crate::report::json::SUITE_SCHEMA,
+            context: context(),
+            shards: vec!["1/2".into(), "2/2".into()],
+            benchmarks: vec![ok, report_of(fixture()), broken],
+        };
+        let s = super::suite(&suite, false);
+        let first = s.lines().next().unwrap_or_default();
+        assert_eq!(
+            first,
+            "❌ perfgate: 1 of 3 benchmarks failed, 1 could not be checked · shards 1/2, 2/2 — head `def5678`"
+        );
+        let at = |h: &str| s.find(h).unwrap_or_else(|| panic!("{h} missing in {s}"));
+        // Failed first, then errors, then passes; section tables one level down.
+        assert!(at("### ❌ **parse-bench**") < at("### ⚠️ **third**"));
+        assert!(at("### ⚠️ **third**") < at("### ✅ **second**"));
+        assert!(s.contains("#### Regressions"));
+        assert_eq!(s.matches("[CI run]").count(), 1);
+        assert!(!s.contains("head `def5678`\n\n### ") || s.matches("→ head").count() == 0);
+        let mut all_ok = suite.clone();
+        all_ok.benchmarks.retain(|b| b.name == "second");
+        assert!(super::suite(&all_ok, false)
+            .starts_with("✅ perfgate: no regression in 1 benchmark (4 functions)"));
+    }
+
+    #[test]
+    fn links_that_could_inject_markup_are_left_out() {
+        let mut ctx = context();
+        ctx.run_url = Some("javascript:alert(1)".into());
+        ctx.artifact_url = Some("https://x/y) [evil](https://e".into());
+        let s = benchmark(&report_of(passing()), &ctx, false);
+        assert!(!s.contains("javascript") && !s.contains("evil"), "{s}");
+        let mut r = report_of(passing());
+        r.base_commit = Some("not a `sha`".into());
+        let s = benchmark(&r, &Context::default(), false);
+        assert!(
+            s.lines()
+                .next()
+                .unwrap_or_default()
+                .ends_with("— base not a \\`sha\\`"),
+            "{s}"
+        );
     }
 
     #[test]
     fn hostile_names_are_escaped() {
-        let s = md(&fixture());
+        let s =
+            String::from_utf8(Markdown { full_names: true }.render(&fixture()).unwrap()).unwrap();
+        assert!(!md(&fixture()).contains("<script>"));
         assert!(!s.contains("<script>"));
         assert!(!s.contains("<b>"));
         // Every table line has as many cell boundaries (`|` not escaped by an odd run of backslashes) as its
@@ -595,7 +966,10 @@ pub(crate) mod tests {
             }
             assert_eq!(n, columns, "{line}");
         }
-        let row = s.lines().find(|l| l.contains("evil")).unwrap_or_default();
+        let row = s
+            .lines()
+            .find(|l| l.starts_with("| evil"))
+            .unwrap_or_default();
         assert!(row.starts_with("| evil\\|name&lt;script&gt;"), "{row}");
     }
 

@@ -8,6 +8,7 @@ pub mod escape;
 pub mod flame;
 pub mod json;
 pub mod junit;
+pub mod junit_all;
 pub mod markdown;
 pub mod replay;
 pub mod summary;

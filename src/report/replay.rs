@@ -29,7 +29,7 @@ use super::escape;
 use super::units;
 use crate::profile::calls::{Call, CallSink, Entry, Gap, Reconstructor};
 use crate::profile::file::Event;
-use crate::profile::names::NameGlobs;
+use crate::profile::names::{NameGlobs, ShortNames};
 use crate::profile::{FuncId, Nanos, Profile};
 
 /// What the replay shows. Gaps of the selected threads are always shown: no filter hides lost data.
@@ -47,6 +47,8 @@ pub struct ReplayOptions {
     pub no_functions: NameGlobs,
     /// The reorder buffer's size in lines; `None` = [`MAX_BUFFERED_LINES`] (tests set a small one).
     pub max_buffered_lines: Option<usize>,
+    /// Full demangled names instead of short ones (`profile::names::ShortNames`).
+    pub full_names: bool,
 }
 
 /// What the replay printed.
@@ -292,10 +294,14 @@ pub fn replay(
     opts: &ReplayOptions,
     out: &mut dyn Write,
 ) -> Result<ReplayStats> {
+    let short = ShortNames::new(
+        profile.functions.iter().map(|f| f.name.as_str()),
+        opts.full_names,
+    );
     let names: Vec<String> = profile
         .functions
         .iter()
-        .map(|f| escape::terminal(&f.name))
+        .map(|f| escape::terminal(short.get(&f.name)))
         .collect();
     let dropped = profile.accounting.lost.events_dropped;
     let mut w = BufWriter::new(out);
@@ -374,7 +380,7 @@ fn write_line(w: &mut dyn Write, l: &Line, names: &[String], lost: bool) -> Resu
         }
     };
     let dur = units::duration(l.value as f64);
-    // Demangled C++ names carry their parameter list already: no second pair of parentheses.
+    // A full name (or one made unique by its parameters) has its list already: no second pair.
     let call = if n.contains('(') {
         n.to_string()
     } else {

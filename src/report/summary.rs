@@ -3,8 +3,10 @@
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, Table};
 
+use super::cells;
 use super::escape::terminal;
 use super::units::{count, duration, plural};
+use crate::profile::names::ShortNames;
 use crate::profile::{Accounting, FuncStats, LossCounters, ProbeKind, Profile};
 
 /// Options of the table.
@@ -18,6 +20,10 @@ pub struct SummaryOptions {
     pub verbose: bool,
     /// Inclusive TOTAL TIME and AVG minus the calibrated probe cost of traced callees.
     pub compensated: bool,
+    /// Full demangled names instead of short ones.
+    pub full_names: bool,
+    /// Columns to fit the table in (names lose their middle); `None` = no limit.
+    pub width: Option<usize>,
 }
 
 const HEADER: [&str; 8] = [
@@ -39,29 +45,67 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
     } else {
         profile.per_function()
     };
-    let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY);
-    let mut header = HEADER.to_vec();
-    if opts.per_thread {
-        header.insert(0, "TID");
-    }
-    t.set_header(header);
     let shown = if opts.limit == 0 {
         rows.len()
     } else {
         rows.len().min(opts.limit)
     };
-    for s in &rows[..shown] {
-        t.add_row(row(profile, s, opts));
-    }
-    // Every column but the function name holds a number.
-    let numbers = if opts.per_thread { 8 } else { 7 };
-    for i in 0..numbers {
-        if let Some(c) = t.column_mut(i) {
-            c.set_cell_alignment(CellAlignment::Right);
+    let names = ShortNames::new(
+        profile.functions.iter().map(|f| f.name.as_str()),
+        opts.full_names,
+    );
+    let name_cell = |s: &FuncStats, width: Option<usize>| {
+        profile.function(s.func).map_or_else(
+            || format!("#{}", s.func),
+            |f| cells::name_and_module(&terminal(names.get(&f.name)), &terminal(&f.module), width),
+        )
+    };
+    // Layouts for narrow terminals, each dropping one more column (never cutting a number).
+    const DROPPED: [&[&str]; 4] = [&[], &["MAX"], &["MAX", "P50"], &["MAX", "P50", "P99"]];
+    let render = |layout: usize, width: Option<usize>| {
+        let dropped = DROPPED[layout.min(DROPPED.len() - 1)];
+        let mut header = HEADER.to_vec();
+        if opts.per_thread {
+            header.insert(0, "TID");
         }
+        let keep: Vec<bool> = header.iter().map(|h| !dropped.contains(h)).collect();
+        let pick = |cells: Vec<String>| -> Vec<String> {
+            cells
+                .into_iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(c, _)| c)
+                .collect()
+        };
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY);
+        t.force_no_tty();
+        let columns = keep.iter().filter(|k| **k).count();
+        t.set_header(pick(header.iter().map(|h| h.to_string()).collect()));
+        for s in &rows[..shown] {
+            t.add_row(pick(row(profile, s, opts, name_cell(s, width))));
+        }
+        // Every column but the function name (the last) holds a number.
+        for i in 0..columns - 1 {
+            if let Some(c) = t.column_mut(i) {
+                c.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        t.to_string()
+    };
+    let longest = rows[..shown]
+        .iter()
+        .map(|s| cells::width(&name_cell(s, None)))
+        .max()
+        .unwrap_or(0);
+    let (layout, width) = cells::fit(render, DROPPED.len(), opts.width, longest);
+    let mut out = render(layout, width);
+    if layout > 0 {
+        out.push_str(&format!(
+            "\nnarrow terminal: {} not shown (a wider terminal or COLUMNS=160 shows them)",
+            DROPPED[layout].join(", ")
+        ));
     }
-    let mut out = t.to_string();
     out.push('\n');
     if shown < rows.len() {
         out.push_str(&format!(
@@ -75,11 +119,7 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
 }
 
 /// One row of the table.
-fn row(profile: &Profile, s: &FuncStats, opts: SummaryOptions) -> Vec<String> {
-    let name = profile.function(s.func).map_or_else(
-        || format!("#{}", s.func),
-        |f| format!("{} ({})", terminal(&f.name), terminal(&f.module)),
-    );
+fn row(profile: &Profile, s: &FuncStats, opts: SummaryOptions, name: String) -> Vec<String> {
     let compensate = opts.compensated && profile.accounting.probe_cost.is_some();
     let (total, avg) = if compensate {
         let t = s.compensated_inclusive() as f64;
@@ -129,7 +169,8 @@ fn footnotes(profile: &Profile, opts: SummaryOptions) -> String {
             ""
         };
         out.push_str(&format!(
-            "{never} traced functions completed no call{open}\n"
+            "{} completed no call{open}\n",
+            plural(never, "traced function")
         ));
     }
     out
@@ -273,8 +314,9 @@ fn slow_probe_lines(profile: &Profile, verbose: bool) -> String {
         |c| format!("{}, calibrated", duration(c.single_step_ns)),
     );
     let mut out = format!(
-        "  {} functions pay the kernel's single-step probe path ({cost} per call){}\n",
-        slow.len(),
+        "  {} {} the kernel's single-step probe path ({cost} per call){}\n",
+        plural(slow.len(), "function"),
+        if slow.len() == 1 { "pays" } else { "pay" },
         if verbose {
             ":"
         } else {

@@ -60,6 +60,11 @@ pub fn noun_for(n: u64, noun: &str) -> String {
     format!("{noun}s")
 }
 
+/// A figure whose number and unit must not wrap apart (markdown, HTML): spaces become non-breaking.
+pub fn glued(s: &str) -> String {
+    s.replace(' ', "\u{a0}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
