@@ -80,7 +80,7 @@ fn check_all_writes_one_report_per_format_with_a_section_per_benchmark() {
     );
     let xml = std::fs::read_to_string(d.join("all.xml")).unwrap();
     assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
-    assert!(xml.contains(r#"<testsuite name="perfgate: gb1""#));
+    assert!(xml.contains(r#"name="perfgate: gb1""#), "{xml}");
     assert_eq!(xml.matches("<failure").count(), 2, "{xml}");
     let v = json(&d.join("all.json"));
     assert_eq!(v["perfgate_suite"], 1);

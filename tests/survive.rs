@@ -117,6 +117,18 @@ fn stop_and_check(args: &[&str], exe: &Path, signal: i32, after: Duration) -> st
     let child = start(args, dir);
     let pid = child.id();
     std::thread::sleep(after);
+    if after >= Duration::from_millis(1000) {
+        // From a second on, the kill is meant to land while the benchmark runs traced (after
+        // calibration and planning, however slow the machine is today).
+        let t = Instant::now();
+        while !(bpf_objects_of(pid).iter().any(|(k, _)| k == "link") && !running(exe).is_empty()) {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "never saw the benchmark traced"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let objects = bpf_objects_of(pid);
     assert!(
         perfgate::sys::kill(pid, signal),
@@ -202,7 +214,18 @@ fn kill_9_of_baseline_and_check_leaves_nothing_running() {
     let exe = spin_copy(dir.path());
     let e = exe.to_str().unwrap();
     stop_and_check(
-        &["baseline", "-o", "b.toml", "--runs", "3", "--", e, "120"],
+        &[
+            "baseline",
+            "--overhead-budget",
+            "off",
+            "-o",
+            "b.toml",
+            "--runs",
+            "3",
+            "--",
+            e,
+            "120",
+        ],
         &exe,
         libc::SIGKILL,
         Duration::from_millis(1200),
@@ -210,7 +233,18 @@ fn kill_9_of_baseline_and_check_leaves_nothing_running() {
     // A baseline of a short run to check against, then a check of the endless one.
     let out = perfgate()
         .current_dir(dir.path())
-        .args(["baseline", "-o", "b.toml", "--runs", "3", "--", e, "0"])
+        .args([
+            "baseline",
+            "--overhead-budget",
+            "off",
+            "-o",
+            "b.toml",
+            "--runs",
+            "3",
+            "--",
+            e,
+            "0",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -269,7 +303,18 @@ fn sigterm_and_sigint_end_the_benchmark_keep_the_profile_and_exit_2() {
     }
     // check and baseline stop with exit 2 and an error naming the signal.
     let out = stop_and_check(
-        &["baseline", "-o", "b.toml", "--runs", "3", "--", e, "120"],
+        &[
+            "baseline",
+            "--overhead-budget",
+            "off",
+            "-o",
+            "b.toml",
+            "--runs",
+            "3",
+            "--",
+            e,
+            "120",
+        ],
         &exe,
         libc::SIGTERM,
         Duration::from_millis(1500),

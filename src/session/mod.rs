@@ -109,6 +109,9 @@ pub fn untraced_once(target: &Target, opts: &RunOptions) -> Result<Duration> {
     let deadline = opts.trace.timeout.map(|t| std::time::Instant::now() + t);
     loop {
         if let Some(f) = child.try_wait(deadline)? {
+            if let Some(stop) = f.stopped {
+                bail!("stopped by {} during the untraced run", stop.name());
+            }
             if !f.exit.success() {
                 bail!("the benchmark failed untraced ({})", f.exit);
             }
