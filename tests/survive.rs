@@ -121,7 +121,9 @@ fn stop_and_check(args: &[&str], exe: &Path, signal: i32, after: Duration) -> st
         // From a second on, the kill is meant to land while the benchmark runs traced (after
         // calibration and planning, however slow the machine is today).
         let t = Instant::now();
-        while !(bpf_objects_of(pid).iter().any(|(k, _)| k == "link") && !running(exe).is_empty()) {
+        let traced =
+            || bpf_objects_of(pid).iter().any(|(k, _)| k == "link") && !running(exe).is_empty();
+        while !traced() {
             assert!(
                 t.elapsed() < Duration::from_secs(30),
                 "never saw the benchmark traced"
