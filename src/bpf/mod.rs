@@ -47,6 +47,9 @@ pub struct ProgramConfig {
     pub functions: usize,
     /// Keep per-function totals user space reads while the benchmark runs ([`Program::survey_totals`]).
     pub survey: bool,
+    /// `perfgate bench cost` only: attach the minimal counting program (`pg_count`: one atomic add per
+    /// hit) instead of perfgate's, the same way (session mode only); nothing is measured but its hits.
+    pub count_only: bool,
 }
 
 /// How probes are attached, from the newest kernel interface to the oldest.
@@ -173,6 +176,8 @@ pub struct Measured {
     /// Paths the loader's link map held at some point of the run (libraries loaded at start-up and
     /// with dlopen).
     pub loader_paths: Vec<PathBuf>,
+    /// Hits of the minimal counting program (entries plus returns), with [`ProgramConfig::count_only`].
+    pub count_hits: Option<u64>,
 }
 
 /// The loaded program and its links.
@@ -268,9 +273,13 @@ impl<'obj> Program<'obj> {
             .clamp(65_536, 1 << 22);
         open.maps.stats.set_max_entries(entries)?;
         let mode = config.mode;
+        if config.count_only && mode != ProbeMode::Session {
+            bail!("the minimal counting program needs session probes (Linux 6.12+)");
+        }
         open.progs
             .pg_session
             .set_autoload(mode == ProbeMode::Session);
+        open.progs.pg_count.set_autoload(config.count_only);
         open.progs.pg_entry.set_autoload(mode == ProbeMode::Multi);
         open.progs.pg_return.set_autoload(mode == ProbeMode::Multi);
         open.progs
@@ -364,7 +373,9 @@ impl<'obj> Program<'obj> {
             };
             prog.attach_uprobe_multi_with_opts(pid, path, "", opts)
         };
-        if mode == ProbeMode::Session {
+        if self.config.count_only {
+            attach(&self.skel.progs.pg_count, false, true).map(|l| vec![l])
+        } else if mode == ProbeMode::Session {
             attach(&self.skel.progs.pg_session, false, true).map(|l| vec![l])
         } else {
             attach(&self.skel.progs.pg_entry, false, false)
@@ -584,6 +595,12 @@ impl<'obj> Program<'obj> {
             attach: self.attach,
             detach: self.detach,
             loader_paths,
+            count_hits: self.config.count_only.then(|| {
+                self.skel.maps.bss_data.as_deref().map_or(0, |b| {
+                    // SAFETY: as in `survey_totals`: the skeleton's map of .bss, an aligned u64.
+                    unsafe { std::ptr::read_volatile(&b.count_hits) }
+                })
+            }),
         })
     }
 }

@@ -12,6 +12,10 @@ pub enum BenchWhat {
     Overhead,
     /// Throughput of a call-heavy benchmark: gate mode (in-kernel aggregation) and trace mode (events to a file).
     Trace,
+    /// Tracing real libraries (sqlite, zstd, leveldb fixtures): untraced vs every function, placement,
+    /// placement + budget; survey time; the knob caught by a 10-run check; per-call cost against a minimal
+    /// counting program; compensation error.
+    Cost,
     /// The gate's false-alarm rate (A/A checks) and its power against injected 5%, 10% and 20% slowdowns.
     Gate,
     /// All of the above.

@@ -242,6 +242,7 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOp
             },
             timeout,
             probe_cost: None,
+            count_only: false,
         },
         run_as: RunAs::from_env(r.run_as_root)?,
         stdout: crate::run::Stdout::Inherit,

@@ -355,6 +355,10 @@ pub struct Accounting {
     /// The calibrated cost of one traced call, if calibrated.
     #[serde(default)]
     pub probe_cost: Option<ProbeCosts>,
+    /// Hits (entries plus returns) of the minimal counting program `perfgate bench cost` attaches
+    /// instead of perfgate's; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_hits: Option<u64>,
 }
 
 /// What one traced call costs its caller (entry and return probe), measured at start-up, ns per call.

@@ -72,6 +72,7 @@ pub fn calibrate(trace: &TraceOptions) -> Result<ProbeCosts> {
             events: false,
             probe_cost: None,
             timeout: None,
+            count_only: false,
             ..trace.clone()
         },
         run_as: RunAs::Same,

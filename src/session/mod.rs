@@ -75,6 +75,9 @@ pub struct TraceOptions {
     pub timeout: Option<Duration>,
     /// Calibrated cost of one traced call per probe kind (see [`ProbeCosts`]); `None` = not compensated.
     pub probe_cost: Option<ProbeCosts>,
+    /// `perfgate bench cost` only: attach the minimal counting program instead of perfgate's (the
+    /// profile then holds no statistics, only `accounting.count_hits`).
+    pub count_only: bool,
 }
 
 impl Default for TraceOptions {
@@ -85,6 +88,7 @@ impl Default for TraceOptions {
             probes: None,
             timeout: None,
             probe_cost: None,
+            count_only: false,
         }
     }
 }
@@ -229,6 +233,7 @@ fn assemble(
             attach_ns: m.attach.as_nanos() as u64,
             detach_ns: m.detach.as_nanos() as u64,
             probe_cost,
+            count_hits: m.count_hits,
         },
         has_events,
     }

@@ -103,6 +103,7 @@ fn run_with<'t>(
         r_debug_delta: plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta),
         functions: plan.functions.len(),
         survey: tick.is_some(),
+        count_only: opts.trace.count_only,
     };
     let mut storage = MaybeUninit::uninit();
     let mut program = Program::load(&config, &mut storage)?;
