@@ -221,6 +221,11 @@ pub struct RunArgs {
     /// Same as --probes multi (kept for old scripts).
     #[arg(long, hide = true)]
     pub no_session: bool,
+    /// Trace only the command's own process. By default every process it starts (a shell wrapper's
+    /// commands, `make`'s and `cargo`'s children, forks, daemons) is held at exec or fork, planned with
+    /// the same selection and traced, and the run lasts until the last of them exits.
+    #[arg(long)]
+    pub no_follow: bool,
 }
 
 /// `--probes`.

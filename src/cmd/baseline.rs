@@ -19,7 +19,7 @@ pub(super) fn run(a: BaselineArgs) -> Result<Exit> {
     let mut opts = run_options(&a.run, false, 0)?;
     opts.stdout = crate::run::Stdout::Stderr;
     let sel = selection(&a.select);
-    let target = Target::new(&a.command, &sel)?;
+    let target = Target::for_run(&a.command, &sel, opts.follow)?;
     // Fail on an unwritable output before spending minutes on runs.
     crate::files::check_writable(&a.output)?;
     status(&format!(

@@ -21,8 +21,8 @@ pub(super) fn run(a: CheckArgs) -> Result<Exit> {
             crate::files::check_writable(out)?;
         }
     }
-    let target = target(&a, &base)?;
     let mut opts = run_options(&a.run, false, 0)?;
+    let target = target(&a, &base, opts.follow)?;
     opts.stdout = crate::run::Stdout::Stderr;
     let benchmark = a
         .baseline
@@ -100,13 +100,13 @@ fn settings(a: &CheckArgs, base: &Baseline) -> Result<GateSettings> {
 
 /// The command to run (the baseline's, or the one after `--`), planned with the baseline's selection;
 /// refused before any run when it shares no function with the baseline.
-fn target(a: &CheckArgs, base: &Baseline) -> Result<Target> {
+fn target(a: &CheckArgs, base: &Baseline, follow: bool) -> Result<Target> {
     let argv: Vec<OsString> = if a.command.is_empty() {
         base.command.iter().map(OsString::from).collect()
     } else {
         a.command.clone()
     };
-    let target = Target::new(&argv, &base.selection()).with_context(|| {
+    let target = Target::for_run(&argv, &base.selection(), follow).with_context(|| {
         if a.command.is_empty() {
             format!(
                 "the baseline's command `{}` cannot be traced",
@@ -122,10 +122,12 @@ fn target(a: &CheckArgs, base: &Baseline) -> Result<Target> {
         .iter()
         .map(|f| (f.module.as_str(), f.raw_name.as_str()))
         .collect();
-    if !base
-        .functions
-        .iter()
-        .any(|f| planned.contains(&(f.module.as_str(), f.symbol.as_str())))
+    // Following, the functions may be in the processes the command starts: the runs tell.
+    if !follow
+        && !base
+            .functions
+            .iter()
+            .any(|f| planned.contains(&(f.module.as_str(), f.symbol.as_str())))
     {
         bail!(
             "no function in common between {} and this command: is it the same benchmark?",

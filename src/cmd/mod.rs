@@ -197,6 +197,7 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOp
         },
         run_as: RunAs::from_env(r.run_as_root)?,
         stdout: crate::run::Stdout::Inherit,
+        follow: !r.no_follow,
     })
 }
 

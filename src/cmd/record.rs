@@ -12,7 +12,7 @@ use crate::session::{self, calibrate, Target};
 
 pub(super) fn run(a: RecordArgs) -> Result<Exit> {
     let mut opts = run_options(&a.run, a.trace, a.buffer_size)?;
-    let target = Target::new(&a.command, &selection(&a.select))?;
+    let target = Target::for_run(&a.command, &selection(&a.select), opts.follow)?;
     let mut writer = Writer::create(&a.output, &session::header(&target))?;
     if !a.no_calibrate {
         crate::bpf::check_privileges()?;

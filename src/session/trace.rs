@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::follow::{self, Follow};
 use super::{RunOptions, Target};
 use crate::bpf::{self, Features, Measured, ModeUnsupported, ProbeMode, Program, ProgramConfig};
 use crate::profile::file::Event;
@@ -30,6 +31,10 @@ pub(super) struct Traced {
     pub(super) finished: Finished,
     /// Executable files the benchmark had mapped while it ran (sampled).
     pub(super) mapped: Vec<PathBuf>,
+    /// What following the benchmark's processes and libraries learnt (`None`: not followed).
+    pub(super) follow: Option<follow::Outcome>,
+    /// Why following was off although asked for.
+    pub(super) notes: Vec<String>,
 }
 
 /// Traces one run with the probe interface asked for, or the newest the kernel has, falling back to
@@ -39,13 +44,16 @@ pub(super) fn run(
     opts: &RunOptions,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<Traced> {
+    // The tracer starts before the holder, so that the holder's orphan reaping spares it.
+    let mut start = follow::Start::new(target, opts.follow);
     let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
+    start.seize(&mut child);
     let mut mode = opts
         .trace
         .probes
         .unwrap_or_else(|| Features::detect().best_mode());
     loop {
-        match run_with(target, opts, &mut child, mode, on_event) {
+        match run_with(target, opts, &mut child, &mut start, mode, on_event) {
             Err(e) if e.downcast_ref::<ModeUnsupported>().is_some() => {
                 match (opts.trace.probes, mode.fallback()) {
                     (None, Some(next)) => mode = next,
@@ -66,6 +74,7 @@ fn run_with(
     target: &Target,
     opts: &RunOptions,
     child: &mut HeldChild,
+    start: &mut follow::Start,
     mode: ProbeMode,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<Traced> {
@@ -78,37 +87,68 @@ fn run_with(
         probe_cost: opts.trace.probe_cost,
         r_debug_delta: plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta),
         functions: plan.functions.len(),
+        follow: start.follows(),
+        hold_dlopen: start.holds(target),
     };
     let mut storage = MaybeUninit::uninit();
     let mut program = Program::load(&config, &mut storage)?;
-    for file in &plan.files {
-        file.check_unchanged()?;
-        let probes: Vec<bpf::Probe> = file
-            .probes
-            .iter()
-            .map(|p| bpf::Probe {
-                offset: p.offset,
-                func: p.func,
-                kind: plan.probe_kind(p.func),
-            })
-            .collect();
-        program.attach_functions(&file.path, &probes)?;
-    }
-    // Best effort: without the loader hook, sampling /proc/PID/maps still notices most dlopen'd libraries.
-    if let Some(hook) = &plan.loader_hook {
-        program.attach_loader_hook(&hook.path, hook.offset);
+    let mut following = None;
+    if start.follows() {
+        following = Some(start.begin(target, &mut program, child.pid())?);
+    } else {
+        for file in &plan.files {
+            file.check_unchanged()?;
+            let probes: Vec<bpf::Probe> = file
+                .probes
+                .iter()
+                .map(|p| bpf::Probe {
+                    offset: p.offset,
+                    func: p.func,
+                    kind: plan.probe_kind(p.func),
+                })
+                .collect();
+            program.attach_functions(&file.path, &probes)?;
+        }
+        // Best effort: without the loader hook, sampling /proc/PID/maps still notices most dlopen'd
+        // libraries.
+        if let Some(hook) = &plan.loader_hook {
+            program.attach_loader_hook(&hook.path, hook.offset);
+        }
     }
     program.attach_thread_exit()?;
 
     child.release()?;
-    let (finished, mapped) = wait(target, opts, child, &mut program, on_event)?;
+    let (finished, mapped) = match &mut following {
+        Some(f) => f.wait(
+            target,
+            opts.trace.timeout,
+            poll(opts),
+            child,
+            &mut program,
+            on_event,
+            MAPS_EVERY,
+        )?,
+        None => wait(target, opts, child, &mut program, on_event)?,
+    };
     program.drain_events(on_event)?;
+    // The session's links of followed processes close first (they have all exited), then the program's.
+    let outcome = following.map(|f: Follow| f.finish(&program));
     program.detach();
     Ok(Traced {
         measured: program.measured()?,
         finished,
         mapped,
+        follow: outcome,
+        notes: start.note().map(str::to_string).into_iter().collect(),
     })
+}
+
+fn poll(opts: &RunOptions) -> Duration {
+    if opts.trace.events {
+        POLL
+    } else {
+        POLL_GATE_MODE
+    }
 }
 
 /// Waits for the benchmark to exit (or kills it at the timeout), streaming events and sampling its maps.
@@ -120,11 +160,7 @@ fn wait(
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<(Finished, Vec<PathBuf>)> {
     let deadline = opts.trace.timeout.map(|t| Instant::now() + t);
-    let poll = if opts.trace.events {
-        POLL
-    } else {
-        POLL_GATE_MODE
-    };
+    let poll = poll(opts);
     let mut mapped = std::collections::BTreeSet::new();
     let mut last_maps: Option<Instant> = None;
     loop {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 pub mod probe_targets;
+pub mod ptrace;
 
 /// The effective user id.
 pub fn euid() -> u32 {

@@ -123,6 +123,8 @@ fn run_options(events: bool, stdout: &Path) -> Result<RunOptions> {
         },
         run_as: RunAs::from_env(false)?,
         stdout: crate::run::Stdout::File(stdout.to_path_buf()),
+        // The figures of the bench are of one process: the tracer would only add its start.
+        follow: false,
     })
 }
 
