@@ -249,6 +249,10 @@ static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self
 		s->self_hist[bs] += 1;
 }
 
+/* Counts a return that matched no entry (the section "Following processes" tells a call that began
+ * before its process was attached from a loss). */
+static __always_inline void pg_unmatched_return(__u64 pid_tgid);
+
 /* Pop the frame at 1-based depth `want` (0 = unknown: search the top of the stack for `func`). */
 static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 {
@@ -259,7 +263,7 @@ static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 	__u32 tid = (__u32)pid_tgid;
 	struct pg_stack *st = bpf_map_lookup_elem(&stacks, &tid);
 	if (!st) {
-		count(PG_RETURN_WITHOUT_ENTRY, 1);
+		pg_unmatched_return(pid_tgid);
 		return;
 	}
 	__u32 d = st->depth;
@@ -278,13 +282,13 @@ static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 		}
 	}
 	if (want == 0 || want > d) {
-		count(PG_RETURN_WITHOUT_ENTRY, 1);
+		pg_unmatched_return(pid_tgid);
 		return;
 	}
 	__u32 idx = (want - 1) & (PG_MAX_DEPTH - 1);
 	struct pg_frame *f = &st->frames[idx];
 	if (f->func != func) {
-		count(PG_RETURN_WITHOUT_ENTRY, 1);
+		pg_unmatched_return(pid_tgid);
 		return;
 	}
 	if (d > want)
@@ -483,6 +487,16 @@ static __always_inline bool pg_followed(__u32 tgid)
 	return follow_enabled && bpf_map_lookup_elem(&procs, &tgid) != NULL;
 }
 
+/* In a process attached while it ran, a return without its entry is of a call that began before: a
+ * fork child returning from what its parent had called (uretprobe.multi and classic return probes fire
+ * for every consumer, not only those that saw the entry), a live process's calls in progress. */
+static __always_inline void pg_unmatched_return(__u64 pid_tgid)
+{
+	__u32 tgid = pid_tgid >> 32;
+	struct pg_proc *p = follow_enabled ? bpf_map_lookup_elem(&procs, &tgid) : NULL;
+	count(p && (p->flags & PG_PROC_MIDFLIGHT) ? PG_RETURN_BEFORE_ATTACH : PG_RETURN_WITHOUT_ENTRY, 1);
+}
+
 /* At a consistent link map: note every name not seen before in this image; if there is one and the
  * process is held by perfgate's tracer, stop this thread (it is inside dlopen, before dlopen returns and
  * before the new library's constructors run) until perfgate has attached what the selection covers. */
@@ -565,6 +579,7 @@ int pg_exec(struct bpf_raw_tracepoint_args *ctx)
 	__u32 tgid = pid_tgid >> 32;
 	struct pg_proc *p = bpf_map_lookup_elem(&procs, &tgid);
 	if (p) {
+		p->flags &= ~PG_PROC_MIDFLIGHT;
 		p->gen += 1;
 		p->changes = 0;
 		p->parent_tgid = 0;

@@ -28,7 +28,8 @@ enum pg_counter {
 	PG_EVENTS_DROPPED = 6,      /* trace events the ring buffer had no room for */
 	PG_OPEN_AT_EXEC = 7,        /* frames still open when their thread exec'd (the old image is gone) */
 	PG_HOLD_FAILED = 8,         /* a library was added but the thread could not be stopped for perfgate */
-	PG_NR_COUNTERS = 9,
+	PG_RETURN_BEFORE_ATTACH = 9,/* a return whose call began before its process was attached (not lost) */
+	PG_NR_COUNTERS = 10,
 };
 
 struct pg_key {
@@ -97,6 +98,7 @@ struct pg_lib_name {
 /* Flags of a followed process (struct pg_proc.flags). */
 enum pg_proc_flag {
 	PG_PROC_HOLDS = 1, /* traced by perfgate's tracer: a thread that adds a library may be stopped */
+	PG_PROC_MIDFLIGHT = 2, /* attached while running (a fork child, a live process): calls in progress */
 };
 
 /* Per followed process: its flags and the state of its loader's link map. */

@@ -132,6 +132,7 @@ impl Program<'_> {
     /// perfgate (the process must be traced by perfgate's tracer).
     pub fn follow_process(&self, pid: u32, holds: bool) {
         let mut p = self.read_proc(pid).unwrap_or_default();
+        // At an exec or before the first instruction: nothing of the image was running before.
         p.flags = Self::hold_flag(holds);
         self.write_proc(pid, &p);
     }
@@ -140,7 +141,7 @@ impl Program<'_> {
     pub fn follow_fork(&self, parent: u32, child: u32, holds: bool) {
         let from = self.read_proc(parent).unwrap_or_default();
         let p = types::pg_proc {
-            flags: Self::hold_flag(holds),
+            flags: Self::hold_flag(holds) | types::pg_proc_flag::PG_PROC_MIDFLIGHT.0,
             r#gen: 0,
             // Start-up is long past: whatever the child adds is a dlopen.
             changes: from.changes.max(1),
@@ -154,7 +155,7 @@ impl Program<'_> {
     /// Counts the calls of the running process `pid`, whose start-up is long past.
     pub fn follow_live(&self, pid: u32, holds: bool) {
         let p = types::pg_proc {
-            flags: Self::hold_flag(holds),
+            flags: Self::hold_flag(holds) | types::pg_proc_flag::PG_PROC_MIDFLIGHT.0,
             changes: 1,
             ..Default::default()
         };

@@ -157,6 +157,7 @@ pub(super) fn decode_counters(per_cpu: &[Vec<u64>]) -> LossCounters {
         events_dropped_per_cpu: dropped_per_cpu,
         open_at_exec: total(pg_counter::PG_OPEN_AT_EXEC),
         holds_failed: total(pg_counter::PG_HOLD_FAILED),
+        returned_before_attach: total(pg_counter::PG_RETURN_BEFORE_ATTACH),
         open_at_detach: 0,
     }
 }

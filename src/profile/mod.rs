@@ -293,6 +293,10 @@ pub struct LossCounters {
     /// not lost.
     #[serde(default)]
     pub open_at_detach: u64,
+    /// Returns of calls that began before their process was attached (a fork child returning from
+    /// its parent's calls, a live process's calls in progress at attach): not measured, not lost.
+    #[serde(default)]
+    pub returned_before_attach: u64,
 }
 
 impl LossCounters {

@@ -233,6 +233,12 @@ fn loss_lines(l: &LossCounters) -> String {
             count(l.open_at_detach)
         ));
     }
+    if l.returned_before_attach > 0 {
+        out.push_str(&format!(
+            "  note: {} calls already running when their process was attached returned (not measured: they began before the probes)\n",
+            count(l.returned_before_attach)
+        ));
+    }
     if l.holds_failed > 0 {
         out.push_str(&format!(
             "  lost: {} library loads could not hold their thread: the library's first calls may be missing\n",
