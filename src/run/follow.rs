@@ -126,6 +126,11 @@ pub enum Stop {
         /// How.
         exit: ExitInfo,
     },
+    /// After [`Tracer::detach_all`]: every tracee is detached.
+    Detached {
+        /// Threads detached.
+        threads: u32,
+    },
 }
 
 /// What the tracer counted.
@@ -237,11 +242,10 @@ impl Tracer {
         self.send([kind::RESUME, tid, signal as u32, 0])
     }
 
-    /// Detaches every tracee of a live process (they run on untraced). Reports that arrive meanwhile are
-    /// kept for [`Tracer::next`]; holds among them must still be resumed. Returns the threads detached.
-    pub fn detach_all(&mut self) -> Result<u32> {
-        self.send([kind::DETACH_ALL, 0, 0, 0])?;
-        Ok(self.reply(kind::DETACHED)?[1])
+    /// Starts detaching every tracee of a live process (they run on untraced): threads held for perfgate
+    /// are detached when perfgate resumes them; [`Stop::Detached`] says when all are.
+    pub fn detach_all(&mut self) -> Result<()> {
+        self.send([kind::DETACH_ALL, 0, 0, 0])
     }
 
     /// What the tracer counted so far.
@@ -310,6 +314,7 @@ fn stop_of(m: Msg) -> Option<Stop> {
             child: b,
         },
         kind::HOLD_SIGNAL => Stop::HoldSignal { tid: a },
+        kind::DETACHED => Stop::Detached { threads: a },
         kind::EXITED => Stop::Exited {
             pid: a,
             exit: if c == 0 {

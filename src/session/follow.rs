@@ -244,10 +244,20 @@ pub(super) struct Follow {
     late: BTreeMap<PathBuf, LateLibrary>,
     /// `--lib` globs no library has matched yet.
     libs_unmatched: BTreeSet<String>,
+    /// Leaving a live process: holds are only resumed.
+    leaving: bool,
+    /// The command's own process (or the live one).
+    root_pid: u32,
+    /// How the processes that ended did, while the run lasts.
+    exits: HashMap<u32, ExitInfo>,
+    /// A live process's libraries mapped before perfgate came (canonical): not loaded later.
+    mapped_before: BTreeSet<PathBuf>,
+    /// The tracer detached from this many threads.
+    detached: Option<u32>,
 }
 
 impl Follow {
-    fn new(
+    pub(super) fn new(
         tracer: Tracer,
         mode: Mode,
         sel: &Selection,
@@ -278,6 +288,11 @@ impl Follow {
             not_traced: BTreeMap::new(),
             late: BTreeMap::new(),
             libs_unmatched: sel.libs.iter().cloned().collect(),
+            leaving: false,
+            root_pid: 0,
+            exits: HashMap::new(),
+            mapped_before: BTreeSet::new(),
+            detached: None,
         }
     }
 
@@ -290,6 +305,7 @@ impl Follow {
         hook: Option<(LoaderHook, Option<Links>)>,
     ) {
         let plan = &target.plan;
+        self.root_pid = pid;
         self.functions = plan.functions.clone();
         self.root_exe = FileIdentity::of(&target.program);
         let mut root = Proc::default();
@@ -345,7 +361,15 @@ impl Follow {
         plan: &Plan,
     ) -> Result<()> {
         self.root_exe = FileIdentity::of(exe);
+        self.root_pid = pid;
         self.counts.followed = 1;
+        // First: a return of a call in progress is told from a loss from the first probe on.
+        program.follow_live(pid, self.holds);
+        // The loader hook sees the live process's whole link map as new at its first change.
+        self.mapped_before = mapped_executables(pid)
+            .iter()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            .collect();
         let t0 = Instant::now();
         let ids = self.register(plan);
         let mut proc = Proc {
@@ -365,18 +389,51 @@ impl Follow {
         self.counts.attach_ns += t0.elapsed().as_nanos() as u64;
         self.count_binary(exe, plan.functions.len() as u64);
         self.procs.insert(pid, proc);
-        program.follow_live(pid, self.holds);
+        // The libraries it mapped already: not late.
+        self.attach_libraries(program, pid, true);
         Ok(())
-    }
-
-    /// The tracer (live mode seizes through it).
-    pub(super) fn tracer(&mut self) -> &mut Tracer {
-        &mut self.tracer
     }
 
     /// Processes still running.
     pub(super) fn running(&self) -> usize {
         self.procs.len()
+    }
+
+    /// How process `pid` ended, once it has.
+    pub(super) fn exit_of(&self, pid: u32) -> Option<ExitInfo> {
+        self.exits.get(&pid).copied()
+    }
+
+    /// Functions planned so far.
+    pub(super) fn functions_planned(&self) -> usize {
+        self.functions.len()
+    }
+
+    /// Files planned so far that have probes.
+    pub(super) fn files_attached(&self) -> usize {
+        self.files.values().filter(|a| !a.probes.is_empty()).count()
+    }
+
+    /// Leaves a live process: no thread is stopped any more, the tracer detaches from every thread
+    /// (resuming those held meanwhile). Returns the threads detached.
+    pub(super) fn detach_live(&mut self, program: &Program<'_>, pid: u32) -> Result<u32> {
+        program.stop_holds(pid);
+        self.leaving = true;
+        if self.tracer_gone.is_some() {
+            return Ok(0);
+        }
+        self.tracer.detach_all()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.detached.is_none() {
+            if Instant::now() >= deadline {
+                anyhow::bail!("perfgate's tracer did not detach from process {pid} within 10 s");
+            }
+            self.serve(program, Duration::from_millis(5))?;
+            if self.tracer_gone.is_some() {
+                return Ok(0);
+            }
+        }
+        Ok(self.detached.unwrap_or(0))
     }
 
     fn count_binary(&mut self, path: &Path, functions: u64) {
@@ -603,7 +660,9 @@ impl Follow {
             }
             Stop::HoldSignal { tid } => {
                 if program.take_hold(tid) {
-                    self.on_libraries(program, tid);
+                    if !self.leaving {
+                        self.on_libraries(program, tid);
+                    }
                     Some((tid, 0))
                 } else {
                     // Not perfgate's: the benchmark gets its SIGSTOP.
@@ -613,6 +672,10 @@ impl Follow {
             }
             Stop::Exited { pid, exit } => {
                 self.on_exited(program, pid, exit);
+                None
+            }
+            Stop::Detached { threads } => {
+                self.detached = Some(threads);
                 None
             }
         };
@@ -779,9 +842,18 @@ impl Follow {
         let Some(pid) = tree::tgid(tid) else {
             return;
         };
+        let at_start = self.mode != Mode::Live
+            && self.procs.get(&pid).is_none_or(|p| p.library_holds == 0);
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.library_holds += 1;
+        }
+        self.attach_libraries(program, pid, at_start);
+    }
+
+    /// Attaches the libraries `pid` maps that the selection covers and it does not have yet; `at_start`:
+    /// mapped at its start-up (or before perfgate came), not late.
+    fn attach_libraries(&mut self, program: &Program<'_>, pid: u32, at_start: bool) {
         let mut proc = self.procs.remove(&pid).unwrap_or_default();
-        let at_start = proc.library_holds == 0 && self.mode != Mode::Live;
-        proc.library_holds += 1;
         let exe = proc.exe.as_deref().and_then(FileIdentity::of);
         for path in mapped_executables(pid) {
             let Some(id) = FileIdentity::of(&path) else {
@@ -832,9 +904,10 @@ impl Follow {
         if proc.vfork {
             self.not_traced("vfork children that exited without exec (they run in their parent's memory)");
         }
-        if !exit.success() && self.counts.followed > 1 {
+        if !exit.success() && pid != self.root_pid {
             self.counts.failed += 1;
         }
+        self.exits.insert(pid, exit);
         self.close_all(&mut proc);
         program.unfollow_process(pid);
     }
@@ -870,6 +943,11 @@ impl Follow {
             .iter()
             .filter(|n| n.later && n.path.is_absolute())
             .map(|n| n.path.clone())
+            .filter(|p| {
+                !self
+                    .mapped_before
+                    .contains(&std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            })
             .collect();
         loaded_later.sort();
         loaded_later.dedup();

@@ -19,6 +19,7 @@ use crate::run::{self, Finished, RunAs};
 
 pub mod calibrate;
 mod follow;
+pub mod live;
 pub mod runs;
 mod trace;
 
