@@ -69,8 +69,9 @@ fn a_lib_glob_no_process_loads_is_said_not_refused() {
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(
-            text(&out.stdout)
-                .contains("warning: --lib \"libnope*\" matched no library any traced process loaded"),
+            text(&out.stdout).contains(
+                "warning: --lib \"libnope*\" matched no library any traced process loaded"
+            ),
             "{}",
             text(&out.stdout)
         );

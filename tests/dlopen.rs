@@ -62,7 +62,8 @@ fn a_plugin_opened_and_closed_repeatedly_is_traced_exactly() {
                 a.libraries_loaded_later
             );
             assert!(
-                stdout.contains("attached late, at dlopen:") && stdout.contains("libplugin.so (4 functions, in 1 process)"),
+                stdout.contains("attached late, at dlopen:")
+                    && stdout.contains("libplugin.so (4 functions, in 1 process)"),
                 "{what}: {stdout}"
             );
             // One hold at start-up, one at the first dlopen; a reopen maps the same file, which the
@@ -107,7 +108,10 @@ fn without_a_lib_glob_the_plugin_is_reported_not_traced_and_nothing_is_held() {
         "{:?}",
         a.libraries_loaded_later
     );
-    assert!(stdout.contains("not traced: loaded at run time (dlopen)"), "{stdout}");
+    assert!(
+        stdout.contains("not traced: loaded at run time (dlopen)"),
+        "{stdout}"
+    );
     assert!(a.libraries_attached_late.is_empty());
     assert_eq!(a.processes.as_ref().map(|p| p.library_holds), Some(0));
 }

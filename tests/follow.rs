@@ -71,7 +71,10 @@ fn expect(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
 }
 
 /// The expected counts of each way of starting a process, and the processes followed.
-fn cases() -> Vec<(&'static str, Vec<(String, u64)>, u64)> {
+/// A mode of the fixture, the calls it makes, the processes it runs.
+type Case = (&'static str, Vec<(String, u64)>, u64);
+
+fn cases() -> Vec<Case> {
     let parent = [("wait_all", 1), ("parent", 1), ("parent_work", 3)];
     let with = |extra: &[(&str, u64)]| expect(&[&parent[..], extra].concat());
     vec![
@@ -84,7 +87,12 @@ fn cases() -> Vec<(&'static str, Vec<(String, u64)>, u64)> {
         ),
         (
             "forkexec",
-            with(&[("main", 2), ("spawn_child", 1), ("leaf", 1), ("leaf_work", 5)]),
+            with(&[
+                ("main", 2),
+                ("spawn_child", 1),
+                ("leaf", 1),
+                ("leaf_work", 5),
+            ]),
             2,
         ),
         (
@@ -135,9 +143,17 @@ fn every_way_of_starting_a_process_is_followed_with_exact_counts() {
         assert_eq!(p.accounting.lost.lost_calls(), 0, "{mode}");
         // uprobe.session calls a return handler only for the links that saw the entry.
         assert_eq!(p.accounting.lost.returned_before_attach, 0, "{mode}");
-        let procs = p.accounting.processes.as_ref().expect("processes accounting");
+        let procs = p
+            .accounting
+            .processes
+            .as_ref()
+            .expect("processes accounting");
         assert_eq!(procs.followed, followed, "{mode}: {procs:?}");
-        assert!(procs.not_traced.is_empty(), "{mode}: {:?}", procs.not_traced);
+        assert!(
+            procs.not_traced.is_empty(),
+            "{mode}: {:?}",
+            procs.not_traced
+        );
         if followed > 1 {
             assert!(
                 stdout.contains(&format!("across {followed} processes")),
@@ -244,7 +260,10 @@ fn a_shell_wrapper_a_script_and_make_run_the_benchmark_traced() {
     assert_eq!(calls(&p, "leaf"), 2);
     let procs = p.accounting.processes.as_ref().unwrap();
     assert!(
-        procs.binaries.iter().any(|b| b.path.ends_with("make") && b.functions == 0),
+        procs
+            .binaries
+            .iter()
+            .any(|b| b.path.ends_with("make") && b.functions == 0),
         "make's own functions are not selected by --function leaf*: {procs:?}"
     );
 }
@@ -285,7 +304,11 @@ fn cargo_bench_runs_the_bench_traced() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("spin s=14950\n"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("spin s=14950\n"),
+        "{}",
+        text(&out.stdout)
+    );
     let p = perfgate::profile::file::Recording::open(&root.join("run.data"))
         .unwrap()
         .profile;
@@ -307,16 +330,20 @@ fn a_process_left_running_is_waited_for_and_ended_by_the_timeout() {
     assert!(t.elapsed() >= std::time::Duration::from_millis(900));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("killed by the timeout"), "{stdout}");
-    assert!(stdout.contains("were still running at the end and were killed"), "{stdout}");
+    assert!(
+        stdout.contains("were still running at the end and were killed"),
+        "{stdout}"
+    );
     let p = perfgate::profile::file::Recording::open(&dir.path().join("t.data"))
         .unwrap()
         .profile;
     assert!(calls(&p, "tick") > 0);
     // Nothing of it is left.
     for _ in 0..100 {
-        let left = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            std::fs::read_link(e.path().join("exe")).is_ok_and(|x| x == spin)
-        });
+        let left = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|x| x == spin));
         if !left {
             return;
         }

@@ -102,11 +102,11 @@ impl Program<'_> {
     }
 
     fn write_proc(&self, pid: u32, p: &types::pg_proc) {
-        let _ = self.skel.maps.procs.update(
-            &pid.to_ne_bytes(),
-            kernel::pod_bytes(p),
-            MapFlags::ANY,
-        );
+        let _ =
+            self.skel
+                .maps
+                .procs
+                .update(&pid.to_ne_bytes(), kernel::pod_bytes(p), MapFlags::ANY);
     }
 
     fn read_proc(&self, pid: u32) -> Option<types::pg_proc> {
@@ -178,7 +178,10 @@ impl Program<'_> {
     /// Whether the SIGSTOP thread `tid` is stopped by was the program's hold (and forgets it).
     pub fn take_hold(&self, tid: u32) -> bool {
         let key = tid.to_ne_bytes();
-        let ours = matches!(self.skel.maps.dl_holds.lookup(&key, MapFlags::ANY), Ok(Some(_)));
+        let ours = matches!(
+            self.skel.maps.dl_holds.lookup(&key, MapFlags::ANY),
+            Ok(Some(_))
+        );
         if ours {
             let _ = self.skel.maps.dl_holds.delete(&key);
         }

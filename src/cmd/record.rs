@@ -156,7 +156,10 @@ fn live(a: &RecordArgs, pid: u32) -> Result<Exit> {
     writer.finish(&profile)?;
     print_table(a, &profile);
     let how = match end {
-        LiveEnd::Duration => format!("detached from process {pid} after {:?}; it runs on", a.duration.unwrap_or_default()),
+        LiveEnd::Duration => format!(
+            "detached from process {pid} after {:?}; it runs on",
+            a.duration.unwrap_or_default()
+        ),
         LiveEnd::Stopped => format!("detached from process {pid} at the stop signal; it runs on"),
         LiveEnd::Exited(Some(e)) => format!("process {pid} ended ({e})"),
         LiveEnd::Exited(None) => format!("process {pid} ended"),

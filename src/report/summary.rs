@@ -262,11 +262,7 @@ fn process_lines(a: &Accounting, verbose: bool) -> String {
     };
     let mut out = String::new();
     let mut how = Vec::new();
-    for (n, what) in [
-        (p.execs, "exec"),
-        (p.forks, "fork"),
-        (p.vforks, "vfork"),
-    ] {
+    for (n, what) in [(p.execs, "exec"), (p.forks, "fork"), (p.vforks, "vfork")] {
         if n > 0 {
             how.push(plural(n, what));
         }
@@ -275,10 +271,10 @@ fn process_lines(a: &Accounting, verbose: bool) -> String {
         .binaries
         .iter()
         .map(|b| {
-            let name = b
-                .path
-                .file_name()
-                .map_or_else(|| b.path.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let name = b.path.file_name().map_or_else(
+                || b.path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             let what = if b.functions == 0 {
                 "no function selected".to_string()
             } else {

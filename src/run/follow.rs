@@ -223,7 +223,7 @@ impl Tracer {
     }
 
     /// The next report, without waiting; `Err` once the tracer is gone.
-    pub fn next(&mut self) -> Result<Option<Stop>> {
+    pub fn next_stop(&mut self) -> Result<Option<Stop>> {
         if let Some(s) = self.queued.pop_front() {
             return Ok(Some(s));
         }
@@ -448,13 +448,11 @@ impl Tracing {
             match k {
                 kind::SEIZE => self.seize(a, b & FOLLOW_PROCESSES != 0),
                 kind::SEIZE_LIVE => self.seize_live(a),
-                kind::RESUME => {
-                    if self.held.remove(&a) {
-                        if self.threads.contains_key(&a) {
-                            self.go_on(a, b as i32);
-                        } else {
-                            self.resumed_unborn.insert(a, b as i32);
-                        }
+                kind::RESUME if self.held.remove(&a) => {
+                    if self.threads.contains_key(&a) {
+                        self.go_on(a, b as i32);
+                    } else {
+                        self.resumed_unborn.insert(a, b as i32);
                     }
                 }
                 kind::DETACH_ALL => self.detach_all(),
@@ -699,8 +697,8 @@ impl Tracing {
     }
 
     fn on_signal(&mut self, tid: u32, signal: i32) {
-        let kernel_stop = signal == libc::SIGSTOP
-            && pt::signal_code(tid).is_ok_and(|c| c == libc::SI_KERNEL);
+        let kernel_stop =
+            signal == libc::SIGSTOP && pt::signal_code(tid).is_ok_and(|c| c == libc::SI_KERNEL);
         if kernel_stop && self.detaching {
             // A hold signal sent before holds were switched off: never the program's.
             self.go_on(tid, 0);

@@ -505,7 +505,8 @@ impl Follow {
             for (r, n) in &plan.skipped {
                 *self.skipped.entry(*r).or_insert(0) += n;
             }
-            self.skipped_names.extend(plan.skipped_names.iter().cloned());
+            self.skipped_names
+                .extend(plan.skipped_names.iter().cloned());
             self.warnings.extend(plan.warnings.iter().cloned());
         }
         out
@@ -617,7 +618,7 @@ impl Follow {
             crate::sys::ptrace::poll_readable(&fds, Some(timeout));
         }
         loop {
-            match self.tracer.next() {
+            match self.tracer.next_stop() {
                 Ok(Some(stop)) => self.on_stop(program, stop)?,
                 Ok(None) => return Ok(()),
                 Err(e) => {
@@ -715,7 +716,9 @@ impl Follow {
             .ok()
             .filter(|p| id.is_some() && FileIdentity::of(p) == id);
         let (Some(id), Some(path)) = (id, path) else {
-            self.not_traced("processes whose executable was deleted or replaced before perfgate read it");
+            self.not_traced(
+                "processes whose executable was deleted or replaced before perfgate read it",
+            );
             self.close_all(&mut proc);
             program.follow_process(pid, self.holds);
             self.procs.insert(pid, proc);
@@ -739,7 +742,11 @@ impl Follow {
                             file_name(&path)
                         ));
                     }
-                    (wanted, plan.loader_hook.clone(), plan.functions.len() as u64)
+                    (
+                        wanted,
+                        plan.loader_hook.clone(),
+                        plan.functions.len() as u64,
+                    )
                 }
                 Err(e) => {
                     self.not_traced(format!("processes running {}: {e}", file_name(&path)));
@@ -753,9 +760,9 @@ impl Follow {
         // again would leave a moment where both count.
         let t0 = Instant::now();
         for id in wanted {
-            if !proc.files.contains_key(&id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = proc.files.entry(id) {
                 if let Some(links) = self.attach(program, pid, id) {
-                    proc.files.insert(id, Some(links));
+                    slot.insert(Some(links));
                 }
             }
         }
@@ -842,8 +849,8 @@ impl Follow {
         let Some(pid) = tree::tgid(tid) else {
             return;
         };
-        let at_start = self.mode != Mode::Live
-            && self.procs.get(&pid).is_none_or(|p| p.library_holds == 0);
+        let at_start =
+            self.mode != Mode::Live && self.procs.get(&pid).is_none_or(|p| p.library_holds == 0);
         if let Some(p) = self.procs.get_mut(&pid) {
             p.library_holds += 1;
         }
@@ -884,10 +891,13 @@ impl Follow {
                 proc.files.insert(id, Some(links));
                 if !at_start {
                     let functions = self.files.get(&id).map_or(0, |a| a.probes.len() as u64);
-                    let late = self.late.entry(path.clone()).or_insert_with(|| LateLibrary {
-                        path: path.clone(),
-                        ..LateLibrary::default()
-                    });
+                    let late = self
+                        .late
+                        .entry(path.clone())
+                        .or_insert_with(|| LateLibrary {
+                            path: path.clone(),
+                            ..LateLibrary::default()
+                        });
                     late.processes += 1;
                     late.functions = functions;
                 }
@@ -902,7 +912,9 @@ impl Follow {
             return;
         };
         if proc.vfork {
-            self.not_traced("vfork children that exited without exec (they run in their parent's memory)");
+            self.not_traced(
+                "vfork children that exited without exec (they run in their parent's memory)",
+            );
         }
         if !exit.success() && pid != self.root_pid {
             self.counts.failed += 1;

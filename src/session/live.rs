@@ -72,7 +72,11 @@ impl LiveTarget {
         let command = cmdline
             .split(|&b| b == 0)
             .filter(|a| !a.is_empty())
-            .map(|a| OsString::from_vec(a.to_vec()).to_string_lossy().into_owned())
+            .map(|a| {
+                OsString::from_vec(a.to_vec())
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         Ok(LiveTarget {
             pid,
@@ -166,14 +170,19 @@ pub fn trace_live(
     };
     // The kernel refusing an interface shows at load: fall back as for a benchmark (one object
     // storage per attempt, each living as long as the program loaded in it).
-    let mut storages: [MaybeUninit<libbpf_rs::OpenObject>; 3] =
-        [MaybeUninit::uninit(), MaybeUninit::uninit(), MaybeUninit::uninit()];
+    let mut storages: [MaybeUninit<libbpf_rs::OpenObject>; 3] = [
+        MaybeUninit::uninit(),
+        MaybeUninit::uninit(),
+        MaybeUninit::uninit(),
+    ];
     let mut mode = Some(first);
     let mut loaded = None;
     for storage in storages.iter_mut() {
         let Some(m) = mode else { break };
         match Program::load(&config(m), storage) {
-            Err(e) if e.downcast_ref::<ModeUnsupported>().is_some() && opts.trace.probes.is_none() => {
+            Err(e)
+                if e.downcast_ref::<ModeUnsupported>().is_some() && opts.trace.probes.is_none() =>
+            {
                 mode = m.fallback();
                 if mode.is_none() {
                     return Err(e);
@@ -254,7 +263,10 @@ pub fn trace_live(
     };
     outcome.apply(&mut profile);
     if profile.functions.is_empty() {
-        bail!("--pid {}: no function matched the filters (see --function, --lib)", t.pid);
+        bail!(
+            "--pid {}: no function matched the filters (see --function, --lib)",
+            t.pid
+        );
     }
     Ok((profile, end))
 }

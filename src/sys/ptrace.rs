@@ -88,14 +88,7 @@ pub fn listen(tid: u32) -> io::Result<()> {
 /// Asks a running tracee to stop (`PTRACE_INTERRUPT`); it reports a `PTRACE_EVENT_STOP`.
 pub fn interrupt(tid: u32) -> io::Result<()> {
     // SAFETY: PTRACE_INTERRUPT takes no memory argument.
-    check(unsafe {
-        libc::ptrace(
-            libc::PTRACE_INTERRUPT,
-            tid as libc::pid_t,
-            0usize,
-            0usize,
-        )
-    })
+    check(unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, tid as libc::pid_t, 0usize, 0usize) })
 }
 
 /// Stops tracing a stopped tracee, which resumes with `signal` (0 = none).
