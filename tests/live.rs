@@ -144,13 +144,20 @@ fn a_running_process_is_traced_while_attached_and_left_running_normally() {
         assert_eq!(calls(&p, "plugin_work"), 6, "{probes}");
         assert_eq!(calls(&p, "plugin_setup"), 2, "{probes}");
         assert_eq!(calls(&p, "plugin_load"), 2, "{probes}");
-        // idle() was running at the attach (never seen: it began before the probes) and again at the
-        // detach (counted as running); the one idle() call in between completed.
+        // idle() was running at the attach (its return is never reported: it began before the probes)
+        // and again at the detach (counted as running); the one idle() call in between completed.
         assert_eq!(calls(&p, "idle"), 1, "{probes}");
         assert_eq!(calls(&p, "main"), 0, "{probes}");
         let l = &p.accounting.lost;
         assert_eq!(l.lost_calls(), 0, "{probes}: {l:?}");
         assert_eq!(l.open_at_detach, 1, "{probes}: {l:?}");
+        // ... and the calls it was in then are found on its stack, by frame pointers.
+        assert_eq!(l.in_progress_at_attach, 2, "{probes}: {l:?}");
+        assert_eq!(
+            p.accounting.running_at_attach,
+            vec!["idle (looper)".to_string(), "main (looper)".to_string()],
+            "{probes}"
+        );
         assert_eq!(p.accounting.libraries_attached_late.len(), 1, "{probes}");
         assert!(
             p.accounting.libraries_loaded_later.is_empty(),

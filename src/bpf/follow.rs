@@ -217,6 +217,20 @@ impl Program<'_> {
         out
     }
 
+    /// Frames on thread `tid`'s shadow stack now: calls it entered since its probes were attached.
+    pub fn stack_depth(&self, tid: u32) -> u32 {
+        match self
+            .skel
+            .maps
+            .stacks
+            .lookup(&tid.to_ne_bytes(), MapFlags::ANY)
+        {
+            Ok(Some(v)) => kernel::read_pod::<types::pg_stack>(&v)
+                .map_or(0, |st| st.depth.min(kernel::MAX_DEPTH as u32)),
+            _ => 0,
+        }
+    }
+
     /// Frames still open on the shadow stacks: calls in progress (after [`Program::detach`] of a live
     /// process, the calls it was running then).
     pub fn open_frames(&self) -> u64 {

@@ -159,6 +159,7 @@ pub(super) fn decode_counters(per_cpu: &[Vec<u64>]) -> LossCounters {
         holds_failed: total(pg_counter::PG_HOLD_FAILED),
         returned_before_attach: total(pg_counter::PG_RETURN_BEFORE_ATTACH),
         open_at_detach: 0,
+        in_progress_at_attach: 0,
     }
 }
 

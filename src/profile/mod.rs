@@ -297,6 +297,10 @@ pub struct LossCounters {
     /// its parent's calls, a live process's calls in progress at attach): not measured, not lost.
     #[serde(default)]
     pub returned_before_attach: u64,
+    /// Calls a live process's threads were in when perfgate attached (found on their stacks; a lower
+    /// bound: frames without a frame pointer may hide some): not measured, not lost.
+    #[serde(default)]
+    pub in_progress_at_attach: u64,
 }
 
 impl LossCounters {
@@ -354,6 +358,9 @@ pub struct Accounting {
     /// that loaded them was held, before dlopen returned.
     #[serde(default)]
     pub libraries_attached_late: Vec<LateLibrary>,
+    /// The calls of [`LossCounters::in_progress_at_attach`]: `name (module)`, innermost first per thread.
+    #[serde(default)]
+    pub running_at_attach: Vec<String>,
 }
 
 /// The processes of a run that follows the ones the command starts: each is held at its exec (or, for

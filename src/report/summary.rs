@@ -227,6 +227,12 @@ fn loss_lines(l: &LossCounters) -> String {
             count(l.open_at_exec)
         ));
     }
+    if l.in_progress_at_attach > 0 {
+        out.push_str(&format!(
+            "  note: {} calls were already running when perfgate attached (not measured: they began before the probes)\n",
+            count(l.in_progress_at_attach)
+        ));
+    }
     if l.open_at_detach > 0 {
         out.push_str(&format!(
             "  note: {} calls were still running when perfgate detached (not measured)\n",
@@ -469,6 +475,13 @@ fn verbose_lines(profile: &Profile) -> String {
             duration(c.nop5_ns),
             duration(c.emulated_ns),
             duration(c.single_step_ns)
+        ));
+    }
+    if !a.running_at_attach.is_empty() {
+        let names: Vec<String> = a.running_at_attach.iter().map(|n| terminal(n)).collect();
+        out.push_str(&format!(
+            "  running when perfgate attached: {}\n",
+            names.join(", ")
         ));
     }
     for s in &a.skipped_names {

@@ -44,8 +44,8 @@ use crate::sys::ptrace::{self as pt, Options, Wait};
 pub const FOLLOW_ARG: &str = "__follow";
 /// The descriptor of the tracer's end of the socket.
 const SOCK_FD: i32 = 3;
-/// Bytes of one message: four little-endian u32 (kind, then three arguments).
-const MSG_BYTES: usize = 16;
+/// Bytes of one message: four little-endian u32 (kind, then three arguments), then two u64.
+const MSG_BYTES: usize = 32;
 /// How long perfgate waits for the tracer to answer a request.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,6 +56,7 @@ mod kind {
     pub const RESUME: u32 = 3;
     pub const DETACH_ALL: u32 = 4;
     pub const STATS: u32 = 5;
+    pub const SAMPLE_ALL: u32 = 6;
     pub const SEIZED: u32 = 16;
     pub const EXEC: u32 = 17;
     pub const FORK: u32 = 18;
@@ -64,27 +65,46 @@ mod kind {
     pub const EXITED: u32 = 21;
     pub const DETACHED: u32 = 22;
     pub const STATS_REPLY: u32 = 23;
+    pub const SAMPLE: u32 = 24;
 }
 
 /// Flags of a `SEIZE` request.
 const FOLLOW_PROCESSES: u32 = 1;
 
 type Msg = [u32; 4];
+/// A message with its two wide arguments (zero for most kinds).
+type Wide = (Msg, [u64; 2]);
 
 fn encode(m: Msg) -> [u8; MSG_BYTES] {
+    encode_wide((m, [0, 0]))
+}
+
+fn encode_wide((m, w): Wide) -> [u8; MSG_BYTES] {
     let mut b = [0u8; MSG_BYTES];
     for (i, v) in m.iter().enumerate() {
         b[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    for (i, v) in w.iter().enumerate() {
+        b[16 + i * 8..24 + i * 8].copy_from_slice(&v.to_le_bytes());
     }
     b
 }
 
 fn decode(b: &[u8]) -> Option<Msg> {
+    decode_wide(b).map(|(m, _)| m)
+}
+
+fn decode_wide(b: &[u8]) -> Option<Wide> {
     if b.len() != MSG_BYTES {
         return None;
     }
     let at = |i: usize| u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
-    Some([at(0), at(1), at(2), at(3)])
+    let wide = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[16 + i * 8..24 + i * 8]);
+        u64::from_le_bytes(w)
+    };
+    Some(([at(0), at(1), at(2), at(3)], [wide(0), wide(1)]))
 }
 
 /// A moment where the tracer holds a tracee (or tells of an end) for perfgate.
@@ -125,6 +145,14 @@ pub enum Stop {
         pid: u32,
         /// How.
         exit: ExitInfo,
+    },
+    /// After [`Tracer::sample_all`]: thread `tid` is stopped (held until resumed) with these registers, so
+    /// that perfgate can read its stack.
+    Sample {
+        /// The thread.
+        tid: u32,
+        /// Its registers.
+        regs: pt::StackRegisters,
     },
     /// After [`Tracer::detach_all`]: every tracee is detached.
     Detached {
@@ -231,7 +259,7 @@ impl Tracer {
             let Some(m) = self.recv()? else {
                 return Ok(None);
             };
-            if let Some(s) = stop_of(m) {
+            if let Some(s) = stop_of_wide(m) {
                 return Ok(Some(s));
             }
         }
@@ -240,6 +268,11 @@ impl Tracer {
     /// Resumes a held tracee, delivering `signal` (0 = none).
     pub fn resume(&mut self, tid: u32, signal: i32) -> Result<()> {
         self.send([kind::RESUME, tid, signal as u32, 0])
+    }
+
+    /// Stops every traced thread once, briefly, reporting its registers as [`Stop::Sample`].
+    pub fn sample_all(&mut self) -> Result<()> {
+        self.send([kind::SAMPLE_ALL, 0, 0, 0])
     }
 
     /// Starts detaching every tracee of a live process (they run on untraced): threads held for perfgate
@@ -263,13 +296,13 @@ impl Tracer {
         pt::send(self.sock.as_fd(), &encode(m)).context("perfgate's tracer is gone")
     }
 
-    fn recv(&mut self) -> Result<Option<Msg>> {
+    fn recv(&mut self) -> Result<Option<Wide>> {
         if self.closed {
             bail!("perfgate's tracer is gone");
         }
         let mut buf = [0u8; MSG_BYTES + 1];
         match pt::recv(self.sock.as_fd(), &mut buf).context("reading from perfgate's tracer")? {
-            pt::Received::Message(n) => Ok(decode(&buf[..n])),
+            pt::Received::Message(n) => Ok(decode_wide(&buf[..n])),
             pt::Received::Nothing => Ok(None),
             pt::Received::Closed => {
                 self.closed = true;
@@ -283,10 +316,10 @@ impl Tracer {
         let deadline = Instant::now() + REPLY_TIMEOUT;
         loop {
             while let Some(m) = self.recv()? {
-                if m[0] == want {
-                    return Ok(m);
+                if m.0[0] == want {
+                    return Ok(m.0);
                 }
-                if let Some(s) = stop_of(m) {
+                if let Some(s) = stop_of_wide(m) {
                     self.queued.push_back(s);
                 }
             }
@@ -296,6 +329,20 @@ impl Tracer {
             pt::poll_readable(&[self.sock.as_fd()], Some(Duration::from_millis(50)));
         }
     }
+}
+
+fn stop_of_wide((m, w): Wide) -> Option<Stop> {
+    if m[0] == kind::SAMPLE {
+        return Some(Stop::Sample {
+            tid: m[1],
+            regs: pt::StackRegisters {
+                rip: w[0],
+                rsp: w[1],
+                rbp: (u64::from(m[3]) << 32) | u64::from(m[2]),
+            },
+        });
+    }
+    stop_of(m)
 }
 
 fn stop_of(m: Msg) -> Option<Stop> {
@@ -383,6 +430,8 @@ struct Tracing {
     held: HashSet<u32>,
     /// Newborns perfgate resumed before their first stop was seen: resumed at it, with this signal.
     resumed_unborn: HashMap<u32, i32>,
+    /// Threads interrupted for a sample, whose stop has not come yet.
+    sampling: HashSet<u32>,
     detaching: bool,
     detached: u32,
     stats: TracerStats,
@@ -424,9 +473,13 @@ pub fn follow_main() -> i32 {
 
 impl Tracing {
     fn send(&self, m: Msg) {
+        self.send_wide((m, [0, 0]));
+    }
+
+    fn send_wide(&self, m: Wide) {
         if let Some(s) = &self.sock {
             // perfgate gone: nothing to tell; PDEATHSIG ends this process.
-            let _ = pt::send(s.as_fd(), &encode(m));
+            let _ = pt::send(s.as_fd(), &encode_wide(m));
         }
     }
 
@@ -456,6 +509,14 @@ impl Tracing {
                     }
                 }
                 kind::DETACH_ALL => self.detach_all(),
+                kind::SAMPLE_ALL => {
+                    let tids: Vec<u32> = self.threads.keys().copied().collect();
+                    for tid in tids {
+                        if !self.held.contains(&tid) && pt::interrupt(tid).is_ok() {
+                            self.sampling.insert(tid);
+                        }
+                    }
+                }
                 kind::STATS => self.send([
                     kind::STATS_REPLY,
                     self.stats.threads,
@@ -595,6 +656,16 @@ impl Tracing {
                     } else if self.detaching && stop_pending(tid) {
                         // A SIGSTOP of a hold is pending: let it come, then drop it (below).
                         let _ = pt::cont(tid, 0);
+                    } else if self.sampling.remove(&tid) && !self.detaching {
+                        match pt::registers(tid) {
+                            Ok(r) => {
+                                let lo = r.rbp as u32;
+                                let hi = (r.rbp >> 32) as u32;
+                                self.send_wide(([kind::SAMPLE, tid, lo, hi], [r.rip, r.rsp]));
+                                self.held.insert(tid);
+                            }
+                            Err(_) => self.go_on(tid, 0),
+                        }
                     } else {
                         // An interrupt, or the wake-up after a group-stop.
                         self.go_on(tid, 0);
@@ -608,6 +679,7 @@ impl Tracing {
 
     fn on_exit(&mut self, tid: u32, code: i32, signal: i32) {
         self.held.remove(&tid);
+        self.sampling.remove(&tid);
         self.resumed_unborn.remove(&tid);
         self.early.remove(&tid);
         self.announced.remove(&tid);
@@ -738,6 +810,22 @@ mod tests {
         let m = [kind::EXITED, 42, 3, 0];
         assert_eq!(decode(&encode(m)), Some(m));
         assert_eq!(decode(&[0u8; 15]), None);
+        let w = (
+            [kind::SAMPLE, 7, 0xdead_beef, 0x7ff0],
+            [0x40_1000, 0x7ffc_0000],
+        );
+        assert_eq!(decode_wide(&encode_wide(w)), Some(w));
+        assert_eq!(
+            stop_of_wide(w),
+            Some(Stop::Sample {
+                tid: 7,
+                regs: pt::StackRegisters {
+                    rip: 0x40_1000,
+                    rsp: 0x7ffc_0000,
+                    rbp: 0x7ff0_dead_beef
+                }
+            })
+        );
         assert_eq!(
             stop_of(m),
             Some(Stop::Exited {

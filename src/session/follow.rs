@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::Target;
+use super::{walk, Target};
 use crate::bpf::{self, LinkCloser, Links, Program};
 use crate::plan::{self, FileIdentity, LoaderHook, Plan, Selection};
 use crate::profile::file::Event;
@@ -59,6 +59,20 @@ struct Attachable {
     path: PathBuf,
     build_id: Option<String>,
     probes: Vec<bpf::Probe>,
+    /// File offsets of the functions' bodies (start, end), with their ids.
+    ranges: Vec<(u64, u64, u32)>,
+}
+
+/// The file range of each probed function (its probe may sit past its first byte).
+fn ranges(probes: &[bpf::Probe], functions: &[FunctionInfo]) -> Vec<(u64, u64, u32)> {
+    probes
+        .iter()
+        .filter_map(|p| {
+            let f = functions.get(p.func as usize)?;
+            let start = p.offset.0.checked_sub(f.probe_offset)?;
+            Some((start, start + f.size.max(1), p.func))
+        })
+        .collect()
 }
 
 /// A followed process.
@@ -86,6 +100,8 @@ pub(super) struct Outcome {
     pub(super) warnings: Vec<String>,
     pub(super) processes: Option<Processes>,
     pub(super) attached_late: Vec<LateLibrary>,
+    /// Calls a live process was in when perfgate attached (function names, outermost last).
+    pub(super) running_at_attach: Vec<String>,
     /// Library paths (as the loaders wrote them) added after start-up in some process.
     pub(super) loaded_later: Vec<PathBuf>,
 }
@@ -252,6 +268,8 @@ pub(super) struct Follow {
     exits: HashMap<u32, ExitInfo>,
     /// A live process's libraries mapped before perfgate came (canonical): not loaded later.
     mapped_before: BTreeSet<PathBuf>,
+    /// Traced functions a live process's threads were in when perfgate attached, one per call.
+    running_at_attach: Vec<u32>,
     /// The tracer detached from this many threads.
     detached: Option<u32>,
 }
@@ -292,6 +310,7 @@ impl Follow {
             root_pid: 0,
             exits: HashMap::new(),
             mapped_before: BTreeSet::new(),
+            running_at_attach: Vec::new(),
             detached: None,
         }
     }
@@ -311,7 +330,7 @@ impl Follow {
         let mut root = Proc::default();
         for f in &plan.files {
             let Some(id) = f.identity else { continue };
-            let probes = f
+            let probes: Vec<bpf::Probe> = f
                 .probes
                 .iter()
                 .map(|p| bpf::Probe {
@@ -321,12 +340,14 @@ impl Follow {
                 })
                 .collect();
             self.modules.insert(f.module.clone(), id);
+            let ranges = ranges(&probes, &self.functions);
             self.files.insert(
                 id,
                 Arc::new(Attachable {
                     path: f.path.clone(),
                     build_id: f.build_id.clone(),
                     probes,
+                    ranges,
                 }),
             );
             self.file_order.push(id);
@@ -491,12 +512,14 @@ impl Follow {
                 });
                 self.functions.push(info);
             }
+            let ranges = ranges(&probes, &self.functions);
             self.files.insert(
                 id,
                 Arc::new(Attachable {
                     path: f.path.clone(),
                     build_id: f.build_id.clone(),
                     probes,
+                    ranges,
                 }),
             );
             self.file_order.push(id);
@@ -679,6 +702,12 @@ impl Follow {
                 self.detached = Some(threads);
                 None
             }
+            Stop::Sample { tid, regs } => {
+                self.on_sample(program, tid, regs);
+                // Not a hold for perfgate's work: resumed without being counted as one.
+                self.tracer.resume(tid, 0)?;
+                None
+            }
         };
         if let Some((tid, signal)) = held {
             self.tracer.resume(tid, signal)?;
@@ -842,6 +871,42 @@ impl Follow {
         self.procs.insert(child, proc);
     }
 
+    /// Asks the tracer to stop every thread once and report where it is (after the attach of a live
+    /// process: the calls in progress then began before the probes).
+    pub(super) fn sample_threads(&mut self) -> Result<()> {
+        self.tracer.sample_all()
+    }
+
+    /// Thread `tid` is stopped: the traced calls on its stack below those the shadow stack has (entered
+    /// since the attach) began before the probes.
+    fn on_sample(
+        &mut self,
+        program: &Program<'_>,
+        tid: u32,
+        regs: crate::sys::ptrace::StackRegisters,
+    ) {
+        let Some(pid) = tree::tgid(tid) else {
+            return;
+        };
+        let maps = walk::executable_mappings(pid);
+        let function_at = |addr: u64| -> Option<u32> {
+            let m = walk::mapping_of(&maps, addr)?;
+            let id = FileIdentity::of(&m.path)?;
+            let a = self.files.get(&id)?;
+            let off = m.file_offset(addr);
+            a.ranges
+                .iter()
+                .find(|(s, e, _)| *s <= off && off < *e)
+                .map(|r| r.2)
+        };
+        let chain = walk::call_chain(pid, regs, &|a| function_at(a).is_some());
+        let traced: Vec<u32> = chain.iter().filter_map(|&a| function_at(a)).collect();
+        let seen = program.stack_depth(tid) as usize;
+        for &f in traced.iter().skip(seen) {
+            self.running_at_attach.push(f);
+        }
+    }
+
     /// Thread `tid` added libraries to its process's link map and is held: attach those the
     /// selection covers.
     fn on_libraries(&mut self, program: &Program<'_>, tid: u32) {
@@ -987,7 +1052,14 @@ impl Follow {
             .into_iter()
             .map(|(reason, count)| NotTraced { reason, count })
             .collect();
+        let running_at_attach = self
+            .running_at_attach
+            .iter()
+            .filter_map(|&f| self.functions.get(f as usize))
+            .map(|f| format!("{} ({})", f.name, f.module))
+            .collect();
         Outcome {
+            running_at_attach,
             functions: self.functions,
             files,
             skipped: self.skipped,
@@ -1040,6 +1112,8 @@ impl Outcome {
             }
         }
         a.processes = self.processes;
+        a.lost.in_progress_at_attach = self.running_at_attach.len() as u64;
+        a.running_at_attach = self.running_at_attach;
         let canon = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
         let late: BTreeSet<PathBuf> = self.attached_late.iter().map(|l| canon(&l.path)).collect();
         a.libraries_attached_late = self.attached_late;

@@ -202,6 +202,10 @@ pub fn trace_live(
     follow.seed_live(&program, t.pid, &t.exe, &t.plan)?;
     program.attach_thread_exit()?;
     let attach = t0.elapsed();
+    if threads > 0 {
+        // The calls in progress now began before the probes: each thread's stack says which.
+        follow.sample_threads()?;
+    }
     on_attached(&Attached {
         functions: follow.functions_planned(),
         files: follow.files_attached(),

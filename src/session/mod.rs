@@ -22,6 +22,7 @@ mod follow;
 pub mod live;
 pub mod runs;
 mod trace;
+mod walk;
 
 pub use follow::{PlanCache, SharedPlanCache};
 
@@ -295,6 +296,7 @@ fn assemble(
             probe_cost,
             processes: None,
             libraries_attached_late: Vec::new(),
+            running_at_attach: Vec::new(),
         },
         has_events,
     }

@@ -345,3 +345,38 @@ pub fn die_with_parent() -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// The registers a stack walk starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StackRegisters {
+    /// Instruction pointer.
+    pub rip: u64,
+    /// Stack pointer.
+    pub rsp: u64,
+    /// Frame pointer.
+    pub rbp: u64,
+}
+
+/// The registers of a stopped tracee (`PTRACE_GETREGSET`, `NT_PRSTATUS`).
+pub fn registers(tid: u32) -> io::Result<StackRegisters> {
+    // SAFETY: an all-zero user_regs_struct (integers only) is a valid value for the kernel to overwrite.
+    let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: (&mut regs as *mut libc::user_regs_struct).cast(),
+        iov_len: std::mem::size_of::<libc::user_regs_struct>(),
+    };
+    // SAFETY: PTRACE_GETREGSET writes at most iov_len bytes to iov_base, which points to `regs`.
+    check(unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGSET,
+            tid as libc::pid_t,
+            libc::NT_PRSTATUS as usize,
+            &mut iov as *mut libc::iovec,
+        )
+    })?;
+    Ok(StackRegisters {
+        rip: regs.rip,
+        rsp: regs.rsp,
+        rbp: regs.rbp,
+    })
+}
