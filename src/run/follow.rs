@@ -66,6 +66,7 @@ mod kind {
     pub const DETACHED: u32 = 22;
     pub const STATS_REPLY: u32 = 23;
     pub const SAMPLE: u32 = 24;
+    pub const SAMPLED: u32 = 25;
 }
 
 /// Flags of a `SEIZE` request.
@@ -154,6 +155,8 @@ pub enum Stop {
         /// Its registers.
         regs: pt::StackRegisters,
     },
+    /// After [`Tracer::sample_all`]: every thread has been sampled.
+    Sampled,
     /// After [`Tracer::detach_all`]: every tracee is detached.
     Detached {
         /// Threads detached.
@@ -362,6 +365,7 @@ fn stop_of(m: Msg) -> Option<Stop> {
         },
         kind::HOLD_SIGNAL => Stop::HoldSignal { tid: a },
         kind::DETACHED => Stop::Detached { threads: a },
+        kind::SAMPLED => Stop::Sampled,
         kind::EXITED => Stop::Exited {
             pid: a,
             exit: if c == 0 {
@@ -432,6 +436,8 @@ struct Tracing {
     resumed_unborn: HashMap<u32, i32>,
     /// Threads interrupted for a sample, whose stop has not come yet.
     sampling: HashSet<u32>,
+    /// A sample of every thread was asked for and is not complete yet.
+    sampling_asked: bool,
     detaching: bool,
     detached: u32,
     stats: TracerStats,
@@ -516,6 +522,8 @@ impl Tracing {
                             self.sampling.insert(tid);
                         }
                     }
+                    self.sampling_asked = true;
+                    self.maybe_sampled();
                 }
                 kind::STATS => self.send([
                     kind::STATS_REPLY,
@@ -606,6 +614,13 @@ impl Tracing {
         self.maybe_detached();
     }
 
+    fn maybe_sampled(&mut self) {
+        if self.sampling_asked && self.sampling.is_empty() {
+            self.sampling_asked = false;
+            self.send([kind::SAMPLED, 0, 0, 0]);
+        }
+    }
+
     fn maybe_detached(&mut self) {
         if self.detaching && self.threads.is_empty() && self.announced.is_empty() {
             self.detaching = false;
@@ -666,6 +681,7 @@ impl Tracing {
                             }
                             Err(_) => self.go_on(tid, 0),
                         }
+                        self.maybe_sampled();
                     } else {
                         // An interrupt, or the wake-up after a group-stop.
                         self.go_on(tid, 0);
@@ -679,7 +695,9 @@ impl Tracing {
 
     fn on_exit(&mut self, tid: u32, code: i32, signal: i32) {
         self.held.remove(&tid);
-        self.sampling.remove(&tid);
+        if self.sampling.remove(&tid) {
+            self.maybe_sampled();
+        }
         self.resumed_unborn.remove(&tid);
         self.early.remove(&tid);
         self.announced.remove(&tid);

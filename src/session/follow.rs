@@ -270,6 +270,8 @@ pub(super) struct Follow {
     mapped_before: BTreeSet<PathBuf>,
     /// Traced functions a live process's threads were in when perfgate attached, one per call.
     running_at_attach: Vec<u32>,
+    /// The tracer said every thread was sampled.
+    sampled: bool,
     /// The tracer detached from this many threads.
     detached: Option<u32>,
 }
@@ -311,6 +313,7 @@ impl Follow {
             exits: HashMap::new(),
             mapped_before: BTreeSet::new(),
             running_at_attach: Vec::new(),
+            sampled: false,
             detached: None,
         }
     }
@@ -702,6 +705,10 @@ impl Follow {
                 self.detached = Some(threads);
                 None
             }
+            Stop::Sampled => {
+                self.sampled = true;
+                None
+            }
             Stop::Sample { tid, regs } => {
                 self.on_sample(program, tid, regs);
                 // Not a hold for perfgate's work: resumed without being counted as one.
@@ -871,10 +878,17 @@ impl Follow {
         self.procs.insert(child, proc);
     }
 
-    /// Asks the tracer to stop every thread once and report where it is (after the attach of a live
-    /// process: the calls in progress then began before the probes).
-    pub(super) fn sample_threads(&mut self) -> Result<()> {
-        self.tracer.sample_all()
+    /// Stops every thread once and notes the traced calls it is in (after the attach of a live process:
+    /// the calls in progress then began before the probes); returns once all are sampled (or after a
+    /// second: a thread in a long group-stop is not waited for).
+    pub(super) fn sample_threads(&mut self, program: &Program<'_>) -> Result<()> {
+        self.sampled = false;
+        self.tracer.sample_all()?;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !self.sampled && self.tracer_gone.is_none() && Instant::now() < deadline {
+            self.serve(program, Duration::from_millis(5))?;
+        }
+        Ok(())
     }
 
     /// Thread `tid` is stopped: the traced calls on its stack below those the shadow stack has (entered

@@ -204,7 +204,7 @@ pub fn trace_live(
     let attach = t0.elapsed();
     if threads > 0 {
         // The calls in progress now began before the probes: each thread's stack says which.
-        follow.sample_threads()?;
+        follow.sample_threads(&program)?;
     }
     on_attached(&Attached {
         functions: follow.functions_planned(),

@@ -1,7 +1,8 @@
 //! `perfgate bench`: measures perfgate itself and prints the figures, never assumes them (DESIGN.md): one
 //! file per benchmark — attach and detach time (`attach.rs`), the added cost of one probe hit per kind of
 //! instruction (`overhead.rs`), trace throughput (`trace.rs`), and the gate's false-alarm rate and power
-//! against injected slowdowns of known size (`gate.rs`).
+//! against injected slowdowns of known size (`gate.rs`), and what following a benchmark's processes costs
+//! per process (`follow.rs`).
 //!
 //! These are measurements, not timed tests: nothing here fails on a slow machine; the aims are printed beside
 //! the figures. Every ratio is computed from figures measured in the same invocation.
@@ -26,6 +27,7 @@ use crate::run::RunAs;
 use crate::session::{self, RunOptions, Target, TraceOptions};
 
 mod attach;
+mod follow;
 mod gate;
 mod overhead;
 mod trace;
@@ -66,8 +68,9 @@ pub(super) fn run(a: &BenchArgs) -> Result<Exit> {
     )?;
     out.flush()?;
     type Part = fn(&BenchArgs, &PrivateDir) -> Result<String>;
-    let parts: [(BenchWhat, Part); 4] = [
+    let parts: [(BenchWhat, Part); 5] = [
         (BenchWhat::Attach, attach::run),
+        (BenchWhat::Follow, follow::run),
         (BenchWhat::Overhead, overhead::run),
         (BenchWhat::Trace, trace::run),
         (BenchWhat::Gate, gate::run),
