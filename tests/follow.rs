@@ -351,3 +351,66 @@ fn a_process_left_running_is_waited_for_and_ended_by_the_timeout() {
     }
     panic!("the spinning process outlived perfgate");
 }
+
+#[test]
+fn baseline_and_check_gate_what_a_shell_wrapper_runs() {
+    let exe = procs();
+    let dir = scratch();
+    let base = dir.path().join("wrapped.toml");
+    let line = format!("{exe} leaf 3 && {exe} fork");
+    let out = perfgate()
+        .args(["baseline", "--runs", "3", "-o"])
+        .arg(&base)
+        .args(["--", "sh", "-c", &line])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let toml = std::fs::read_to_string(&base).unwrap();
+    assert!(
+        toml.contains("leaf_work") && toml.contains("child_work"),
+        "{toml}"
+    );
+    // Same command: the call counts are exact, so --gate-calls passes (timing noise cannot fail it with
+    // a threshold this wide).
+    let check = |cmd: &[&str]| {
+        perfgate()
+            .args([
+                "check",
+                "--runs",
+                "3",
+                "--max-runs",
+                "3",
+                "--threshold",
+                "900%",
+                "--gate-calls",
+                "-b",
+            ])
+            .arg(&base)
+            .args(cmd)
+            .output()
+            .unwrap()
+    };
+    let out = check(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // A child that calls leaf_work once more is a change of the calls, caught through the wrapper.
+    let changed = format!("{exe} leaf 4 && {exe} fork");
+    let out = check(&["--", "sh", "-c", &changed]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("leaf_work"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -729,6 +729,10 @@ impl Follow {
     /// `pid` exec'd: plan its new image, keep the links of files it still maps, attach the others.
     /// `from_thread`: a thread other than the first exec'd; the task the links were attached to (the
     /// first thread) is gone, so none of them fires any more and every file is attached again.
+    ///
+    /// Why this function is one piece: the steps (close stale links, identify and plan the image, keep
+    /// or attach each file, the loader hook, the BPF process entry) share the held process's record,
+    /// taken out of the table for the duration and put back at the end.
     fn on_exec(&mut self, program: &Program<'_>, pid: u32, from_thread: bool) {
         self.counts.execs += 1;
         let mut proc = self.procs.remove(&pid).unwrap_or_default();
