@@ -147,10 +147,14 @@ static __always_inline void emit(__u32 tid, __u32 func, __u16 kind, __u32 depth,
 	bpf_ringbuf_submit(e, waiting >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
+/* Processes perfgate follows besides target_tgid (the section "Following processes" at the end). */
+static __always_inline bool pg_followed(__u32 tgid);
+
 static __always_inline bool ours(__u64 pid_tgid)
 {
-	/* The uprobe_multi PID filter already does this; the check keeps other processes out on older kernels. */
-	return (pid_tgid >> 32) == target_tgid;
+	/* The uprobe_multi PID filter already does this; the check keeps other processes out on older kernels,
+	 * and a vfork child (which shares its parent's memory, so its parent's links fire for it) out always. */
+	return (pid_tgid >> 32) == target_tgid || pg_followed(pid_tgid >> 32);
 }
 
 /* A frame is dead when a new call's stack pointer lies at or above it on the same stack: its function was
@@ -260,6 +264,10 @@ static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self
 		s->self_hist[bs] += 1;
 }
 
+/* Counts a return that matched no entry (the section "Following processes" tells a call that began
+ * before its process was attached from a loss). */
+static __always_inline void pg_unmatched_return(__u64 pid_tgid);
+
 /* Pop the frame at 1-based depth `want` (0 = unknown: search the top of the stack for `func`). */
 static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 {
@@ -270,7 +278,7 @@ static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 	__u32 tid = (__u32)pid_tgid;
 	struct pg_stack *st = bpf_map_lookup_elem(&stacks, &tid);
 	if (!st) {
-		count(PG_RETURN_WITHOUT_ENTRY, 1);
+		pg_unmatched_return(pid_tgid);
 		return;
 	}
 	__u32 d = st->depth;
@@ -289,13 +297,13 @@ static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 		}
 	}
 	if (want == 0 || want > d) {
-		count(PG_RETURN_WITHOUT_ENTRY, 1);
+		pg_unmatched_return(pid_tgid);
 		return;
 	}
 	__u32 idx = (want - 1) & (PG_MAX_DEPTH - 1);
 	struct pg_frame *f = &st->frames[idx];
 	if (f->func != func) {
-		count(PG_RETURN_WITHOUT_ENTRY, 1);
+		pg_unmatched_return(pid_tgid);
 		return;
 	}
 	if (d > want)
@@ -404,14 +412,19 @@ int pg_thread_exit(void *ctx)
 	return 0;
 }
 
+/* A global function: verified once on its own, not inside each loader-hook program's own walk. */
+__noinline int pg_dl_follow(__u64 r_debug);
+
 /* The loader calls _dl_debug_state after every change of its link map (start-up, dlopen, dlclose): walk the
  * list (struct r_debug { int; struct link_map *r_map; ... }, struct link_map { addr; char *l_name; dyn *;
  * struct link_map *l_next; ... }) and remember every path. */
-static __always_inline int dl_change(__u64 ip)
+static __always_inline int dl_change(__u64 ip, __u64 cookie)
 {
 	if (!ours(bpf_get_current_pid_tgid()))
 		return 0;
-	__u64 r_debug = ip + r_debug_delta;
+	/* A followed process may run another loader than the command: its hook carries its own delta. */
+	__u64 r_debug = ip + (cookie ? (__s64)cookie : r_debug_delta);
+	pg_dl_follow(r_debug);
 	__u64 lm = 0;
 	if (bpf_probe_read_user(&lm, sizeof(lm), (void *)(r_debug + 8)))
 		return 0;
@@ -436,12 +449,180 @@ static __always_inline int dl_change(__u64 ip)
 SEC("uprobe.multi")
 int pg_dl_change(struct pt_regs *ctx)
 {
-	return dl_change(bpf_get_func_ip(ctx));
+	return dl_change(bpf_get_func_ip(ctx), bpf_get_attach_cookie(ctx));
 }
 
 SEC("uprobe")
 int pg_dl_change_classic(struct pt_regs *ctx)
 {
 	/* At an entry probe the instruction pointer is the probed address (bpf_get_func_ip is 6.x only). */
-	return dl_change(ctx->rip);
+	return dl_change(ctx->rip, bpf_get_attach_cookie(ctx));
+}
+
+/* ---- Following processes and the libraries they load (src/session/follow.rs, src/session/live.rs) ----
+ *
+ * perfgate's tracer (src/run/follow.rs) holds every process the benchmark starts until its probes are
+ * attached with its own PID (a uprobe_multi link only fires for its task's memory). Here: the set of
+ * followed processes (`procs`, consulted by ours()), the frames an exec leaves open, and the hold of a
+ * thread whose dlopen added a library: the loader hook stops it with SIGSTOP, which the tracer turns
+ * into a signal-delivery-stop the program never sees, and perfgate attaches the new library before the
+ * thread returns from dlopen. */
+
+/* Whether the procs map is consulted at all (off: ours() costs one comparison, as without following). */
+const volatile bool follow_enabled = false;
+/* Whether a thread that adds a library to the link map is stopped for perfgate (a --lib glob exists). */
+const volatile bool hold_dlopen = false;
+
+/* The SIGSTOP of <asm/signal.h> on every Linux architecture perfgate supports. */
+#define PG_SIGSTOP 19
+/* RT_CONSISTENT of enum r_state: the link map is complete (after start-up, dlopen, dlclose). */
+#define PG_RT_CONSISTENT 0
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct pg_proc);
+} procs SEC(".maps");
+
+/* Threads stopped by pg_dl_follow and not yet resumed: the tracer's SIGSTOP is ours iff the tid is here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} dl_holds SEC(".maps");
+
+/* Link-map names seen per process image, with when (enum pg_dl_when). LRU: entries of processes long
+ * gone make room; an evicted name of a live process is only seen as new once more (one extra hold). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct pg_dl_key);
+	__type(value, __u8);
+} dl_seen SEC(".maps");
+
+/* The walk's working memory. What changes from one entry to the next lives here, not in registers: the
+ * verifier then explores one state per iteration instead of one per combination of outcomes. */
+struct pg_dl_walk {
+	struct pg_dl_key key;
+	struct pg_dl_key parent_key;
+	__u64 added;
+	__u8 value;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pg_dl_walk);
+} dl_scratch SEC(".maps");
+
+enum pg_proc_flag _pg_proc_flag = 0;
+enum pg_dl_when _pg_dl_when = 0;
+
+static __always_inline bool pg_followed(__u32 tgid)
+{
+	return follow_enabled && bpf_map_lookup_elem(&procs, &tgid) != NULL;
+}
+
+/* In a process attached while it ran, a return without its entry is of a call that began before: a
+ * fork child returning from what its parent had called (uretprobe.multi and classic return probes fire
+ * for every consumer, not only those that saw the entry), a live process's calls in progress. */
+static __always_inline void pg_unmatched_return(__u64 pid_tgid)
+{
+	__u32 tgid = pid_tgid >> 32;
+	struct pg_proc *p = follow_enabled ? bpf_map_lookup_elem(&procs, &tgid) : NULL;
+	count(p && (p->flags & PG_PROC_MIDFLIGHT) ? PG_RETURN_BEFORE_ATTACH : PG_RETURN_WITHOUT_ENTRY, 1);
+}
+
+/* At a consistent link map: note every name not seen before in this image; if there is one and the
+ * process is held by perfgate's tracer, stop this thread (it is inside dlopen, before dlopen returns and
+ * before the new library's constructors run) until perfgate has attached what the selection covers. */
+__noinline int pg_dl_follow(__u64 r_debug)
+{
+	__u32 state = 1;
+	if (bpf_probe_read_user(&state, sizeof(state), (void *)(r_debug + 24)) || state != PG_RT_CONSISTENT)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct pg_proc *p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p) {
+		struct pg_proc fresh = {};
+		bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST);
+		p = bpf_map_lookup_elem(&procs, &tgid);
+		if (!p)
+			return 0;
+	}
+	p->changes += 1;
+	__u8 when = p->changes <= 1 ? PG_DL_AT_START : PG_DL_LATER;
+	__u32 zero = 0;
+	struct pg_dl_walk *w = bpf_map_lookup_elem(&dl_scratch, &zero);
+	if (!w)
+		return 0;
+	w->added = 0;
+	w->parent_key.tgid = p->parent_tgid;
+	w->parent_key.gen = p->parent_gen;
+	w->key.tgid = tgid;
+	w->key.gen = p->gen;
+	__u64 lm = 0;
+	if (bpf_probe_read_user(&lm, sizeof(lm), (void *)(r_debug + 8)))
+		return 0;
+	for (int i = 0; i < 128 && lm; i++) {
+		for (int k = 0; k < PG_LIB_NAME / 8; k++)
+			((__u64 *)w->key.name)[k] = 0;
+		__u64 name = 0;
+		bpf_probe_read_user(&name, sizeof(name), (void *)(lm + 8));
+		if (name && bpf_probe_read_user_str(w->key.name, sizeof(w->key.name), (void *)name) > 1 &&
+		    !bpf_map_lookup_elem(&dl_seen, &w->key)) {
+			w->value = when;
+			if (w->parent_key.tgid) {
+				/* A fork child's names are new only if its parent's image did not have them. */
+				__builtin_memcpy(w->parent_key.name, w->key.name, sizeof(w->key.name));
+				if (bpf_map_lookup_elem(&dl_seen, &w->parent_key))
+					w->value = PG_DL_AT_START;
+			}
+			bpf_map_update_elem(&dl_seen, &w->key, &w->value, BPF_ANY);
+			w->added += w->value == PG_DL_AT_START && w->parent_key.tgid ? 0 : 1;
+		}
+		if (bpf_probe_read_user(&lm, sizeof(lm), (void *)(lm + 24)))
+			break;
+	}
+	if (!w->added || !hold_dlopen || !(p->flags & PG_PROC_HOLDS))
+		return 0;
+	__u32 tid = (__u32)pid_tgid, one = 1;
+	bpf_map_update_elem(&dl_holds, &tid, &one, BPF_ANY);
+	if (bpf_send_signal_thread(PG_SIGSTOP)) {
+		bpf_map_delete_elem(&dl_holds, &tid);
+		count(PG_HOLD_FAILED, 1);
+	}
+	return 0;
+}
+
+/* A followed thread exec'd: the frames of its old image never return, and the new image has its own link
+ * map. args: (struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm); old_pid is the thread's
+ * id before exec (a thread that execs takes its process's id). */
+SEC("raw_tp/sched_process_exec")
+int pg_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!ours(pid_tgid))
+		return 0;
+	__u32 old = (__u32)ctx->args[1];
+	struct pg_stack *st = bpf_map_lookup_elem(&stacks, &old);
+	if (st) {
+		if (st->depth)
+			count(PG_OPEN_AT_EXEC, st->depth);
+		bpf_map_delete_elem(&stacks, &old);
+	}
+	__u32 tgid = pid_tgid >> 32;
+	struct pg_proc *p = bpf_map_lookup_elem(&procs, &tgid);
+	if (p) {
+		p->flags &= ~PG_PROC_MIDFLIGHT;
+		p->gen += 1;
+		p->changes = 0;
+		p->parent_tgid = 0;
+		p->parent_gen = 0;
+	}
+	return 0;
 }

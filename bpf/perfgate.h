@@ -28,7 +28,10 @@ enum pg_counter {
 	PG_FRAMES_ABANDONED = 4,    /* frames left without a return (longjmp past them) */
 	PG_UNFINISHED_AT_EXIT = 5,  /* frames still open when their thread exited */
 	PG_EVENTS_DROPPED = 6,      /* trace events the ring buffer had no room for */
-	PG_NR_COUNTERS = 7,
+	PG_OPEN_AT_EXEC = 7,        /* frames still open when their thread exec'd (the old image is gone) */
+	PG_HOLD_FAILED = 8,         /* a library was added but the thread could not be stopped for perfgate */
+	PG_RETURN_BEFORE_ATTACH = 9,/* a return whose call began before its process was attached (not lost) */
+	PG_NR_COUNTERS = 10,
 };
 
 struct pg_key {
@@ -92,6 +95,36 @@ struct pg_event {
 
 /* A path from the dynamic loader's link map (libraries loaded at run time are found there). */
 struct pg_lib_name {
+	char name[PG_LIB_NAME];
+};
+
+/* ---- Following processes and the libraries they load (src/session/follow.rs, src/session/live.rs) ---- */
+
+/* Flags of a followed process (struct pg_proc.flags). */
+enum pg_proc_flag {
+	PG_PROC_HOLDS = 1, /* traced by perfgate's tracer: a thread that adds a library may be stopped */
+	PG_PROC_MIDFLIGHT = 2, /* attached while running (a fork child, a live process): calls in progress */
+};
+
+/* Per followed process: its flags and the state of its loader's link map. */
+struct pg_proc {
+	__u32 flags;
+	__u32 gen;          /* exec generation: the link map of each image is its own */
+	__u32 changes;      /* consistent link-map states seen in this image (1 = start-up) */
+	__u32 parent_tgid;  /* a fork child inherits its parent's link map: names seen there are not new */
+	__u32 parent_gen;
+	__u32 _pad;
+};
+
+/* When a link-map name was first seen in a process image (the value of the dl_seen map). */
+enum pg_dl_when {
+	PG_DL_AT_START = 1, /* at the loader's start-up (DT_NEEDED, LD_PRELOAD) or inherited through fork */
+	PG_DL_LATER = 2,    /* added later: dlopen */
+};
+
+struct pg_dl_key {
+	__u32 tgid;
+	__u32 gen;
 	char name[PG_LIB_NAME];
 };
 

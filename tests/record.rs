@@ -457,16 +457,19 @@ fn a_binary_rebuilt_between_runs_is_refused_not_probed_at_stale_offsets() {
     // "Rebuild": a different file takes its place.
     std::fs::remove_file(&bin).unwrap();
     std::fs::copy(fixture("work_stripped"), &bin).unwrap();
-    let opts = perfgate::session::RunOptions {
-        trace: Default::default(),
-        run_as: perfgate::run::RunAs::Same,
-        stdout: perfgate::run::Stdout::Inherit,
-    };
-    let err = perfgate::session::trace_once(&target, &opts).unwrap_err();
-    assert!(
-        format!("{err:#}").contains("changed since perfgate read its symbols"),
-        "{err:#}"
-    );
+    for follow in [false, true] {
+        let opts = perfgate::session::RunOptions {
+            trace: Default::default(),
+            run_as: perfgate::run::RunAs::Same,
+            stdout: perfgate::run::Stdout::Inherit,
+            follow,
+        };
+        let err = perfgate::session::trace_once(&target, &opts).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("changed since perfgate read its symbols"),
+            "follow {follow}: {err:#}"
+        );
+    }
 }
 
 #[test]

@@ -72,6 +72,17 @@ impl Pod for u64 {}
 impl Pod for types::pg_key {}
 impl Pod for types::pg_stats {}
 impl Pod for types::pg_event {}
+impl Pod for types::pg_proc {}
+impl Pod for types::pg_dl_key {}
+impl Pod for types::pg_stack {}
+
+/// The bytes of a `T` to hand to the kernel (a map key or value).
+pub(super) fn pod_bytes<T: Pod>(v: &T) -> &[u8] {
+    // SAFETY: T is a repr(C) struct of integers without implicit padding (Pod: every field is a u32 or
+    // u64 or an array of them, laid out by bpf/perfgate.h with explicit padding), so all its bytes are
+    // initialised; the slice borrows `v` and cannot outlive it.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
 
 /// Copies a `T` out of bytes the kernel wrote; `None` when there are too few.
 pub(super) fn read_pod<T: Pod>(bytes: &[u8]) -> Option<T> {
@@ -148,6 +159,11 @@ pub(super) fn decode_counters(per_cpu: &[Vec<u64>]) -> LossCounters {
         unfinished_at_exit: total(pg_counter::PG_UNFINISHED_AT_EXIT),
         events_dropped: dropped_per_cpu.iter().sum(),
         events_dropped_per_cpu: dropped_per_cpu,
+        open_at_exec: total(pg_counter::PG_OPEN_AT_EXEC),
+        holds_failed: total(pg_counter::PG_HOLD_FAILED),
+        returned_before_attach: total(pg_counter::PG_RETURN_BEFORE_ATTACH),
+        open_at_detach: 0,
+        in_progress_at_attach: 0,
     }
 }
 

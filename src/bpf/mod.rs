@@ -21,7 +21,9 @@ use crate::elf::FileOffset;
 use crate::profile::file::Event;
 use crate::profile::{FuncId, FuncStats, LossCounters, ProbeCosts, ProbeKind};
 
+mod follow;
 pub mod kernel;
+pub use follow::{LinkCloser, LinkMapName, Links};
 use kernel::skel::{PerfgateSkel, PerfgateSkelBuilder};
 pub use kernel::MAX_DEPTH;
 
@@ -50,6 +52,12 @@ pub struct ProgramConfig {
     /// `perfgate bench cost` only: attach the minimal counting program (`pg_count`: one atomic add per
     /// hit) instead of perfgate's, the same way (session mode only); nothing is measured but its hits.
     pub count_only: bool,
+    /// Processes other than `target_pid` are followed (their PIDs are added with
+    /// [`Program::follow_process`]).
+    pub follow: bool,
+    /// A thread of a held process that adds a library to the loader's link map is stopped for perfgate
+    /// (see `run/follow.rs`).
+    pub hold_dlopen: bool,
 }
 
 /// How probes are attached, from the newest kernel interface to the oldest.
@@ -254,6 +262,8 @@ impl<'obj> Program<'obj> {
         rodata.wakeup_bytes = u64::from(rb_bytes / 4);
         rodata.trace_events = config.events;
         rodata.survey = config.survey;
+        rodata.follow_enabled = config.follow;
+        rodata.hold_dlopen = config.hold_dlopen;
         if let Some(c) = config.probe_cost {
             for kind in ProbeKind::ALL {
                 let slot = kernel::probe_kind_value(kind).0 as usize;
@@ -267,10 +277,13 @@ impl<'obj> Program<'obj> {
         }
         open.maps.events.set_max_entries(rb_bytes)?;
         // Up to every function on ~16 threads before the map is reported as full.
+        // Followed processes add functions later: room for them from the start (the map is not
+        // preallocated, so its size is a cap, not memory).
+        let least = if config.follow { 1 << 18 } else { 65_536 };
         let entries = u32::try_from(config.functions)
             .unwrap_or(u32::MAX)
             .saturating_mul(16)
-            .clamp(65_536, 1 << 22);
+            .clamp(least, 1 << 22);
         open.maps.stats.set_max_entries(entries)?;
         let mode = config.mode;
         if config.count_only && mode != ProbeMode::Session {
@@ -324,9 +337,10 @@ impl<'obj> Program<'obj> {
     /// mode), two (entry + return), or two per function (classic).
     pub fn attach_functions(&mut self, path: &Path, probes: &[Probe]) -> Result<()> {
         let t0 = Instant::now();
+        let pid = self.config.target_pid;
         let result = match self.config.mode {
-            ProbeMode::Classic => self.attach_classic(path, probes),
-            mode => self.attach_multi(path, probes, mode),
+            ProbeMode::Classic => self.attach_classic(pid, path, probes),
+            mode => self.attach_multi(pid, path, probes, mode),
         };
         self.attach += t0.elapsed();
         match result {
@@ -353,6 +367,7 @@ impl<'obj> Program<'obj> {
 
     fn attach_multi(
         &self,
+        pid: u32,
         path: &Path,
         probes: &[Probe],
         mode: ProbeMode,
@@ -362,7 +377,7 @@ impl<'obj> Program<'obj> {
             .iter()
             .map(|p| kernel::cookie(p.func, p.kind))
             .collect();
-        let pid = self.config.target_pid as i32;
+        let pid = pid as i32;
         let attach = |prog: &libbpf_rs::ProgramMut, retprobe: bool, session: bool| {
             let opts = UprobeMultiOpts {
                 offsets: offsets.clone(),
@@ -383,8 +398,13 @@ impl<'obj> Program<'obj> {
         }
     }
 
-    fn attach_classic(&self, path: &Path, probes: &[Probe]) -> libbpf_rs::Result<Vec<Link>> {
-        let pid = self.config.target_pid as i32;
+    fn attach_classic(
+        &self,
+        pid: u32,
+        path: &Path,
+        probes: &[Probe],
+    ) -> libbpf_rs::Result<Vec<Link>> {
+        let pid = pid as i32;
         let mut links = Vec::with_capacity(probes.len() * 2);
         for p in probes {
             for (prog, retprobe) in [
@@ -406,28 +426,12 @@ impl<'obj> Program<'obj> {
     /// refused (then only sampling `/proc/PID/maps` is left).
     pub fn attach_loader_hook(&mut self, loader: &Path, offset: FileOffset) -> bool {
         let t0 = Instant::now();
-        // uprobe_multi: a perf-event uprobe takes ~120 ms to detach, a multi link a fraction of that.
-        let pid = self.config.target_pid as i32;
-        let link = if self.config.mode == ProbeMode::Classic {
-            self.skel
-                .progs
-                .pg_dl_change_classic
-                .attach_uprobe_with_opts(
-                    pid,
-                    loader,
-                    offset.0 as usize,
-                    libbpf_rs::UprobeOpts::default(),
-                )
-        } else {
-            let opts = UprobeMultiOpts {
-                offsets: vec![offset.0 as usize],
-                ..Default::default()
-            };
-            self.skel
-                .progs
-                .pg_dl_change
-                .attach_uprobe_multi_with_opts(pid, loader, "", opts)
-        };
+        let link = self.loader_hook_link(
+            self.config.target_pid,
+            loader,
+            offset,
+            self.config.r_debug_delta,
+        );
         self.attach += t0.elapsed();
         match link {
             Ok(l) => {
@@ -435,6 +439,42 @@ impl<'obj> Program<'obj> {
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// The hook's cookie is `r_debug_delta` (`_r_debug` minus `_dl_debug_state` of this loader).
+    fn loader_hook_link(
+        &self,
+        pid: u32,
+        loader: &Path,
+        offset: FileOffset,
+        r_debug_delta: i64,
+    ) -> libbpf_rs::Result<Link> {
+        // uprobe_multi: a perf-event uprobe takes ~120 ms to detach, a multi link a fraction of that.
+        let pid = pid as i32;
+        if self.config.mode == ProbeMode::Classic {
+            self.skel
+                .progs
+                .pg_dl_change_classic
+                .attach_uprobe_with_opts(
+                    pid,
+                    loader,
+                    offset.0 as usize,
+                    libbpf_rs::UprobeOpts {
+                        cookie: r_debug_delta as u64,
+                        ..Default::default()
+                    },
+                )
+        } else {
+            let opts = UprobeMultiOpts {
+                offsets: vec![offset.0 as usize],
+                cookies: vec![r_debug_delta as u64],
+                ..Default::default()
+            };
+            self.skel
+                .progs
+                .pg_dl_change
+                .attach_uprobe_multi_with_opts(pid, loader, "", opts)
         }
     }
 

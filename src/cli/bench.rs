@@ -10,6 +10,9 @@ pub enum BenchWhat {
     Attach,
     /// Added cost of one traced call, per kind of first instruction (emulated, 5-byte nop, single-step).
     Overhead,
+    /// What following the processes a benchmark starts costs per process: hold time (plan + attach) and
+    /// the wall time added.
+    Follow,
     /// Throughput of a call-heavy benchmark: gate mode (in-kernel aggregation) and trace mode (events to a file).
     Trace,
     /// Tracing real libraries (sqlite, zstd, leveldb fixtures): untraced vs every function, placement,

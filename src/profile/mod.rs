@@ -302,6 +302,24 @@ pub struct LossCounters {
     pub events_dropped: u64,
     /// Trace events dropped, per CPU.
     pub events_dropped_per_cpu: Vec<u64>,
+    /// Calls still open when their thread exec'd another program (their image is gone).
+    #[serde(default)]
+    pub open_at_exec: u64,
+    /// Libraries added while their thread could not be held: attached late or not at all.
+    #[serde(default)]
+    pub holds_failed: u64,
+    /// Calls still running when perfgate detached from a live process (`record --pid`): not measured,
+    /// not lost.
+    #[serde(default)]
+    pub open_at_detach: u64,
+    /// Returns of calls that began before their process was attached (a fork child returning from
+    /// its parent's calls, a live process's calls in progress at attach): not measured, not lost.
+    #[serde(default)]
+    pub returned_before_attach: u64,
+    /// Calls a live process's threads were in when perfgate attached (found on their stacks; a lower
+    /// bound: frames without a frame pointer may hide some): not measured, not lost.
+    #[serde(default)]
+    pub in_progress_at_attach: u64,
 }
 
 impl LossCounters {
@@ -359,6 +377,86 @@ pub struct Accounting {
     /// instead of perfgate's; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count_hits: Option<u64>,
+    /// The processes the run followed (absent when it followed none: `--no-follow`, older recordings).
+    #[serde(default)]
+    pub processes: Option<Processes>,
+    /// Libraries a `--lib` glob selected that a process loaded with dlopen: attached while the thread
+    /// that loaded them was held, before dlopen returned.
+    #[serde(default)]
+    pub libraries_attached_late: Vec<LateLibrary>,
+    /// The calls of [`LossCounters::in_progress_at_attach`]: `name (module)`, innermost first per thread.
+    #[serde(default)]
+    pub running_at_attach: Vec<String>,
+}
+
+/// The processes of a run that follows the ones the command starts: each is held at its exec (or, for
+/// a fork child, at its birth) while perfgate plans and attaches its probes with its own PID.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Processes {
+    /// Processes seen, the command's own included.
+    pub followed: u64,
+    /// execs held (the new image planned and attached).
+    pub execs: u64,
+    /// fork children held at birth (their parent's probes attached for them).
+    pub forks: u64,
+    /// vfork children (posix_spawn): they run in their parent's memory until they exec, untraced.
+    pub vforks: u64,
+    /// Threads traced.
+    pub threads: u64,
+    /// Per executable run: processes and traced functions.
+    pub binaries: Vec<BinaryRun>,
+    /// Holds for libraries: at a process's start-up (with `--lib`) and after a dlopen.
+    pub library_holds: u64,
+    /// Holds of any kind (exec, fork, library).
+    pub holds: u64,
+    /// Time processes spent held for perfgate, summed, ns.
+    pub held_ns: Nanos,
+    /// The longest hold, ns.
+    pub held_max_ns: Nanos,
+    /// Of the held time, planning (reading ELF files; once per file and command), ns.
+    pub plan_ns: Nanos,
+    /// Of the held time, attaching probes, ns.
+    pub attach_ns: Nanos,
+    /// Followed processes (not the command's own) that exited non-zero or by a signal.
+    pub failed: u64,
+    /// Processes still running at the timeout or a stop signal, ended by perfgate.
+    #[serde(default)]
+    pub killed: u64,
+    /// Signals the tracer passed on to the benchmark's processes.
+    pub signals: u64,
+    /// What was not followed or not traced, and why.
+    pub not_traced: Vec<NotTraced>,
+}
+
+/// One executable the followed processes ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryRun {
+    /// The file.
+    pub path: PathBuf,
+    /// Processes (execs) that ran it.
+    pub processes: u64,
+    /// Functions of it with a probe.
+    pub functions: u64,
+}
+
+/// Processes or files perfgate did not trace, with the reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotTraced {
+    /// Why, in the words users read.
+    pub reason: String,
+    /// How many times.
+    pub count: u64,
+}
+
+/// A library attached after a dlopen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateLibrary {
+    /// The file.
+    pub path: PathBuf,
+    /// Processes that loaded it (each attached on its first dlopen; a reopen is probed by the kernel).
+    pub processes: u64,
+    /// Functions of it with a probe.
+    pub functions: u64,
 }
 
 /// What one traced call costs its caller (entry and return probe), measured at start-up, ns per call.

@@ -69,6 +69,12 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
     let Some(costs) = opts.trace.probe_cost else {
         bail!("the survey needs the probe cost calibrated (calibration failed or was turned off)");
     };
+    // The survey relinks the command's own process only: a function of a process it starts is never
+    // called in the survey, so it stays probed (the safe side: probed, never wrongly dropped).
+    let opts = &RunOptions {
+        follow: false,
+        ..opts.clone()
+    };
     let started = Instant::now();
     let untraced = super::untraced_once(target, opts)?;
     let plan = &target.plan;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::follow::{self, Follow};
 use super::{RunOptions, Target};
 use crate::bpf::{self, Features, Measured, ModeUnsupported, ProbeMode, Program, ProgramConfig};
 use crate::profile::file::Event;
@@ -30,6 +31,10 @@ pub(super) struct Traced {
     pub(super) finished: Finished,
     /// Executable files the benchmark had mapped while it ran (sampled).
     pub(super) mapped: Vec<PathBuf>,
+    /// What following the benchmark's processes and libraries learnt (`None`: not followed).
+    pub(super) follow: Option<follow::Outcome>,
+    /// Why following was off although asked for.
+    pub(super) notes: Vec<String>,
 }
 
 /// Called every [`TICK`] while a surveyed benchmark runs, with the program to read and relink.
@@ -48,14 +53,21 @@ pub(super) fn run(
     run_hooked(target, opts, on_event, None)
 }
 
-/// [`run`] with a survey's tick (survey mode: the program keeps totals the tick reads).
+/// [`run`] with a survey's tick (survey mode: the program keeps totals the tick reads). A surveyed run
+/// does not follow other processes (the survey relinks the command's own process only).
 pub(super) fn run_hooked<'t>(
     target: &Target,
     opts: &RunOptions,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
     mut tick: Option<&mut TickFn<'t>>,
 ) -> Result<Traced> {
+    if tick.is_some() && opts.follow {
+        anyhow::bail!("internal: a surveyed run cannot follow processes");
+    }
+    // The tracer starts before the holder, so that the holder's orphan reaping spares it.
+    let mut start = follow::Start::new(target, opts.follow);
     let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
+    start.seize(&mut child);
     let mut mode = opts
         .trace
         .probes
@@ -65,6 +77,7 @@ pub(super) fn run_hooked<'t>(
             target,
             opts,
             &mut child,
+            &mut start,
             mode,
             on_event,
             tick.as_deref_mut(),
@@ -89,6 +102,7 @@ fn run_with<'t>(
     target: &Target,
     opts: &RunOptions,
     child: &mut HeldChild,
+    start: &mut follow::Start,
     mode: ProbeMode,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
     tick: Option<&mut TickFn<'t>>,
@@ -104,37 +118,68 @@ fn run_with<'t>(
         functions: plan.functions.len(),
         survey: tick.is_some(),
         count_only: opts.trace.count_only,
+        follow: start.follows(),
+        hold_dlopen: start.holds(target),
     };
     let mut storage = MaybeUninit::uninit();
     let mut program = Program::load(&config, &mut storage)?;
-    for file in &plan.files {
-        file.check_unchanged()?;
-        let probes: Vec<bpf::Probe> = file
-            .probes
-            .iter()
-            .map(|p| bpf::Probe {
-                offset: p.offset,
-                func: p.func,
-                kind: plan.probe_kind(p.func),
-            })
-            .collect();
-        program.attach_functions(&file.path, &probes)?;
-    }
-    // Best effort: without the loader hook, sampling /proc/PID/maps still notices most dlopen'd libraries.
-    if let Some(hook) = &plan.loader_hook {
-        program.attach_loader_hook(&hook.path, hook.offset);
+    let mut following = None;
+    if start.follows() {
+        following = Some(start.begin(target, &mut program, child.pid())?);
+    } else {
+        for file in &plan.files {
+            file.check_unchanged()?;
+            let probes: Vec<bpf::Probe> = file
+                .probes
+                .iter()
+                .map(|p| bpf::Probe {
+                    offset: p.offset,
+                    func: p.func,
+                    kind: plan.probe_kind(p.func),
+                })
+                .collect();
+            program.attach_functions(&file.path, &probes)?;
+        }
+        // Best effort: without the loader hook, sampling /proc/PID/maps still notices most dlopen'd
+        // libraries.
+        if let Some(hook) = &plan.loader_hook {
+            program.attach_loader_hook(&hook.path, hook.offset);
+        }
     }
     program.attach_thread_exit()?;
 
     child.release()?;
-    let (finished, mapped) = wait(target, opts, child, &mut program, on_event, tick)?;
+    let (finished, mapped) = match &mut following {
+        Some(f) => f.wait(
+            target,
+            opts.trace.timeout,
+            poll(opts),
+            child,
+            &mut program,
+            on_event,
+            MAPS_EVERY,
+        )?,
+        None => wait(target, opts, child, &mut program, on_event, tick)?,
+    };
     program.drain_events(on_event)?;
+    // The session's links of followed processes close first (they have all exited), then the program's.
+    let outcome = following.map(|f: Follow| f.finish(&program));
     program.detach();
     Ok(Traced {
         measured: program.measured()?,
         finished,
         mapped,
+        follow: outcome,
+        notes: start.note().map(str::to_string).into_iter().collect(),
     })
+}
+
+fn poll(opts: &RunOptions) -> Duration {
+    if opts.trace.events {
+        POLL
+    } else {
+        POLL_GATE_MODE
+    }
 }
 
 /// Waits for the benchmark to exit (or kills it at the timeout), streaming events and sampling its maps.
@@ -147,11 +192,7 @@ fn wait<'t>(
     mut tick: Option<&mut TickFn<'t>>,
 ) -> Result<(Finished, Vec<PathBuf>)> {
     let deadline = opts.trace.timeout.map(|t| Instant::now() + t);
-    let poll = if opts.trace.events {
-        POLL
-    } else {
-        POLL_GATE_MODE
-    };
+    let poll = poll(opts);
     let mut mapped = std::collections::BTreeSet::new();
     let mut last_maps: Option<Instant> = None;
     let mut last_tick = Instant::now();

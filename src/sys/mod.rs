@@ -12,6 +12,7 @@ use std::process::Command;
 #[cfg(test)]
 pub mod counting_alloc;
 pub mod probe_targets;
+pub mod ptrace;
 
 /// The effective user id.
 pub fn euid() -> u32 {

@@ -1,8 +1,9 @@
 //! `perfgate bench`: measures perfgate itself and prints the figures, never assumes them (DESIGN.md): one
 //! file per benchmark — attach and detach time (`attach.rs`), the added cost of one probe hit per kind of
 //! instruction (`overhead.rs`), trace throughput (`trace.rs`), the cost of tracing real libraries and what
-//! the cost-aware probe set buys (`cost.rs`), and the gate's false-alarm rate and power
-//! against injected slowdowns of known size (`gate.rs`).
+//! the cost-aware probe set buys (`cost.rs`), the gate's false-alarm rate and power against injected
+//! slowdowns of known size (`gate.rs`), and what following a benchmark's processes costs per process
+//! (`follow.rs`).
 //!
 //! These are measurements, not timed tests: nothing here fails on a slow machine; the aims are printed beside
 //! the figures. Every ratio is computed from figures measured in the same invocation.
@@ -28,6 +29,7 @@ use crate::session::{self, RunOptions, Target, TraceOptions};
 
 mod attach;
 mod cost;
+mod follow;
 mod gate;
 mod overhead;
 mod trace;
@@ -68,8 +70,9 @@ pub(super) fn run(a: &BenchArgs) -> Result<Exit> {
     )?;
     out.flush()?;
     type Part = fn(&BenchArgs, &PrivateDir) -> Result<String>;
-    let parts: [(BenchWhat, Part); 5] = [
+    let parts: [(BenchWhat, Part); 6] = [
         (BenchWhat::Attach, attach::run),
+        (BenchWhat::Follow, follow::run),
         (BenchWhat::Overhead, overhead::run),
         (BenchWhat::Trace, trace::run),
         (BenchWhat::Cost, cost::run),
@@ -126,6 +129,8 @@ fn run_options(events: bool, stdout: &Path) -> Result<RunOptions> {
         },
         run_as: RunAs::from_env(false)?,
         stdout: crate::run::Stdout::File(stdout.to_path_buf()),
+        // The figures of the bench are of one process: the tracer would only add its start.
+        follow: false,
     })
 }
 
