@@ -55,9 +55,21 @@ impl Program<'_> {
     /// [`Program::attach_functions`] (for the target, with the same refusals that make the session fall
     /// back to an older probe interface), the links handed to the caller.
     pub fn attach_functions_owned(&mut self, path: &Path, probes: &[Probe]) -> Result<Links> {
-        let before = self.links.len();
+        // attach_functions keeps a file's links per path (for replace_functions): take the new ones out.
+        let links_of = |p: &Program<'_>| {
+            p.file_links
+                .iter()
+                .find(|(f, _)| f == path)
+                .map_or(0, |(_, l)| l.len())
+        };
+        let before = links_of(self);
         self.attach_functions(path, probes)?;
-        Ok(Links(self.links.drain(before..).collect()))
+        let new = match self.file_links.iter_mut().find(|(f, _)| f == path) {
+            Some((_, l)) => l.drain(before..).collect(),
+            None => Vec::new(),
+        };
+        self.file_links.retain(|(_, l)| !l.is_empty());
+        Ok(Links(new))
     }
 
     /// Attaches the probes of one file for process `pid` (any process, not only the target).

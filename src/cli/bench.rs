@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// Gate checks per scenario (A/A, then each injected slowdown).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub checks: usize,
+    /// `cost` only: measure just this real-library fixture (sqlite_bench, zstd_bench or leveldb_bench).
+    #[arg(long, value_name = "FIXTURE")]
+    pub workload: Option<String>,
     /// Directory of the built fixtures (`bash fixtures/build.sh`).
     #[arg(long, value_name = "DIR", default_value = "fixtures/bin")]
     pub fixtures: PathBuf,

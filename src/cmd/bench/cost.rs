@@ -189,6 +189,7 @@ fn wall_cell(t: &Timed, untraced: f64) -> (String, String) {
 struct Checked {
     aa: String,
     aa_passed: bool,
+    aa_flagged: String,
     knob: String,
     knob_caught: bool,
     flagged: String,
@@ -240,12 +241,24 @@ fn check_knob(w: &Workload, target: &Target, opts: &RunOptions) -> Result<Checke
     knob.set(false);
     let slow = slow?;
     let c = &slow.comparison;
-    let mut regressed: Vec<_> = c.with(Verdict::Regressed).collect();
-    regressed.sort_by(|a, b| b.ratio.partial_cmp(&a.ratio).unwrap_or(std::cmp::Ordering::Equal));
-    let named = regressed
-        .iter()
+    let named = c
+        .failures()
         .any(|f| w.moves.iter().any(|m| f.name.contains(m)));
-    let mut flagged: Vec<String> = regressed
+    Ok(Checked {
+        aa: verdict_cell(&aa.comparison, aa.head.len()),
+        aa_passed: aa.comparison.passed(),
+        aa_flagged: flagged(&aa.comparison),
+        knob: verdict_cell(c, slow.head.len()),
+        knob_caught: !c.passed() && named,
+        flagged: flagged(c),
+    })
+}
+
+/// The failing functions, largest change first (at most three named), e.g. `main +21%`.
+fn flagged(c: &Comparison) -> String {
+    let mut failing: Vec<_> = c.failures().collect();
+    failing.sort_by(|a, b| b.ratio.partial_cmp(&a.ratio).unwrap_or(std::cmp::Ordering::Equal));
+    let mut names: Vec<String> = failing
         .iter()
         .take(3)
         .map(|f| {
@@ -253,23 +266,22 @@ fn check_knob(w: &Workload, target: &Target, opts: &RunOptions) -> Result<Checke
                 .ratio
                 .map(|r| format!(" {:+.0}%", (r - 1.0) * 100.0))
                 .unwrap_or_default();
-            format!("{}{r}", crate::report::escape::terminal(&f.name))
+            let v = if f.verdict == Verdict::Regressed {
+                String::new()
+            } else {
+                format!(" ({})", f.verdict.label())
+            };
+            format!("{}{r}{v}", crate::report::escape::terminal(&f.name))
         })
         .collect();
-    if regressed.len() > 3 {
-        flagged.push(format!("{} more", regressed.len() - 3));
+    if failing.len() > 3 {
+        names.push(format!("{} more", failing.len() - 3));
     }
-    Ok(Checked {
-        aa: verdict_cell(&aa.comparison, aa.head.len()),
-        aa_passed: aa.comparison.passed(),
-        knob: verdict_cell(c, slow.head.len()),
-        knob_caught: !c.passed() && named,
-        flagged: if flagged.is_empty() {
-            "-".into()
-        } else {
-            flagged.join(", ")
-        },
-    })
+    if names.is_empty() {
+        "-".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Everything measured on one workload.
@@ -450,6 +462,14 @@ fn modes() -> [(&'static str, &'static str, u64); 3] {
     ]
 }
 
+fn kind_of(mode: &str) -> ProbeKind {
+    match mode {
+        "nop5" => ProbeKind::Nop5,
+        "emulated" => ProbeKind::Emulated,
+        _ => ProbeKind::SingleStep,
+    }
+}
+
 /// Per-call cost: perfgate's program against the minimal counting one, same attach, same fixture loop.
 fn per_call(a: &BenchArgs, stdout: &Path) -> Result<String> {
     let program = fixture(a, "entry")?;
@@ -544,23 +564,34 @@ fn compensation(a: &BenchArgs, costs: ProbeCosts, stdout: &Path) -> Result<(Stri
             };
             let own = costs.inside(p.functions[id].probe);
             raw.push(st.inclusive.sum_ns as f64);
-            comp.push(st.compensated(own).0);
+            // Not clamped at 0 (as reports do): the error's sign and size are the point here.
+            comp.push(st.inclusive.sum_ns as f64 - st.overhead_ns as f64 - own * st.calls as f64);
         }
         let (u, r, c) = (median(&untraced), median(&raw), median(&comp));
         let err = (c - u) / u;
         all_within &= err.abs() <= 0.10;
+        let signed = |ns: f64| {
+            if ns < 0.0 {
+                format!("-{}", fine(-ns))
+            } else {
+                fine(ns)
+            }
+        };
         rows.push(vec![
             format!("{child} ({insn})"),
             count(calls),
             duration(u),
             duration(r),
-            duration(c),
+            signed(c),
             format!("{:+.1}%", err * 100.0),
+            signed((c - u) / calls as f64),
+            fine(costs.of(kind_of(mode))),
         ]);
     }
     let mut s = format!(
         "COMPENSATION: loop_parent calls a tiny child N times; its compensated inclusive time against the time \
-         the program measures for that call untraced (median of {REPEATS}; aim: within 10%)\n"
+         the program measures for that call untraced (median of {REPEATS}; aim: within 10%). The error per child \
+         call is the calibration's error: within 10% of a 1 ns child needs the probe's cost known to 0.1 ns\n"
     );
     s.push_str(&table(
         &[
@@ -570,6 +601,8 @@ fn compensation(a: &BenchArgs, costs: ProbeCosts, stdout: &Path) -> Result<(Stri
             "traced inclusive",
             "compensated",
             "error",
+            "error per child call",
+            "calibrated cost",
         ],
         rows,
         1,
@@ -587,13 +620,25 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
     let mut checks = Vec::new();
     let mut fixed = Vec::new();
     let mut aims = Vec::new();
-    for w in &WORKLOADS {
+    let chosen: Vec<&Workload> = WORKLOADS
+        .iter()
+        .filter(|w| a.workload.as_ref().is_none_or(|n| n == w.fixture))
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "--workload {}: not one of {}",
+            a.workload.as_deref().unwrap_or(""),
+            WORKLOADS.map(|w| w.fixture).join(", ")
+        );
+    }
+    for w in chosen {
         let m = workload(a, w, costs, &stdout)?;
         rows.extend(m.rows);
         checks.push(vec![
             w.fixture.to_string(),
             format!("{} of {}", m.dropped, m.planned),
             m.check.aa.clone(),
+            m.check.aa_flagged.clone(),
             format!("{}=1: {}", w.knob, m.check.knob),
             m.check.flagged.clone(),
         ]);
@@ -641,6 +686,7 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
             "fixture",
             "left to callers",
             "A/A check",
+            "flagged",
             "knob check",
             "flagged",
         ],
