@@ -26,7 +26,18 @@ enum pg_counter {
 	PG_FRAMES_ABANDONED = 4,    /* frames left without a return (longjmp past them) */
 	PG_UNFINISHED_AT_EXIT = 5,  /* frames still open when their thread exited */
 	PG_EVENTS_DROPPED = 6,      /* trace events the ring buffer had no room for */
-	PG_NR_COUNTERS = 7,
+	/* Exceptions, panics and stack switches (bpf/unwind.h). */
+	PG_FRAMES_UNWOUND = 7,      /* calls an exception (or panic) ended: measured up to the catch */
+	PG_UNWINDS = 8,             /* unwinder entries: throw, resume, rethrow, forced unwind, backtrace */
+	PG_LANDINGS = 9,            /* catches seen: __cxa_begin_catch, Rust's panic cleanup, a backtrace's end */
+	PG_SLOTS_RESTORED = 10,     /* return addresses given back to the program for the unwinder */
+	PG_SLOTS_REHIJACKED = 11,   /* return probes put back after the unwinder (or a stack switch) */
+	PG_SLOT_WRITES_FAILED = 12, /* a slot write could not be queued or stored: the unwinder may stop there */
+	PG_WRITER_STOPS = 13,       /* times the benchmark was stopped for perfgate to write its slots */
+	PG_STACK_SWITCHES = 14,     /* swapcontext, setcontext, jump_fcontext calls */
+	PG_FRAMES_SWITCHED = 15,    /* calls left on a stack a switch left behind: their return is not seen */
+	PG_FOREIGN_STACK = 16,      /* entries on another stack with no switch seen (sigaltstack, unhooked switcher) */
+	PG_NR_COUNTERS = 17,
 };
 
 struct pg_key {
@@ -53,6 +64,10 @@ struct pg_stats {
 	__u64 self_max;
 	__u64 incl_hist[PG_HIST_BUCKETS];
 	__u64 self_hist[PG_HIST_BUCKETS];
+	/* Of `calls`, those made while an outer call of the same function was active (recursion, also mutual):
+	 * their inclusive time is already in the outermost call's, so the incl_* fields and overhead_sum leave
+	 * them out; the self_* fields count every call. */
+	__u64 nested_calls;
 };
 
 struct pg_frame {
@@ -61,6 +76,15 @@ struct pg_frame {
 	__u64 child;
 	__u64 overhead; /* calibrated probe cost of traced descendants so far */
 	__u32 func;
+	__u32 nested; /* an outer call of the same function is active below this frame */
+};
+
+/* A thread's state around exceptions and stack switches (bpf/unwind.h). */
+struct pg_unwind {
+	__u64 unwind_sp;  /* %rsp at the latest unwinder entry: events below it are the unwinder's own callees */
+	__u32 restored;   /* some return-address slots hold the original address instead of the trampoline */
+	__u32 unwinding;  /* an exception is in flight: frames found left are ended by it, and measured */
+	__u32 switched;   /* the thread switched stacks: frames found left were left on the other stack */
 	__u32 _pad;
 };
 
@@ -68,11 +92,39 @@ struct pg_stack {
 	__u32 depth;
 	__u32 _pad;
 	struct pg_frame frames[PG_MAX_DEPTH];
+	struct pg_unwind unwind;
 };
 
 enum pg_event_kind {
 	PG_EV_ENTRY = 0,
 	PG_EV_EXIT = 1,
+	/* The frame was ended by an exception (or panic): ts is the catch, or the first traced event after the
+	 * unwinder left the frame. */
+	PG_EV_UNWOUND = 2,
+	/* The frame was left without returning (longjmp, or a stack switch): ts is when that was found, at the
+	 * next traced event. */
+	PG_EV_ABANDONED = 3,
+};
+
+/* What an entry-only hook probe (bpf/unwind.h) marks, in the cookie's kind bits. */
+enum pg_hook_kind {
+	PG_HOOK_UNWIND = 0, /* _Unwind_RaiseException, _Unwind_Resume, _Unwind_Resume_or_Rethrow, _Unwind_ForcedUnwind */
+	PG_HOOK_WALK = 1,   /* _Unwind_Backtrace: walks the stack like an unwind, but no frame dies */
+	PG_HOOK_LAND = 2,   /* __cxa_begin_catch, Rust's __rust_panic_cleanup, every `ret` of _Unwind_Backtrace */
+	PG_HOOK_SWITCH = 3, /* swapcontext, setcontext, boost.context's jump_fcontext / ontop_fcontext */
+	PG_NR_HOOK_KINDS = 4,
+};
+
+/* A return-address store perfgate applies from user space while the benchmark is stopped (bpf/unwind.h). */
+struct pg_patch_key {
+	__u32 tid;
+	__u32 _pad;
+	__u64 slot; /* address of the return-address slot on the thread's stack */
+};
+
+struct pg_patch {
+	__u64 value;     /* the 8 bytes to store */
+	__u64 queued_ns; /* bpf_ktime_get_ns() when queued: the pause starts here */
 };
 
 /* One trace event. depth is the 1-based level of the frame, so a reader can resynchronise after a gap. */

@@ -192,6 +192,7 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOp
             },
             timeout,
             probe_cost: None,
+            bpf_writes: true,
         },
         run_as: RunAs::from_env(r.run_as_root)?,
         stdout: crate::run::Stdout::Inherit,

@@ -31,6 +31,7 @@
 
 mod demangle;
 mod entry;
+mod hooks;
 mod libs;
 pub mod placement;
 mod reader;
@@ -42,6 +43,7 @@ use std::path::{Path, PathBuf};
 
 pub use demangle::demangle;
 pub use entry::{classify_entry, classify_entry_at, kernel_rejects, EntryKind};
+pub use hooks::{imported_functions, return_offsets};
 pub use libs::{
     parse_ld_library_path, resolve_libraries, LdCache, LdCacheEntry, Library, LoaderEnv,
     Resolution, DEFAULT_DIRS, LD_SO_CACHE,

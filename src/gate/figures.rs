@@ -85,7 +85,8 @@ impl RunFigures {
             let run = FuncRun {
                 name: format!("{}{tag}", info.name),
                 calls: s.calls,
-                mean: s.inclusive.mean(s.calls),
+                // Per outermost call: a recursive function's inclusive time counts once (FuncStats).
+                mean: s.inclusive_mean(),
                 p50: s.inclusive.quantile(0.5),
                 p90: s.inclusive.quantile(0.9),
                 p99: s.inclusive.quantile(0.99),
@@ -146,6 +147,7 @@ mod tests {
             func,
             tid: 1,
             calls,
+            nested_calls: 0,
             inclusive: TimeStats {
                 sum_ns: ns,
                 min_ns: 1,

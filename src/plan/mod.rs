@@ -12,8 +12,10 @@ use crate::profile::{FuncId, FunctionInfo, ProbeKind, SkipReason, SkippedFunctio
 
 mod loader;
 mod select;
+mod unwind;
 pub use loader::LoaderHook;
 pub use select::Selection;
+pub use unwind::{never_traced, HookedFile, StackHook, StackHookKind};
 
 /// Why the plan cannot be made; each is one line for the user.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +137,10 @@ pub struct Plan {
     pub known_libraries: Vec<PathBuf>,
     /// Where to watch the dynamic loader's link map, if the loader has the debugger interface.
     pub loader_hook: Option<LoaderHook>,
+    /// Entry-only hooks of the unwinder, catches and stack switchers, per file (see `unwind.rs`).
+    pub stack_hooks: Vec<HookedFile>,
+    /// Stack-switching functions the executable imports or defines (`makecontext`, `swapcontext`, …).
+    pub switchers_used: Vec<String>,
 }
 
 fn file_name(p: &Path) -> String {
@@ -189,6 +195,7 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
         let identity = files.identities.get(&file.path).copied().flatten();
         plan_file(file, identity, sel, &filters, &mut plan);
     }
+    unwind::plan_hooks(&files.elf, &mut plan);
     if plan.functions.is_empty() {
         return Err(PlanError::NothingMatched {
             candidates,

@@ -53,13 +53,18 @@ impl Filters {
     }
 
     /// Why `f` gets no probe, if it gets none. The first reason wins, in this order: the kernel cannot
-    /// probe it, start-up code, not selected, excluded.
+    /// probe it, a return probe there would change the program (the unwinder, `setjmp`), start-up code,
+    /// not selected, excluded.
     pub(super) fn skip_reason(&self, f: &Function, startup: bool) -> Option<SkipReason> {
         let matches = |g: &NameGlobs| {
             g.matches_function(&f.name, &f.raw_name) || f.aliases.iter().any(|a| g.matches_str(a))
         };
         if elf::kernel_rejects(&f.entry_bytes).is_some() {
             Some(SkipReason::KernelRejects)
+        } else if super::unwind::never_traced(&f.raw_name)
+            || f.aliases.iter().any(|a| super::unwind::never_traced(a))
+        {
+            Some(SkipReason::Unwinder)
         } else if !startup && STARTUP.contains(&f.raw_name.as_str()) {
             Some(SkipReason::Startup)
         } else if !self.include.is_empty() && !matches(&self.include) {

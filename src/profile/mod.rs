@@ -92,6 +92,10 @@ pub enum SkipReason {
     /// Its name could not be read.
     #[serde(rename = "unreadable name")]
     BadName,
+    /// Part of the unwinder, a catch, a stack switcher or `setjmp`: a return probe there would change what
+    /// the program does (see `bpf/unwind.h`).
+    #[serde(rename = "unwinder, context switch or setjmp")]
+    Unwinder,
 }
 
 impl SkipReason {
@@ -106,6 +110,7 @@ impl SkipReason {
             SkipReason::NotExecutable => "outside executable segments",
             SkipReason::Startup => "start-up code",
             SkipReason::BadName => "unreadable name",
+            SkipReason::Unwinder => "unwinder, context switch or setjmp",
         }
     }
 }
@@ -205,9 +210,14 @@ pub struct FuncStats {
     pub func: FuncId,
     /// The thread id (0 when merged over threads).
     pub tid: u32,
-    /// Completed calls.
+    /// Completed calls (those an exception ended included, measured up to the catch).
     pub calls: u64,
-    /// Inclusive time: entry to return.
+    /// Of `calls`, those made while an outer call of the same function was active (recursion, also
+    /// mutual). Their inclusive time lies inside the outermost call's and is counted there once:
+    /// [`FuncStats::inclusive`] covers the [`FuncStats::outer_calls`] only, self time every call.
+    #[serde(default)]
+    pub nested_calls: u64,
+    /// Inclusive time, entry to return, of the outermost calls (see `nested_calls`).
     pub inclusive: TimeStats,
     /// Self time: inclusive minus the inclusive time of traced callees.
     pub self_time: TimeStats,
@@ -223,12 +233,26 @@ impl FuncStats {
         self.inclusive.sum_ns.saturating_sub(self.overhead_ns)
     }
 
+    /// Calls with no outer call of the same function active: those [`FuncStats::inclusive`] measures.
+    pub fn outer_calls(&self) -> u64 {
+        self.calls.saturating_sub(self.nested_calls)
+    }
+
+    /// Mean inclusive time per outermost call, ns: a recursive function's inclusive time counted once
+    /// per outermost call, as uftrace and other profilers do.
+    pub fn inclusive_mean(&self) -> f64 {
+        self.inclusive.mean(self.outer_calls())
+    }
+
     /// Adds another thread's calls of the same function.
     pub fn merge(&mut self, other: &FuncStats) {
         self.overhead_ns = self.overhead_ns.saturating_add(other.overhead_ns);
-        self.inclusive.merge(&other.inclusive, self.calls);
+        if other.outer_calls() > 0 {
+            self.inclusive.merge(&other.inclusive, self.outer_calls());
+        }
         self.self_time.merge(&other.self_time, self.calls);
         self.calls += other.calls;
+        self.nested_calls += other.nested_calls;
     }
 }
 
@@ -301,6 +325,47 @@ pub struct Accounting {
     /// The calibrated cost of one traced call, if calibrated.
     #[serde(default)]
     pub probe_cost: Option<ProbeCosts>,
+    /// Exceptions, panics and stack switches, and what perfgate did about them.
+    #[serde(default)]
+    pub unwinding: Unwinding,
+}
+
+/// How return probes met exceptions, panics, backtraces and stack switches in one run (see
+/// `bpf/unwind.h`): what the kernel side counted, and the benchmark's pauses for the slot writer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unwinding {
+    /// Who stores return addresses around the unwinder: `bpf` (bpf_probe_write_user, no pause) or
+    /// `stop` (the benchmark is stopped and perfgate writes them); empty when no hook was attached.
+    pub writer: String,
+    /// Entry-only hooks attached (unwinder entries, catches, stack switchers).
+    pub hooks: u64,
+    /// Unwinder entries: throw, resume after a cleanup, rethrow, forced unwind, backtrace.
+    pub unwinds: u64,
+    /// Catches seen (and ends of backtrace walks).
+    pub landings: u64,
+    /// Calls an exception or panic ended: counted as calls, measured up to the catch.
+    pub frames_unwound: u64,
+    /// Return addresses given back to the program for the unwinder.
+    pub slots_restored: u64,
+    /// Return probes put back afterwards.
+    pub slots_rehijacked: u64,
+    /// Slot writes that failed (queue full, or process_vm_writev refused): the unwinder may have met a
+    /// trampoline there.
+    pub slot_writes_failed: u64,
+    /// Times the benchmark was stopped (all its threads) for perfgate to write slots.
+    pub pauses: u64,
+    /// Time from the stop request in the kernel to perfgate's SIGCONT, summed over pauses, ns.
+    pub paused_ns: Nanos,
+    /// Stack switches seen (swapcontext, setcontext, jump_fcontext).
+    pub stack_switches: u64,
+    /// Calls left on a stack that a switch left behind: their returns were not seen, so they are
+    /// counted here and not measured.
+    pub frames_switched: u64,
+    /// Traced calls entered on another stack with no hooked switch (a signal handler on sigaltstack, a
+    /// stack switcher perfgate does not know): return probes across such a switch may misbehave.
+    pub foreign_stack_entries: u64,
+    /// Stack-switching functions the program imports or defines (`makecontext`, `swapcontext`, …).
+    pub switchers_used: Vec<String>,
 }
 
 /// What one traced call costs its caller (entry and return probe), measured at start-up, ns per call.

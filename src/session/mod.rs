@@ -20,6 +20,7 @@ use crate::run::{self, Finished, RunAs};
 pub mod calibrate;
 pub mod runs;
 mod trace;
+mod unwind;
 
 /// A command ready to trace: its executable resolved and its probe plan made.
 #[derive(Debug, Clone)]
@@ -71,6 +72,10 @@ pub struct TraceOptions {
     pub timeout: Option<Duration>,
     /// Calibrated cost of one traced call per probe kind (see [`ProbeCosts`]); `None` = not compensated.
     pub probe_cost: Option<ProbeCosts>,
+    /// Let the BPF program store return addresses around exceptions itself when the kernel allows
+    /// `bpf_probe_write_user`; false (or a kernel that refuses it): the benchmark is paused for perfgate
+    /// to store them.
+    pub bpf_writes: bool,
 }
 
 impl Default for TraceOptions {
@@ -81,6 +86,7 @@ impl Default for TraceOptions {
             probes: None,
             timeout: None,
             probe_cost: None,
+            bpf_writes: true,
         }
     }
 }
@@ -203,6 +209,10 @@ fn assemble(
             attach_ns: m.attach.as_nanos() as u64,
             detach_ns: m.detach.as_nanos() as u64,
             probe_cost,
+            unwinding: crate::profile::Unwinding {
+                switchers_used: plan.switchers_used.clone(),
+                ..m.unwinding
+            },
         },
         has_events,
     }

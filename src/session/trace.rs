@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{RunOptions, Target};
+use super::{unwind, RunOptions, Target};
 use crate::bpf::{self, Features, Measured, ModeUnsupported, ProbeMode, Program, ProgramConfig};
 use crate::profile::file::Event;
 use crate::run::{Finished, HeldChild};
@@ -78,6 +78,7 @@ fn run_with(
         probe_cost: opts.trace.probe_cost,
         r_debug_delta: plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta),
         functions: plan.functions.len(),
+        bpf_writes: opts.trace.bpf_writes,
     };
     let mut storage = MaybeUninit::uninit();
     let mut program = Program::load(&config, &mut storage)?;
@@ -98,14 +99,31 @@ fn run_with(
     if let Some(hook) = &plan.loader_hook {
         program.attach_loader_hook(&hook.path, hook.offset);
     }
+    for file in &plan.stack_hooks {
+        file.check_unchanged()?;
+        program.attach_stack_hooks(&file.path, &unwind::bpf_hooks(file))?;
+    }
     program.attach_thread_exit()?;
 
+    // The stop writer waits for the benchmark's stops from before its first instruction.
+    let writer = match program.slot_queue()? {
+        Some(queue) if !plan.stack_hooks.is_empty() => Some(
+            unwind::StopWriter::start(child.pid(), queue)
+                .context("starting the thread that writes return addresses")?,
+        ),
+        _ => None,
+    };
     child.release()?;
     let (finished, mapped) = wait(target, opts, child, &mut program, on_event)?;
+    let pauses = writer.map(unwind::StopWriter::finish).unwrap_or_default();
     program.drain_events(on_event)?;
     program.detach();
+    let mut measured = program.measured()?;
+    measured.unwinding.pauses = pauses.pauses;
+    measured.unwinding.paused_ns = pauses.paused_ns;
+    measured.unwinding.slot_writes_failed += pauses.failed;
     Ok(Traced {
-        measured: program.measured()?,
+        measured,
         finished,
         mapped,
     })

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 pub mod probe_targets;
+mod stops;
+pub use stops::{monotonic_ns, wait_stopped, write_u64, ChildState};
 
 /// The effective user id.
 pub fn euid() -> u32 {
