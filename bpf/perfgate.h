@@ -101,9 +101,10 @@ enum pg_event_kind {
 	/* The frame was ended by an exception (or panic): ts is the catch, or the first traced event after the
 	 * unwinder left the frame. */
 	PG_EV_UNWOUND = 2,
-	/* The frame was left without returning (longjmp, or a stack switch): ts is when that was found, at the
-	 * next traced event. */
+	/* The frame was left without returning (longjmp): ts is when that was found, at the next traced event. */
 	PG_EV_ABANDONED = 3,
+	/* The frame was left on a stack that a stack switch left behind: its return cannot be seen. */
+	PG_EV_SWITCHED = 4,
 };
 
 /* What an entry-only hook probe (bpf/unwind.h) marks, in the cookie's kind bits. */

@@ -126,15 +126,16 @@ static __always_inline bool slot_holds_trampoline(__u64 slot)
 	return cur == trampoline_vaddr((struct task_struct *)bpf_get_current_task());
 }
 
-/* A frame is dead when a new call's stack pointer lies at or above its slot on the same stack: its
- * function was left by longjmp, an exception or a stack switch (the stack grows down, so live callers
- * sit at higher addresses). At an equal slot the frame lives on only if the slot still holds the
- * trampoline: that is a tail call, and the kernel chains the two returns (fact 1). A call made from the
- * same place after a longjmp (uftrace's s-longjmp: foo left, then bar called at foo's slot) wrote its own
- * return address there, and the kernel drops foo's instance (fact 3): so does perfgate. */
+/* A frame is dead when a new call's stack pointer lies at or above its slot: its function was left by
+ * longjmp, an exception or a stack switch (the stack grows down, so live callers sit at higher
+ * addresses). This is the kernel's own rule (fact 3): the new call's return probe drops that frame's
+ * instance, so its return can never be seen, on whatever stack it lies. At an equal slot the frame lives
+ * on only if the slot still holds the trampoline: that is a tail call, and the kernel chains the two
+ * returns (fact 1). A call made from the same place after a longjmp (uftrace's s-longjmp: foo left, then
+ * bar called at foo's slot) wrote its own return address there, and the kernel drops foo's instance. */
 static __always_inline bool frame_dead(struct pg_frame *f, __u64 sp, __u32 func)
 {
-	if (f->sp > sp || sp - f->sp > PG_SAME_STACK)
+	if (f->sp > sp)
 		return false;
 	return f->sp < sp || !slot_holds_trampoline(sp);
 }
@@ -245,7 +246,7 @@ static __always_inline void leave_top(__u32 tid, struct pg_stack *st, __u64 now)
 	if (!st->unwind.unwinding) {
 		count(st->unwind.switched ? PG_FRAMES_SWITCHED : PG_FRAMES_ABANDONED, 1);
 		if (trace_events)
-			emit(tid, f->func, PG_EV_ABANDONED, d, now);
+			emit(tid, f->func, st->unwind.switched ? PG_EV_SWITCHED : PG_EV_ABANDONED, d, now);
 		return;
 	}
 	__u64 incl = now > f->start ? now - f->start : 0;

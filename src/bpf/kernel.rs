@@ -114,6 +114,7 @@ pub(super) fn decode_event(data: &[u8]) -> Option<Event> {
         pg_event_kind::PG_EV_EXIT => EventKind::Exit,
         pg_event_kind::PG_EV_UNWOUND => EventKind::Unwound,
         pg_event_kind::PG_EV_ABANDONED => EventKind::Abandoned,
+        pg_event_kind::PG_EV_SWITCHED => EventKind::SwitchedAway,
         _ => return None,
     };
     Some(Event {

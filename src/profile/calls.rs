@@ -30,7 +30,8 @@
 //!   was lost).
 //!
 //! * An exit by exception ([`EventKind::Unwound`]) or a frame left without returning
-//!   ([`EventKind::Abandoned`]: longjmp, a stack switch) at level d is matched like an exit, and the
+//!   ([`EventKind::Abandoned`]: longjmp; [`EventKind::SwitchedAway`]: a stack switch) at level d is
+//!   matched like an exit, and the
 //!   call is marked with [`Call::ended_by`]: the kernel side found these frames left (see
 //!   `bpf/unwind.h`), so they are no gap.
 //!
@@ -81,8 +82,10 @@ pub struct Call {
 pub enum EndedBy {
     /// A C++ exception or a Rust panic passed through it; measured up to the catch.
     Exception,
-    /// longjmp (or a stack switch) left it; its end is when the next traced event found out.
+    /// longjmp left it; its end is when the next traced event found out.
     Jump,
+    /// It was on a stack a switch (swapcontext) left behind; its end is when that was found out.
+    Switch,
 }
 
 impl Call {
@@ -157,7 +160,7 @@ pub struct ReconstructStats {
     pub missing: u64,
     /// Calls an exception ended.
     pub unwound: u64,
-    /// Calls left by longjmp or a stack switch.
+    /// Calls left without returning: by longjmp or on a stack a switch left.
     pub jumped: u64,
 }
 
@@ -259,7 +262,7 @@ impl Thread {
         };
         match ended_by {
             Some(EndedBy::Exception) => c.stats.unwound += 1,
-            Some(EndedBy::Jump) => c.stats.jumped += 1,
+            Some(EndedBy::Jump | EndedBy::Switch) => c.stats.jumped += 1,
             None => {}
         }
         if let Some(p) = self.stack.iter_mut().rev().find(|p| p.func.is_some()) {
@@ -383,10 +386,11 @@ impl Reconstructor {
                 sink.entered(&entry, &th.known)?;
                 th.known.push(e.func);
             }
-            EventKind::Exit | EventKind::Unwound | EventKind::Abandoned => {
+            EventKind::Exit | EventKind::Unwound | EventKind::Abandoned | EventKind::SwitchedAway => {
                 let ended_by = match e.kind {
                     EventKind::Unwound => Some(EndedBy::Exception),
                     EventKind::Abandoned => Some(EndedBy::Jump),
+                    EventKind::SwitchedAway => Some(EndedBy::Switch),
                     _ => None,
                 };
                 let mut missing = th.close_above(d, tid, ts, c, sink)?;

@@ -3,7 +3,7 @@
 //! ```text
 //! "PERFGATE" | format u32 LE | header length u32 LE | header JSON
 //! event × N  (20 bytes each: ts u64, tid u32, func u32, depth u16, kind u8 (0 entry, 1 exit, 2 ended by
-//!             an exception, 3 left by longjmp or a stack switch), 0u8)
+//!             an exception, 3 left by longjmp, 4 left on a stack a switch left behind), 0u8)
 //! profile JSON | profile length u64 LE | "PGEND\0\0\0"
 //! ```
 //! Events stream to disk while the benchmark runs, so long recordings never sit in memory; the trailer is
@@ -36,9 +36,12 @@ pub enum EventKind {
     /// An exception (or panic) ended the call: the timestamp is the catch, or the first traced event
     /// after the unwinder left the frame.
     Unwound,
-    /// The call was left without returning (longjmp, or a stack switch): the timestamp is when the
-    /// kernel side found out, at the next traced event.
+    /// The call was left without returning (longjmp): the timestamp is when the kernel side found out,
+    /// at the next traced event.
     Abandoned,
+    /// The call was on a stack that a stack switch (swapcontext) left behind: its return cannot be seen;
+    /// the timestamp is when the kernel side found out.
+    SwitchedAway,
 }
 
 /// One trace event.
@@ -68,6 +71,7 @@ impl Event {
             EventKind::Exit => 1,
             EventKind::Unwound => 2,
             EventKind::Abandoned => 3,
+            EventKind::SwitchedAway => 4,
         };
         b
     }
@@ -91,6 +95,7 @@ impl Event {
             1 => EventKind::Exit,
             2 => EventKind::Unwound,
             3 => EventKind::Abandoned,
+            4 => EventKind::SwitchedAway,
             _ => return None,
         };
         Some(Event {

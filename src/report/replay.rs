@@ -66,7 +66,8 @@ pub struct ReplayStats {
     pub unfinished: u64,
     /// Calls an exception ended (shown closed at the catch).
     pub unwound: u64,
-    /// Calls left by longjmp or a stack switch (shown closed where that was found).
+    /// Calls left without returning: by longjmp, or on a stack a switch left (shown closed where that
+    /// was found).
     pub jumped: u64,
 }
 
@@ -237,7 +238,7 @@ impl CallSink for Printer<'_> {
         }
         match c.ended_by {
             Some(EndedBy::Exception) => self.stats.unwound += 1,
-            Some(EndedBy::Jump) => self.stats.jumped += 1,
+            Some(EndedBy::Jump | EndedBy::Switch) => self.stats.jumped += 1,
             None => {}
         }
         let Some(frame) = self.threads.get_mut(&c.tid).and_then(|s| s.pop()) else {
@@ -353,7 +354,7 @@ pub fn replay(
         write!(w, ", {} ended by an exception", st.unwound)?;
     }
     if st.jumped > 0 {
-        write!(w, ", {} left by longjmp", st.jumped)?;
+        write!(w, ", {} left without returning", st.jumped)?;
     }
     if dropped > 0 {
         write!(
@@ -403,6 +404,7 @@ fn write_line(w: &mut dyn Write, l: &Line, names: &[String], lost: bool) -> Resu
     let ended = match l.ended_by {
         Some(EndedBy::Exception) => "ended by an exception",
         Some(EndedBy::Jump) => "left by longjmp",
+        Some(EndedBy::Switch) => "left on another stack",
         None => "",
     };
     match l.kind {
@@ -831,7 +833,7 @@ mod tests {
      200 ns [     1] |   a(); /* left by longjmp */
      100 ns [     1] |   b();
      500 ns [     1] | } /* main */
-# 3 calls shown, 0 hidden, 0 gaps, 0 unfinished, 1 left by longjmp
+# 3 calls shown, 0 hidden, 0 gaps, 0 unfinished, 1 left without returning
 ";
         assert_eq!(out, expected);
         assert_eq!((st.unwound, st.jumped, st.gaps), (0, 1, 0));
