@@ -303,6 +303,7 @@ static __always_inline void on_return(__u32 func, __u32 kind, __u32 want, __u64 
 	/* Frames above it never returned (longjmp, exception): closed, with an event each (unwind.h). */
 	if (d > want)
 		close_frames(tid, now, PG_CLOSE_DEEPER, sp, func, want);
+	unwind_entered(st, sp);
 	__u64 incl = now > f->start ? now - f->start : 0;
 	__u64 self = incl > f->child ? incl - f->child : 0;
 	__u64 overhead = f->overhead;

@@ -111,9 +111,13 @@ enum pg_event_kind {
 enum pg_hook_kind {
 	PG_HOOK_UNWIND = 0, /* _Unwind_RaiseException, _Unwind_Resume, _Unwind_Resume_or_Rethrow, _Unwind_ForcedUnwind */
 	PG_HOOK_WALK = 1,   /* _Unwind_Backtrace: walks the stack like an unwind, but no frame dies */
-	PG_HOOK_LAND = 2,   /* __cxa_begin_catch, Rust's __rust_panic_cleanup, every `ret` of _Unwind_Backtrace */
+	PG_HOOK_LAND = 2,   /* called by the catching frame itself: __cxa_begin_catch, every `ret` of _Unwind_Backtrace */
 	PG_HOOK_SWITCH = 3, /* swapcontext, setcontext, boost.context's jump_fcontext / ontop_fcontext */
-	PG_NR_HOOK_KINDS = 4,
+	/* A catch signalled a few frames below the catching frame (Rust's __rust_panic_cleanup, called through
+	 * std's do_catch and cleanup): frames the panic left may lie above its %rsp, so they are closed at the
+	 * next traced return or call instead. */
+	PG_HOOK_LAND_DEEP = 4,
+	PG_NR_HOOK_KINDS = 5,
 };
 
 /* A return-address store perfgate applies from user space while the benchmark is stopped (bpf/unwind.h). */

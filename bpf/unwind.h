@@ -310,8 +310,8 @@ static __always_inline void close_frames(__u32 tid, __u64 now, __u32 rule, __u64
 	bpf_loop(PG_MAX_DEPTH, close_step, &c, 0);
 }
 
-/* At a traced entry at `sp`, after unwind_settle and the closing of dead frames: a call at or above the
- * unwinder's %rsp with every slot settled means the exception reached ordinary code again. */
+/* At a traced entry or return at `sp`, after unwind_settle and the closing of left frames: an event at or
+ * above the unwinder's %rsp with every slot settled means the exception reached ordinary code again. */
 static __always_inline void unwind_entered(struct pg_stack *st, __u64 sp)
 {
 	if (st->unwind.unwinding && !st->unwind.restored && sp >= st->unwind.unwind_sp)
@@ -382,8 +382,11 @@ static __always_inline int unwind_hook(__u64 sp, __u64 cookie)
 		}
 		return 0;
 	}
-	/* PG_HOOK_LAND: a catch (or the end of a backtrace walk) at sp. Every frame at or below it is gone: its
-	 * slot lies in the part of the stack the landing frame's callees used. */
+	/* PG_HOOK_LAND: a catch (or the end of a backtrace walk) at sp, called by the catching frame. Every frame
+	 * at or below it is gone: its slot lies in the part of the stack the catching frame's callees used.
+	 * PG_HOOK_LAND_DEEP: the same, but the catching frame is a few frames above, so frames the exception
+	 * left may lie above sp too: the exception stays in flight until the next traced event at or above
+	 * the unwinder's %rsp closes them (unwind_entered). */
 	count(PG_LANDINGS, 1);
 	if (st->unwind.restored && sp >= st->unwind.unwind_sp) {
 		walk_slots(sp, true);
@@ -391,7 +394,7 @@ static __always_inline int unwind_hook(__u64 sp, __u64 cookie)
 	}
 	if (st->depth && st->frames[(st->depth - 1) & (PG_MAX_DEPTH - 1)].sp <= sp)
 		close_frames(tid, bpf_ktime_get_ns(), PG_CLOSE_AT_OR_BELOW, sp, 0, 0);
-	if (!st->unwind.restored)
+	if (!st->unwind.restored && kind == PG_HOOK_LAND)
 		st->unwind.unwinding = 0;
 	return 0;
 }

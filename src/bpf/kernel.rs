@@ -70,8 +70,10 @@ pub enum HookKind {
     Unwind,
     /// `_Unwind_Backtrace`: restores like an unwind, no frame dies.
     Walk,
-    /// A catch, or a `ret` of `_Unwind_Backtrace`: return probes go back.
+    /// A catch called by the catching frame, or a `ret` of `_Unwind_Backtrace`: return probes go back.
     Land,
+    /// A catch signalled a few frames below the catching frame (Rust's panic cleanup).
+    LandDeep,
     /// A stack switch: every return address is restored.
     Switch,
 }
@@ -82,6 +84,7 @@ pub(super) fn hook_cookie(id: u32, kind: HookKind) -> u64 {
         HookKind::Unwind => pg_hook_kind::PG_HOOK_UNWIND,
         HookKind::Walk => pg_hook_kind::PG_HOOK_WALK,
         HookKind::Land => pg_hook_kind::PG_HOOK_LAND,
+        HookKind::LandDeep => pg_hook_kind::PG_HOOK_LAND_DEEP,
         HookKind::Switch => pg_hook_kind::PG_HOOK_SWITCH,
     };
     u64::from(id) | (u64::from(k.0) << pg_layout::PG_COOKIE_KIND_SHIFT.0)

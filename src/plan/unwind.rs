@@ -24,8 +24,10 @@ pub enum StackHookKind {
     Unwind,
     /// `_Unwind_Backtrace`: a walk of the stack that leaves every frame alive.
     Walk,
-    /// A catch (`__cxa_begin_catch`, Rust's `__rust_panic_cleanup`) or the end of a backtrace walk.
+    /// A catch called by the catching frame (`__cxa_begin_catch`), or the end of a backtrace walk.
     Land,
+    /// A catch signalled a few frames below the catching frame (Rust's `__rust_panic_cleanup`).
+    LandDeep,
     /// A stack switch (`swapcontext`, `setcontext`, boost.context's `jump_fcontext`).
     Switch,
 }
@@ -109,8 +111,10 @@ fn hook_kind(raw: &str) -> Option<StackHookKind> {
         Some(StackHookKind::Unwind)
     } else if name == WALK {
         Some(StackHookKind::Walk)
-    } else if name == "__cxa_begin_catch" || name.ends_with("__rust_panic_cleanup") {
+    } else if name == "__cxa_begin_catch" {
         Some(StackHookKind::Land)
+    } else if name.ends_with("__rust_panic_cleanup") {
+        Some(StackHookKind::LandDeep)
     } else if SWITCH.contains(&name) {
         Some(StackHookKind::Switch)
     } else {
@@ -295,7 +299,7 @@ mod tests {
         assert_eq!(hook_kind("_Unwind_Backtrace"), Some(StackHookKind::Walk));
         assert_eq!(
             hook_kind("_RNvCs1_7___rustc20___rust_panic_cleanup"),
-            Some(StackHookKind::Land)
+            Some(StackHookKind::LandDeep)
         );
         assert_eq!(
             hook_kind("setcontext@@GLIBC_2.2.5"),

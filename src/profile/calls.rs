@@ -386,7 +386,10 @@ impl Reconstructor {
                 sink.entered(&entry, &th.known)?;
                 th.known.push(e.func);
             }
-            EventKind::Exit | EventKind::Unwound | EventKind::Abandoned | EventKind::SwitchedAway => {
+            EventKind::Exit
+            | EventKind::Unwound
+            | EventKind::Abandoned
+            | EventKind::SwitchedAway => {
                 let ended_by = match e.kind {
                     EventKind::Unwound => Some(EndedBy::Exception),
                     EventKind::Abandoned => Some(EndedBy::Jump),

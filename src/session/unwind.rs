@@ -28,6 +28,7 @@ pub(super) fn bpf_hooks(file: &HookedFile) -> Vec<Hook> {
                 StackHookKind::Unwind => HookKind::Unwind,
                 StackHookKind::Walk => HookKind::Walk,
                 StackHookKind::Land => HookKind::Land,
+                StackHookKind::LandDeep => HookKind::LandDeep,
                 StackHookKind::Switch => HookKind::Switch,
             },
         })
