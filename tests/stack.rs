@@ -142,8 +142,11 @@ fn check_exact(t: &Traced, u: &Behaviour, what: &str, expected: &[(&str, u64)]) 
     assert!(w.hooks > 0, "{what}: no unwinder hook attached");
 }
 
-/// Every case of `exceptions`, with its exact counts and the calls an exception ended.
-fn exception_cases() -> Vec<(Vec<&'static str>, Vec<(&'static str, u64)>, u64)> {
+/// Completed calls expected per function (demangled name).
+type Counts = Vec<(&'static str, u64)>;
+
+/// Every case of `exceptions`: its arguments, exact counts, and the calls an exception ended.
+fn exception_cases() -> Vec<(Vec<&'static str>, Counts, u64)> {
     let chain_threads: u64 = (0..300).map(|i| 1 + i % 5).sum();
     vec![
         (
@@ -439,7 +442,7 @@ fn rust_panics_through_catch_unwind_behave_as_untraced_with_exact_counts() {
         bin.exists(),
         "fixtures/bin/panics was not built (no rustc?): see fixtures/build.sh"
     );
-    let cases: Vec<(Vec<&str>, Vec<(&str, u64)>)> = vec![
+    let cases: Vec<(Vec<&str>, Counts)> = vec![
         (
             vec!["catch"],
             vec![
@@ -497,7 +500,13 @@ fn rust_panics_through_catch_unwind_behave_as_untraced_with_exact_counts() {
 fn longjmp_and_siglongjmp_close_the_frames_they_skip() {
     let bin = fixture("jumps");
     // (case, completed calls, frames left, replay lines that must appear in order)
-    let cases: [(&str, &[(&str, u64)], u64, &[&str]); 4] = [
+    type Case = (
+        &'static str,
+        &'static [(&'static str, u64)],
+        u64,
+        &'static [&'static str],
+    );
+    let cases: [Case; 4] = [
         (
             "same_slot",
             &[("main", 1), ("plain", 1), ("foo", 0)],
