@@ -377,7 +377,6 @@ int pg_thread_exit(void *ctx)
 	__u32 tid = (__u32)pid_tgid;
 	struct pg_stack *st = bpf_map_lookup_elem(&stacks, &tid);
 	if (st) {
-		unwind_thread_exit(tid, st);
 		if (st->depth)
 			count(PG_UNFINISHED_AT_EXIT, st->depth);
 		bpf_map_delete_elem(&stacks, &tid);

@@ -48,7 +48,9 @@
  * Frames found left (their slot at or below a new call's %rsp, or below a landing) are closed: while an
  * exception is in flight they are measured up to now and recorded as calls (PG_EV_UNWOUND, counted in
  * PG_FRAMES_UNWOUND); otherwise a longjmp (or a stack switch) left them: counted, not measured, as in
- * every mode (PG_EV_ABANDONED; PG_FRAMES_ABANDONED or PG_FRAMES_SWITCHED).
+ * every mode (PG_EV_ABANDONED; PG_FRAMES_ABANDONED or PG_FRAMES_SWITCHED). A forced unwind
+ * (pthread_exit, pthread_cancel) that ends in the thread's exit leaves the frames it did not pass a
+ * traced event in open: they count as unfinished at exit, like those of a thread that called exit().
  *
  * # The writer
  *
@@ -409,14 +411,6 @@ SEC("uprobe")
 int pg_hook_classic(struct pt_regs *ctx)
 {
 	return unwind_hook(ctx->rsp, bpf_get_attach_cookie(ctx));
-}
-
-/* A thread exits: a forced unwind (pthread_exit, pthread_cancel) ends there, not at a landing, so the frames
- * it left are ended by it at this time. */
-static __always_inline void unwind_thread_exit(__u32 tid, struct pg_stack *st)
-{
-	if (st->unwind.unwinding && st->depth)
-		close_frames(tid, bpf_ktime_get_ns(), PG_CLOSE_DEEPER, 0, 0, 0);
 }
 
 #endif

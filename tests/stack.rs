@@ -256,14 +256,16 @@ fn exception_cases() -> Vec<(Vec<&'static str>, Counts, u64)> {
         (
             vec!["pthread_exit"],
             vec![
-                ("exit_thread(void*)", 1),
-                ("exit_thread_catch(void*)", 1),
-                ("cancel_level()", 1),
-                ("exit_level1()", 2),
+                // A forced unwind ends in the thread's exit: the frames it left closed at a traced
+                // event (a destructor's call, the catch(...)) are ended by it; the rest are open at exit.
+                ("exit_thread(void*)", 0),
+                ("exit_thread_catch(void*)", 0),
+                ("cancel_level()", 0),
+                ("exit_level1()", 1),
                 ("exit_level2()", 2),
                 ("Noisy::~Noisy()", 4),
             ],
-            7,
+            3,
         ),
     ]
 }
@@ -290,7 +292,11 @@ fn cpp_exceptions_through_traced_functions_behave_as_untraced_with_exact_counts(
             let lost = &t.profile.accounting.lost;
             assert_eq!(lost.lost_calls(), 0, "{what}");
             assert_eq!(lost.frames_abandoned, 0, "{what}");
-            assert_eq!(lost.unfinished_at_exit, 0, "{what}");
+            // pthread_exit: exit_thread + exit_level1, exit_thread_catch + cancel_level were open.
+            let open = if args[0] == "pthread_exit" { 4 } else { 0 };
+            if mode != "classic" {
+                assert_eq!(lost.unfinished_at_exit, open, "{what}");
+            }
             if unwound > 0 && mode != "classic" {
                 assert!(w.unwinds > 0 && w.landings > 0, "{what}: {w:?}");
                 assert!(
