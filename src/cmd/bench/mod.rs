@@ -1,7 +1,8 @@
 //! `perfgate bench`: measures perfgate itself and prints the figures, never assumes them (DESIGN.md): one
 //! file per benchmark — attach and detach time (`attach.rs`), the added cost of one probe hit per kind of
-//! instruction (`overhead.rs`), trace throughput (`trace.rs`), and the gate's false-alarm rate and power
-//! against injected slowdowns of known size (`gate.rs`).
+//! instruction (`overhead.rs`), trace throughput (`trace.rs`), the gate's false-alarm rate and power
+//! against injected slowdowns of known size (`gate.rs`), and the cost of exceptions through traced
+//! functions (`unwind.rs`).
 //!
 //! These are measurements, not timed tests: nothing here fails on a slow machine; the aims are printed beside
 //! the figures. Every ratio is computed from figures measured in the same invocation.
@@ -29,6 +30,7 @@ mod attach;
 mod gate;
 mod overhead;
 mod trace;
+mod unwind;
 
 /// The gate's cap on runs per check, as in `perfgate check`.
 const MAX_RUNS: usize = 30;
@@ -66,10 +68,11 @@ pub(super) fn run(a: &BenchArgs) -> Result<Exit> {
     )?;
     out.flush()?;
     type Part = fn(&BenchArgs, &PrivateDir) -> Result<String>;
-    let parts: [(BenchWhat, Part); 4] = [
+    let parts: [(BenchWhat, Part); 5] = [
         (BenchWhat::Attach, attach::run),
         (BenchWhat::Overhead, overhead::run),
         (BenchWhat::Trace, trace::run),
+        (BenchWhat::Exceptions, unwind::run),
         (BenchWhat::Gate, gate::run),
     ];
     for (what, part) in parts {
