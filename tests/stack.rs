@@ -512,7 +512,7 @@ fn longjmp_and_siglongjmp_close_the_frames_they_skip() {
         u64,
         &'static [&'static str],
     );
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (
             "same_slot",
             &[("main", 1), ("plain", 1), ("foo", 0)],
@@ -557,6 +557,17 @@ fn longjmp_and_siglongjmp_close_the_frames_they_skip() {
                 "  after();",
             ],
         ),
+        (
+            "altstack",
+            &[("main", 1), ("after", 1), ("spin", 0), ("handler", 0)],
+            2,
+            &[
+                "  spin() {",
+                "    handler(); /* left by longjmp */",
+                "  } /* spin, left by longjmp */",
+                "  after();",
+            ],
+        ),
     ];
     for (case, expected, left, lines) in cases {
         let u = untraced(&bin, &[case]);
@@ -590,6 +601,16 @@ fn longjmp_and_siglongjmp_close_the_frames_they_skip() {
             assert!(!replay.contains("<gap"), "{what}: {replay}");
             let r = reconstruct(Recording::open(&t.data).unwrap().events().unwrap(), None).unwrap();
             assert_eq!(r.stats.jumped, left, "{what}");
+            // A handler on sigaltstack runs on another stack that no hooked switch announced: said.
+            let foreign = t.profile.accounting.unwinding.foreign_stack_entries;
+            assert_eq!(foreign, u64::from(case == "altstack"), "{what}");
+            assert_eq!(
+                t.table
+                    .contains("ran on another stack with no switch perfgate knows"),
+                case == "altstack",
+                "{what}: {}",
+                t.table
+            );
         }
     }
 }

@@ -263,6 +263,14 @@ mod tests {
         let d = decode_event(&bytes(&e)).unwrap();
         assert_eq!((d.ts, d.tid, d.func, d.depth), (5, 6, 7, 2));
         assert_eq!(d.kind, EventKind::Exit);
+        for (k, want) in [
+            (pg_event_kind::PG_EV_UNWOUND, EventKind::Unwound),
+            (pg_event_kind::PG_EV_ABANDONED, EventKind::Abandoned),
+            (pg_event_kind::PG_EV_SWITCHED, EventKind::SwitchedAway),
+        ] {
+            e.kind = k.0 as u16;
+            assert_eq!(decode_event(&bytes(&e)).unwrap().kind, want);
+        }
         e.kind = 9;
         assert!(decode_event(&bytes(&e)).is_none());
         assert!(decode_event(&[0u8; 3]).is_none());
@@ -278,5 +286,58 @@ mod tests {
         assert_eq!(l.events_dropped, 5);
         assert_eq!(l.events_dropped_per_cpu, vec![1, 4]);
         assert_eq!(l.depth_exceeded, 0);
+        per_cpu[pg_counter::PG_FRAMES_UNWOUND.0 as usize] = vec![7, 10];
+        per_cpu[pg_counter::PG_WRITER_STOPS.0 as usize] = vec![1, 1];
+        per_cpu[pg_counter::PG_FOREIGN_STACK.0 as usize] = vec![0, 3];
+        let u = decode_unwinding(&per_cpu);
+        assert_eq!(
+            (u.frames_unwound, u.pauses, u.foreign_stack_entries),
+            (17, 2, 3)
+        );
+        assert_eq!(
+            (u.unwinds, u.stack_switches, u.slot_writes_failed),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn hook_cookies_carry_the_kernel_hook_kinds() {
+        let shift = pg_layout::PG_COOKIE_KIND_SHIFT.0;
+        for (k, want) in [
+            (HookKind::Unwind, pg_hook_kind::PG_HOOK_UNWIND),
+            (HookKind::Walk, pg_hook_kind::PG_HOOK_WALK),
+            (HookKind::Land, pg_hook_kind::PG_HOOK_LAND),
+            (HookKind::LandDeep, pg_hook_kind::PG_HOOK_LAND_DEEP),
+            (HookKind::Switch, pg_hook_kind::PG_HOOK_SWITCH),
+        ] {
+            let c = hook_cookie(5, k);
+            assert_eq!(c >> shift, u64::from(want.0), "{k:?}");
+            assert_eq!(c & 0xffff_ffff, 5);
+        }
+    }
+
+    #[test]
+    fn queued_stores_decode_from_the_kernel_layout() {
+        let key = types::pg_patch_key {
+            tid: 42,
+            _pad: 0,
+            slot: 0x7ffd_0000_1008,
+        };
+        let value = types::pg_patch {
+            value: 0x5555_0000_1234,
+            queued_ns: 99,
+        };
+        let kb: Vec<u8> = [
+            &key.tid.to_ne_bytes()[..],
+            &0u32.to_ne_bytes(),
+            &key.slot.to_ne_bytes(),
+        ]
+        .concat();
+        let vb: Vec<u8> = [value.value.to_ne_bytes(), value.queued_ns.to_ne_bytes()].concat();
+        assert_eq!(
+            decode_patch(&kb, &vb),
+            Some((42, 0x7ffd_0000_1008, 0x5555_0000_1234, 99))
+        );
+        assert_eq!(decode_patch(&kb[..8], &vb), None);
     }
 }

@@ -510,3 +510,45 @@ impl Profile {
             .filter(|f| f.probe == ProbeKind::SingleStep)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(calls: u64, nested: u64, incl: (u64, u64, u64)) -> FuncStats {
+        FuncStats {
+            calls,
+            nested_calls: nested,
+            inclusive: TimeStats {
+                sum_ns: incl.0,
+                min_ns: incl.1,
+                max_ns: incl.2,
+                ..TimeStats::default()
+            },
+            ..FuncStats::default()
+        }
+    }
+
+    #[test]
+    fn inclusive_time_is_per_outermost_call_and_merges_over_threads() {
+        // Thread 1: 10 calls of a recursive function, 2 outermost (300 ns and 500 ns).
+        let mut a = stats(10, 8, (800, 300, 500));
+        assert_eq!(a.outer_calls(), 2);
+        assert_eq!(a.inclusive_mean(), 400.0);
+        // Thread 2: only nested calls seen completing (its outermost call was still open): no
+        // inclusive figures, which must not pull the minimum down to 0.
+        a.merge(&stats(4, 4, (0, 0, 0)));
+        assert_eq!((a.calls, a.nested_calls, a.outer_calls()), (14, 12, 2));
+        assert_eq!((a.inclusive.min_ns, a.inclusive.max_ns), (300, 500));
+        // Thread 3: one outermost call of 100 ns.
+        a.merge(&stats(1, 0, (100, 100, 100)));
+        assert_eq!(a.outer_calls(), 3);
+        assert_eq!((a.inclusive.sum_ns, a.inclusive.min_ns), (900, 100));
+        assert_eq!(a.inclusive_mean(), 300.0);
+        // Merged into an empty entry, as per_function does.
+        let mut e = FuncStats::default();
+        e.merge(&stats(4, 4, (0, 0, 0)));
+        e.merge(&stats(2, 1, (70, 70, 70)));
+        assert_eq!((e.inclusive.min_ns, e.outer_calls()), (70, 1));
+    }
+}
