@@ -388,7 +388,9 @@ static __always_inline int unwind_hook(__u64 sp, __u64 cookie)
 	 * at or below it is gone: its slot lies in the part of the stack the catching frame's callees used.
 	 * PG_HOOK_LAND_DEEP: the same, but the catching frame is a few frames above, so frames the exception
 	 * left may lie above sp too: the exception stays in flight until the next traced event at or above
-	 * the unwinder's %rsp closes them (unwind_entered). */
+	 * the unwinder's %rsp closes them (unwind_entered). If none comes before the thread exits (only some
+ * functions traced), they count as unfinished at exit: perfgate does not know where the catching frame
+ * was. */
 	count(PG_LANDINGS, 1);
 	if (st->unwind.restored && sp >= st->unwind.unwind_sp) {
 		walk_slots(sp, true);

@@ -488,7 +488,18 @@ fn rust_panics_through_catch_unwind_behave_as_untraced_with_exact_counts() {
             };
             let what = format!("{mode} {args:?}");
             let t = traced(mode, extra, &bin, &args);
-            check_exact(&t, &u, &what, &expected);
+            if mode == "classic" && args[0] == "thread" {
+                // Rust's catch is signalled inside std, frames below the catching one (a deep
+                // landing): the outermost chain frame lies above that signal and is closed at the next
+                // traced event on its thread. With only the program's own functions traced none comes
+                // before the thread exits, so it is counted open at exit, not as a completed call.
+                let mut fewer = expected.clone();
+                fewer[0].1 -= 1;
+                check_exact(&t, &u, &what, &fewer);
+                assert_eq!(t.profile.accounting.lost.unfinished_at_exit, 1, "{what}");
+            } else {
+                check_exact(&t, &u, &what, &expected);
+            }
             if args[0] != "backtrace" {
                 assert!(t.profile.accounting.unwinding.frames_unwound > 0, "{what}");
             }
