@@ -157,16 +157,11 @@ static __always_inline bool ours(__u64 pid_tgid)
 	return (pid_tgid >> 32) == target_tgid || pg_followed(pid_tgid >> 32);
 }
 
-/* A frame is dead when a new call's stack pointer lies at or above it on the same stack: its function was
- * left by longjmp (the stack grows down, so live callers sit at higher addresses). Equal pointers are
- * a tail call unless it is the same function called again from the same place. Stacks farther apart
- * than 8 MiB are another stack (a coroutine), not evidence. */
-static __always_inline bool frame_dead(struct pg_frame *f, __u64 sp, __u32 func)
-{
-	if (f->sp > sp || sp - f->sp > (8 << 20))
-		return false;
-	return f->sp < sp || f->func == func;
-}
+static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self, __u64 overhead,
+				   __u64 out, __u32 nested);
+
+/* Exceptions, longjmp and stack switches: frame_dead, the unwinder hooks, closing left frames. */
+#include "unwind.h"
 
 /* Push a frame; returns its 1-based depth, or 0 when the call is not measured. */
 static __always_inline __u32 on_entry(__u32 func, __u64 sp)
@@ -191,17 +186,18 @@ static __always_inline __u32 on_entry(__u32 func, __u64 sp)
 	__u32 d = st->depth;
 	if (d > PG_MAX_DEPTH)
 		d = PG_MAX_DEPTH;
-	__u32 dead = 0;
-	for (int i = 0; i < PG_MAX_DEPTH; i++) {
-		if (d == 0 || !frame_dead(&st->frames[(d - 1) & (PG_MAX_DEPTH - 1)], sp, func))
-			break;
-		d--;
-		dead++;
+	/* unwind.h: after the unwinder (or a stack switch) restored return addresses, the trampolines go back
+	 * above sp; frames left without a return (longjmp, exception, switch) are closed. */
+	if (st->unwind.restored)
+		unwind_settle(st, sp);
+	if (d && frame_dead(&st->frames[(d - 1) & (PG_MAX_DEPTH - 1)], sp, func)) {
+		close_frames(tid, bpf_ktime_get_ns(), PG_CLOSE_DEAD_AT_CALL, sp, func, 0);
+		d = st->depth;
+		if (d > PG_MAX_DEPTH)
+			d = PG_MAX_DEPTH;
 	}
-	if (dead) {
-		count(PG_FRAMES_ABANDONED, dead);
-		st->depth = d;
-	}
+	unwind_entered(st, sp);
+	note_foreign_stack(st, d, sp);
 	if (d >= PG_MAX_DEPTH) {
 		count(PG_DEPTH_EXCEEDED, 1);
 		return 0;
@@ -216,6 +212,18 @@ static __always_inline __u32 on_entry(__u32 func, __u64 sp)
 	f->child = 0;
 	f->overhead = 0;
 	f->out = 0;
+	/* Recursion (also mutual): an outer call of this function is active, whose inclusive time covers this
+	 * one's. */
+	__u32 nested = 0;
+	for (int i = 0; i < PG_MAX_DEPTH; i++) {
+		if ((__u32)i >= d)
+			break;
+		if (st->frames[i & (PG_MAX_DEPTH - 1)].func == func) {
+			nested = 1;
+			break;
+		}
+	}
+	f->nested = nested;
 	st->depth = d + 1;
 	/* Timestamp last, so the probe's own work before it is not charged to the function. */
 	__u64 now = bpf_ktime_get_ns();
@@ -226,7 +234,7 @@ static __always_inline __u32 on_entry(__u32 func, __u64 sp)
 }
 
 static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self, __u64 overhead,
-				   __u64 out)
+				   __u64 out, __u32 nested)
 {
 	struct pg_key key = { .tid = tid, .func = func };
 	struct pg_stats *s = bpf_map_lookup_elem(&stats, &key);
@@ -244,21 +252,27 @@ static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self
 	}
 	/* Keyed by thread: only this thread writes this entry, so plain increments are safe. */
 	s->calls += 1;
-	s->overhead_sum += overhead;
+	/* Self time excludes the callees' intervals, so its probe share counts for every call, nested too. */
 	s->out_sum += out;
-	s->incl_sum += incl;
 	s->self_sum += self;
-	if (s->calls == 1 || incl < s->incl_min)
-		s->incl_min = incl;
-	if (incl > s->incl_max)
-		s->incl_max = incl;
 	if (s->calls == 1 || self < s->self_min)
 		s->self_min = self;
 	if (self > s->self_max)
 		s->self_max = self;
-	__u32 bi = hist_bucket(incl);
-	if (bi < PG_HIST_BUCKETS)
-		s->incl_hist[bi] += 1;
+	if (nested) {
+		/* Its inclusive time is inside the outermost active call's: counted there, once. */
+		s->nested_calls += 1;
+	} else {
+		s->overhead_sum += overhead;
+		s->incl_sum += incl;
+		if (s->calls - s->nested_calls == 1 || incl < s->incl_min)
+			s->incl_min = incl;
+		if (incl > s->incl_max)
+			s->incl_max = incl;
+		__u32 bi = hist_bucket(incl);
+		if (bi < PG_HIST_BUCKETS)
+			s->incl_hist[bi] += 1;
+	}
 	__u32 bs = hist_bucket(self);
 	if (bs < PG_HIST_BUCKETS)
 		s->self_hist[bs] += 1;
@@ -269,7 +283,7 @@ static __always_inline void record(__u32 tid, __u32 func, __u64 incl, __u64 self
 static __always_inline void pg_unmatched_return(__u64 pid_tgid);
 
 /* Pop the frame at 1-based depth `want` (0 = unknown: search the top of the stack for `func`). */
-static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
+static __always_inline void on_return(__u32 func, __u32 kind, __u32 want, __u64 sp)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -281,6 +295,9 @@ static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 		pg_unmatched_return(pid_tgid);
 		return;
 	}
+	/* unwind.h: sp is the caller's %rsp after the return (slot + 8): frames above it are live. */
+	if (st->unwind.restored)
+		unwind_settle(st, sp);
 	__u32 d = st->depth;
 	if (d > PG_MAX_DEPTH)
 		return;
@@ -306,8 +323,10 @@ static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 		pg_unmatched_return(pid_tgid);
 		return;
 	}
+	/* Frames above it never returned (longjmp, exception): closed, with an event each (unwind.h). */
 	if (d > want)
-		count(PG_FRAMES_ABANDONED, d - want);
+		close_frames(tid, now, PG_CLOSE_DEEPER, sp, func, want);
+	unwind_entered(st, sp);
 	__u64 incl = now > f->start ? now - f->start : 0;
 	__u64 self = incl > f->child ? incl - f->child : 0;
 	__u64 overhead = f->overhead;
@@ -326,7 +345,8 @@ static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 		emit(tid, func, PG_EV_EXIT, want, now);
 	if (survey && func < PG_SURVEY_MAX) {
 		/* Keep the mask in the program: the verifier needs it to bound the index. Threads share these
-		 * totals: atomic adds. */
+		 * totals: atomic adds. Every call's own interval (nested ones too): the survey judges a call's
+		 * size against its probe. */
 		__u32 si = func;
 		barrier_var(si);
 		si &= PG_SURVEY_MAX - 1;
@@ -334,7 +354,7 @@ static __always_inline void on_return(__u32 func, __u32 kind, __u32 want)
 		__sync_fetch_and_add(&survey_incl[si], incl);
 		__sync_fetch_and_add(&survey_overhead[si], overhead);
 	}
-	record(tid, func, incl, self, overhead, out);
+	record(tid, func, incl, self, overhead, out, f->nested);
 }
 
 SEC("uprobe.session")
@@ -351,7 +371,7 @@ int pg_session(struct pt_regs *ctx)
 		/* 1 = no return probe for a call we did not push. */
 		return d ? 0 : 1;
 	}
-	on_return(func, (__u32)(attach >> PG_COOKIE_KIND_SHIFT), (__u32)*cookie);
+	on_return(func, (__u32)(attach >> PG_COOKIE_KIND_SHIFT), (__u32)*cookie, ctx->rsp);
 	return 0;
 }
 
@@ -375,7 +395,7 @@ SEC("uretprobe.multi")
 int pg_return(struct pt_regs *ctx)
 {
 	__u64 attach = bpf_get_attach_cookie(ctx);
-	on_return((__u32)attach, (__u32)(attach >> PG_COOKIE_KIND_SHIFT), 0);
+	on_return((__u32)attach, (__u32)(attach >> PG_COOKIE_KIND_SHIFT), 0, ctx->rsp);
 	return 0;
 }
 
@@ -392,7 +412,7 @@ SEC("uretprobe")
 int pg_return_classic(struct pt_regs *ctx)
 {
 	__u64 attach = bpf_get_attach_cookie(ctx);
-	on_return((__u32)attach, (__u32)(attach >> PG_COOKIE_KIND_SHIFT), 0);
+	on_return((__u32)attach, (__u32)(attach >> PG_COOKIE_KIND_SHIFT), 0, ctx->rsp);
 	return 0;
 }
 

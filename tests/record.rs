@@ -396,8 +396,9 @@ fn probe_cost_is_calibrated_and_compensation_subtracts_it() {
     assert!(c.single_step_ns > 3.0 * c.emulated_ns, "{c:?}");
     let merged = p.per_function();
     let rec = func(&p, &merged, "recurse").unwrap();
-    // recurse(49) × 10: each call has on average 24.5 traced descendants, all with an emulated entry.
-    let expected = (10 * (0..50u64).map(|d| 49 - d).sum::<u64>()) as f64 * c.emulated_ns;
+    // recurse(49) × 10: inclusive time (and the probe cost in it) counts once per outermost call, and
+    // each outermost call has 49 traced descendants, all with an emulated entry.
+    let expected = (10 * 49) as f64 * c.emulated_ns;
     let got = rec.overhead_ns as f64;
     assert!(
         (got - expected).abs() <= 0.01 * expected + 1000.0,

@@ -4,7 +4,9 @@
 //! This layer never drives a process: it knows a PID only as the filter of its probes. The session layer
 //! (`session/`) starts the benchmark, calls [`Program`] in order — [`Program::load`],
 //! [`Program::attach_functions`] per file, [`Program::attach_loader_hook`],
-//! [`Program::attach_thread_exit`], then [`Program::poll_events`] while the benchmark runs,
+//! [`Program::attach_stack_hooks`] per file, [`Program::attach_thread_exit`], then
+//! [`Program::poll_events`] while the benchmark runs (and, with the stop writer, applies the
+//! [`Program::slot_queue`] at each of its stops),
 //! [`Program::detach`], [`Program::measured`] — and joins the two. Every kernel type is read through
 //! [`kernel`], the one decoder of the generated skeleton.
 use std::cell::RefCell;
@@ -24,8 +26,10 @@ use crate::profile::{FuncId, FuncStats, LossCounters, ProbeCosts, ProbeKind};
 mod follow;
 pub mod kernel;
 pub use follow::{LinkCloser, LinkMapName, Links};
+mod writer;
 use kernel::skel::{PerfgateSkel, PerfgateSkelBuilder};
-pub use kernel::MAX_DEPTH;
+pub use kernel::{HookKind, MAX_DEPTH};
+pub use writer::{bpf_writes_allowed, QueuedStore, SlotQueue, SlotWriter};
 
 /// Threads that close links at once.
 pub const DETACH_THREADS: usize = 32;
@@ -58,6 +62,9 @@ pub struct ProgramConfig {
     /// A thread of a held process that adds a library to the loader's link map is stopped for perfgate
     /// (see `run/follow.rs`).
     pub hold_dlopen: bool,
+    /// Let the program store return addresses itself when the kernel allows `bpf_probe_write_user`
+    /// (false: always the stop writer).
+    pub bpf_writes: bool,
 }
 
 /// How probes are attached, from the newest kernel interface to the oldest.
@@ -168,6 +175,15 @@ pub struct Probe {
     pub kind: ProbeKind,
 }
 
+/// An entry-only hook of the unwinder, a catch or a stack switcher (see `bpf/unwind.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hook {
+    /// Where in the file (a function's entry, or a `ret` inside `_Unwind_Backtrace`).
+    pub offset: FileOffset,
+    /// What it marks.
+    pub kind: HookKind,
+}
+
 /// What the kernel measured in one run.
 #[derive(Debug, Clone, Default)]
 pub struct Measured {
@@ -186,6 +202,8 @@ pub struct Measured {
     pub loader_paths: Vec<PathBuf>,
     /// Hits of the minimal counting program (entries plus returns), with [`ProgramConfig::count_only`].
     pub count_hits: Option<u64>,
+    /// Exceptions and stack switches, as the kernel side counted them (with the writer and the hooks).
+    pub unwinding: crate::profile::Unwinding,
 }
 
 /// The loaded program and its links.
@@ -201,6 +219,8 @@ pub struct Program<'obj> {
     config: ProgramConfig,
     attach: Duration,
     detach: Duration,
+    writer: SlotWriter,
+    hooks: u64,
 }
 
 /// Whether perfgate can load BPF programs here: one clear line when it cannot.
@@ -264,6 +284,12 @@ impl<'obj> Program<'obj> {
         rodata.survey = config.survey;
         rodata.follow_enabled = config.follow;
         rodata.hold_dlopen = config.hold_dlopen;
+        let writer = if config.bpf_writes && bpf_writes_allowed() {
+            SlotWriter::Bpf
+        } else {
+            SlotWriter::Stop
+        };
+        rodata.write_from_bpf = writer == SlotWriter::Bpf;
         if let Some(c) = config.probe_cost {
             for kind in ProbeKind::ALL {
                 let slot = kernel::probe_kind_value(kind).0 as usize;
@@ -307,6 +333,10 @@ impl<'obj> Program<'obj> {
         open.progs
             .pg_dl_change_classic
             .set_autoload(mode == ProbeMode::Classic);
+        open.progs.pg_hook.set_autoload(mode != ProbeMode::Classic);
+        open.progs
+            .pg_hook_classic
+            .set_autoload(mode == ProbeMode::Classic);
         let skel = match open.load() {
             Ok(s) => s,
             // As root, EACCES at load is the verifier refusing the program, not a missing privilege.
@@ -330,7 +360,86 @@ impl<'obj> Program<'obj> {
             config: config.clone(),
             attach: Duration::ZERO,
             detach: Duration::ZERO,
+            writer,
+            hooks: 0,
         })
+    }
+
+    /// Who stores return addresses around the unwinder in this run.
+    pub fn slot_writer(&self) -> SlotWriter {
+        self.writer
+    }
+
+    /// The queue the stop writer applies while the benchmark is stopped; `None` when the program stores
+    /// itself.
+    pub fn slot_queue(&self) -> Result<Option<SlotQueue>> {
+        if self.writer == SlotWriter::Bpf {
+            return Ok(None);
+        }
+        let map = libbpf_rs::MapHandle::try_from(&self.skel.maps.patches)
+            .context("duplicating the slot queue's descriptor")?;
+        Ok(Some(SlotQueue::new(map)))
+    }
+
+    /// Attaches the entry-only hooks of one file (unwinder entries, catches, stack switchers), filtered
+    /// on the target PID. A file not mapped yet (libgcc_s, which glibc loads with dlopen for
+    /// `backtrace()` and `pthread_exit`) gets them when it is mapped: uprobes belong to the file.
+    pub fn attach_stack_hooks(&mut self, path: &Path, hooks: &[Hook]) -> Result<()> {
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let pid = self.config.target_pid as i32;
+        let cookies: Vec<u64> = hooks
+            .iter()
+            .enumerate()
+            .map(|(i, h)| kernel::hook_cookie(i as u32, h.kind))
+            .collect();
+        let result = if self.config.mode == ProbeMode::Classic {
+            let mut links = Vec::with_capacity(hooks.len());
+            let mut r = Ok(());
+            for (h, &cookie) in hooks.iter().zip(&cookies) {
+                let opts = libbpf_rs::UprobeOpts {
+                    cookie,
+                    ..Default::default()
+                };
+                match self.skel.progs.pg_hook_classic.attach_uprobe_with_opts(
+                    pid,
+                    path,
+                    h.offset.0 as usize,
+                    opts,
+                ) {
+                    Ok(l) => links.push(l),
+                    Err(e) => {
+                        r = Err(e);
+                        break;
+                    }
+                }
+            }
+            r.map(|()| links)
+        } else {
+            let opts = UprobeMultiOpts {
+                offsets: hooks.iter().map(|h| h.offset.0 as usize).collect(),
+                cookies,
+                ..Default::default()
+            };
+            self.skel
+                .progs
+                .pg_hook
+                .attach_uprobe_multi_with_opts(pid, path, "", opts)
+                .map(|l| vec![l])
+        };
+        self.attach += t0.elapsed();
+        let links = result.with_context(|| {
+            format!(
+                "attaching the {} exception and stack-switch hooks to {}",
+                hooks.len(),
+                path.display()
+            )
+        })?;
+        self.links.extend(links);
+        self.hooks += hooks.len() as u64;
+        Ok(())
     }
 
     /// Attaches the probes of one file, filtered on the target PID: one `uprobe_multi` link (session
@@ -628,7 +737,13 @@ impl<'obj> Program<'obj> {
             .collect();
         loader_paths.sort();
         loader_paths.dedup();
+        let mut unwinding = kernel::decode_unwinding(&per_cpu);
+        unwinding.hooks = self.hooks;
+        if self.hooks > 0 {
+            unwinding.writer = self.writer.name().to_string();
+        }
         Ok(Measured {
+            unwinding,
             stats,
             lost: kernel::decode_counters(&per_cpu),
             mode: self.config.mode,

@@ -21,6 +21,8 @@ pub enum BenchWhat {
     Cost,
     /// The gate's false-alarm rate (A/A checks) and its power against injected 5%, 10% and 20% slowdowns.
     Gate,
+    /// What a C++ exception through traced functions costs: the pauses of the slot writer per throw.
+    Exceptions,
     /// All of the above.
     All,
 }

@@ -243,6 +243,7 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOp
             timeout,
             probe_cost: None,
             count_only: false,
+            bpf_writes: true,
         },
         run_as: RunAs::from_env(r.run_as_root)?,
         stdout: crate::run::Stdout::Inherit,

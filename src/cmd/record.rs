@@ -47,10 +47,10 @@ pub(super) fn run(a: RecordArgs) -> Result<Exit> {
         Ok(())
     })?;
     spinner.finish_and_clear();
-    if profile.exit.signal == Some(libc::SIGABRT) {
+    if profile.exit.signal == Some(libc::SIGABRT) && profile.accounting.unwinding.hooks == 0 {
         status(
-            "hint: a C++ exception thrown through a traced function aborts the program: the kernel's return-probe \
-             trampoline has no unwind information. Exclude the functions the exception passes through with --no-function",
+            "hint: perfgate found no unwinder to hook (libgcc_s, libunwind): a C++ exception thrown through a traced \
+             function then aborts the program. Exclude the functions the exception passes through with --no-function",
         );
     }
     // Ctrl-C: what was measured up to then is kept (and says so), but the run did not complete.

@@ -13,8 +13,10 @@ use crate::profile::{FuncId, FunctionInfo, ProbeKind, SkipReason, SkippedFunctio
 
 mod loader;
 mod select;
+mod unwind;
 pub use loader::LoaderHook;
 pub use select::Selection;
+pub use unwind::{never_traced, HookedFile, StackHook, StackHookKind};
 
 /// Why the plan cannot be made; each is one line for the user.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +135,10 @@ pub struct Plan {
     /// `--lib` globs that matched no library the loader maps at start-up: they may name a library the
     /// program loads with dlopen (traced then, when perfgate can hold the thread that loads it).
     pub libs_unmatched: Vec<String>,
+    /// Entry-only hooks of the unwinder, catches and stack switchers, per file (see `unwind.rs`).
+    pub stack_hooks: Vec<HookedFile>,
+    /// Stack-switching functions the executable imports or defines (`makecontext`, `swapcontext`, …).
+    pub switchers_used: Vec<String>,
 }
 
 fn file_name(p: &Path) -> String {
@@ -198,6 +204,7 @@ fn build_with(exe: &Path, sel: &Selection, require_functions: bool) -> Result<Pl
         let identity = files.identities.get(&file.path).copied().flatten();
         plan_one(file, identity, sel, &filters, &mut plan);
     }
+    unwind::plan_hooks(&files.elf, &mut plan);
     if require_functions && plan.functions.is_empty() {
         return Err(PlanError::NothingMatched {
             candidates,

@@ -7,7 +7,7 @@ use super::cells;
 use super::escape::terminal;
 use super::units::{count, duration, plural};
 use crate::profile::names::ShortNames;
-use crate::profile::{Accounting, FuncStats, LossCounters, ProbeKind, Profile};
+use crate::profile::{Accounting, FuncStats, LossCounters, ProbeKind, Profile, Unwinding};
 
 /// Options of the table.
 #[derive(Debug, Clone, Copy, Default)]
@@ -123,7 +123,9 @@ fn row(profile: &Profile, s: &FuncStats, opts: SummaryOptions, name: String) -> 
     let compensate = opts.compensated && profile.accounting.probe_cost.is_some();
     let (total, avg) = if compensate {
         let t = s.compensated_inclusive() as f64;
-        let per_call = if s.calls > 0 { t / s.calls as f64 } else { 0.0 };
+        // Per outermost call: a recursive function's inclusive time is counted once, at its outermost call.
+        let outer = s.outer_calls();
+        let per_call = if outer > 0 { t / outer as f64 } else { 0.0 };
         (
             format!("{}*", duration(t)),
             format!("{}*", duration(per_call)),
@@ -131,7 +133,7 @@ fn row(profile: &Profile, s: &FuncStats, opts: SummaryOptions, name: String) -> 
     } else {
         (
             duration(s.inclusive.sum_ns as f64),
-            duration(s.inclusive.mean(s.calls)),
+            duration(s.inclusive_mean()),
         )
     };
     let mut row = vec![
@@ -184,6 +186,7 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
     let mut out = coverage_line(profile);
     out.push_str(&loss_lines(&a.lost));
     out.push_str(&process_lines(a, verbose));
+    out.push_str(&unwinding_lines(&a.unwinding));
     out.push_str(&library_lines(a));
     for w in &a.warnings {
         out.push_str(&format!("  warning: {}\n", terminal(w)));
@@ -386,6 +389,53 @@ fn process_lines(a: &Accounting, verbose: bool) -> String {
             "  threads traced: {}; signals passed on by the tracer: {}\n",
             count(p.threads),
             count(p.signals)
+        ));
+    }
+    out
+}
+
+/// Exceptions, the writer's pauses and stack switches: what perfgate did to keep return probes from
+/// changing the program, and what that cost the measurement.
+fn unwinding_lines(u: &Unwinding) -> String {
+    let mut out = String::new();
+    if u.frames_unwound > 0 {
+        out.push_str(&format!(
+            "  note: {} calls were ended by an exception or panic ({} throws and resumes, {} catches): counted, and measured up to the catch\n",
+            count(u.frames_unwound),
+            count(u.unwinds),
+            count(u.landings)
+        ));
+    }
+    if u.pauses > 0 {
+        out.push_str(&format!(
+            "  note: the benchmark was paused {} times ({} in all, {} each on average) for perfgate to write return addresses around the unwinder (this kernel refuses bpf_probe_write_user); the pauses are inside the times of the calls then running, on every thread\n",
+            count(u.pauses),
+            duration(u.paused_ns as f64),
+            duration(u.paused_ns as f64 / u.pauses as f64)
+        ));
+    }
+    if u.slot_writes_failed > 0 {
+        out.push_str(&format!(
+            "  warning: {} return-address writes failed: the unwinder may have met a return probe there (an exception can then abort the program where it would not untraced)\n",
+            count(u.slot_writes_failed)
+        ));
+    }
+    if u.stack_switches > 0 || !u.switchers_used.is_empty() {
+        let uses = if u.switchers_used.is_empty() {
+            String::new()
+        } else {
+            format!("the program uses {}; ", u.switchers_used.join(", "))
+        };
+        out.push_str(&format!(
+            "  note: {uses}{} stack switches: return addresses were restored at each, so the program runs as untraced; {} calls left on a stack behind a switch lost their return (counted, not measured), and the call tree of the switching threads is approximate\n",
+            count(u.stack_switches),
+            count(u.frames_switched)
+        ));
+    }
+    if u.foreign_stack_entries > 0 {
+        out.push_str(&format!(
+            "  warning: {} traced calls ran on another stack with no switch perfgate knows (a signal handler on sigaltstack, or a coroutine library's own switch): return probes across such a switch can change what the program does; exclude the functions that run there with --no-function\n",
+            count(u.foreign_stack_entries)
         ));
     }
     out

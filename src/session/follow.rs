@@ -141,6 +141,16 @@ impl Start {
         }
     }
 
+    /// No tracer: only the command's own process, its libraries attached before it starts (a surveyed
+    /// run: the survey relinks that process's files while it runs, which a followed run's links are not).
+    pub(super) fn off() -> Start {
+        Start {
+            tracer: None,
+            mode: None,
+            note: None,
+        }
+    }
+
     fn without(mode: Mode, e: &anyhow::Error) -> Start {
         let what = match mode {
             Mode::Processes => "the processes the benchmark starts are not traced",

@@ -167,6 +167,7 @@ pub fn trace_live(
         functions: t.plan.functions.len(),
         survey: false,
         count_only: false,
+        bpf_writes: opts.trace.bpf_writes,
         follow: true,
         hold_dlopen: holds,
     };

@@ -23,6 +23,7 @@ pub mod live;
 pub mod runs;
 pub mod survey;
 mod trace;
+mod unwind;
 mod walk;
 
 pub use follow::{PlanCache, SharedPlanCache};
@@ -143,6 +144,10 @@ pub struct TraceOptions {
     /// `perfgate bench cost` only: attach the minimal counting program instead of perfgate's (the
     /// profile then holds no statistics, only `accounting.count_hits`).
     pub count_only: bool,
+    /// Let the BPF program store return addresses around exceptions itself when the kernel allows
+    /// `bpf_probe_write_user`; false (or a kernel that refuses it): the benchmark is paused for perfgate
+    /// to store them.
+    pub bpf_writes: bool,
 }
 
 impl Default for TraceOptions {
@@ -154,6 +159,7 @@ impl Default for TraceOptions {
             timeout: None,
             probe_cost: None,
             count_only: false,
+            bpf_writes: true,
         }
     }
 }
@@ -325,6 +331,10 @@ fn assemble(
             processes: None,
             libraries_attached_late: Vec::new(),
             running_at_attach: Vec::new(),
+            unwinding: crate::profile::Unwinding {
+                switchers_used: plan.switchers_used.clone(),
+                ..m.unwinding
+            },
         },
         has_events,
     }

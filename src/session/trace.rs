@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::follow::{self, Follow};
-use super::{RunOptions, Target};
+use super::{unwind, RunOptions, Target};
 use crate::bpf::{self, Features, Measured, ModeUnsupported, ProbeMode, Program, ProgramConfig};
 use crate::profile::file::Event;
 use crate::run::{Finished, HeldChild};
@@ -64,8 +64,14 @@ pub(super) fn run_hooked<'t>(
     if tick.is_some() && opts.follow {
         anyhow::bail!("internal: a surveyed run cannot follow processes");
     }
-    // The tracer starts before the holder, so that the holder's orphan reaping spares it.
-    let mut start = follow::Start::new(target, opts.follow);
+    // The tracer starts before the holder, so that the holder's orphan reaping spares it. A surveyed run
+    // has none: its tick relinks the command's own files, and a library it loads with dlopen stays
+    // unsurveyed (never called there, so it stays probed).
+    let mut start = if tick.is_some() {
+        follow::Start::off()
+    } else {
+        follow::Start::new(target, opts.follow)
+    };
     let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
     start.seize(&mut child);
     let mut mode = opts
@@ -120,6 +126,7 @@ fn run_with<'t>(
         count_only: opts.trace.count_only,
         follow: start.follows(),
         hold_dlopen: start.holds(target),
+        bpf_writes: opts.trace.bpf_writes,
     };
     let mut storage = MaybeUninit::uninit();
     let mut program = Program::load(&config, &mut storage)?;
@@ -146,8 +153,20 @@ fn run_with<'t>(
             program.attach_loader_hook(&hook.path, hook.offset);
         }
     }
+    for file in &plan.stack_hooks {
+        file.check_unchanged()?;
+        program.attach_stack_hooks(&file.path, &unwind::bpf_hooks(file))?;
+    }
     program.attach_thread_exit()?;
 
+    // The stop writer waits for the benchmark's stops from before its first instruction.
+    let writer = match program.slot_queue()? {
+        Some(queue) if !plan.stack_hooks.is_empty() => Some(
+            unwind::StopWriter::start(child.pid(), queue)
+                .context("starting the thread that writes return addresses")?,
+        ),
+        _ => None,
+    };
     child.release()?;
     let (finished, mapped) = match &mut following {
         Some(f) => f.wait(
@@ -161,12 +180,17 @@ fn run_with<'t>(
         )?,
         None => wait(target, opts, child, &mut program, on_event, tick)?,
     };
+    let pauses = writer.map(unwind::StopWriter::finish).unwrap_or_default();
     program.drain_events(on_event)?;
     // The session's links of followed processes close first (they have all exited), then the program's.
     let outcome = following.map(|f: Follow| f.finish(&program));
     program.detach();
+    let mut measured = program.measured()?;
+    measured.unwinding.pauses = pauses.pauses;
+    measured.unwinding.paused_ns = pauses.paused_ns;
+    measured.unwinding.slot_writes_failed += pauses.failed;
     Ok(Traced {
-        measured: program.measured()?,
+        measured,
         finished,
         mapped,
         follow: outcome,

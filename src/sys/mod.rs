@@ -13,6 +13,8 @@ use std::process::Command;
 pub mod counting_alloc;
 pub mod probe_targets;
 pub mod ptrace;
+mod stops;
+pub use stops::{monotonic_ns, wait_stopped, write_u64, ChildState};
 
 /// The effective user id.
 pub fn euid() -> u32 {
