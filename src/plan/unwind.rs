@@ -101,6 +101,49 @@ const RUNTIMES: [&str; 7] = [
     "libboost_context",
 ];
 
+/// Libraries whose presence among a program's dependencies says it can unwind its stack (C++ exceptions,
+/// Rust panics, forced unwinding). libgcc_s alone is not enough: glibc loads it for thread cancellation,
+/// so every plan hooks it.
+const UNWINDING_RUNTIMES: [&str; 5] = [
+    "libstdc++.so",
+    "libunwind.so",
+    "libc++abi.so",
+    "libc++.so",
+    "libgcc_s.so",
+];
+
+impl Plan {
+    /// Whether the planned program can unwind through its frames: it links a C++ or unwinding runtime
+    /// (a Rust program needs libgcc_s), or a file of its own holds an unwinder. An unwind through a
+    /// traced frame needs the return-address fix of `bpf/unwind.h`, which perfgate applies in the
+    /// command's own process only.
+    pub fn can_unwind(&self) -> bool {
+        let named = |p: &Path| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            UNWINDING_RUNTIMES.iter().any(|r| name.starts_with(r))
+        };
+        self.unwinds
+            || self.known_libraries.iter().any(|p| named(p))
+            || self.stack_hooks.iter().any(|f| {
+                !is_runtime(&f.path) && f.hooks.iter().any(|h| h.kind == StackHookKind::Unwind)
+            })
+    }
+}
+
+/// Whether an executable needs an unwinding runtime directly or defines the unwinder itself.
+pub(super) fn elf_unwinds(main: &ElfFile) -> bool {
+    main.needed
+        .iter()
+        .any(|n| UNWINDING_RUNTIMES.iter().any(|r| n.starts_with(r)))
+        || main
+            .functions
+            .iter()
+            .any(|f| base(&f.raw_name) == "_Unwind_RaiseException")
+}
+
 fn base(raw: &str) -> &str {
     raw.split('@').next().unwrap_or(raw)
 }
