@@ -432,10 +432,9 @@ fn a_followed_cpp_program_is_not_traced_so_its_exceptions_behave_as_untraced() {
     assert!(!p.functions.iter().any(|f| f.name.contains("thrower")));
     let procs = p.accounting.processes.as_ref().unwrap();
     assert!(
-        procs
-            .not_traced
-            .iter()
-            .any(|n| n.reason.contains("processes running exceptions (C++ or Rust code")),
+        procs.not_traced.iter().any(|n| n
+            .reason
+            .contains("processes running exceptions (C++ or Rust code")),
         "{:?}",
         procs.not_traced
     );
