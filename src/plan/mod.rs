@@ -16,7 +16,7 @@ mod select;
 mod unwind;
 pub use loader::LoaderHook;
 pub use select::Selection;
-pub use unwind::{never_traced, HookedFile, StackHook, StackHookKind};
+pub use unwind::{never_traced, HookedFile, StackHook, StackHookKind, Unwinds};
 
 /// Why the plan cannot be made; each is one line for the user.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +129,7 @@ pub struct Plan {
     /// came from dlopen.
     pub known_libraries: Vec<PathBuf>,
     /// The executable names an unwinding runtime or holds an unwinder (see [`Plan::can_unwind`]).
-    pub unwinds: bool,
+    pub unwinds: unwind::Unwinds,
     /// Where to watch the dynamic loader's link map, if the loader has the debugger interface.
     pub loader_hook: Option<LoaderHook>,
     /// Separate debug files whose symbols were used (stripped files' static functions).
@@ -206,7 +206,11 @@ fn build_with(exe: &Path, sel: &Selection, require_functions: bool) -> Result<Pl
         let identity = files.identities.get(&file.path).copied().flatten();
         plan_one(file, identity, sel, &filters, &mut plan);
     }
-    plan.unwinds = files.elf.first().is_some_and(unwind::elf_unwinds);
+    plan.unwinds = files
+        .elf
+        .first()
+        .map(unwind::elf_unwinds)
+        .unwrap_or_default();
     unwind::plan_hooks(&files.elf, &mut plan);
     if require_functions && plan.functions.is_empty() {
         return Err(PlanError::NothingMatched {

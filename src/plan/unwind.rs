@@ -101,47 +101,69 @@ const RUNTIMES: [&str; 7] = [
     "libboost_context",
 ];
 
-/// Libraries whose presence among a program's dependencies says it can unwind its stack (C++ exceptions,
-/// Rust panics, forced unwinding). libgcc_s alone is not enough: glibc loads it for thread cancellation,
-/// so every plan hooks it.
-const UNWINDING_RUNTIMES: [&str; 5] = [
-    "libstdc++.so",
-    "libunwind.so",
-    "libc++abi.so",
-    "libc++.so",
-    "libgcc_s.so",
-];
+/// C++ runtimes: a program that links one throws exceptions as ordinary control flow.
+const CPP_RUNTIMES: [&str; 4] = ["libstdc++.so", "libc++.so", "libc++abi.so", "libunwind.so"];
+
+/// Unwinding without C++: Rust panics and forced unwinds go through libgcc_s.
+const UNWINDER: &str = "libgcc_s.so";
+
+/// How a program can unwind its stack through its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unwinds {
+    /// No unwinding runtime linked.
+    #[default]
+    No,
+    /// libgcc_s only (a Rust program): only a panic or a forced unwind (thread cancellation) unwinds.
+    Rarely,
+    /// A C++ runtime linked or a C++ unwinder built in: exceptions are ordinary control flow.
+    Exceptions,
+}
+
+fn file_name_of(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
 
 impl Plan {
-    /// Whether the planned program can unwind through its frames: it links a C++ or unwinding runtime
-    /// (a Rust program needs libgcc_s), or a file of its own holds an unwinder. An unwind through a
-    /// traced frame needs the return-address fix of `bpf/unwind.h`, which perfgate applies in the
-    /// command's own process only.
-    pub fn can_unwind(&self) -> bool {
-        let named = |p: &Path| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            UNWINDING_RUNTIMES.iter().any(|r| name.starts_with(r))
-        };
-        self.unwinds
-            || self.known_libraries.iter().any(|p| named(p))
-            || self.stack_hooks.iter().any(|f| {
-                !is_runtime(&f.path) && f.hooks.iter().any(|h| h.kind == StackHookKind::Unwind)
-            })
+    /// How the planned program can unwind through its frames. An unwind through a traced frame needs the
+    /// return-address fix of `bpf/unwind.h`, which perfgate applies in the command's own process only.
+    /// libgcc_s among every plan's hooks says nothing: glibc loads it for thread cancellation.
+    pub fn can_unwind(&self) -> Unwinds {
+        let names: Vec<String> = self
+            .known_libraries
+            .iter()
+            .map(|p| file_name_of(p))
+            .collect();
+        if self.unwinds == Unwinds::Exceptions
+            || names
+                .iter()
+                .any(|n| CPP_RUNTIMES.iter().any(|r| n.starts_with(r)))
+        {
+            Unwinds::Exceptions
+        } else if self.unwinds == Unwinds::Rarely || names.iter().any(|n| n.starts_with(UNWINDER)) {
+            Unwinds::Rarely
+        } else {
+            Unwinds::No
+        }
     }
 }
 
-/// Whether an executable needs an unwinding runtime directly or defines the unwinder itself.
-pub(super) fn elf_unwinds(main: &ElfFile) -> bool {
-    main.needed
-        .iter()
-        .any(|n| UNWINDING_RUNTIMES.iter().any(|r| n.starts_with(r)))
-        || main
-            .functions
+/// How an executable can unwind, from its own `DT_NEEDED` and functions.
+pub(super) fn elf_unwinds(main: &ElfFile) -> Unwinds {
+    let needs = |list: &[&str]| {
+        main.needed
             .iter()
-            .any(|f| base(&f.raw_name) == "_Unwind_RaiseException")
+            .any(|n| list.iter().any(|r| n.starts_with(r)))
+    };
+    let defines = |name: &str| main.functions.iter().any(|f| base(&f.raw_name) == name);
+    if needs(&CPP_RUNTIMES) || defines("__cxa_throw") {
+        Unwinds::Exceptions
+    } else if needs(&[UNWINDER]) || defines("_Unwind_RaiseException") {
+        Unwinds::Rarely
+    } else {
+        Unwinds::No
+    }
 }
 
 fn base(raw: &str) -> &str {

@@ -372,7 +372,7 @@ impl Follow {
             root.files.insert(id, links.remove(&id));
         }
         self.root_hook = plan.loader_hook.clone();
-        self.root_unwinds = plan.can_unwind();
+        self.root_unwinds = plan.can_unwind() == plan::Unwinds::Exceptions;
         if !plan.functions.is_empty() {
             root.exe = Some(target.program.clone());
         }
@@ -792,11 +792,23 @@ impl Follow {
             let plan = self.executable_plan(&path, id);
             self.counts.plan_ns += t0.elapsed().as_nanos() as u64;
             match plan.as_ref() {
-                Ok(plan) if plan.can_unwind() && !plan.functions.is_empty() => {
+                Ok(plan)
+                    if plan.can_unwind() == plan::Unwinds::Exceptions
+                        && !plan.functions.is_empty() =>
+                {
                     self.not_traced(unwinding(&path));
                     (Vec::new(), plan.loader_hook.clone(), 0)
                 }
                 Ok(plan) => {
+                    if plan.can_unwind() == plan::Unwinds::Rarely && !plan.functions.is_empty() {
+                        let w = format!(
+                            "{} is traced in a followed process, where a panic (or forced unwind) through a \
+                             traced call aborts it instead of unwinding: run it as the command itself to have \
+                             panics behave as untraced",
+                            file_name(&path)
+                        );
+                        self.warnings.insert(w);
+                    }
                     let wanted = self.register(plan);
                     if plan.functions.is_empty() {
                         self.not_traced(format!(
@@ -1129,7 +1141,7 @@ impl Follow {
 /// Why a followed process that can unwind is not traced.
 fn unwinding(program: &Path) -> String {
     format!(
-        "processes running {} (C++ or Rust code, which can unwind through traced calls: perfgate \
+        "processes running {} (C++ code, which throws through traced calls: perfgate \
          restores return addresses for the unwinder in the command's own process only)",
         file_name(program)
     )

@@ -68,9 +68,9 @@ impl LiveTarget {
         };
         let plan = plan::executable(&exe, sel)
             .with_context(|| format!("--pid {pid}: {}", exe.display()))?;
-        if plan.can_unwind() && !plan.functions.is_empty() {
+        if plan.can_unwind() == plan::Unwinds::Exceptions && !plan.functions.is_empty() {
             bail!(
-                "--pid {pid}: {} is C++ or Rust code, which can unwind (exceptions, panics) through \
+                "--pid {pid}: {} is C++ code, which throws exceptions through \
                  traced calls, and perfgate restores return addresses for the unwinder only in a process \
                  it starts: run the benchmark under perfgate instead",
                 exe.display()
