@@ -7,7 +7,8 @@
 //! 1. One untraced run gives the benchmark's own wall time, the base of the overhead budget.
 //! 2. One traced run with every planned function probed, in survey mode: the BPF program keeps
 //!    per-function totals (calls, inclusive time, probe cost of descendants) that perfgate reads every
-//!    20 ms while the benchmark runs. A function with at least [`SurveySettings::min_calls`] calls whose
+//!    20 ms while the benchmark runs. A function with at least [`SurveySettings::min_calls`] calls (or
+//!    whose probes have cost a millisecond already, after 20 calls at least) whose
 //!    mean inclusive time, probe costs taken out, is under [`SurveySettings::size_factor`] times its own
 //!    probe's cost is *too hot for its size*: its file's probes are re-attached without it at once, so the
 //!    survey stops paying for it (that keeps the survey itself cheap on code made of tiny hot functions).
@@ -93,7 +94,7 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
         let mut found = Vec::new();
         for (id, t) in totals.iter().enumerate() {
             let id = id as FuncId;
-            if t.calls >= s.min_calls && !hot.contains(&id) && too_hot(t, cost(id), s) {
+            if judged(t.calls, cost(id), s) && !hot.contains(&id) && too_hot(t, cost(id), s) {
                 found.push(id);
             }
         }
@@ -265,6 +266,19 @@ fn plan_cost(target: &Target, costs: &ProbeCosts, f: FuncId) -> f64 {
     costs.of(target.plan.probe_kind(f))
 }
 
+/// A function whose probes have cost this much is judged even before `min_calls` calls: a single-stepped
+/// probe (~15 µs) would otherwise cost 3 ms per function before its first judgement, seconds on a library
+/// of hundreds of them.
+const JUDGE_AFTER_NS: f64 = 1e6;
+/// Calls before any judgement: a mean of fewer says little.
+const MIN_JUDGED_CALLS: u64 = 20;
+
+/// Whether a function with `calls` calls so far, `probe_cost` ns each, can be judged while the survey runs.
+fn judged(calls: u64, probe_cost: f64, s: &SurveySettings) -> bool {
+    calls >= s.min_calls
+        || (calls >= MIN_JUDGED_CALLS && calls as f64 * probe_cost >= JUDGE_AFTER_NS)
+}
+
 /// Whether a function's totals say it is too hot for its size.
 fn too_hot(t: &bpf::SurveyTotal, probe_cost: f64, s: &SurveySettings) -> bool {
     if t.calls == 0 || probe_cost <= 0.0 {
@@ -336,6 +350,16 @@ mod tests {
         let few = [(10, 10.0 * 500.0), (1000, 1000.0 * 1e5)];
         let r = over_budget(&few, &none, &|_| 1000.0, &|_| 0.0, &s, (0.0, 0.0));
         assert_eq!(r.0, vec![1]);
+    }
+
+    #[test]
+    fn a_costly_probe_is_judged_sooner() {
+        let s = SurveySettings::default();
+        assert!(!judged(100, 700.0, &s));
+        assert!(judged(200, 700.0, &s));
+        // 70 single-stepped calls have cost 1.05 ms: judged; 19 never, whatever they cost.
+        assert!(judged(70, 15_000.0, &s));
+        assert!(!judged(19, 1e6, &s));
     }
 
     #[test]
