@@ -214,7 +214,7 @@ pub fn table(c: &Comparison, style: &TableStyle) -> String {
     };
     out.push_str(&format!(
         "compared {} ({}) over {} and {}; threshold {}, alpha {}, {intervals}\n",
-        c.settings.metric.label(),
+        c.settings.metrics_label(),
         normalisation(c),
         plural(c.base_runs, mode),
         plural(c.head_runs, "head run"),

@@ -313,7 +313,7 @@ fn details(c: &Comparison, f: &FunctionComparison) -> String {
     };
     let mut lines = vec![
         format!("verdict: {}", f.verdict.label()),
-        format!("metric: {}", s.metric.label()),
+        format!("metrics: {}", s.metrics_label()),
     ];
     if f.base.is_some() {
         lines.push(format!(
@@ -360,7 +360,7 @@ fn properties(c: &Comparison) -> Vec<(&'static str, String)> {
     let s = &c.settings;
     let mut p = vec![
         ("command", c.command.join(" ")),
-        ("metric", s.metric.label().to_string()),
+        ("metric", s.metrics_label()),
         ("relative", s.relative.to_string()),
         ("threshold", s.threshold.to_string()),
         ("alpha", s.alpha.to_string()),

@@ -521,7 +521,7 @@ fn settings_line(c: &Comparison, fail_on: FailOn) -> String {
             units::plural(c.base_runs, "base run"),
             units::plural(c.head_runs, "head run")
         ),
-        format!("metric: {}{relative}", s.metric.label()),
+        format!("metrics: {}{relative}", s.metrics_label()),
         format!("threshold {}", percent(s.threshold)),
         format!("alpha {} (Benjamini–Hochberg)", s.alpha),
         format!("confidence {}", percent(s.confidence)),
