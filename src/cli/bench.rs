@@ -14,6 +14,9 @@ pub enum BenchWhat {
     Trace,
     /// The gate's false-alarm rate (A/A checks) and its power against injected 5%, 10% and 20% slowdowns.
     Gate,
+    /// The quantile metrics: histogram resolution against exact quantiles, kernel memory, and A/A false
+    /// alarms and detection of tail-only and median-only changes.
+    Tail,
     /// All of the above.
     All,
 }

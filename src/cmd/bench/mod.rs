@@ -1,7 +1,8 @@
 //! `perfgate bench`: measures perfgate itself and prints the figures, never assumes them (DESIGN.md): one
 //! file per benchmark — attach and detach time (`attach.rs`), the added cost of one probe hit per kind of
 //! instruction (`overhead.rs`), trace throughput (`trace.rs`), and the gate's false-alarm rate and power
-//! against injected slowdowns of known size (`gate.rs`).
+//! against injected slowdowns of known size (`gate.rs`), and the quantile metrics: histogram resolution
+//! against exact quantiles, false alarms and detection of tail-only and median-only changes (`tail.rs`).
 //!
 //! These are measurements, not timed tests: nothing here fails on a slow machine; the aims are printed beside
 //! the figures. Every ratio is computed from figures measured in the same invocation.
@@ -28,6 +29,7 @@ use crate::session::{self, RunOptions, Target, TraceOptions};
 mod attach;
 mod gate;
 mod overhead;
+mod tail;
 mod trace;
 
 /// The gate's cap on runs per check, as in `perfgate check`.
@@ -66,11 +68,12 @@ pub(super) fn run(a: &BenchArgs) -> Result<Exit> {
     )?;
     out.flush()?;
     type Part = fn(&BenchArgs, &PrivateDir) -> Result<String>;
-    let parts: [(BenchWhat, Part); 4] = [
+    let parts: [(BenchWhat, Part); 5] = [
         (BenchWhat::Attach, attach::run),
         (BenchWhat::Overhead, overhead::run),
         (BenchWhat::Trace, trace::run),
         (BenchWhat::Gate, gate::run),
+        (BenchWhat::Tail, tail::run),
     ];
     for (what, part) in parts {
         if wanted(what) {
