@@ -255,10 +255,15 @@ fn failure(c: &Comparison, f: &FunctionComparison) -> (&'static str, String) {
             format!("calls per run changed: {}", calls_cell(f)),
         )
     } else {
+        let metric = if super::cells::several_metrics(c) {
+            format!("{}: ", row_metric_label(c, f))
+        } else {
+            String::new()
+        };
         (
             "regression",
             format!(
-                "{} slower, threshold {}",
+                "{metric}{} slower, threshold {}",
                 change_with_ci(c, f),
                 percent(f.threshold)
             ),
@@ -313,7 +318,7 @@ fn details(c: &Comparison, f: &FunctionComparison) -> String {
     };
     let mut lines = vec![
         format!("verdict: {}", f.verdict.label()),
-        format!("metrics: {}", s.metrics_label()),
+        format!("metric: {}", row_metric_label(c, f)),
     ];
     if f.base.is_some() {
         lines.push(format!(
@@ -352,7 +357,28 @@ fn details(c: &Comparison, f: &FunctionComparison) -> String {
         lines.push(l);
     }
     lines.push(format!("share of the total time: {:.2}%", f.share * 100.0));
+    if f.metrics.len() > 1 {
+        lines.push(format!(
+            "every metric: {}",
+            super::cells::metric_verdicts(f)
+        ));
+    }
+    lines.extend(f.notes.iter().cloned());
+    if let Some(d) = &f.distribution {
+        lines.push(format!(
+            "distribution of {}, base against head:",
+            super::distribution::time_label(d)
+        ));
+        lines.extend(super::distribution::lines(d, "  "));
+    }
     lines.join("\n")
+}
+
+/// The label of the metric a row's figures are of (the settings' first for older reports).
+fn row_metric_label(c: &Comparison, f: &FunctionComparison) -> String {
+    f.metric
+        .or_else(|| c.settings.metrics.first().copied())
+        .map_or_else(|| "-".into(), |m| m.label())
 }
 
 /// The gate's settings as `<property>` name/value pairs (values sanitised).
@@ -363,6 +389,7 @@ fn properties(c: &Comparison) -> Vec<(&'static str, String)> {
         ("metric", s.metrics_label()),
         ("relative", s.relative.to_string()),
         ("threshold", s.threshold.to_string()),
+        ("quantile_threshold", s.quantile_threshold.to_string()),
         ("alpha", s.alpha.to_string()),
         ("confidence", s.confidence.to_string()),
         ("min_share", s.min_share.to_string()),
@@ -759,6 +786,7 @@ mod tests {
               <property name="metric" value="mean self time per call"/>
               <property name="relative" value="false"/>
               <property name="threshold" value="0.05"/>
+              <property name="quantile_threshold" value="0.1"/>
               <property name="alpha" value="0.05"/>
               <property name="confidence" value="0.95"/>
               <property name="min_share" value="0.01"/>

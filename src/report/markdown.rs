@@ -179,7 +179,8 @@ fn write_benchmark(
     let regressed: Vec<_> = c.with(Verdict::Regressed).collect();
     if !regressed.is_empty() {
         writeln!(out, "\n{} Regressions\n", level.sub())?;
-        timing_table(out, &c.settings, &regressed, &names)?;
+        timing_table(out, c, &regressed, &names)?;
+        write_distributions(out, &regressed, &names)?;
     }
     write_calls_changed(out, c, &names, level)?;
     write_inconclusive(out, c, &names, level)?;
@@ -255,6 +256,12 @@ fn headline(r: &BenchmarkReport, c: &Comparison, names: &ShortNames, head: Optio
                 let change = match f.verdict {
                     Verdict::CallsChanged => format!("calls {}", cells::calls(f)),
                     _ => f.ratio.map_or_else(|| "slower".into(), units::change),
+                };
+                let change = match f.verdict {
+                    Verdict::Regressed if cells::several_metrics(c) => {
+                        format!("{} {change}", cells::metric(c, f))
+                    }
+                    _ => change,
                 };
                 format!(
                     "<code>{}</code> {}",
@@ -429,6 +436,7 @@ fn write_others(out: &mut String, c: &Comparison, names: &ShortNames) -> fmt::Re
         .map(|(v, n)| format!("{n} {}", v.label()))
         .collect();
     let s = &c.settings;
+    let several = cells::several_metrics(c);
     writeln!(
         out,
         "\n<details><summary>{} other {}: {}</summary>\n",
@@ -438,15 +446,25 @@ fn write_others(out: &mut String, c: &Comparison, names: &ShortNames) -> fmt::Re
     )?;
     writeln!(
         out,
-        "| Function | Verdict | Base | {} | Change ({} CI) | p (adjusted) | Share | Calls per run |",
+        "| Function | Verdict |{} Base | {} | Change ({} CI) | p (adjusted) | Share | Calls per run |",
+        if several { " Metric |" } else { "" },
         head_header(s),
         percent(s.confidence)
     )?;
-    writeln!(out, "|:---|:---|---:|---:|---:|---:|---:|---:|")?;
-    for f in others {
+    writeln!(
+        out,
+        "|:---|:---|{}---:|---:|---:|---:|---:|---:|",
+        if several { ":---|" } else { "" }
+    )?;
+    for f in &others {
+        let metric = if several {
+            format!(" {} |", escape::markdown(&cells::metric(c, f)))
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} |{metric} {} | {} | {} | {} | {} | {} |",
             function_cell(f, names),
             f.verdict.label(),
             units::glued(&cells::figure(f.base)),
@@ -457,27 +475,73 @@ fn write_others(out: &mut String, c: &Comparison, names: &ShortNames) -> fmt::Re
             units::glued(&cells::calls(f))
         )?;
     }
+    let improved: Vec<&FunctionComparison> = others
+        .iter()
+        .copied()
+        .filter(|f| f.verdict == Verdict::Improved)
+        .collect();
+    write_distributions(out, &improved, names)?;
     writeln!(out, "\n</details>")
 }
 
-/// Function | Base | Head | Change (95% CI) | p (adjusted).
-fn timing_table(
+/// Each function's metrics and, in a code block (monospace, no markup inside: the lines are durations
+/// and block characters only), its distribution base against head.
+fn write_distributions(
     out: &mut String,
-    s: &GateSettings,
     rows: &[&FunctionComparison],
     names: &ShortNames,
 ) -> fmt::Result {
+    for f in rows {
+        let Some(d) = &f.distribution else {
+            continue;
+        };
+        let verdicts = cells::metric_verdicts(f);
+        writeln!(
+            out,
+            "\n{}{}{}\n",
+            function_cell(f, names),
+            if verdicts.is_empty() { "" } else { ": " },
+            units::glued(&escape::markdown(&verdicts))
+        )?;
+        writeln!(out, "```text")?;
+        for line in super::distribution::lines(d, "") {
+            writeln!(out, "{line}")?;
+        }
+        writeln!(out, "```")?;
+    }
+    Ok(())
+}
+
+/// Function | (Metric |) Base | Head | Change (95% CI) | p (adjusted).
+fn timing_table(
+    out: &mut String,
+    c: &Comparison,
+    rows: &[&FunctionComparison],
+    names: &ShortNames,
+) -> fmt::Result {
+    let s = &c.settings;
+    let several = cells::several_metrics(c);
     writeln!(
         out,
-        "| Function | Base | {} | Change ({} CI) | p (adjusted) |",
+        "| Function |{} Base | {} | Change ({} CI) | p (adjusted) |",
+        if several { " Metric |" } else { "" },
         head_header(s),
         percent(s.confidence)
     )?;
-    writeln!(out, "|:---|---:|---:|---:|---:|")?;
+    writeln!(
+        out,
+        "|:---|{}---:|---:|---:|---:|",
+        if several { ":---|" } else { "" }
+    )?;
     for f in rows {
+        let metric = if several {
+            format!(" {} |", escape::markdown(&cells::metric(c, f)))
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
+            "| {} |{metric} {} | {} | {} | {} |",
             function_cell(f, names),
             units::glued(&cells::figure(f.base)),
             units::glued(&cells::figure(f.head)),
@@ -521,8 +585,16 @@ fn settings_line(c: &Comparison, fail_on: FailOn) -> String {
             units::plural(c.base_runs, "base run"),
             units::plural(c.head_runs, "head run")
         ),
-        format!("metrics: {}{relative}", s.metrics_label()),
-        format!("threshold {}", percent(s.threshold)),
+        format!(
+            "{}: {}{relative}",
+            if s.metrics.len() == 1 {
+                "metric"
+            } else {
+                "metrics"
+            },
+            cells::metrics_compared(c)
+        ),
+        s.thresholds_label(),
         format!("alpha {} (Benjamini–Hochberg)", s.alpha),
         format!("confidence {}", percent(s.confidence)),
         format!("min share {}", percent(s.min_share)),
@@ -693,7 +765,11 @@ pub(crate) mod tests {
             command: vec!["./bench".into(), "--iterations".into(), "100".into()],
             base_runs: 10,
             head_runs: 12,
-            settings: GateSettings::default(),
+            // One metric, as reports before several metrics were gated read.
+            settings: GateSettings {
+                metrics: vec![crate::gate::model::Metric::MEAN_SELF],
+                ..GateSettings::default()
+            },
             machine_mismatch: Some("cpu: AMD EPYC 7B13 → Intel Xeon 8375C".into()),
             speed_factor: None,
             wall_ns: Some(4_250_000_000.0),

@@ -222,10 +222,9 @@ fn resolution(target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<St
     let samples = errors.get(&(SUB_BITS, 0)).map_or(0, Vec::len);
     let mut s = format!(
         "QUANTILE RESOLUTION: tailbench, {TRACE_RUNS} traced runs of each of 3 shapes, every call recorded; per run and \
-         function ({} samples per cell) the quantile read from a histogram of each resolution (interpolated in \
+         function ({samples} samples per cell) the quantile read from a histogram of each resolution (interpolated in \
          its bucket, clamped to the exact min and max, as the gate reads it) against the exact quantile of the \
-         run's calls (inclusive time; the six functions are leaves, so self time is the same)\n",
-        samples
+         run's calls (inclusive time; the six functions are leaves, so self time is the same)\n"
     );
     s.push_str(&table(
         &[
