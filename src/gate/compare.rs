@@ -1125,4 +1125,308 @@ mod tests {
         assert!(c.normalisation.is_none());
         assert!(c.passed());
     }
+
+    /// Per-run figures of one function: its mean and quantiles of inclusive (= self) time, ns.
+    #[derive(Clone, Copy)]
+    struct Shape {
+        mean: f64,
+        p50: f64,
+        p90: f64,
+        p99: f64,
+    }
+
+    /// Runs of `n` functions of 2,000 calls each, function f at `(1000 + 250 f) * shape` with ±1% jitter
+    /// per run, `change(f)` applied to the head's shape.
+    fn shaped_runs(
+        n: usize,
+        runs: usize,
+        seed: u64,
+        change: impl Fn(usize, Shape) -> Shape,
+    ) -> Vec<RunFigures> {
+        (0..runs)
+            .map(|i| {
+                let mut r = RunFigures {
+                    wall_ns: 1e9,
+                    ..Default::default()
+                };
+                for f in 0..n {
+                    let level = 1000.0 + 250.0 * f as f64;
+                    let j = |k: u64| {
+                        1.0 + ((((i as u64 + 1) * 7919 + (f as u64 + seed) * 104_729 + k * 31) % 21)
+                            as f64
+                            - 10.0)
+                            / 1000.0
+                    };
+                    let s = change(
+                        f,
+                        Shape {
+                            mean: level * j(1),
+                            p50: 0.9 * level * j(2),
+                            p90: 1.4 * level * j(3),
+                            p99: 1.5 * level * j(4),
+                        },
+                    );
+                    let calls = 2000;
+                    r.functions.insert(
+                        FuncKey {
+                            module: "bench".into(),
+                            symbol: format!("f{f}"),
+                        },
+                        FuncRun {
+                            name: format!("f{f}"),
+                            calls,
+                            mean: s.mean,
+                            p50: s.p50,
+                            p90: s.p90,
+                            p99: s.p99,
+                            self_mean: s.mean,
+                            self_p50: s.p50,
+                            self_p90: s.p90,
+                            self_p99: s.p99,
+                            max: 3.0 * s.p99,
+                            self_max: 3.0 * s.p99,
+                            total: s.mean * calls as f64,
+                            self_total: s.mean * calls as f64,
+                            ..Default::default()
+                        },
+                    );
+                }
+                r.total_self = r.functions.values().map(|f| f.self_total).sum();
+                r
+            })
+            .collect()
+    }
+
+    fn baseline_of(runs: &[RunFigures]) -> Baseline {
+        Baseline::from_runs(
+            vec!["./bench".into()],
+            None,
+            Machine::default(),
+            GateOverrides::default(),
+            &Selection::default(),
+            runs,
+        )
+    }
+
+    fn metric_verdict(f: &FunctionComparison, m: Metric) -> Option<Verdict> {
+        f.metrics.iter().find(|x| x.metric == m).map(|x| x.verdict)
+    }
+
+    #[test]
+    fn a_tail_only_change_fails_by_p99_and_leaves_the_mean_unchanged() {
+        let base = baseline_of(&shaped_runs(6, 30, 1, |_, s| s));
+        // f2: the tail twice as slow, the mean as it was.
+        let head = shaped_runs(6, 10, 5, |f, s| {
+            if f == 2 {
+                Shape {
+                    p99: s.p99 * 2.0,
+                    ..s
+                }
+            } else {
+                s
+            }
+        });
+        let c = compare(&base, &head, &settings(), "bench", &Machine::default());
+        let failing: Vec<&str> = c.failures().map(|f| f.name.as_str()).collect();
+        assert_eq!(failing, ["f2"], "{:#?}", c.functions);
+        let f2 = verdict_of(&c, "f2");
+        assert_eq!(f2.metric, Some(Metric::P99_INCLUSIVE));
+        assert_eq!(
+            metric_verdict(f2, Metric::P99_INCLUSIVE),
+            Some(Verdict::Regressed)
+        );
+        assert_eq!(
+            metric_verdict(f2, Metric::MEAN_SELF),
+            Some(Verdict::Unchanged),
+            "{f2:#?}"
+        );
+        assert!((1.8..2.2).contains(&f2.ratio.unwrap()), "{f2:?}");
+        // Its threshold is the quantiles', and the distribution is shown.
+        assert_eq!(f2.threshold, 0.10);
+        let d = f2.distribution.as_ref().unwrap();
+        assert_eq!(d.time, Some(TimeKind::Inclusive));
+        assert!(d.head.p99 > 1.8 * d.base.p99, "{d:?}");
+        // With the mean alone, the same runs pass.
+        let mean_only = GateSettings {
+            metrics: vec![Metric::MEAN_SELF],
+            ..settings()
+        };
+        let c = compare(&base, &head, &mean_only, "bench", &Machine::default());
+        assert!(c.passed(), "{:#?}", c.functions);
+    }
+
+    #[test]
+    fn a_median_only_change_fails_by_p50_when_it_is_gated() {
+        let base = baseline_of(&shaped_runs(6, 30, 1, |_, s| s));
+        let head = shaped_runs(6, 10, 5, |f, s| {
+            if f == 4 {
+                Shape {
+                    p50: s.p50 * 1.3,
+                    ..s
+                }
+            } else {
+                s
+            }
+        });
+        let p50 = Metric {
+            statistic: Statistic::P50,
+            time: TimeKind::Inclusive,
+        };
+        let s = GateSettings {
+            metrics: vec![Metric::MEAN_SELF, p50, Metric::P99_INCLUSIVE],
+            ..settings()
+        };
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        let failing: Vec<&str> = c.failures().map(|f| f.name.as_str()).collect();
+        assert_eq!(failing, ["f4"], "{:#?}", c.functions);
+        let f4 = verdict_of(&c, "f4");
+        assert_eq!(f4.metric, Some(p50));
+        assert_eq!(
+            metric_verdict(f4, Metric::MEAN_SELF),
+            Some(Verdict::Unchanged)
+        );
+        assert_eq!(
+            metric_verdict(f4, Metric::P99_INCLUSIVE),
+            Some(Verdict::Unchanged)
+        );
+        // The defaults do not look at the median.
+        let c = compare(&base, &head, &settings(), "bench", &Machine::default());
+        assert!(c.passed(), "{:#?}", c.functions);
+    }
+
+    #[test]
+    fn a_a_with_every_metric_passes_and_each_pair_is_decided() {
+        let base = baseline_of(&shaped_runs(6, 30, 1, |_, s| s));
+        let head = shaped_runs(6, 10, 9, |_, s| s);
+        let all: Vec<Metric> = [
+            Statistic::Mean,
+            Statistic::P50,
+            Statistic::P90,
+            Statistic::P99,
+        ]
+        .into_iter()
+        .flat_map(|statistic| {
+            [TimeKind::SelfTime, TimeKind::Inclusive].map(|time| Metric { statistic, time })
+        })
+        .collect();
+        let s = GateSettings {
+            metrics: all.clone(),
+            ..settings()
+        };
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        assert!(c.passed(), "{:#?}", c.functions);
+        for f in &c.functions {
+            assert_eq!(f.metrics.len(), all.len(), "{f:#?}");
+            assert!(f.metrics.iter().all(|m| m.q_value.is_some()));
+        }
+        assert_eq!(c.outcome(), "pass");
+    }
+
+    #[test]
+    fn a_quantile_of_too_few_calls_or_missing_from_the_baseline_is_not_gated_and_says_why() {
+        let mut base_runs = shaped_runs(6, 30, 1, |_, s| s);
+        let mut head = shaped_runs(6, 10, 5, |_, s| s);
+        for r in base_runs.iter_mut().chain(head.iter_mut()) {
+            let f0 = r.functions.values_mut().next().unwrap();
+            f0.calls = 100;
+        }
+        // A baseline from before self-time tails were kept.
+        let mut base = baseline_of(&base_runs);
+        for f in &mut base.functions {
+            f.self_p99_ns.clear();
+        }
+        let text = base.to_toml().unwrap();
+        let base = Baseline::parse(&text).unwrap();
+        let p99_self = Metric {
+            statistic: Statistic::P99,
+            time: TimeKind::SelfTime,
+        };
+        let s = GateSettings {
+            metrics: vec![Metric::MEAN_SELF, Metric::P99_INCLUSIVE, p99_self],
+            ..settings()
+        };
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        let f0 = verdict_of(&c, "f0");
+        assert_eq!(f0.metrics.len(), 1, "{f0:#?}");
+        assert!(
+            f0.notes.iter().any(|n| n.contains("100 calls per run")),
+            "{:?}",
+            f0.notes
+        );
+        let f1 = verdict_of(&c, "f1");
+        assert_eq!(f1.metrics.len(), 2, "{f1:#?}");
+        assert!(
+            f1.notes.iter().any(|n| n.contains("older perfgate")),
+            "{:?}",
+            f1.notes
+        );
+    }
+
+    #[test]
+    fn a_function_can_have_its_own_metrics_and_quantile_threshold() {
+        let base_runs = shaped_runs(6, 30, 1, |_, s| s);
+        let head = shaped_runs(6, 10, 5, |f, s| {
+            if f == 1 {
+                Shape {
+                    p99: s.p99 * 1.3,
+                    ..s
+                }
+            } else {
+                s
+            }
+        });
+        let mut base = baseline_of(&base_runs);
+        let s = settings();
+        assert_eq!(
+            compare(&base, &head, &s, "bench", &Machine::default())
+                .failures()
+                .count(),
+            1
+        );
+        let f1 = base.functions.iter_mut().find(|f| f.name == "f1").unwrap();
+        f1.quantile_threshold = Some(0.5);
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        assert!(c.passed(), "{:#?}", c.functions);
+        let f1 = base.functions.iter_mut().find(|f| f.name == "f1").unwrap();
+        f1.quantile_threshold = None;
+        f1.metrics = Some(vec![Metric::MEAN_SELF]);
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        assert!(c.passed(), "{:#?}", c.functions);
+        assert_eq!(verdict_of(&c, "f1").metrics.len(), 1);
+    }
+
+    #[test]
+    fn a_confirmed_pair_stays_confirmed_at_the_next_look() {
+        let base = baseline_of(&shaped_runs(6, 30, 1, |_, s| s));
+        let tail = |f: usize, s: Shape| {
+            if f == 2 {
+                Shape {
+                    p99: s.p99 * 2.0,
+                    ..s
+                }
+            } else {
+                s
+            }
+        };
+        let first = compare(
+            &base,
+            &shaped_runs(6, 5, 5, tail),
+            &settings(),
+            "bench",
+            &Machine::default(),
+        );
+        assert_eq!(verdict_of(&first, "f2").verdict, Verdict::Regressed);
+        // The next look's runs no longer show it: the pair's verdict is final.
+        let second = compare_with(
+            &Base::from_baseline(&base),
+            &shaped_runs(6, 10, 7, |_, s| s),
+            &settings(),
+            "bench",
+            &Machine::default(),
+            Some(&first),
+        );
+        let f2 = verdict_of(&second, "f2");
+        assert_eq!(f2.verdict, Verdict::Regressed, "{f2:#?}");
+        assert_eq!(f2.metric, Some(Metric::P99_INCLUSIVE));
+    }
 }

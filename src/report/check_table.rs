@@ -464,6 +464,46 @@ mod tests {
     }
 
     #[test]
+    fn a_tail_regression_names_its_metric_and_draws_both_distributions() {
+        let c = crate::report::markdown::tests::multi_metric_fixture();
+        let t = table(
+            &c,
+            &TableStyle {
+                width: Some(160),
+                ..TableStyle::default()
+            },
+        );
+        assert!(t.contains("METRIC"), "{t}");
+        let row = t.lines().find(|l| l.contains("parse_header")).unwrap();
+        assert!(row.contains("p99 incl"), "{t}");
+        assert!(
+            t.contains(
+                "parse_header (libfoo.so): p99 incl +25.3% regressed, mean self +0.4% unchanged"
+            ),
+            "{t}"
+        );
+        let spark: Vec<&str> = t
+            .lines()
+            .filter(|l| {
+                l.trim_start().starts_with("base  │") || l.trim_start().starts_with("head  │")
+            })
+            .collect();
+        assert_eq!(spark.len(), 2, "{t}");
+        assert_eq!(cells::width(spark[0]), cells::width(spark[1]));
+        assert!(
+            t.contains("FAIL: 3 functions regressed: parse_header (p99 incl)"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "compared mean self time per call and p99 of inclusive time per call (for 1 of"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("threshold 5% (mean), 10% (quantiles)"), "{t}");
+    }
+
+    #[test]
     fn verdicts_are_coloured_only_when_asked() {
         let c = fixture();
         let coloured = table(

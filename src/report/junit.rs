@@ -754,6 +754,27 @@ mod tests {
     }
 
     #[test]
+    fn a_tail_regression_says_its_metric_and_carries_the_distribution() {
+        let c = crate::report::markdown::tests::multi_metric_fixture();
+        let x = xml(&c);
+        // Well-formed: the document parses.
+        let _ = doc(&c);
+        assert!(
+            x.contains("message=\"p99 of inclusive time per call: +25.3% (95% CI +21.0% … +29.8%) slower, threshold 10%\""),
+            "{x}"
+        );
+        assert!(
+            x.contains("every metric: p99 incl +25.3% regressed, mean self +0.4% unchanged"),
+            "{x}"
+        );
+        assert!(
+            x.contains("distribution of inclusive time per call, base against head:"),
+            "{x}"
+        );
+        assert!(x.contains("  head  │"), "{x}");
+    }
+
+    #[test]
     fn the_checker_rejects_broken_xml() {
         for bad in [
             "<?xml version=\"1.0\"?><a><b></a>",

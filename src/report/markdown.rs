@@ -823,6 +823,126 @@ pub(crate) mod tests {
         }
     }
 
+    /// The fixture as the default metrics leave it: `parse_header` regressed by its p99 of inclusive
+    /// time (its mean self time unchanged), with its distribution; the others decided by the mean.
+    pub(crate) fn multi_metric_fixture() -> Comparison {
+        use crate::gate::model::{Distribution, Metric, MetricComparison, Quantiles, TimeKind};
+        use crate::profile::Histogram;
+        let mut c = fixture();
+        c.settings.metrics = Metric::defaults();
+        let hist = |tail: u64| {
+            let mut h = Histogram::default();
+            for i in 0..10_000u64 {
+                h.record(if i % 100 < tail {
+                    12_000
+                } else {
+                    1_000 + i % 400
+                });
+            }
+            crate::gate::compare::buckets(&h)
+        };
+        for f in &mut c.functions {
+            let mean = MetricComparison {
+                metric: Metric::MEAN_SELF,
+                verdict: if f.name == "parse_header" {
+                    Verdict::Unchanged
+                } else {
+                    f.verdict
+                },
+                ratio: if f.name == "parse_header" {
+                    Some(1.004)
+                } else {
+                    f.ratio
+                },
+                ..MetricComparison::default()
+            };
+            if matches!(
+                f.verdict,
+                Verdict::New | Verdict::Removed | Verdict::BelowFloor | Verdict::Ignored
+            ) {
+                continue;
+            }
+            f.metrics.push(mean);
+            f.metric = Some(Metric::MEAN_SELF);
+        }
+        let ph = &mut c.functions[0];
+        assert_eq!(ph.name, "parse_header");
+        ph.metric = Some(Metric::P99_INCLUSIVE);
+        ph.threshold = 0.10;
+        ph.metrics.insert(
+            0,
+            MetricComparison {
+                metric: Metric::P99_INCLUSIVE,
+                verdict: Verdict::Regressed,
+                ratio: Some(1.253),
+                ratio_low: Some(1.21),
+                ratio_high: Some(1.298),
+                threshold: 0.10,
+                ..MetricComparison::default()
+            },
+        );
+        ph.distribution = Some(Distribution {
+            time: Some(TimeKind::Inclusive),
+            base: Quantiles {
+                p50: 1_200.0,
+                p90: 1_350.0,
+                p99: 1_390.0,
+                max: 1_400.0,
+                mean: 1_210.0,
+            },
+            head: Quantiles {
+                p50: 1_150.0,
+                p90: 1_330.0,
+                p99: 12_000.0,
+                max: 12_010.0,
+                mean: 1_215.0,
+            },
+            base_histogram: hist(0),
+            head_histogram: hist(2),
+        });
+        c
+    }
+
+    #[test]
+    fn a_tail_regression_names_its_metric_and_shows_the_distribution() {
+        let md = String::from_utf8(Markdown::default().render(&multi_metric_fixture()).unwrap())
+            .unwrap();
+        let first = md.lines().next().unwrap();
+        assert!(
+            first
+                .replace('\u{a0}', " ")
+                .contains("<code>parse\\_header</code> p99 incl +25.3%"),
+            "{first}"
+        );
+        assert!(md.contains("| Function | Metric | Base |"), "{md}");
+        assert!(md.contains("| p99 incl |"), "{md}");
+        let block = md
+            .split("```text")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        assert!(block.contains("p99"), "{block}");
+        assert!(block.contains("12.00 µs"), "{block}");
+        let lines: Vec<&str> = block.lines().filter(|l| l.contains('│')).collect();
+        assert_eq!(lines.len(), 2, "{block}");
+        assert!(
+            lines[0].starts_with("base") && lines[1].starts_with("head"),
+            "{block}"
+        );
+        let plain = md.replace('\u{a0}', " ");
+        assert!(
+            plain.contains("p99 incl +25.3% regressed, mean self +0.4% unchanged"),
+            "{md}"
+        );
+        assert!(
+            md.contains("metrics: mean self time per call and p99 of inclusive time per call"),
+            "{md}"
+        );
+        assert!(md.contains("threshold 5% (mean), 10% (quantiles)"), "{md}");
+    }
+
     #[test]
     fn full_report() {
         let s = benchmark(&report_of(fixture()), &context(), false);
