@@ -598,8 +598,9 @@ pub struct ReportArgs {
     /// Summary: inclusive TOTAL TIME and AVG minus the calibrated probe cost of traced callees (marked *).
     #[arg(long)]
     pub compensated: bool,
-    /// A base recording: with --format=flame-graph draws a differential flame graph (red = slower in
-    /// --input), with --format=folded writes `stack base head` lines.
+    /// A base recording: the summary shows each function's distribution base against --input (quantiles
+    /// side by side, both histograms), --format=flame-graph draws a differential flame graph (red = slower
+    /// in --input), --format=folded writes `stack base head` lines.
     #[arg(long, value_name = "BASE")]
     pub diff: Option<PathBuf>,
     /// Folded stacks and flame graphs: one root per thread.

@@ -6,8 +6,12 @@
 //! with calls is drawn at least `▁` (so a tail of 1% of the calls shows); the axis spans the 0.1% to 99.9%
 //! quantiles of both sides, calls beyond folded into the end columns, so one preempted call does not
 //! squeeze the rest into a few columns. Never panics on empty or odd histograms.
-use super::units;
+use super::{escape, units};
+use crate::gate::compare::{buckets, quantiles_of};
+use crate::gate::figures::{FuncKey, FuncRun, RunFigures};
 use crate::gate::model::{Bucket, Distribution, Quantiles, TimeKind};
+use crate::profile::names::ShortNames;
+use crate::profile::Profile;
 
 /// Columns of a sparkline.
 pub const SPARK_WIDTH: usize = 48;
@@ -155,6 +159,100 @@ pub fn lines(d: &Distribution, indent: &str) -> Vec<String> {
     out
 }
 
+/// `perfgate report --diff`: every function of both recordings, the costliest in the head first (at most
+/// `limit`, 0 = all), each with its calls, its changes of mean and p99 and its distribution of inclusive
+/// time base against head. Figures with the calibrated probe cost taken out when a recording has one.
+pub fn diff(base: &Profile, head: &Profile, limit: usize, full_names: bool) -> String {
+    let (b, h) = (
+        RunFigures::from_profile(base),
+        RunFigures::from_profile(head),
+    );
+    let mut keys: Vec<(&FuncKey, &FuncRun)> = h
+        .functions
+        .iter()
+        .filter(|(k, _)| b.functions.contains_key(*k))
+        .collect();
+    keys.sort_by(|x, y| y.1.total.total_cmp(&x.1.total).then(x.0.cmp(y.0)));
+    let names = ShortNames::new(keys.iter().map(|(_, f)| f.name.as_str()), full_names);
+    let shown = if limit == 0 {
+        keys.len()
+    } else {
+        limit.min(keys.len())
+    };
+    let mut out = String::new();
+    for (key, hf) in keys.iter().take(shown) {
+        let bf = &b.functions[*key];
+        let ratio = |x: f64, y: f64| {
+            if x > 0.0 {
+                units::change(y / x)
+            } else {
+                "-".into()
+            }
+        };
+        let calls = if bf.calls == hf.calls {
+            units::plural(hf.calls, "call")
+        } else {
+            format!(
+                "{} → {} calls",
+                units::count(bf.calls),
+                units::count(hf.calls)
+            )
+        };
+        out.push_str(&format!(
+            "{} ({}): {}, mean {}, p99 {}\n",
+            escape::terminal(names.get(&hf.name)),
+            escape::terminal(&key.module),
+            calls,
+            ratio(bf.mean, hf.mean),
+            ratio(bf.p99, hf.p99),
+        ));
+        let one = |f: &FuncRun| RunFigures {
+            functions: [((*key).clone(), f.clone())].into_iter().collect(),
+            ..RunFigures::default()
+        };
+        let (br, hr) = ([one(bf)], [one(hf)]);
+        let d = Distribution {
+            time: Some(TimeKind::Inclusive),
+            base: quantiles_of(&br, key, TimeKind::Inclusive),
+            head: quantiles_of(&hr, key, TimeKind::Inclusive),
+            base_histogram: buckets(&bf.incl_hist),
+            head_histogram: buckets(&hf.incl_hist),
+        };
+        for line in lines(&d, "  ") {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    let only_base = b
+        .functions
+        .keys()
+        .filter(|k| !h.functions.contains_key(*k))
+        .count();
+    let only_head = h
+        .functions
+        .keys()
+        .filter(|k| !b.functions.contains_key(*k))
+        .count();
+    if keys.len() > shown {
+        out.push_str(&format!(
+            "{} more in both not shown (--limit 0 shows all)\n",
+            keys.len() - shown
+        ));
+    }
+    if only_base + only_head > 0 {
+        out.push_str(&format!(
+            "{} only in the base, {} only in the head\n",
+            units::plural(only_base, "function"),
+            only_head
+        ));
+    }
+    if keys.is_empty() {
+        out.push_str("no function was called in both recordings\n");
+    }
+    out
+}
+
 fn width(s: &str) -> usize {
     super::cells::width(s)
 }
@@ -162,7 +260,6 @@ fn width(s: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::compare::buckets;
     use crate::profile::Histogram;
 
     fn hist(values: impl Iterator<Item = u64>) -> Vec<Bucket> {
