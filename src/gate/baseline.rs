@@ -754,6 +754,55 @@ mod tests {
     }
 
     #[test]
+    fn gate_metrics_read_old_and_new_spellings_and_refuse_nonsense() {
+        use crate::gate::model::{Statistic, TimeKind};
+        let read = |t: &str| toml::from_str::<GateOverrides>(t);
+        assert_eq!(
+            read("metric = \"self\"").unwrap().metrics,
+            Some(vec![Metric::MEAN_SELF])
+        );
+        assert_eq!(
+            read("metric = \"inclusive\"").unwrap().metrics,
+            Some(vec![Metric::MEAN_INCLUSIVE])
+        );
+        let both =
+            read("metrics = [\"mean\", \"p99\", \"p90-self\"]\nquantile_threshold = 0.2").unwrap();
+        assert_eq!(
+            both.metrics,
+            Some(vec![
+                Metric::MEAN_SELF,
+                Metric::P99_INCLUSIVE,
+                Metric {
+                    statistic: Statistic::P90,
+                    time: TimeKind::SelfTime
+                }
+            ])
+        );
+        let mut s = GateSettings::default();
+        both.apply(&mut s);
+        assert_eq!(s.quantile_threshold, 0.2);
+        assert_eq!(s.threshold_of(Metric::P99_INCLUSIVE), 0.2);
+        assert_eq!(s.threshold_of(Metric::MEAN_SELF), 0.05);
+        // Written back under the new name.
+        let text = toml::to_string(&both).unwrap();
+        assert!(
+            text.contains("metrics = [\"mean-self\", \"p99-inclusive\", \"p90-self\"]"),
+            "{text}"
+        );
+        for bad in [
+            "metrics = []",
+            "metrics = [\"p95\"]",
+            "metrics = [\"mean\", \"self\"]",
+            "metric = \"fast\"",
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        let mut s = GateSettings::default();
+        s.quantile_threshold = f64::NAN;
+        assert!(validate_settings(&s).is_err());
+    }
+
+    #[test]
     fn inconsistent_arrays_are_refused() {
         let text = sample()
             .to_toml()
