@@ -797,8 +797,10 @@ mod tests {
         ] {
             assert!(read(bad).is_err(), "{bad}");
         }
-        let mut s = GateSettings::default();
-        s.quantile_threshold = f64::NAN;
+        let s = GateSettings {
+            quantile_threshold: f64::NAN,
+            ..GateSettings::default()
+        };
         assert!(validate_settings(&s).is_err());
     }
 
