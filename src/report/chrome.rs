@@ -10,7 +10,7 @@ use std::io::{BufWriter, Write};
 
 use anyhow::Result;
 
-use crate::profile::calls::{Call, CallSink, Gap, Reconstructor};
+use crate::profile::calls::{Call, CallSink, EndedBy, Gap, Reconstructor};
 use crate::profile::file::Event;
 use crate::profile::{FuncId, Nanos, Profile};
 
@@ -78,10 +78,12 @@ impl<W: Write> CallSink for Sink<'_, W> {
             Some(f) => (json(&f.name)?, json(&f.module)?),
             None => (json(&format!("#{}", c.func))?, "\"?\"".to_string()),
         };
-        let unfinished = if c.unfinished {
-            ",\"unfinished\":true"
-        } else {
-            ""
+        let unfinished = match (c.unfinished, c.ended_by) {
+            (true, _) => ",\"unfinished\":true",
+            (false, Some(EndedBy::Exception)) => ",\"ended_by\":\"exception\"",
+            (false, Some(EndedBy::Jump)) => ",\"ended_by\":\"longjmp\"",
+            (false, Some(EndedBy::Switch)) => ",\"ended_by\":\"stack switch\"",
+            (false, None) => "",
         };
         write!(
             self.w,
