@@ -245,8 +245,9 @@ fn resolution(target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<St
     s.push_str(&format!(
         "▶ = the resolution the BPF program uses ({SUB_BITS} sub-bits); its histogram equals the one rebuilt \
          from the exact durations for {kernel_same} of {kernel_compared} (run, function) pairs. The stats map \
-         holds one entry per (thread, function) that ran, allocated on first call (BPF_F_NO_PREALLOC), at most \
-         functions × 16 threads.\n"
+         holds one entry per (thread, function) that ran, allocated on first call (BPF_F_NO_PREALLOC); its cap \
+         is functions × 16 threads, at least 65,536 entries (262,144 when following processes), at most \
+         4,194,304 (src/bpf/mod.rs).\n"
     ));
     Ok(s)
 }
