@@ -271,6 +271,7 @@ struct Outcome {
     false_alarm: Vec<String>,
     /// The target's mean self time verdict.
     mean_verdict: Option<Verdict>,
+    /// Some function was still undecided when the check ended (at the cap, or stopped by a confirmed regression).
     inconclusive: bool,
     runs: usize,
     /// The expected metric's change of the target.
@@ -421,7 +422,7 @@ fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> 
                 },
                 o.mean_verdict.map_or("-", |v| v.label()),
                 o.runs,
-                if o.inconclusive { ", inconclusive at the cap" } else { "" },
+                if o.inconclusive { ", functions left undecided" } else { "" },
                 o.load,
                 duration(started.elapsed().as_nanos() as f64)
             ));
@@ -486,7 +487,7 @@ fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> 
             "caught and attributed",
             "false alarms (any other function or metric)",
             &format!("{TARGET} mean self verdict"),
-            "inconclusive at the cap",
+            "ended with functions undecided",
             "mean runs",
             "change of the catching metric (median)",
             "1-min load (max)",
