@@ -36,6 +36,16 @@ const _: () = assert!(
     "profile::calls::MAX_LEVEL must equal PG_MAX_DEPTH of bpf/perfgate.h"
 );
 
+/// Bytes of kernel memory per (thread, function) the `stats` map holds: the size of `struct pg_stats`.
+pub const STATS_BYTES: usize = std::mem::size_of::<types::pg_stats>();
+
+/// What `struct pg_stats` would take at another histogram resolution: its size with the two histograms of
+/// `BUCKETS` counts replaced by two of `buckets_at(sub_bits)`.
+pub fn stats_bytes_at(sub_bits: u32) -> usize {
+    let count = std::mem::size_of::<u64>();
+    STATS_BYTES - 2 * count * BUCKETS + 2 * count * crate::profile::hist::buckets_at(sub_bits)
+}
+
 /// Frames per thread the BPF shadow stack holds (the kernel's own uretprobe nesting limit).
 pub const MAX_DEPTH: usize = pg_layout::PG_MAX_DEPTH.0 as usize;
 

@@ -26,6 +26,9 @@ pub enum BenchWhat {
     /// perfgate's peak memory for 1 M and 10 M calls: record in gate and trace mode, replay, Chrome
     /// JSON, flame graph.
     Memory,
+    /// The quantile metrics: histogram resolution against exact quantiles, kernel memory, and A/A false
+    /// alarms and detection of tail-only and median-only changes.
+    Tail,
     /// All of the above.
     All,
 }

@@ -141,9 +141,15 @@ pub struct GateArgs {
     /// Functions below this share of the traced self time are reported, not gated. [default: 1%]
     #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
     pub min_share: Option<f64>,
-    /// What is compared per run. [default: self]
-    #[arg(long, value_enum)]
-    pub metric: Option<MetricArg>,
+    /// What is compared per run, comma-separated; each gets its own verdict and a function regresses
+    /// when any does. mean = mean self time (total cost, pinned on the function that changed); p50, p90,
+    /// p99 = quantiles of inclusive time (the typical call, the slow tail); add -self or -inclusive to
+    /// choose the time. [default: mean-self,p99-inclusive]
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "METRIC,...")]
+    pub metric: Option<Vec<MetricArg>>,
+    /// Smallest change of a quantile metric (p50, p90, p99) that fails, e.g. 10% or 0.10. [default: 10%]
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub quantile_threshold: Option<f64>,
     /// Fail when a function's call count changes (call counts are exact, no statistics needed).
     #[arg(long)]
     pub gate_calls: bool,
@@ -174,12 +180,36 @@ pub enum RuleArg {
 /// What the gate compares per run (`--metric`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MetricArg {
-    /// Mean self time per call (time in the function minus its traced callees): pins a regression on the
-    /// function that got slower, not on all its callers.
-    #[value(name = "self")]
-    SelfTime,
+    /// Mean self time per call (time in the function minus its traced callees): pins a change of the
+    /// total cost on the function that changed, not on all its callers.
+    #[value(
+        name = "mean-self",
+        alias = "mean",
+        alias = "self",
+        alias = "self-time"
+    )]
+    MeanSelf,
     /// Mean inclusive time per call (entry to return).
-    Inclusive,
+    #[value(name = "mean-inclusive", alias = "inclusive")]
+    MeanInclusive,
+    /// Median inclusive time: the typical call.
+    #[value(name = "p50-inclusive", alias = "p50")]
+    P50Inclusive,
+    /// 90th percentile of inclusive time.
+    #[value(name = "p90-inclusive", alias = "p90")]
+    P90Inclusive,
+    /// 99th percentile of inclusive time: a slow path taken by more than 1% of the calls.
+    #[value(name = "p99-inclusive", alias = "p99")]
+    P99Inclusive,
+    /// Median self time.
+    #[value(name = "p50-self")]
+    P50Self,
+    /// 90th percentile of self time.
+    #[value(name = "p90-self")]
+    P90Self,
+    /// 99th percentile of self time.
+    #[value(name = "p99-self")]
+    P99Self,
 }
 
 /// An overhead budget (`None` = off).
@@ -608,8 +638,9 @@ pub struct ReportArgs {
     /// Summary: inclusive TOTAL TIME and AVG minus the calibrated probe cost of traced callees (marked *).
     #[arg(long)]
     pub compensated: bool,
-    /// A base recording: with --format=flame-graph draws a differential flame graph (red = slower in
-    /// --input), with --format=folded writes `stack base head` lines.
+    /// A base recording: the summary shows each function's distribution base against --input (quantiles
+    /// side by side, both histograms), --format=flame-graph draws a differential flame graph (red = slower
+    /// in --input), --format=folded writes `stack base head` lines.
     #[arg(long, value_name = "BASE")]
     pub diff: Option<PathBuf>,
     /// Folded stacks and flame graphs: one root per thread.

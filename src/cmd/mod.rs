@@ -206,10 +206,11 @@ pub fn overrides(g: &GateArgs) -> GateOverrides {
         threshold: g.threshold,
         confidence: g.confidence,
         min_share: g.min_share,
-        metric: g.metric.map(|m| match m {
-            MetricArg::SelfTime => Metric::SelfTime,
-            MetricArg::Inclusive => Metric::Inclusive,
-        }),
+        metrics: g
+            .metric
+            .as_ref()
+            .map(|v| v.iter().map(|&m| metric(m)).collect()),
+        quantile_threshold: g.quantile_threshold,
         gate_calls: g.gate_calls.then_some(true),
         relative: g.relative.then_some(true),
         normalise: g.absolute.then_some(false),
@@ -219,6 +220,22 @@ pub fn overrides(g: &GateArgs) -> GateOverrides {
         }),
         ..GateOverrides::default()
     }
+}
+
+/// A `--metric` value as the gate's metric.
+fn metric(m: MetricArg) -> Metric {
+    use crate::gate::model::{Statistic, TimeKind};
+    let (statistic, time) = match m {
+        MetricArg::MeanSelf => (Statistic::Mean, TimeKind::SelfTime),
+        MetricArg::MeanInclusive => (Statistic::Mean, TimeKind::Inclusive),
+        MetricArg::P50Inclusive => (Statistic::P50, TimeKind::Inclusive),
+        MetricArg::P90Inclusive => (Statistic::P90, TimeKind::Inclusive),
+        MetricArg::P99Inclusive => (Statistic::P99, TimeKind::Inclusive),
+        MetricArg::P50Self => (Statistic::P50, TimeKind::SelfTime),
+        MetricArg::P90Self => (Statistic::P90, TimeKind::SelfTime),
+        MetricArg::P99Self => (Statistic::P99, TimeKind::SelfTime),
+    };
+    Metric { statistic, time }
 }
 
 /// Run settings from the command line.

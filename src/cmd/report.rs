@@ -5,17 +5,24 @@ use super::{progress, shown, status, Exit, Output};
 use crate::cli::{ReportArgs, ReportFormat};
 use crate::profile::file::{Event, Recording};
 use crate::report::summary::{self, SummaryOptions};
-use crate::report::{chrome, flame, units};
+use crate::report::{chrome, distribution, flame, units};
 
 pub(super) fn run(a: ReportArgs) -> Result<Exit> {
     let rec = Recording::open(&a.input)?;
     let base = a.diff.as_deref().map(Recording::open).transpose()?;
-    if base.is_some() && !matches!(a.format, ReportFormat::FlameGraph | ReportFormat::Folded) {
-        bail!("--diff works with --format=flame-graph or --format=folded");
+    if base.is_some() && a.format == ReportFormat::Chrome {
+        bail!("--diff works with --format=summary (distributions), flame-graph or folded");
     }
     let mut out = Output::open(a.output.as_deref())?;
     let title = format!("perfgate: {}", rec.profile.command.join(" "));
     match a.format {
+        ReportFormat::Summary if base.is_some() => {
+            if let Some(b) = &base {
+                out.writer().write_all(
+                    distribution::diff(&b.profile, &rec.profile, a.limit, a.full_names).as_bytes(),
+                )?;
+            }
+        }
         ReportFormat::Summary => {
             let opts = SummaryOptions {
                 per_thread: a.per_thread,

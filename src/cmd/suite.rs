@@ -147,9 +147,20 @@ pub(super) fn single_job(
 /// `b`'s settings over `a`'s.
 pub(super) fn merge_gate(a: &mut GateOverrides, b: &GateOverrides) {
     macro_rules! over {
-        ($($f:ident),*) => { $( if b.$f.is_some() { a.$f = b.$f; } )* };
+        ($($f:ident),*) => { $( if b.$f.is_some() { a.$f = b.$f.clone(); } )* };
     }
-    over!(alpha, threshold, confidence, min_share, runs, max_runs, metric, gate_calls, relative);
+    over!(
+        alpha,
+        threshold,
+        quantile_threshold,
+        confidence,
+        min_share,
+        runs,
+        max_runs,
+        metrics,
+        gate_calls,
+        relative
+    );
 }
 
 /// A word for a shell command line, quoted when it needs it.

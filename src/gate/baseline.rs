@@ -7,8 +7,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::figures::{FuncKey, FuncRun, RunFigures};
-use super::model::{GateSettings, Metric};
+use super::model::{check_metrics, some_metrics_of, GateSettings, Metric};
 use crate::plan::Selection;
+use crate::profile::Histogram;
 use crate::profile::Machine;
 
 /// Version of the baseline format this perfgate reads and writes.
@@ -38,9 +39,17 @@ pub struct GateOverrides {
     /// See [`GateSettings::max_runs`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_runs: Option<usize>,
-    /// See [`GateSettings::metric`].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metric: Option<Metric>,
+    /// See [`GateSettings::metrics`] (`metric = "self"` of older files reads as one metric).
+    #[serde(
+        default,
+        alias = "metric",
+        deserialize_with = "some_metrics_of",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub metrics: Option<Vec<Metric>>,
+    /// See [`GateSettings::quantile_threshold`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile_threshold: Option<f64>,
     /// See [`GateSettings::gate_calls`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate_calls: Option<bool>,
@@ -79,8 +88,11 @@ impl GateOverrides {
         if let Some(v) = self.max_runs {
             s.max_runs = v;
         }
-        if let Some(v) = self.metric {
-            s.metric = v;
+        if let Some(v) = &self.metrics {
+            s.metrics = v.clone();
+        }
+        if let Some(v) = self.quantile_threshold {
+            s.quantile_threshold = v;
         }
         if let Some(v) = self.gate_calls {
             s.gate_calls = v;
@@ -112,6 +124,13 @@ pub fn validate_settings(s: &GateSettings) -> Result<()> {
             s.threshold
         );
     }
+    if !(s.quantile_threshold.is_finite() && (0.0..=10.0).contains(&s.quantile_threshold)) {
+        bail!(
+            "quantile_threshold = {}: must be a fraction between 0 and 10 (0.10 = 10% slower)",
+            s.quantile_threshold
+        );
+    }
+    check_metrics(&s.metrics).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !unit(s.confidence) {
         bail!(
             "confidence = {}: must be between 0 and 1 (e.g. 0.95)",
@@ -167,6 +186,16 @@ pub struct BaselineFunction {
     /// Per-function threshold override (fraction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// Per-function quantile threshold override (fraction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile_threshold: Option<f64>,
+    /// Per-function metrics override, e.g. `metrics = ["mean-self", "p99-self"]`.
+    #[serde(
+        default,
+        deserialize_with = "some_metrics_of",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub metrics: Option<Vec<Metric>>,
     /// Never gate this function.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore: bool,
@@ -184,10 +213,28 @@ pub struct BaselineFunction {
     pub self_mean_ns: Vec<f64>,
     /// Median self time per call, ns.
     pub self_p50_ns: Vec<f64>,
+    /// 90th percentile self time, ns (empty in baselines written before it was kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub self_p90_ns: Vec<f64>,
+    /// 99th percentile self time, ns (likewise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub self_p99_ns: Vec<f64>,
+    /// Longest call, inclusive, ns (likewise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub max_ns: Vec<f64>,
+    /// Longest self time of a call, ns (likewise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub self_max_ns: Vec<f64>,
     /// Total inclusive time per run, ns.
     pub total_ns: Vec<f64>,
     /// Total self time per run, ns.
     pub self_total_ns: Vec<f64>,
+    /// Every run's calls by inclusive time, merged (for the reports' distribution; not gated on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incl_hist: Option<Histogram>,
+    /// Every run's calls by self time, merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_hist: Option<Histogram>,
 }
 
 /// A baseline file.
@@ -240,6 +287,27 @@ fn round(v: f64) -> f64 {
     format!("{v:.6e}").parse().unwrap_or(v)
 }
 
+/// One function's histograms of every run merged; `None` when no run has one.
+fn merged(
+    runs: &[RunFigures],
+    key: &FuncKey,
+    hist: impl Fn(&FuncRun) -> &Histogram,
+) -> Option<Histogram> {
+    let mut out: Option<Histogram> = None;
+    for h in runs
+        .iter()
+        .filter_map(|r| r.functions.get(key))
+        .map(&hist)
+        .filter(|h| h.count() > 0)
+    {
+        match &mut out {
+            Some(m) => m.merge(h),
+            None => out = Some(h.clone()),
+        }
+    }
+    out
+}
+
 impl Baseline {
     /// Builds a baseline from runs.
     pub fn from_runs(
@@ -269,6 +337,8 @@ impl Baseline {
                 module: key.module.clone(),
                 symbol: key.symbol.clone(),
                 threshold: None,
+                quantile_threshold: None,
+                metrics: None,
                 ignore: false,
                 calls: runs
                     .iter()
@@ -280,8 +350,14 @@ impl Baseline {
                 p99_ns: get(&|f| f.p99),
                 self_mean_ns: get(&|f| f.self_mean),
                 self_p50_ns: get(&|f| f.self_p50),
+                self_p90_ns: get(&|f| f.self_p90),
+                self_p99_ns: get(&|f| f.self_p99),
+                max_ns: get(&|f| f.max),
+                self_max_ns: get(&|f| f.self_max),
                 total_ns: get(&|f| f.total),
                 self_total_ns: get(&|f| f.self_total),
+                incl_hist: merged(runs, key, |f| &f.incl_hist),
+                self_hist: merged(runs, key, |f| &f.self_hist),
             });
         }
         Baseline {
@@ -318,6 +394,8 @@ impl Baseline {
         for f in &mut self.functions {
             if let Some(o) = by_key.get(&(f.module.as_str(), f.symbol.as_str())) {
                 f.threshold = o.threshold;
+                f.quantile_threshold = o.quantile_threshold;
+                f.metrics = o.metrics.clone();
                 f.ignore = o.ignore;
             }
         }
@@ -360,8 +438,14 @@ impl Baseline {
                             p99: at(&f.p99_ns),
                             self_mean: at(&f.self_mean_ns),
                             self_p50: at(&f.self_p50_ns),
+                            self_p90: at(&f.self_p90_ns),
+                            self_p99: at(&f.self_p99_ns),
+                            max: at(&f.max_ns),
+                            self_max: at(&f.self_max_ns),
                             total: at(&f.total_ns),
                             self_total: at(&f.self_total_ns),
+                            incl_hist: Histogram::default(),
+                            self_hist: Histogram::default(),
                         },
                     );
                 }
@@ -441,6 +525,38 @@ impl Baseline {
                 ("total_ns", &f.total_ns),
                 ("self_total_ns", &f.self_total_ns),
             ];
+            for (what, v) in [
+                ("self_p90_ns", &f.self_p90_ns),
+                ("self_p99_ns", &f.self_p99_ns),
+                ("max_ns", &f.max_ns),
+                ("self_max_ns", &f.self_max_ns),
+            ] {
+                if !v.is_empty() && v.len() != n {
+                    bail!(
+                        "function {:?}: `{what}` has {} entries, runs = {n}",
+                        f.name,
+                        v.len()
+                    );
+                }
+                if v.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                    bail!(
+                        "function {:?}: `{what}` has a negative or non-finite value",
+                        f.name
+                    );
+                }
+            }
+            for h in [&f.incl_hist, &f.self_hist].into_iter().flatten() {
+                h.validate()
+                    .map_err(|e| anyhow::anyhow!("function {:?}: {e}", f.name))?;
+            }
+            if let Some(t) = f.quantile_threshold {
+                if !(t.is_finite() && (0.0..=10.0).contains(&t)) {
+                    bail!(
+                        "function {:?}: quantile_threshold = {t}: must be a fraction between 0 and 10",
+                        f.name
+                    );
+                }
+            }
             if f.calls.len() != n {
                 bail!(
                     "function {:?}: `calls` has {} entries, runs = {n}",
@@ -480,7 +596,8 @@ impl Baseline {
         let body = toml::to_string(self).context("serialising the baseline")?;
         Ok(format!(
             "# perfgate baseline: per-run figures of every traced function. Commit this file.\n\
-             # Per function you may add `threshold = 0.10` (10% slower fails) or `ignore = true`.\n{body}"
+             # Per function you may add `threshold = 0.10` (the mean 10% slower fails), `quantile_threshold = 0.20`,\n\
+             # `metrics = [\"mean-self\", \"p99-self\"]` or `ignore = true`.\n{body}"
         ))
     }
 
@@ -634,6 +751,57 @@ mod tests {
         let typo = text.replace("threshold = 0.1", "treshold = 0.1");
         let e = format!("{:#}", Baseline::parse(&typo).unwrap_err());
         assert!(e.contains("treshold"), "{e}");
+    }
+
+    #[test]
+    fn gate_metrics_read_old_and_new_spellings_and_refuse_nonsense() {
+        use crate::gate::model::{Statistic, TimeKind};
+        let read = |t: &str| toml::from_str::<GateOverrides>(t);
+        assert_eq!(
+            read("metric = \"self\"").unwrap().metrics,
+            Some(vec![Metric::MEAN_SELF])
+        );
+        assert_eq!(
+            read("metric = \"inclusive\"").unwrap().metrics,
+            Some(vec![Metric::MEAN_INCLUSIVE])
+        );
+        let both =
+            read("metrics = [\"mean\", \"p99\", \"p90-self\"]\nquantile_threshold = 0.2").unwrap();
+        assert_eq!(
+            both.metrics,
+            Some(vec![
+                Metric::MEAN_SELF,
+                Metric::P99_INCLUSIVE,
+                Metric {
+                    statistic: Statistic::P90,
+                    time: TimeKind::SelfTime
+                }
+            ])
+        );
+        let mut s = GateSettings::default();
+        both.apply(&mut s);
+        assert_eq!(s.quantile_threshold, 0.2);
+        assert_eq!(s.threshold_of(Metric::P99_INCLUSIVE), 0.2);
+        assert_eq!(s.threshold_of(Metric::MEAN_SELF), 0.05);
+        // Written back under the new name.
+        let text = toml::to_string(&both).unwrap();
+        assert!(
+            text.contains("metrics = [\"mean-self\", \"p99-inclusive\", \"p90-self\"]"),
+            "{text}"
+        );
+        for bad in [
+            "metrics = []",
+            "metrics = [\"p95\"]",
+            "metrics = [\"mean\", \"self\"]",
+            "metric = \"fast\"",
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        let s = GateSettings {
+            quantile_threshold: f64::NAN,
+            ..GateSettings::default()
+        };
+        assert!(validate_settings(&s).is_err());
     }
 
     #[test]

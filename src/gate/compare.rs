@@ -1,23 +1,31 @@
 //! Turns base runs and head runs into verdicts, as DESIGN.md sets them: the run is the unit of evidence;
-//! each run's figures are divided by that run's speed factor (`normalize.rs`), base and head alike; per
-//! function a rank test, a Hodges–Lehmann ratio with its interval, Benjamini–Hochberg across functions, at
-//! the confidence of the current look of the group-sequential rule (`sequential.rs`), a threshold on the
-//! whole interval, "unchanged" only by equivalence, a floor on the share of time; the whole run's wall time
-//! as a separate, absolute signal.
+//! each run's figures are divided by that run's speed factor (`normalize.rs`, per metric), base and head
+//! alike; per (function, metric) pair a rank test, a Hodges–Lehmann ratio with its interval,
+//! Benjamini–Hochberg across every pair of the look, at the confidence of the current look of the
+//! group-sequential rule (`sequential.rs`), a threshold on the whole interval (the mean's or the
+//! quantiles'), "unchanged" only by equivalence, a floor on the share of time; the whole run's wall time as
+//! a separate, absolute signal.
 //!
-//! Invariants: a verdict confirmed at an earlier look (regressed, improved) is kept; the comparison of a
-//! look carries everything the next look needs (`previous`); pure (no I/O).
+//! Several metrics (`GateSettings::metrics`, per function in the baseline): each gated pair gets its own
+//! verdict; a function's verdict is its worst pair's (regressed, then improved, then inconclusive, then
+//! unchanged), and its row's figures are that pair's (`FunctionComparison::metric` says which). A quantile
+//! is gated only for functions with enough calls per run ([`Metric::min_calls`]) and a baseline that has
+//! it; what is not gated is said in the row's notes.
+//!
+//! Invariants: a verdict confirmed at an earlier look (regressed, improved) is kept, per pair; the
+//! comparison of a look carries everything the next look needs (`previous`); pure (no I/O).
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::baseline::Baseline;
 use super::figures::{FuncKey, FuncRun, RunFigures};
 use super::model::{
-    Comparison, FunctionComparison, GateSettings, Metric, Rule, TotalComparison, Verdict,
+    Bucket, Comparison, Distribution, FunctionComparison, GateSettings, Metric, MetricComparison,
+    Quantiles, Rule, Statistic, TimeKind, TotalComparison, Verdict,
 };
 use super::normalize::{self, Normalisation};
 use super::sequential::{FunctionDecision, FunctionRuns, SequentialRule, SequentialSettings};
 use super::stats;
-use crate::profile::Machine;
+use crate::profile::{Histogram, Machine};
 
 /// What differs between the machine of the baseline and this one, if anything.
 pub fn machine_mismatch(base: &Machine, head: &Machine) -> Option<String> {
@@ -45,12 +53,38 @@ pub fn machine_mismatch(base: &Machine, head: &Machine) -> Option<String> {
 }
 
 /// What the baseline says of one function besides its runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Override {
-    /// Its own threshold, if set.
+    /// Its own threshold of the mean, if set.
     pub threshold: Option<f64>,
+    /// Its own threshold of the quantiles, if set.
+    pub quantile_threshold: Option<f64>,
+    /// Its own metrics, if set.
+    pub metrics: Option<Vec<Metric>>,
     /// `ignore = true`: reported, never gated.
     pub ignore: bool,
+}
+
+static NO_OVERRIDE: Override = Override {
+    threshold: None,
+    quantile_threshold: None,
+    metrics: None,
+    ignore: false,
+};
+
+impl Override {
+    fn threshold_of(&self, m: Metric, settings: &GateSettings) -> f64 {
+        let own = if m.is_quantile() {
+            self.quantile_threshold
+        } else {
+            self.threshold
+        };
+        own.unwrap_or_else(|| settings.threshold_of(m))
+    }
+
+    fn metrics<'a>(&'a self, settings: &'a GateSettings) -> &'a [Metric] {
+        self.metrics.as_deref().unwrap_or(&settings.metrics)
+    }
 }
 
 /// The base side of a comparison: a stored baseline, or runs made here interleaved with the head's.
@@ -66,25 +100,35 @@ pub struct Base {
     pub overrides: BTreeMap<FuncKey, Override>,
     /// Interleaved with the head runs on this machine (A/B): run `i` of each side is a pair.
     pub interleaved: bool,
+    /// Per function, every base run's calls merged: inclusive, then self time (a stored baseline keeps
+    /// them so; interleaved runs carry their own).
+    pub histograms: BTreeMap<FuncKey, [Option<Histogram>; 2]>,
 }
 
 impl Base {
     /// A stored baseline.
     pub fn from_baseline(b: &Baseline) -> Base {
+        let key = |f: &super::baseline::BaselineFunction| FuncKey {
+            module: f.module.clone(),
+            symbol: f.symbol.clone(),
+        };
         let overrides = b
             .functions
             .iter()
             .map(|f| {
-                let key = FuncKey {
-                    module: f.module.clone(),
-                    symbol: f.symbol.clone(),
-                };
                 let o = Override {
                     threshold: f.threshold,
+                    quantile_threshold: f.quantile_threshold,
+                    metrics: f.metrics.clone(),
                     ignore: f.ignore,
                 };
-                (key, o)
+                (key(f), o)
             })
+            .collect();
+        let histograms = b
+            .functions
+            .iter()
+            .map(|f| (key(f), [f.incl_hist.clone(), f.self_hist.clone()]))
             .collect();
         Base {
             runs: b.run_figures(),
@@ -92,6 +136,7 @@ impl Base {
             machine: Some(b.machine.clone()),
             overrides,
             interleaved: false,
+            histograms,
         }
     }
 
@@ -103,8 +148,42 @@ impl Base {
             machine: None,
             overrides: BTreeMap::new(),
             interleaved: true,
+            histograms: BTreeMap::new(),
         }
     }
+
+    /// The per-function settings of `k` (none: the gate's).
+    fn override_of(&self, k: &FuncKey) -> &Override {
+        self.overrides.get(k).unwrap_or(&NO_OVERRIDE)
+    }
+
+    /// One function's base calls merged, in one kind of time: the stored histogram, else the runs'.
+    fn histogram(&self, key: &FuncKey, time: TimeKind) -> Histogram {
+        let slot = match time {
+            TimeKind::Inclusive => 0,
+            TimeKind::SelfTime => 1,
+        };
+        match self.histograms.get(key).and_then(|h| h[slot].clone()) {
+            Some(h) => h,
+            None => merged_histogram(&self.runs, key, time),
+        }
+    }
+}
+
+/// One function's calls of every run merged, in one kind of time.
+fn merged_histogram(runs: &[RunFigures], key: &FuncKey, time: TimeKind) -> Histogram {
+    let mut out: Option<Histogram> = None;
+    for f in runs.iter().filter_map(|r| r.functions.get(key)) {
+        let h = f.histogram(time);
+        if h.count() == 0 {
+            continue;
+        }
+        match &mut out {
+            Some(m) => m.merge(h),
+            None => out = Some(h.clone()),
+        }
+    }
+    out.unwrap_or_default()
 }
 
 /// The sequential rule for these settings and this many base runs (interleaved: looks count pairs).
@@ -112,13 +191,6 @@ pub fn rule_for(settings: &GateSettings, base: &Base) -> anyhow::Result<Sequenti
     let mut s = SequentialSettings::from_gate(settings, base.runs.len().max(1));
     s.paired = base.interleaved;
     SequentialRule::new(s)
-}
-
-fn metric_value(f: &FuncRun, s: &GateSettings) -> f64 {
-    match s.metric {
-        Metric::SelfTime => f.self_mean,
-        Metric::Inclusive => f.mean,
-    }
 }
 
 fn share(f: &FuncRun, run: &RunFigures) -> f64 {
@@ -135,11 +207,12 @@ fn median_u64(v: &[u64]) -> Option<u64> {
     v.get(v.len() / 2).copied()
 }
 
-/// One function's figures over the runs of one side (base or head), in run order.
+/// One function over the runs of one side (base or head), in run order: what does not depend on the
+/// metric.
 #[derive(Debug, Default)]
 struct Side {
-    /// The metric per run, divided by the run's speed factor.
-    values: Vec<f64>,
+    /// Index of each run that has the function.
+    runs: Vec<usize>,
     /// Share of the run's traced self time, per run.
     shares: Vec<f64>,
     /// Calls per run.
@@ -151,16 +224,11 @@ struct Side {
 }
 
 impl Side {
-    fn of(
-        runs: &[RunFigures],
-        key: &FuncKey,
-        settings: &GateSettings,
-        factor: impl Fn(usize) -> f64,
-    ) -> Side {
+    fn of(runs: &[RunFigures], key: &FuncKey) -> Side {
         let mut side = Side::default();
         for (i, r) in runs.iter().enumerate() {
             if let Some(f) = r.functions.get(key) {
-                side.values.push(metric_value(f, settings) / factor(i));
+                side.runs.push(i);
                 side.shares.push(share(f, r));
                 side.calls.push(f.calls);
                 side.totals.push(f.total);
@@ -172,6 +240,24 @@ impl Side {
 
     fn median_share(&self) -> f64 {
         stats::median(&self.shares).unwrap_or(0.0)
+    }
+
+    fn present(&self) -> bool {
+        !self.runs.is_empty()
+    }
+
+    /// The metric per run, divided by the run's speed factor.
+    fn values(
+        &self,
+        runs: &[RunFigures],
+        key: &FuncKey,
+        m: Metric,
+        factor: impl Fn(usize) -> f64,
+    ) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter_map(|&i| Some(runs[i].functions.get(key)?.value(m) / factor(i)))
+            .collect()
     }
 }
 
@@ -193,8 +279,57 @@ pub fn compare(
     )
 }
 
+/// Per metric: the functions it is gated for and the runs' speed factors taken over them.
+struct MetricPlan<'a> {
+    metric: Metric,
+    functions: BTreeSet<&'a FuncKey>,
+    norm: Normalisation,
+}
+
+/// One gated (function, metric) pair: its row, its metric's plan, its figures.
+struct Pair {
+    row: usize,
+    plan: usize,
+    base: Vec<f64>,
+    head: Vec<f64>,
+    threshold: f64,
+}
+
+/// Why metric `m` is not gated for a gated function, or `None` when it is.
+fn not_gated_because(base: &Base, b: &Side, h: &Side, key: &FuncKey, m: Metric) -> Option<String> {
+    let need = m.min_calls();
+    let calls = median_u64(&b.calls)
+        .unwrap_or(0)
+        .min(median_u64(&h.calls).unwrap_or(0));
+    if calls < need {
+        return Some(format!(
+            "{} not gated: {calls} calls per run, a {} needs {need} or more",
+            m.short(),
+            m.statistic
+                .quantile()
+                .map_or("mean".into(), |q| format!("{:.0}th percentile", q * 100.0))
+        ));
+    }
+    let in_base = b.runs.iter().any(|&i| {
+        base.runs[i]
+            .functions
+            .get(key)
+            .is_some_and(|f| f.value(m) > 0.0)
+    });
+    if !in_base {
+        return Some(format!(
+            "{} not gated: the baseline has no {} figures (recorded by an older perfgate: perfgate baseline --update)",
+            m.short(),
+            m.name()
+        ));
+    }
+    None
+}
+
 /// Compares base runs with head runs. `previous` is the comparison of the look before (its confirmed
-/// verdicts are kept); the first rule (`Rule::Legacy`) ignores it.
+/// verdicts are kept); the first rule (`Rule::Legacy`) ignores it. One piece: the (function, metric) pairs
+/// are laid out, decided together (one Benjamini–Hochberg over all of them) and folded back into rows in
+/// one pass, and splitting it would only pass those three indexings around.
 pub fn compare_with(
     base: &Base,
     head: &[RunFigures],
@@ -218,46 +353,129 @@ pub fn compare_with(
         .chain(head.iter())
         .flat_map(|r| r.functions.keys())
         .collect();
-    let gated = gated_keys(base, head, settings, &keys);
-    let norm = if settings.normalise {
-        normalize::normalise_figures(&base.runs, head, &gated, |f| metric_value(f, settings))
-    } else {
-        Normalisation::Absolute {
-            functions: gated.len(),
-            reason: "normalisation turned off (--absolute)".into(),
+    let override_of = |k: &FuncKey| base.override_of(k);
+    let sides: BTreeMap<&FuncKey, (Side, Side)> = keys
+        .iter()
+        .map(|&k| (k, (Side::of(&base.runs, k), Side::of(head, k))))
+        .collect();
+    let gated = gated_keys(&sides, settings, base);
+    // Every metric in use: the settings' first, in their order, then the per-function ones.
+    let mut metrics: Vec<Metric> = settings.metrics.clone();
+    for k in &gated {
+        for m in override_of(k).metrics(settings) {
+            if !metrics.contains(m) {
+                metrics.push(*m);
+            }
         }
-    };
+    }
+    let mut notes: BTreeMap<&FuncKey, Vec<String>> = BTreeMap::new();
+    let plans: Vec<MetricPlan> = metrics
+        .iter()
+        .map(|&m| {
+            let functions: BTreeSet<&FuncKey> = gated
+                .iter()
+                .copied()
+                .filter(|k| override_of(k).metrics(settings).contains(&m))
+                .filter(|k| {
+                    let (b, h) = &sides[k];
+                    match not_gated_because(base, b, h, k, m) {
+                        Some(why) => {
+                            notes.entry(k).or_default().push(why);
+                            false
+                        }
+                        None => true,
+                    }
+                })
+                .collect();
+            let list: Vec<&FuncKey> = functions.iter().copied().collect();
+            let norm = if settings.normalise {
+                normalize::normalise_figures(&base.runs, head, &list, |f| f.value(m))
+            } else {
+                Normalisation::Absolute {
+                    functions: list.len(),
+                    reason: "normalisation turned off (--absolute)".into(),
+                }
+            };
+            MetricPlan {
+                metric: m,
+                functions,
+                norm,
+            }
+        })
+        .collect();
     let rule = rule_for(settings, base);
     let mut warnings = Vec::new();
     let mut rows: Vec<FunctionComparison> = Vec::new();
-    let mut runs_of: Vec<(Vec<f64>, Vec<f64>, f64)> = Vec::new();
-    let mut gated_rows = Vec::new();
-    for key in keys {
-        let b = Side::of(&base.runs, key, settings, |i| norm.base_factor(i));
-        let h = Side::of(head, key, settings, |j| norm.head_factor(j));
-        let o = base.overrides.get(key).copied().unwrap_or_default();
-        let row = row_of(key, &b, &h, o, settings);
-        if gated.contains(&key) && row.verdict == Verdict::Inconclusive {
-            gated_rows.push(rows.len());
-            runs_of.push((b.values, h.values, row.threshold));
+    let mut row_keys: Vec<&FuncKey> = Vec::new();
+    let mut pairs: Vec<Pair> = Vec::new();
+    for (&key, (b, h)) in &sides {
+        let o = override_of(key);
+        let first = o.metrics(settings).first().copied().unwrap_or_default();
+        let first_plan = plans.iter().find(|p| p.metric == first);
+        let (bv, hv) = match first_plan {
+            Some(p) => (
+                b.values(&base.runs, key, first, |i| p.norm.base_factor(i)),
+                h.values(head, key, first, |j| p.norm.head_factor(j)),
+            ),
+            None => (
+                b.values(&base.runs, key, first, |_| 1.0),
+                h.values(head, key, first, |_| 1.0),
+            ),
+        };
+        let mut row = row_of(key, b, h, &bv, &hv, o, first, settings);
+        row.notes = notes.remove(key).unwrap_or_default();
+        if row.verdict == Verdict::Inconclusive {
+            let before = pairs.len();
+            for m in o.metrics(settings) {
+                let Some(pi) = plans
+                    .iter()
+                    .position(|p| p.metric == *m && p.functions.contains(key))
+                else {
+                    continue;
+                };
+                let norm = &plans[pi].norm;
+                pairs.push(Pair {
+                    row: rows.len(),
+                    plan: pi,
+                    base: b.values(&base.runs, key, *m, |i| norm.base_factor(i)),
+                    head: h.values(head, key, *m, |j| norm.head_factor(j)),
+                    threshold: o.threshold_of(*m, settings),
+                });
+            }
+            if pairs.len() == before {
+                row.notes.push(
+                    "no metric of this function could be gated: it stays inconclusive".into(),
+                );
+            }
         }
         rows.push(row);
+        row_keys.push(key);
     }
     let (look, looks, complete) = match &rule {
         Ok(rule) => {
             let look = rule.look_at(head.len()).unwrap_or(0);
-            let before = previous_decisions(previous, &rows, &gated_rows);
-            let functions: Vec<FunctionRuns> = runs_of
+            let before = previous_decisions(
+                previous,
+                &pairs
+                    .iter()
+                    .map(|p| (&rows[p.row], plans[p.plan].metric))
+                    .collect::<Vec<_>>(),
+            );
+            let functions: Vec<FunctionRuns> = pairs
                 .iter()
-                .map(|(b, h, t)| FunctionRuns {
-                    base: b,
-                    head: h,
-                    threshold: *t,
+                .map(|p| FunctionRuns {
+                    base: &p.base,
+                    head: &p.head,
+                    threshold: p.threshold,
                 })
                 .collect();
             let decisions = rule.decide(&functions, look, before.as_deref());
-            for (&i, d) in gated_rows.iter().zip(&decisions) {
-                apply(&mut rows[i], d);
+            for (p, d) in pairs.iter().zip(&decisions) {
+                let mc = metric_comparison(plans[p.plan].metric, p, d);
+                rows[p.row].metrics.push(mc);
+            }
+            for row in &mut rows {
+                settle(row);
             }
             let complete =
                 rule.should_stop(look, &decisions) || rule.next_look(head.len()).is_none();
@@ -274,6 +492,12 @@ pub fn compare_with(
     if settings.gate_calls {
         gate_calls(&mut rows);
     }
+    for (row, key) in rows.iter_mut().zip(&row_keys) {
+        if matches!(row.verdict, Verdict::Regressed | Verdict::Improved) {
+            let time = row.metric.unwrap_or_default().time;
+            row.distribution = Some(distribution(base, head, key, time));
+        }
+    }
     rows.sort_by(|a, b| {
         a.verdict.cmp(&b.verdict).then(
             b.share
@@ -281,10 +505,21 @@ pub fn compare_with(
                 .unwrap_or(std::cmp::Ordering::Equal),
         )
     });
-    if let (Normalisation::Absolute { reason, .. }, true) = (&norm, settings.normalise) {
+    let primary = &plans[0].norm;
+    if let (Normalisation::Absolute { reason, .. }, true) = (primary, settings.normalise) {
         warnings.push(format!(
             "figures compared as measured, not normalised per run: {reason}"
         ));
+    }
+    for p in plans.iter().skip(1) {
+        if let (Normalisation::Absolute { reason, .. }, true, false) =
+            (&p.norm, settings.normalise, p.functions.is_empty())
+        {
+            warnings.push(format!(
+                "{} compared as measured, not normalised per run: {reason}",
+                p.metric.label()
+            ));
+        }
     }
     if !base.interleaved && base.runs.len() < super::sequential::DEFAULT_BASE_RUNS {
         warnings.push(format!(
@@ -309,11 +544,11 @@ pub fn compare_with(
             .machine
             .as_ref()
             .and_then(|m| machine_mismatch(m, head_machine)),
-        speed_factor: norm.head_speed(),
+        speed_factor: primary.head_speed(),
         wall_ns: Some(head.iter().map(|r| r.wall_ns).sum()),
         functions: rows,
         warnings,
-        normalisation: Some(describe(&norm)),
+        normalisation: Some(describe(primary)),
         total,
         mode: Some(
             if base.interleaved {
@@ -332,88 +567,122 @@ pub fn compare_with(
 /// The functions the rule decides on: in both sides, not ignored, at least `min_share` of the traced
 /// time.
 fn gated_keys<'a>(
-    base: &Base,
-    head: &[RunFigures],
+    sides: &BTreeMap<&'a FuncKey, (Side, Side)>,
     settings: &GateSettings,
-    keys: &BTreeSet<&'a FuncKey>,
+    base: &Base,
 ) -> Vec<&'a FuncKey> {
-    keys.iter()
-        .copied()
-        .filter(|k| {
-            let ignored = base.overrides.get(*k).is_some_and(|o| o.ignore);
-            let b = Side::of(&base.runs, k, settings, |_| 1.0);
-            let h = Side::of(head, k, settings, |_| 1.0);
-            !ignored
-                && !b.values.is_empty()
-                && !h.values.is_empty()
+    sides
+        .iter()
+        .filter(|(k, (b, h))| {
+            !base.override_of(k).ignore
+                && b.present()
+                && h.present()
                 && h.median_share() >= settings.min_share
         })
+        .map(|(k, _)| *k)
         .collect()
 }
 
-/// The previous look's decisions for the gated rows, in the same order; `None` when the set changed.
+/// The previous look's decisions for these (row, metric) pairs, in the same order; `None` when the set
+/// changed.
 fn previous_decisions(
     previous: Option<&Comparison>,
-    rows: &[FunctionComparison],
-    gated_rows: &[usize],
+    pairs: &[(&FunctionComparison, Metric)],
 ) -> Option<Vec<FunctionDecision>> {
     let previous = previous?;
-    let by_name: BTreeMap<(&str, &str), &FunctionComparison> = previous
+    let by_pair: BTreeMap<(&str, &str, Metric), &MetricComparison> = previous
         .functions
         .iter()
-        .map(|f| ((f.module.as_str(), f.name.as_str()), f))
+        .flat_map(|f| {
+            f.metrics
+                .iter()
+                .map(move |m| ((f.module.as_str(), f.name.as_str(), m.metric), m))
+        })
         .collect();
-    gated_rows
+    pairs
         .iter()
-        .map(|&i| {
-            let r = &rows[i];
-            let p = by_name.get(&(r.module.as_str(), r.name.as_str()))?;
+        .map(|(r, m)| {
+            let p = by_pair.get(&(r.module.as_str(), r.name.as_str(), *m))?;
             Some(decision_of(p))
         })
         .collect()
 }
 
-/// A row back as the rule's decision.
-fn decision_of(f: &FunctionComparison) -> FunctionDecision {
-    let verdict = match f.verdict {
+/// A pair back as the rule's decision.
+fn decision_of(m: &MetricComparison) -> FunctionDecision {
+    let verdict = match m.verdict {
         v @ (Verdict::Regressed | Verdict::Improved | Verdict::Unchanged) => v,
         _ => Verdict::Inconclusive,
     };
     FunctionDecision {
         verdict,
-        decided_at: f.decided_at,
-        ratio: f.ratio,
-        low: f.ratio_low,
-        high: f.ratio_high,
-        confidence: f.confidence.unwrap_or(0.0),
+        decided_at: m.decided_at,
+        ratio: m.ratio,
+        low: m.ratio_low,
+        high: m.ratio_high,
+        confidence: m.confidence.unwrap_or(0.0),
         equivalence_low: None,
         equivalence_high: None,
-        p_value: f.p_value,
-        q_value: f.q_value,
-        cv: f.cv,
-        smallest_detectable: f.smallest_detectable,
+        p_value: m.p_value,
+        q_value: m.q_value,
+        cv: m.cv,
+        smallest_detectable: m.smallest_detectable,
     }
 }
 
-fn apply(row: &mut FunctionComparison, d: &FunctionDecision) {
-    row.verdict = d.verdict;
-    row.ratio = d.ratio;
-    row.ratio_low = d.low;
-    row.ratio_high = d.high;
-    row.p_value = d.p_value;
-    row.q_value = d.q_value;
-    row.confidence = Some(d.confidence);
-    row.cv = d.cv;
-    row.smallest_detectable = d.smallest_detectable;
-    row.decided_at = d.decided_at;
+fn metric_comparison(metric: Metric, p: &Pair, d: &FunctionDecision) -> MetricComparison {
+    MetricComparison {
+        metric,
+        verdict: d.verdict,
+        base: stats::median(&p.base),
+        head: stats::median(&p.head),
+        ratio: d.ratio,
+        ratio_low: d.low,
+        ratio_high: d.high,
+        p_value: d.p_value,
+        q_value: d.q_value,
+        threshold: p.threshold,
+        confidence: Some(d.confidence),
+        cv: d.cv,
+        smallest_detectable: d.smallest_detectable,
+        decided_at: d.decided_at,
+    }
 }
 
-/// One function's row with its figures; `Inconclusive` until the rule decides (gated functions).
+/// The function's verdict and figures from its metrics: the worst verdict, the first metric listed
+/// among those with it. Rows without gated metrics keep what [`row_of`] gave them.
+fn settle(row: &mut FunctionComparison) {
+    let Some(worst) = row.metrics.iter().min_by_key(|m| m.verdict) else {
+        return;
+    };
+    let m = worst.clone();
+    row.verdict = m.verdict;
+    row.metric = Some(m.metric);
+    row.base = m.base;
+    row.head = m.head;
+    row.ratio = m.ratio;
+    row.ratio_low = m.ratio_low;
+    row.ratio_high = m.ratio_high;
+    row.p_value = m.p_value;
+    row.q_value = m.q_value;
+    row.threshold = m.threshold;
+    row.confidence = m.confidence;
+    row.cv = m.cv;
+    row.smallest_detectable = m.smallest_detectable;
+    row.decided_at = m.decided_at;
+}
+
+/// One function's row with the figures of its first metric; `Inconclusive` until the rule decides
+/// (gated functions).
+#[allow(clippy::too_many_arguments)]
 fn row_of(
     key: &FuncKey,
     b: &Side,
     h: &Side,
-    o: Override,
+    base_values: &[f64],
+    head_values: &[f64],
+    o: &Override,
+    metric: Metric,
     settings: &GateSettings,
 ) -> FunctionComparison {
     let share = if h.shares.is_empty() {
@@ -429,37 +698,30 @@ fn row_of(
             .unwrap_or_else(|| key.symbol.clone()),
         module: key.module.clone(),
         verdict: Verdict::Inconclusive,
-        base: stats::median(&b.values),
-        head: stats::median(&h.values),
-        ratio: None,
-        ratio_low: None,
-        ratio_high: None,
-        p_value: None,
-        q_value: None,
+        base: stats::median(base_values),
+        head: stats::median(head_values),
         share,
         base_calls: median_u64(&b.calls),
         head_calls: median_u64(&h.calls),
-        threshold: o.threshold.unwrap_or(settings.threshold),
+        threshold: o.threshold_of(metric, settings),
         head_total_ns: stats::median(&h.totals),
-        confidence: None,
-        cv: None,
-        smallest_detectable: None,
-        decided_at: None,
+        metric: Some(metric),
+        ..FunctionComparison::default()
     };
     row.verdict = if o.ignore {
         Verdict::Ignored
-    } else if b.values.is_empty() {
+    } else if !b.present() {
         Verdict::New
-    } else if h.values.is_empty() {
+    } else if !h.present() {
         Verdict::Removed
     } else if share < settings.min_share {
         Verdict::BelowFloor
     } else {
         Verdict::Inconclusive
     };
-    if row.verdict != Verdict::Inconclusive && !b.values.is_empty() && !h.values.is_empty() {
+    if row.verdict != Verdict::Inconclusive && b.present() && h.present() {
         // Reported, not gated: the figures are still worth showing.
-        if let Some(r) = stats::ratio_estimate(&b.values, &h.values, settings.confidence) {
+        if let Some(r) = stats::ratio_estimate(base_values, head_values, settings.confidence) {
             row.ratio = Some(r.estimate);
             row.ratio_low = Some(r.low);
             row.ratio_high = Some(r.high);
@@ -467,6 +729,54 @@ fn row_of(
         }
     }
     row
+}
+
+/// Base against head quantiles and merged histograms of one function in one kind of time.
+fn distribution(base: &Base, head: &[RunFigures], key: &FuncKey, time: TimeKind) -> Distribution {
+    let base_hist = base.histogram(key, time);
+    let head_hist = merged_histogram(head, key, time);
+    Distribution {
+        time: Some(time),
+        base: quantiles_of(&base.runs, key, time),
+        head: quantiles_of(head, key, time),
+        base_histogram: buckets(&base_hist),
+        head_histogram: buckets(&head_hist),
+    }
+}
+
+/// Medians over the runs of each run's quantiles, as measured (not normalised).
+pub fn quantiles_of(runs: &[RunFigures], key: &FuncKey, time: TimeKind) -> Quantiles {
+    let of = |s: Statistic| -> f64 {
+        let v: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.functions.get(key))
+            .map(|f| f.value(Metric { statistic: s, time }))
+            .collect();
+        stats::median(&v).unwrap_or(0.0)
+    };
+    let max: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.functions.get(key))
+        .map(|f| f.max_of(time))
+        .collect();
+    Quantiles {
+        p50: of(Statistic::P50),
+        p90: of(Statistic::P90),
+        p99: of(Statistic::P99),
+        max: stats::median(&max).unwrap_or(0.0),
+        mean: of(Statistic::Mean),
+    }
+}
+
+/// A histogram's non-empty buckets with their bounds.
+pub fn buckets(h: &Histogram) -> Vec<Bucket> {
+    h.ranges()
+        .map(|(low_ns, high_ns, count)| Bucket {
+            low_ns,
+            high_ns,
+            count,
+        })
+        .collect()
 }
 
 /// `--gate-calls`: a changed call count fails, whatever the timing said (counts are exact).
@@ -814,5 +1124,309 @@ mod tests {
         );
         assert!(c.normalisation.is_none());
         assert!(c.passed());
+    }
+
+    /// Per-run figures of one function: its mean and quantiles of inclusive (= self) time, ns.
+    #[derive(Clone, Copy)]
+    struct Shape {
+        mean: f64,
+        p50: f64,
+        p90: f64,
+        p99: f64,
+    }
+
+    /// Runs of `n` functions of 2,000 calls each, function f at `(1000 + 250 f) * shape` with ±1% jitter
+    /// per run, `change(f)` applied to the head's shape.
+    fn shaped_runs(
+        n: usize,
+        runs: usize,
+        seed: u64,
+        change: impl Fn(usize, Shape) -> Shape,
+    ) -> Vec<RunFigures> {
+        (0..runs)
+            .map(|i| {
+                let mut r = RunFigures {
+                    wall_ns: 1e9,
+                    ..Default::default()
+                };
+                for f in 0..n {
+                    let level = 1000.0 + 250.0 * f as f64;
+                    let j = |k: u64| {
+                        1.0 + ((((i as u64 + 1) * 7919 + (f as u64 + seed) * 104_729 + k * 31) % 21)
+                            as f64
+                            - 10.0)
+                            / 1000.0
+                    };
+                    let s = change(
+                        f,
+                        Shape {
+                            mean: level * j(1),
+                            p50: 0.9 * level * j(2),
+                            p90: 1.4 * level * j(3),
+                            p99: 1.5 * level * j(4),
+                        },
+                    );
+                    let calls = 2000;
+                    r.functions.insert(
+                        FuncKey {
+                            module: "bench".into(),
+                            symbol: format!("f{f}"),
+                        },
+                        FuncRun {
+                            name: format!("f{f}"),
+                            calls,
+                            mean: s.mean,
+                            p50: s.p50,
+                            p90: s.p90,
+                            p99: s.p99,
+                            self_mean: s.mean,
+                            self_p50: s.p50,
+                            self_p90: s.p90,
+                            self_p99: s.p99,
+                            max: 3.0 * s.p99,
+                            self_max: 3.0 * s.p99,
+                            total: s.mean * calls as f64,
+                            self_total: s.mean * calls as f64,
+                            ..Default::default()
+                        },
+                    );
+                }
+                r.total_self = r.functions.values().map(|f| f.self_total).sum();
+                r
+            })
+            .collect()
+    }
+
+    fn baseline_of(runs: &[RunFigures]) -> Baseline {
+        Baseline::from_runs(
+            vec!["./bench".into()],
+            None,
+            Machine::default(),
+            GateOverrides::default(),
+            &Selection::default(),
+            runs,
+        )
+    }
+
+    fn metric_verdict(f: &FunctionComparison, m: Metric) -> Option<Verdict> {
+        f.metrics.iter().find(|x| x.metric == m).map(|x| x.verdict)
+    }
+
+    #[test]
+    fn a_tail_only_change_fails_by_p99_and_leaves_the_mean_unchanged() {
+        let base = baseline_of(&shaped_runs(6, 30, 1, |_, s| s));
+        // f2: the tail twice as slow, the mean as it was.
+        let head = shaped_runs(6, 10, 5, |f, s| {
+            if f == 2 {
+                Shape {
+                    p99: s.p99 * 2.0,
+                    ..s
+                }
+            } else {
+                s
+            }
+        });
+        let c = compare(&base, &head, &settings(), "bench", &Machine::default());
+        let failing: Vec<&str> = c.failures().map(|f| f.name.as_str()).collect();
+        assert_eq!(failing, ["f2"], "{:#?}", c.functions);
+        let f2 = verdict_of(&c, "f2");
+        assert_eq!(f2.metric, Some(Metric::P99_INCLUSIVE));
+        assert_eq!(
+            metric_verdict(f2, Metric::P99_INCLUSIVE),
+            Some(Verdict::Regressed)
+        );
+        assert_eq!(
+            metric_verdict(f2, Metric::MEAN_SELF),
+            Some(Verdict::Unchanged),
+            "{f2:#?}"
+        );
+        assert!((1.8..2.2).contains(&f2.ratio.unwrap()), "{f2:?}");
+        // Its threshold is the quantiles', and the distribution is shown.
+        assert_eq!(f2.threshold, 0.10);
+        let d = f2.distribution.as_ref().unwrap();
+        assert_eq!(d.time, Some(TimeKind::Inclusive));
+        assert!(d.head.p99 > 1.8 * d.base.p99, "{d:?}");
+        // With the mean alone, the same runs pass.
+        let mean_only = GateSettings {
+            metrics: vec![Metric::MEAN_SELF],
+            ..settings()
+        };
+        let c = compare(&base, &head, &mean_only, "bench", &Machine::default());
+        assert!(c.passed(), "{:#?}", c.functions);
+    }
+
+    #[test]
+    fn a_median_only_change_fails_by_p50_when_it_is_gated() {
+        let base = baseline_of(&shaped_runs(6, 30, 1, |_, s| s));
+        let head = shaped_runs(6, 10, 5, |f, s| {
+            if f == 4 {
+                Shape {
+                    p50: s.p50 * 1.3,
+                    ..s
+                }
+            } else {
+                s
+            }
+        });
+        let p50 = Metric {
+            statistic: Statistic::P50,
+            time: TimeKind::Inclusive,
+        };
+        let s = GateSettings {
+            metrics: vec![Metric::MEAN_SELF, p50, Metric::P99_INCLUSIVE],
+            ..settings()
+        };
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        let failing: Vec<&str> = c.failures().map(|f| f.name.as_str()).collect();
+        assert_eq!(failing, ["f4"], "{:#?}", c.functions);
+        let f4 = verdict_of(&c, "f4");
+        assert_eq!(f4.metric, Some(p50));
+        assert_eq!(
+            metric_verdict(f4, Metric::MEAN_SELF),
+            Some(Verdict::Unchanged)
+        );
+        assert_eq!(
+            metric_verdict(f4, Metric::P99_INCLUSIVE),
+            Some(Verdict::Unchanged)
+        );
+        // The defaults do not look at the median.
+        let c = compare(&base, &head, &settings(), "bench", &Machine::default());
+        assert!(c.passed(), "{:#?}", c.functions);
+    }
+
+    #[test]
+    fn a_a_with_every_metric_passes_and_each_pair_is_decided() {
+        let base = baseline_of(&shaped_runs(6, 30, 1, |_, s| s));
+        let head = shaped_runs(6, 10, 9, |_, s| s);
+        let all: Vec<Metric> = [
+            Statistic::Mean,
+            Statistic::P50,
+            Statistic::P90,
+            Statistic::P99,
+        ]
+        .into_iter()
+        .flat_map(|statistic| {
+            [TimeKind::SelfTime, TimeKind::Inclusive].map(|time| Metric { statistic, time })
+        })
+        .collect();
+        let s = GateSettings {
+            metrics: all.clone(),
+            ..settings()
+        };
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        assert!(c.passed(), "{:#?}", c.functions);
+        for f in &c.functions {
+            assert_eq!(f.metrics.len(), all.len(), "{f:#?}");
+            assert!(f.metrics.iter().all(|m| m.q_value.is_some()));
+        }
+        assert_eq!(c.outcome(), "pass");
+    }
+
+    #[test]
+    fn a_quantile_of_too_few_calls_or_missing_from_the_baseline_is_not_gated_and_says_why() {
+        let mut base_runs = shaped_runs(6, 30, 1, |_, s| s);
+        let mut head = shaped_runs(6, 10, 5, |_, s| s);
+        for r in base_runs.iter_mut().chain(head.iter_mut()) {
+            let f0 = r.functions.values_mut().next().unwrap();
+            f0.calls = 100;
+        }
+        // A baseline from before self-time tails were kept.
+        let mut base = baseline_of(&base_runs);
+        for f in &mut base.functions {
+            f.self_p99_ns.clear();
+        }
+        let text = base.to_toml().unwrap();
+        let base = Baseline::parse(&text).unwrap();
+        let p99_self = Metric {
+            statistic: Statistic::P99,
+            time: TimeKind::SelfTime,
+        };
+        let s = GateSettings {
+            metrics: vec![Metric::MEAN_SELF, Metric::P99_INCLUSIVE, p99_self],
+            ..settings()
+        };
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        let f0 = verdict_of(&c, "f0");
+        assert_eq!(f0.metrics.len(), 1, "{f0:#?}");
+        assert!(
+            f0.notes.iter().any(|n| n.contains("100 calls per run")),
+            "{:?}",
+            f0.notes
+        );
+        let f1 = verdict_of(&c, "f1");
+        assert_eq!(f1.metrics.len(), 2, "{f1:#?}");
+        assert!(
+            f1.notes.iter().any(|n| n.contains("older perfgate")),
+            "{:?}",
+            f1.notes
+        );
+    }
+
+    #[test]
+    fn a_function_can_have_its_own_metrics_and_quantile_threshold() {
+        let base_runs = shaped_runs(6, 30, 1, |_, s| s);
+        let head = shaped_runs(6, 10, 5, |f, s| {
+            if f == 1 {
+                Shape {
+                    p99: s.p99 * 1.3,
+                    ..s
+                }
+            } else {
+                s
+            }
+        });
+        let mut base = baseline_of(&base_runs);
+        let s = settings();
+        assert_eq!(
+            compare(&base, &head, &s, "bench", &Machine::default())
+                .failures()
+                .count(),
+            1
+        );
+        let f1 = base.functions.iter_mut().find(|f| f.name == "f1").unwrap();
+        f1.quantile_threshold = Some(0.5);
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        assert!(c.passed(), "{:#?}", c.functions);
+        let f1 = base.functions.iter_mut().find(|f| f.name == "f1").unwrap();
+        f1.quantile_threshold = None;
+        f1.metrics = Some(vec![Metric::MEAN_SELF]);
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        assert!(c.passed(), "{:#?}", c.functions);
+        assert_eq!(verdict_of(&c, "f1").metrics.len(), 1);
+    }
+
+    #[test]
+    fn a_confirmed_pair_stays_confirmed_at_the_next_look() {
+        let base = baseline_of(&shaped_runs(6, 30, 1, |_, s| s));
+        let tail = |f: usize, s: Shape| {
+            if f == 2 {
+                Shape {
+                    p99: s.p99 * 2.0,
+                    ..s
+                }
+            } else {
+                s
+            }
+        };
+        let first = compare(
+            &base,
+            &shaped_runs(6, 5, 5, tail),
+            &settings(),
+            "bench",
+            &Machine::default(),
+        );
+        assert_eq!(verdict_of(&first, "f2").verdict, Verdict::Regressed);
+        // The next look's runs no longer show it: the pair's verdict is final.
+        let second = compare_with(
+            &Base::from_baseline(&base),
+            &shaped_runs(6, 10, 7, |_, s| s),
+            &settings(),
+            "bench",
+            &Machine::default(),
+            Some(&first),
+        );
+        let f2 = verdict_of(&second, "f2");
+        assert_eq!(f2.verdict, Verdict::Regressed, "{f2:#?}");
+        assert_eq!(f2.metric, Some(Metric::P99_INCLUSIVE));
     }
 }

@@ -3,7 +3,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::profile::Profile;
+use super::model::{Metric, Statistic, TimeKind};
+use crate::profile::{Histogram, Profile};
 
 /// A function's identity across runs and builds: its file's short name and its raw symbol.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,10 +34,61 @@ pub struct FuncRun {
     pub self_mean: f64,
     /// Median self time per call.
     pub self_p50: f64,
+    /// 90th percentile of self time per call (0 in baselines written before it was kept).
+    #[serde(default)]
+    pub self_p90: f64,
+    /// 99th percentile of self time per call (likewise).
+    #[serde(default)]
+    pub self_p99: f64,
+    /// Longest call, inclusive time (likewise).
+    #[serde(default)]
+    pub max: f64,
+    /// Longest self time of a call (likewise).
+    #[serde(default)]
+    pub self_max: f64,
     /// Total inclusive time in the run.
     pub total: f64,
     /// Total self time in the run.
     pub self_total: f64,
+    /// The run's calls by inclusive time, as measured (probe cost in); empty from a baseline, which keeps
+    /// its runs' histograms merged.
+    #[serde(default)]
+    pub incl_hist: Histogram,
+    /// The run's calls by self time, likewise.
+    #[serde(default)]
+    pub self_hist: Histogram,
+}
+
+impl FuncRun {
+    /// The run's figure of a metric, ns.
+    pub fn value(&self, m: Metric) -> f64 {
+        match (m.time, m.statistic) {
+            (TimeKind::SelfTime, Statistic::Mean) => self.self_mean,
+            (TimeKind::SelfTime, Statistic::P50) => self.self_p50,
+            (TimeKind::SelfTime, Statistic::P90) => self.self_p90,
+            (TimeKind::SelfTime, Statistic::P99) => self.self_p99,
+            (TimeKind::Inclusive, Statistic::Mean) => self.mean,
+            (TimeKind::Inclusive, Statistic::P50) => self.p50,
+            (TimeKind::Inclusive, Statistic::P90) => self.p90,
+            (TimeKind::Inclusive, Statistic::P99) => self.p99,
+        }
+    }
+
+    /// The run's histogram of one kind of time.
+    pub fn histogram(&self, t: TimeKind) -> &Histogram {
+        match t {
+            TimeKind::SelfTime => &self.self_hist,
+            TimeKind::Inclusive => &self.incl_hist,
+        }
+    }
+
+    /// The run's longest call of one kind of time, ns.
+    pub fn max_of(&self, t: TimeKind) -> f64 {
+        match t {
+            TimeKind::SelfTime => self.self_max,
+            TimeKind::Inclusive => self.max,
+        }
+    }
 }
 
 /// All functions of one run.
@@ -104,8 +156,14 @@ impl RunFigures {
                 p99: shifted(s.inclusive.quantile(0.99), incl_shift),
                 self_mean: self_total / calls,
                 self_p50: shifted(s.self_time.quantile(0.5), self_shift),
+                self_p90: shifted(s.self_time.quantile(0.9), self_shift),
+                self_p99: shifted(s.self_time.quantile(0.99), self_shift),
+                max: shifted(s.inclusive.max_ns as f64, incl_shift),
+                self_max: shifted(s.self_time.max_ns as f64, self_shift),
                 total,
                 self_total,
+                incl_hist: s.inclusive.hist.clone(),
+                self_hist: s.self_time.hist.clone(),
             };
             functions.insert(key, run);
         }

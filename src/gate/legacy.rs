@@ -33,11 +33,15 @@ pub(super) fn machine_mismatch_legacy(base: &Machine, head: &Machine) -> Option<
     }
 }
 
+/// The first rule compares one mean: the settings' first mean metric (mean self time without one).
 fn metric_value(f: &FuncRun, s: &GateSettings) -> f64 {
-    match s.metric {
-        Metric::SelfTime => f.self_mean,
-        Metric::Inclusive => f.mean,
-    }
+    let m = s
+        .metrics
+        .iter()
+        .copied()
+        .find(|m| !m.is_quantile())
+        .unwrap_or(Metric::MEAN_SELF);
+    f.value(m)
 }
 
 /// How much faster or slower the head machine runs everything: the median over the gated functions (in both

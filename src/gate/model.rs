@@ -1,28 +1,246 @@
 //! The result of comparing a baseline with new runs: what every report format renders.
 use serde::{Deserialize, Serialize};
 
-/// What is compared per run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Which time of a call a metric reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Metric {
-    /// Mean self time per call (time in the function minus its traced callees): pins a regression on the
-    /// function that got slower, not on all its callers.
-    #[default]
-    #[serde(rename = "self", alias = "self-time")]
+pub enum TimeKind {
+    /// Time in the function minus its traced callees: pins a change on the function that changed, not
+    /// on all its callers.
+    #[serde(rename = "self")]
     SelfTime,
-    /// Mean inclusive time per call (entry to return).
+    /// Entry to return: the call's latency as its caller sees it.
     Inclusive,
 }
 
-impl Metric {
-    /// Short name for reports.
-    pub fn label(&self) -> &'static str {
+/// Which statistic of one run's calls a metric takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Statistic {
+    /// The mean per call: the total cost, moved by any change that adds or removes time.
+    Mean,
+    /// The median call: the typical call, blind to a few slow ones.
+    P50,
+    /// The 90th percentile.
+    P90,
+    /// The 99th percentile: the slow path taken by more than 1% of the calls.
+    P99,
+}
+
+impl Statistic {
+    /// The quantile (0.5, 0.9, 0.99); `None` for the mean.
+    pub fn quantile(self) -> Option<f64> {
         match self {
-            Metric::SelfTime => "mean self time per call",
-            Metric::Inclusive => "mean inclusive time per call",
+            Statistic::Mean => None,
+            Statistic::P50 => Some(0.5),
+            Statistic::P90 => Some(0.9),
+            Statistic::P99 => Some(0.99),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Statistic::Mean => "mean",
+            Statistic::P50 => "p50",
+            Statistic::P90 => "p90",
+            Statistic::P99 => "p99",
         }
     }
 }
+
+/// Calls per run above a quantile that a quantile metric needs before it is gated: with fewer, the
+/// "99th percentile" of a run is one of its few slowest calls, not a percentile.
+pub const CALLS_ABOVE_QUANTILE: f64 = 5.0;
+
+/// What is compared per run: one statistic of one kind of time per call (`mean-self`, `p99-inclusive`).
+/// Written as its [`Metric::name`]; read from that or a shorthand (see [`Metric::parse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Metric {
+    /// Mean or a quantile.
+    pub statistic: Statistic,
+    /// Self or inclusive time.
+    pub time: TimeKind,
+}
+
+impl Default for Metric {
+    fn default() -> Self {
+        Metric::MEAN_SELF
+    }
+}
+
+impl Metric {
+    /// Mean self time per call: the first rule's metric and the default's first.
+    pub const MEAN_SELF: Metric = Metric {
+        statistic: Statistic::Mean,
+        time: TimeKind::SelfTime,
+    };
+    /// Mean inclusive time per call.
+    pub const MEAN_INCLUSIVE: Metric = Metric {
+        statistic: Statistic::Mean,
+        time: TimeKind::Inclusive,
+    };
+    /// 99th percentile of inclusive time per call: the default's tail metric.
+    pub const P99_INCLUSIVE: Metric = Metric {
+        statistic: Statistic::P99,
+        time: TimeKind::Inclusive,
+    };
+
+    /// The default metrics: mean self time (pins a change in total cost on the function) and the 99th
+    /// percentile of inclusive time (a slow path in 1% of the calls, which the mean barely sees).
+    pub fn defaults() -> Vec<Metric> {
+        vec![Metric::MEAN_SELF, Metric::P99_INCLUSIVE]
+    }
+
+    /// `mean-self`, `p99-inclusive`.
+    pub fn name(&self) -> String {
+        let time = match self.time {
+            TimeKind::SelfTime => "self",
+            TimeKind::Inclusive => "inclusive",
+        };
+        format!("{}-{time}", self.statistic.name())
+    }
+
+    /// `mean self`, `p99 incl`: for table cells.
+    pub fn short(&self) -> String {
+        let time = match self.time {
+            TimeKind::SelfTime => "self",
+            TimeKind::Inclusive => "incl",
+        };
+        format!("{} {time}", self.statistic.name())
+    }
+
+    /// Words for reports: `mean self time per call`, `p99 of inclusive time per call`.
+    pub fn label(&self) -> String {
+        let time = match self.time {
+            TimeKind::SelfTime => "self time per call",
+            TimeKind::Inclusive => "inclusive time per call",
+        };
+        match self.statistic {
+            Statistic::Mean => format!("mean {time}"),
+            q => format!("{} of {time}", q.name()),
+        }
+    }
+
+    /// Whether this is a quantile (its threshold is [`GateSettings::quantile_threshold`]).
+    pub fn is_quantile(&self) -> bool {
+        self.statistic.quantile().is_some()
+    }
+
+    /// Calls per run this metric needs before it is gated: 0 for the mean, `5 / (1 - q)` for a quantile
+    /// (10 for p50, 50 for p90, 500 for p99).
+    pub fn min_calls(&self) -> u64 {
+        self.statistic
+            .quantile()
+            .map_or(0, |q| (CALLS_ABOVE_QUANTILE / (1.0 - q)).round() as u64)
+    }
+
+    /// Reads a metric: `<statistic>-<time>` (`mean-self`, `p99-inclusive`, `p90-incl`) or a shorthand:
+    /// `mean` and `self` are `mean-self`, `inclusive` is `mean-inclusive` (the older names), `p50`, `p90`
+    /// and `p99` alone are of inclusive time (a call's latency as its caller sees it).
+    pub fn parse(s: &str) -> Result<Metric, String> {
+        let s = s.trim().to_ascii_lowercase();
+        let statistic = |n: &str| match n {
+            "mean" => Some(Statistic::Mean),
+            "p50" | "median" => Some(Statistic::P50),
+            "p90" => Some(Statistic::P90),
+            "p99" => Some(Statistic::P99),
+            _ => None,
+        };
+        let time = |n: &str| match n {
+            "self" | "self-time" => Some(TimeKind::SelfTime),
+            "inclusive" | "incl" => Some(TimeKind::Inclusive),
+            _ => None,
+        };
+        let metric = match s.as_str() {
+            "self" | "self-time" | "mean" => Some(Metric::MEAN_SELF),
+            "inclusive" => Some(Metric::MEAN_INCLUSIVE),
+            _ => match s.split_once('-') {
+                Some((st, t)) => statistic(st)
+                    .zip(time(t))
+                    .map(|(statistic, time)| Metric { statistic, time }),
+                None => statistic(&s).map(|statistic| Metric {
+                    statistic,
+                    time: TimeKind::Inclusive,
+                }),
+            },
+        };
+        metric.ok_or_else(|| {
+            format!(
+                "metric {s:?}: write mean, p50, p90 or p99, optionally with -self or -inclusive \
+                 (e.g. mean-self, p99-inclusive)"
+            )
+        })
+    }
+}
+
+impl Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Metric, D::Error> {
+        let s = String::deserialize(d)?;
+        Metric::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One metric or a list of them: `metric = "self"` (older files) or `metrics = ["mean-self", "p99"]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(Metric),
+    Many(Vec<Metric>),
+}
+
+/// Reads one metric or a list, refusing an empty list and repeats.
+pub fn metrics_of<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Metric>, D::Error> {
+    let v = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(m) => vec![m],
+        OneOrMany::Many(v) => v,
+    };
+    check_metrics(&v).map_err(serde::de::Error::custom)?;
+    Ok(v)
+}
+
+/// [`metrics_of`] for an optional field (with `#[serde(default)]`).
+pub fn some_metrics_of<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<Metric>>, D::Error> {
+    metrics_of(d).map(Some)
+}
+
+/// A list of metrics must name at least one, each once, and at most [`MAX_METRICS`].
+pub fn check_metrics(v: &[Metric]) -> Result<(), String> {
+    if v.is_empty() {
+        return Err("metrics: name at least one (e.g. mean-self)".into());
+    }
+    if v.len() > MAX_METRICS {
+        return Err(format!("metrics: at most {MAX_METRICS}"));
+    }
+    for (i, m) in v.iter().enumerate() {
+        if v[..i].contains(m) {
+            return Err(format!("metrics: {} is named twice", m.name()));
+        }
+    }
+    Ok(())
+}
+
+/// Every statistic of both kinds of time.
+pub const MAX_METRICS: usize = 8;
+
+fn default_metrics() -> Vec<Metric> {
+    Metric::defaults()
+}
+
+fn default_quantile_threshold() -> f64 {
+    DEFAULT_QUANTILE_THRESHOLD
+}
+
+/// The default threshold of the quantile metrics: a tail is noisier than a mean (a run's p99 rests on its
+/// few slowest calls), and a slow path worth a gate moves it by far more than 10%.
+pub const DEFAULT_QUANTILE_THRESHOLD: f64 = 0.10;
 
 /// The verdict on one function.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -76,8 +294,8 @@ impl Verdict {
 pub struct GateSettings {
     /// False-discovery rate across functions (Benjamini–Hochberg).
     pub alpha: f64,
-    /// Smallest slowdown that counts, as a fraction (0.05 = 5% slower). The whole confidence interval of the
-    /// ratio must lie above 1 + threshold.
+    /// Smallest slowdown of the mean that counts, as a fraction (0.05 = 5% slower). The whole confidence
+    /// interval of the ratio must lie above 1 + threshold.
     pub threshold: f64,
     /// Confidence level of the ratio's interval.
     pub confidence: f64,
@@ -87,8 +305,18 @@ pub struct GateSettings {
     pub runs: usize,
     /// Head runs of the last look: the most a check takes.
     pub max_runs: usize,
-    /// What is compared.
-    pub metric: Metric,
+    /// What is compared, each on its own (a function regresses when any of them does). Older files'
+    /// single `metric = "self"` reads as that one metric.
+    #[serde(
+        alias = "metric",
+        deserialize_with = "metrics_of",
+        default = "default_metrics"
+    )]
+    pub metrics: Vec<Metric>,
+    /// Smallest change that counts for the quantile metrics (p50, p90, p99), as a fraction; `threshold`
+    /// is the mean's.
+    #[serde(default = "default_quantile_threshold")]
+    pub quantile_threshold: f64,
     /// Fail when a function's call count changes.
     pub gate_calls: bool,
     /// First rule only (`--rule legacy`): divide head figures by the machine's speed factor (the median
@@ -121,6 +349,48 @@ pub enum Rule {
     Legacy,
 }
 
+impl GateSettings {
+    /// The threshold of a metric: [`GateSettings::quantile_threshold`] for a quantile, else
+    /// [`GateSettings::threshold`].
+    pub fn threshold_of(&self, m: Metric) -> f64 {
+        if m.is_quantile() {
+            self.quantile_threshold
+        } else {
+            self.threshold
+        }
+    }
+
+    /// `mean self time per call and p99 of inclusive time per call`.
+    pub fn metrics_label(&self) -> String {
+        let labels: Vec<String> = self.metrics.iter().map(Metric::label).collect();
+        match labels.len() {
+            0 => "nothing".into(),
+            1 => labels[0].clone(),
+            n => format!("{} and {}", labels[..n - 1].join(", "), labels[n - 1]),
+        }
+    }
+
+    /// `threshold 5%` or `threshold 5% (mean), 10% (quantiles)`.
+    pub fn thresholds_label(&self) -> String {
+        let pct = |x: f64| {
+            let s = format!("{:.2}", x * 100.0);
+            let s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+            format!("{s}%")
+        };
+        let means = self.metrics.iter().any(|m| !m.is_quantile());
+        let quantiles = self.metrics.iter().any(Metric::is_quantile);
+        match (means, quantiles) {
+            (true, true) => format!(
+                "threshold {} (mean), {} (quantiles)",
+                pct(self.threshold),
+                pct(self.quantile_threshold)
+            ),
+            (false, true) => format!("threshold {}", pct(self.quantile_threshold)),
+            _ => format!("threshold {}", pct(self.threshold)),
+        }
+    }
+}
+
 impl Default for GateSettings {
     fn default() -> Self {
         GateSettings {
@@ -130,7 +400,8 @@ impl Default for GateSettings {
             min_share: 0.01,
             runs: 5,
             max_runs: 30,
-            metric: Metric::SelfTime,
+            metrics: Metric::defaults(),
+            quantile_threshold: DEFAULT_QUANTILE_THRESHOLD,
             gate_calls: false,
             relative: false,
             normalise: true,
@@ -186,6 +457,96 @@ pub struct FunctionComparison {
     /// Look (0-based) at which the verdict was reached, under the sequential rule.
     #[serde(default)]
     pub decided_at: Option<usize>,
+    /// The metric the verdict and figures above are of: the one whose verdict is the function's (its
+    /// worst: regressed before improved before inconclusive before unchanged; the first listed on a tie).
+    /// `None` in reports written before several metrics were gated (then it is the settings' first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<Metric>,
+    /// Every metric gated for this function, each with its own verdict, in the settings' order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricComparison>,
+    /// What was not gated and why (a quantile of too few calls, a metric the baseline lacks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Base against head distribution of the deciding metric's time, for a regressed or improved
+    /// function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<Distribution>,
+}
+
+/// One metric of one function compared: its own verdict under the same rule, its own figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricComparison {
+    /// The metric.
+    pub metric: Metric,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Median over base runs, ns (normalised per run when the comparison is).
+    pub base: Option<f64>,
+    /// Median over head runs, ns (likewise).
+    pub head: Option<f64>,
+    /// Hodges–Lehmann estimate of head/base.
+    pub ratio: Option<f64>,
+    /// Lower end of the ratio's interval at `confidence`.
+    pub ratio_low: Option<f64>,
+    /// Upper end.
+    pub ratio_high: Option<f64>,
+    /// Two-sided Mann–Whitney p-value.
+    pub p_value: Option<f64>,
+    /// Adjusted across every (function, metric) pair of the look (Benjamini–Hochberg).
+    pub q_value: Option<f64>,
+    /// The threshold applied (the mean's or the quantiles').
+    pub threshold: f64,
+    /// Confidence of the interval (the look's).
+    pub confidence: Option<f64>,
+    /// Run-to-run noise, as a coefficient of variation.
+    pub cv: Option<f64>,
+    /// The smallest ratio this check could have confirmed (80% of the time).
+    pub smallest_detectable: Option<f64>,
+    /// Look at which the verdict was reached.
+    pub decided_at: Option<usize>,
+}
+
+/// Quantiles of one side: medians over its runs of each run's figure, ns (probe cost taken out like the
+/// gate's figures).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    /// Median call.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Slowest call.
+    pub max: f64,
+    /// Mean per call.
+    pub mean: f64,
+}
+
+/// One bucket of a merged histogram: calls that took `[low_ns, high_ns)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Inclusive lower bound, ns.
+    pub low_ns: u64,
+    /// Exclusive upper bound, ns.
+    pub high_ns: u64,
+    /// Calls, summed over the side's runs.
+    pub count: u64,
+}
+
+/// A function's latency distribution, base against head, in one kind of time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// Self or inclusive time.
+    pub time: Option<TimeKind>,
+    /// Base quantiles.
+    pub base: Quantiles,
+    /// Head quantiles.
+    pub head: Quantiles,
+    /// Base calls of every run merged, non-empty buckets ascending (as measured: the probe cost is in).
+    pub base_histogram: Vec<Bucket>,
+    /// Head calls likewise.
+    pub head_histogram: Vec<Bucket>,
 }
 
 impl FunctionComparison {

@@ -247,6 +247,14 @@ impl Recording {
                 "{shown}: damaged recording (statistics name a function that is not in its table)"
             );
         }
+        if let Some(e) = profile
+            .stats
+            .iter()
+            .flat_map(|s| [&s.inclusive.hist, &s.self_time.hist])
+            .find_map(|h| h.validate().err())
+        {
+            bail!("{shown}: damaged recording ({e})");
+        }
         Ok(Recording {
             path: path.to_path_buf(),
             header,

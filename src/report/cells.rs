@@ -2,7 +2,7 @@
 //! counts. One implementation each, so the terminal, markdown, JUnit and JSON say the same thing the same
 //! way. Text only; escaping for a format is the renderer's job (`escape.rs`).
 use super::units;
-use crate::gate::model::{Comparison, FunctionComparison, Verdict};
+use crate::gate::model::{Comparison, FunctionComparison, Metric, Verdict};
 
 /// A median of the metric as a duration; `-` if absent.
 pub fn figure(v: Option<f64>) -> String {
@@ -114,6 +114,99 @@ pub fn normalisation(c: &Comparison) -> String {
             "relative, but no function to estimate the machine's speed from".into()
         }
         (None, _) => "absolute".into(),
+    }
+}
+
+/// Whether the reports need to say which metric a row is of: more than one is gated somewhere.
+/// Counted over the metrics the rows were decided on; reports without per-row metrics (older ones) count
+/// the settings'.
+pub fn several_metrics(c: &Comparison) -> bool {
+    let used: std::collections::BTreeSet<Metric> = c
+        .functions
+        .iter()
+        .flat_map(|f| f.metrics.iter().map(|m| m.metric))
+        .collect();
+    if used.is_empty() {
+        c.settings.metrics.len() > 1
+    } else {
+        used.len() > 1
+    }
+}
+
+/// The metric of a row: `p99 incl`; the settings' first for a row without one (older reports).
+pub fn metric(c: &Comparison, f: &FunctionComparison) -> String {
+    f.metric
+        .or_else(|| c.settings.metrics.first().copied())
+        .map_or_else(|| "-".into(), |m| m.short())
+}
+
+/// Every gated metric of a function with its change and verdict, the deciding one first:
+/// `p99 incl +136.0% regressed, mean self -0.9% unchanged`; empty without metrics.
+pub fn metric_verdicts(f: &FunctionComparison) -> String {
+    let mut ms: Vec<_> = f.metrics.iter().collect();
+    ms.sort_by_key(|m| (Some(m.metric) != f.metric, m.verdict));
+    ms.iter()
+        .map(|m| {
+            let change = m.ratio.map_or_else(|| "-".into(), units::change);
+            format!("{} {change} {}", m.metric.short(), m.verdict.label())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What was compared, with how many gated functions each metric covered when not all: `mean self time
+/// per call and p99 of inclusive time per call (for 0 of 6 functions: too few calls per run)`.
+pub fn metrics_compared(c: &Comparison) -> String {
+    let gated: Vec<&FunctionComparison> = c
+        .functions
+        .iter()
+        .filter(|f| !f.metrics.is_empty() || f.verdict == Verdict::Inconclusive)
+        .collect();
+    let covered = |m: &Metric| {
+        gated
+            .iter()
+            .filter(|f| f.metrics.iter().any(|x| x.metric == *m))
+            .count()
+    };
+    let any_metrics = gated.iter().any(|f| !f.metrics.is_empty());
+    let parts: Vec<String> = c
+        .settings
+        .metrics
+        .iter()
+        .map(|m| {
+            let n = covered(m);
+            if !any_metrics || n == gated.len() {
+                m.label()
+            } else {
+                let short = m.short();
+                let uncovered_for_calls = gated
+                    .iter()
+                    .filter(|f| !f.metrics.iter().any(|x| x.metric == *m))
+                    .all(|f| {
+                        f.notes
+                            .iter()
+                            .any(|n| n.starts_with(&short) && n.contains("calls per run"))
+                    });
+                let why = if m.is_quantile() && uncovered_for_calls {
+                    format!(
+                        ": the others have fewer than {} calls per run",
+                        m.min_calls()
+                    )
+                } else {
+                    ": the others' notes say why".into()
+                };
+                format!(
+                    "{} (for {n} of {}{why})",
+                    m.label(),
+                    units::plural(gated.len(), "function")
+                )
+            }
+        })
+        .collect();
+    match parts.len() {
+        0 => "nothing".into(),
+        1 => parts[0].clone(),
+        n => format!("{} and {}", parts[..n - 1].join(", "), parts[n - 1]),
     }
 }
 

@@ -71,8 +71,10 @@ fn draw(
     } else {
         "CHANGE".to_string()
     };
+    let metric = cells::several_metrics(c);
     let header: Vec<&str> = [
         "VERDICT",
+        "METRIC",
         "FUNCTION (module)",
         "BASE",
         "HEAD",
@@ -82,7 +84,7 @@ fn draw(
         "CALLS",
     ]
     .into_iter()
-    .filter(|h| keep(h))
+    .filter(|h| keep(h) && (metric || *h != "METRIC"))
     .collect();
     let columns = header.len();
     t.set_header(header);
@@ -102,8 +104,11 @@ fn draw(
         } else {
             f.ratio.map_or_else(|| "-".into(), units::change)
         };
-        let mut row = vec![
-            verdict,
+        let mut row = vec![verdict];
+        if metric {
+            row.push(Cell::new(cells::metric(c, f)));
+        }
+        row.extend([
             Cell::new(cells::name_and_module(
                 &terminal(names.get(&f.name)),
                 &terminal(&f.module),
@@ -112,7 +117,7 @@ fn draw(
             Cell::new(figure(f.base)),
             Cell::new(figure(f.head)),
             Cell::new(change),
-        ];
+        ]);
         if keep("P (adj)") {
             row.push(Cell::new(p_value(f.q_value)));
         }
@@ -124,7 +129,7 @@ fn draw(
         }
         t.add_row(row);
     }
-    for i in 2..columns {
+    for i in (2 + usize::from(metric))..columns {
         if let Some(col) = t.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
         }
@@ -195,9 +200,18 @@ pub fn table(c: &Comparison, style: &TableStyle) -> String {
     }
     for f in c.with(Verdict::Inconclusive) {
         if let Some(note) = undecided_note(f) {
-            out.push_str(&format!("inconclusive: {} ({note})\n", terminal(&f.name)));
+            let metric = if cells::several_metrics(c) {
+                format!("{}: ", cells::metric(c, f))
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "inconclusive: {} ({metric}{note})\n",
+                terminal(names.get(&f.name))
+            ));
         }
     }
+    out.push_str(&distributions(c, &names));
     if let Some(total) = total_line(c) {
         out.push_str(&total);
         out.push('\n');
@@ -213,12 +227,12 @@ pub fn table(c: &Comparison, style: &TableStyle) -> String {
         "base run"
     };
     out.push_str(&format!(
-        "compared {} ({}) over {} and {}; threshold {}, alpha {}, {intervals}\n",
-        c.settings.metric.label(),
+        "compared {} ({}) over {} and {}; {}, alpha {}, {intervals}\n",
+        cells::metrics_compared(c),
         normalisation(c),
         plural(c.base_runs, mode),
         plural(c.head_runs, "head run"),
-        cells::percent(c.settings.threshold),
+        c.settings.thresholds_label(),
         c.settings.alpha,
     ));
     let verdict = verdict_line(c, &names);
@@ -237,9 +251,54 @@ pub fn table(c: &Comparison, style: &TableStyle) -> String {
     out
 }
 
+/// For each regressed or improved function: its metrics' verdicts, then base against head quantiles and
+/// histograms of the deciding metric's time.
+fn distributions(c: &Comparison, names: &ShortNames) -> String {
+    let mut out = String::new();
+    for f in c
+        .functions
+        .iter()
+        .filter(|f| matches!(f.verdict, Verdict::Regressed | Verdict::Improved))
+    {
+        let Some(d) = &f.distribution else {
+            continue;
+        };
+        let verdicts = cells::metric_verdicts(f);
+        out.push_str(&format!(
+            "\n{} ({}): {}\n",
+            terminal(names.get(&f.name)),
+            terminal(&f.module),
+            if verdicts.is_empty() {
+                f.verdict.label().to_string()
+            } else {
+                verdicts
+            }
+        ));
+        for line in super::distribution::lines(d, "  ") {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
 /// `FAIL: 2 functions regressed: a, b` / `PASS: no regression in 41 functions`.
 pub fn verdict_line(c: &Comparison, names: &ShortNames) -> String {
-    let failures: Vec<String> = c.failures().map(|f| terminal(names.get(&f.name))).collect();
+    let several = cells::several_metrics(c);
+    let failures: Vec<String> = c
+        .failures()
+        .map(|f| {
+            let name = terminal(names.get(&f.name));
+            if several && f.verdict == Verdict::Regressed {
+                format!("{name} ({})", cells::metric(c, f))
+            } else {
+                name
+            }
+        })
+        .collect();
     let inconclusive = c.with(Verdict::Inconclusive).count();
     let tail = if inconclusive > 0 {
         format!(
@@ -310,7 +369,13 @@ pub fn brief(r: &BenchmarkReport, quick: bool, full_names: bool) -> String {
                 Verdict::CallsChanged => format!("calls {}", cells::calls(f)),
                 _ => f.ratio.map_or_else(|| "slower".into(), units::change),
             };
-            format!("{} {change}", terminal(names.get(&f.name)))
+            let metric = match f.verdict {
+                Verdict::Regressed if cells::several_metrics(c) => {
+                    format!(" {}", cells::metric(c, f))
+                }
+                _ => String::new(),
+            };
+            format!("{}{metric} {change}", terminal(names.get(&f.name)))
         })
         .collect();
     let n = c.failures().count();
@@ -396,6 +461,46 @@ mod tests {
             },
         );
         assert!(full.contains("CompactionState*"), "{full}");
+    }
+
+    #[test]
+    fn a_tail_regression_names_its_metric_and_draws_both_distributions() {
+        let c = crate::report::markdown::tests::multi_metric_fixture();
+        let t = table(
+            &c,
+            &TableStyle {
+                width: Some(160),
+                ..TableStyle::default()
+            },
+        );
+        assert!(t.contains("METRIC"), "{t}");
+        let row = t.lines().find(|l| l.contains("parse_header")).unwrap();
+        assert!(row.contains("p99 incl"), "{t}");
+        assert!(
+            t.contains(
+                "parse_header (libfoo.so): p99 incl +25.3% regressed, mean self +0.4% unchanged"
+            ),
+            "{t}"
+        );
+        let spark: Vec<&str> = t
+            .lines()
+            .filter(|l| {
+                l.trim_start().starts_with("base  │") || l.trim_start().starts_with("head  │")
+            })
+            .collect();
+        assert_eq!(spark.len(), 2, "{t}");
+        assert_eq!(cells::width(spark[0]), cells::width(spark[1]));
+        assert!(
+            t.contains("FAIL: 3 functions regressed: parse_header (p99 incl)"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "compared mean self time per call and p99 of inclusive time per call (for 1 of"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("threshold 5% (mean), 10% (quantiles)"), "{t}");
     }
 
     #[test]

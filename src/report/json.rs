@@ -185,7 +185,30 @@ mod tests {
         assert_eq!(back, c);
         let text = String::from_utf8(out)?;
         assert!(text.contains(r#""verdict": "calls-changed""#));
-        assert!(text.contains(r#""metric": "self""#));
+        assert!(text.contains(r#""mean-self""#), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn reports_written_before_several_metrics_read_as_one() -> anyhow::Result<()> {
+        let c = fixture();
+        let mut v: serde_json::Value = serde_json::from_slice(&Json.render(&c)?)?;
+        let settings = v["settings"].as_object_mut().unwrap();
+        settings.remove("metrics");
+        settings.remove("quantile_threshold");
+        settings.insert("metric".into(), "inclusive".into());
+        for f in v["functions"].as_array_mut().unwrap() {
+            let f = f.as_object_mut().unwrap();
+            f.remove("metric");
+            f.remove("metrics");
+        }
+        let back: Comparison = serde_json::from_value(v)?;
+        assert_eq!(
+            back.settings.metrics,
+            [crate::gate::model::Metric::MEAN_INCLUSIVE]
+        );
+        assert_eq!(back.settings.quantile_threshold, 0.10);
+        assert_eq!(back.functions.len(), c.functions.len());
         Ok(())
     }
 

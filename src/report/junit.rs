@@ -255,10 +255,15 @@ fn failure(c: &Comparison, f: &FunctionComparison) -> (&'static str, String) {
             format!("calls per run changed: {}", calls_cell(f)),
         )
     } else {
+        let metric = if super::cells::several_metrics(c) {
+            format!("{}: ", row_metric_label(c, f))
+        } else {
+            String::new()
+        };
         (
             "regression",
             format!(
-                "{} slower, threshold {}",
+                "{metric}{} slower, threshold {}",
                 change_with_ci(c, f),
                 percent(f.threshold)
             ),
@@ -313,7 +318,7 @@ fn details(c: &Comparison, f: &FunctionComparison) -> String {
     };
     let mut lines = vec![
         format!("verdict: {}", f.verdict.label()),
-        format!("metric: {}", s.metric.label()),
+        format!("metric: {}", row_metric_label(c, f)),
     ];
     if f.base.is_some() {
         lines.push(format!(
@@ -352,7 +357,28 @@ fn details(c: &Comparison, f: &FunctionComparison) -> String {
         lines.push(l);
     }
     lines.push(format!("share of the total time: {:.2}%", f.share * 100.0));
+    if f.metrics.len() > 1 {
+        lines.push(format!(
+            "every metric: {}",
+            super::cells::metric_verdicts(f)
+        ));
+    }
+    lines.extend(f.notes.iter().cloned());
+    if let Some(d) = &f.distribution {
+        lines.push(format!(
+            "distribution of {}, base against head:",
+            super::distribution::time_label(d)
+        ));
+        lines.extend(super::distribution::lines(d, "  "));
+    }
     lines.join("\n")
+}
+
+/// The label of the metric a row's figures are of (the settings' first for older reports).
+fn row_metric_label(c: &Comparison, f: &FunctionComparison) -> String {
+    f.metric
+        .or_else(|| c.settings.metrics.first().copied())
+        .map_or_else(|| "-".into(), |m| m.label())
 }
 
 /// The gate's settings as `<property>` name/value pairs (values sanitised).
@@ -360,9 +386,10 @@ fn properties(c: &Comparison) -> Vec<(&'static str, String)> {
     let s = &c.settings;
     let mut p = vec![
         ("command", c.command.join(" ")),
-        ("metric", s.metric.label().to_string()),
+        ("metric", s.metrics_label()),
         ("relative", s.relative.to_string()),
         ("threshold", s.threshold.to_string()),
+        ("quantile_threshold", s.quantile_threshold.to_string()),
         ("alpha", s.alpha.to_string()),
         ("confidence", s.confidence.to_string()),
         ("min_share", s.min_share.to_string()),
@@ -727,6 +754,27 @@ mod tests {
     }
 
     #[test]
+    fn a_tail_regression_says_its_metric_and_carries_the_distribution() {
+        let c = crate::report::markdown::tests::multi_metric_fixture();
+        let x = xml(&c);
+        // Well-formed: the document parses.
+        let _ = doc(&c);
+        assert!(
+            x.contains("message=\"p99 of inclusive time per call: +25.3% (95% CI +21.0% … +29.8%) slower, threshold 10%\""),
+            "{x}"
+        );
+        assert!(
+            x.contains("every metric: p99 incl +25.3% regressed, mean self +0.4% unchanged"),
+            "{x}"
+        );
+        assert!(
+            x.contains("distribution of inclusive time per call, base against head:"),
+            "{x}"
+        );
+        assert!(x.contains("  head  │"), "{x}");
+    }
+
+    #[test]
     fn the_checker_rejects_broken_xml() {
         for bad in [
             "<?xml version=\"1.0\"?><a><b></a>",
@@ -759,6 +807,7 @@ mod tests {
               <property name="metric" value="mean self time per call"/>
               <property name="relative" value="false"/>
               <property name="threshold" value="0.05"/>
+              <property name="quantile_threshold" value="0.1"/>
               <property name="alpha" value="0.05"/>
               <property name="confidence" value="0.95"/>
               <property name="min_share" value="0.01"/>

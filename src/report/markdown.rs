@@ -179,7 +179,8 @@ fn write_benchmark(
     let regressed: Vec<_> = c.with(Verdict::Regressed).collect();
     if !regressed.is_empty() {
         writeln!(out, "\n{} Regressions\n", level.sub())?;
-        timing_table(out, &c.settings, &regressed, &names)?;
+        timing_table(out, c, &regressed, &names)?;
+        write_distributions(out, &regressed, &names)?;
     }
     write_calls_changed(out, c, &names, level)?;
     write_inconclusive(out, c, &names, level)?;
@@ -255,6 +256,12 @@ fn headline(r: &BenchmarkReport, c: &Comparison, names: &ShortNames, head: Optio
                 let change = match f.verdict {
                     Verdict::CallsChanged => format!("calls {}", cells::calls(f)),
                     _ => f.ratio.map_or_else(|| "slower".into(), units::change),
+                };
+                let change = match f.verdict {
+                    Verdict::Regressed if cells::several_metrics(c) => {
+                        format!("{} {change}", cells::metric(c, f))
+                    }
+                    _ => change,
                 };
                 format!(
                     "<code>{}</code> {}",
@@ -429,6 +436,7 @@ fn write_others(out: &mut String, c: &Comparison, names: &ShortNames) -> fmt::Re
         .map(|(v, n)| format!("{n} {}", v.label()))
         .collect();
     let s = &c.settings;
+    let several = cells::several_metrics(c);
     writeln!(
         out,
         "\n<details><summary>{} other {}: {}</summary>\n",
@@ -438,15 +446,25 @@ fn write_others(out: &mut String, c: &Comparison, names: &ShortNames) -> fmt::Re
     )?;
     writeln!(
         out,
-        "| Function | Verdict | Base | {} | Change ({} CI) | p (adjusted) | Share | Calls per run |",
+        "| Function | Verdict |{} Base | {} | Change ({} CI) | p (adjusted) | Share | Calls per run |",
+        if several { " Metric |" } else { "" },
         head_header(s),
         percent(s.confidence)
     )?;
-    writeln!(out, "|:---|:---|---:|---:|---:|---:|---:|---:|")?;
-    for f in others {
+    writeln!(
+        out,
+        "|:---|:---|{}---:|---:|---:|---:|---:|---:|",
+        if several { ":---|" } else { "" }
+    )?;
+    for f in &others {
+        let metric = if several {
+            format!(" {} |", escape::markdown(&cells::metric(c, f)))
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} |{metric} {} | {} | {} | {} | {} | {} |",
             function_cell(f, names),
             f.verdict.label(),
             units::glued(&cells::figure(f.base)),
@@ -457,27 +475,73 @@ fn write_others(out: &mut String, c: &Comparison, names: &ShortNames) -> fmt::Re
             units::glued(&cells::calls(f))
         )?;
     }
+    let improved: Vec<&FunctionComparison> = others
+        .iter()
+        .copied()
+        .filter(|f| f.verdict == Verdict::Improved)
+        .collect();
+    write_distributions(out, &improved, names)?;
     writeln!(out, "\n</details>")
 }
 
-/// Function | Base | Head | Change (95% CI) | p (adjusted).
-fn timing_table(
+/// Each function's metrics and, in a code block (monospace, no markup inside: the lines are durations
+/// and block characters only), its distribution base against head.
+fn write_distributions(
     out: &mut String,
-    s: &GateSettings,
     rows: &[&FunctionComparison],
     names: &ShortNames,
 ) -> fmt::Result {
+    for f in rows {
+        let Some(d) = &f.distribution else {
+            continue;
+        };
+        let verdicts = cells::metric_verdicts(f);
+        writeln!(
+            out,
+            "\n{}{}{}\n",
+            function_cell(f, names),
+            if verdicts.is_empty() { "" } else { ": " },
+            units::glued(&escape::markdown(&verdicts))
+        )?;
+        writeln!(out, "```text")?;
+        for line in super::distribution::lines(d, "") {
+            writeln!(out, "{line}")?;
+        }
+        writeln!(out, "```")?;
+    }
+    Ok(())
+}
+
+/// Function | (Metric |) Base | Head | Change (95% CI) | p (adjusted).
+fn timing_table(
+    out: &mut String,
+    c: &Comparison,
+    rows: &[&FunctionComparison],
+    names: &ShortNames,
+) -> fmt::Result {
+    let s = &c.settings;
+    let several = cells::several_metrics(c);
     writeln!(
         out,
-        "| Function | Base | {} | Change ({} CI) | p (adjusted) |",
+        "| Function |{} Base | {} | Change ({} CI) | p (adjusted) |",
+        if several { " Metric |" } else { "" },
         head_header(s),
         percent(s.confidence)
     )?;
-    writeln!(out, "|:---|---:|---:|---:|---:|")?;
+    writeln!(
+        out,
+        "|:---|{}---:|---:|---:|---:|",
+        if several { ":---|" } else { "" }
+    )?;
     for f in rows {
+        let metric = if several {
+            format!(" {} |", escape::markdown(&cells::metric(c, f)))
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
+            "| {} |{metric} {} | {} | {} | {} |",
             function_cell(f, names),
             units::glued(&cells::figure(f.base)),
             units::glued(&cells::figure(f.head)),
@@ -521,8 +585,16 @@ fn settings_line(c: &Comparison, fail_on: FailOn) -> String {
             units::plural(c.base_runs, "base run"),
             units::plural(c.head_runs, "head run")
         ),
-        format!("metric: {}{relative}", s.metric.label()),
-        format!("threshold {}", percent(s.threshold)),
+        format!(
+            "{}: {}{relative}",
+            if s.metrics.len() == 1 {
+                "metric"
+            } else {
+                "metrics"
+            },
+            cells::metrics_compared(c)
+        ),
+        s.thresholds_label(),
         format!("alpha {} (Benjamini–Hochberg)", s.alpha),
         format!("confidence {}", percent(s.confidence)),
         format!("min share {}", percent(s.min_share)),
@@ -693,7 +765,11 @@ pub(crate) mod tests {
             command: vec!["./bench".into(), "--iterations".into(), "100".into()],
             base_runs: 10,
             head_runs: 12,
-            settings: GateSettings::default(),
+            // One metric, as reports before several metrics were gated read.
+            settings: GateSettings {
+                metrics: vec![crate::gate::model::Metric::MEAN_SELF],
+                ..GateSettings::default()
+            },
             machine_mismatch: Some("cpu: AMD EPYC 7B13 → Intel Xeon 8375C".into()),
             speed_factor: None,
             wall_ns: Some(4_250_000_000.0),
@@ -745,6 +821,126 @@ pub(crate) mod tests {
             artifact_url: Some("https://github.com/o/r/actions/runs/42/artifacts/7".into()),
             quick: false,
         }
+    }
+
+    /// The fixture as the default metrics leave it: `parse_header` regressed by its p99 of inclusive
+    /// time (its mean self time unchanged), with its distribution; the others decided by the mean.
+    pub(crate) fn multi_metric_fixture() -> Comparison {
+        use crate::gate::model::{Distribution, Metric, MetricComparison, Quantiles, TimeKind};
+        use crate::profile::Histogram;
+        let mut c = fixture();
+        c.settings.metrics = Metric::defaults();
+        let hist = |tail: u64| {
+            let mut h = Histogram::default();
+            for i in 0..10_000u64 {
+                h.record(if i % 100 < tail {
+                    12_000
+                } else {
+                    1_000 + i % 400
+                });
+            }
+            crate::gate::compare::buckets(&h)
+        };
+        for f in &mut c.functions {
+            let mean = MetricComparison {
+                metric: Metric::MEAN_SELF,
+                verdict: if f.name == "parse_header" {
+                    Verdict::Unchanged
+                } else {
+                    f.verdict
+                },
+                ratio: if f.name == "parse_header" {
+                    Some(1.004)
+                } else {
+                    f.ratio
+                },
+                ..MetricComparison::default()
+            };
+            if matches!(
+                f.verdict,
+                Verdict::New | Verdict::Removed | Verdict::BelowFloor | Verdict::Ignored
+            ) {
+                continue;
+            }
+            f.metrics.push(mean);
+            f.metric = Some(Metric::MEAN_SELF);
+        }
+        let ph = &mut c.functions[0];
+        assert_eq!(ph.name, "parse_header");
+        ph.metric = Some(Metric::P99_INCLUSIVE);
+        ph.threshold = 0.10;
+        ph.metrics.insert(
+            0,
+            MetricComparison {
+                metric: Metric::P99_INCLUSIVE,
+                verdict: Verdict::Regressed,
+                ratio: Some(1.253),
+                ratio_low: Some(1.21),
+                ratio_high: Some(1.298),
+                threshold: 0.10,
+                ..MetricComparison::default()
+            },
+        );
+        ph.distribution = Some(Distribution {
+            time: Some(TimeKind::Inclusive),
+            base: Quantiles {
+                p50: 1_200.0,
+                p90: 1_350.0,
+                p99: 1_390.0,
+                max: 1_400.0,
+                mean: 1_210.0,
+            },
+            head: Quantiles {
+                p50: 1_150.0,
+                p90: 1_330.0,
+                p99: 12_000.0,
+                max: 12_010.0,
+                mean: 1_215.0,
+            },
+            base_histogram: hist(0),
+            head_histogram: hist(2),
+        });
+        c
+    }
+
+    #[test]
+    fn a_tail_regression_names_its_metric_and_shows_the_distribution() {
+        let md = String::from_utf8(Markdown::default().render(&multi_metric_fixture()).unwrap())
+            .unwrap();
+        let first = md.lines().next().unwrap();
+        assert!(
+            first
+                .replace('\u{a0}', " ")
+                .contains("<code>parse\\_header</code> p99 incl +25.3%"),
+            "{first}"
+        );
+        assert!(md.contains("| Function | Metric | Base |"), "{md}");
+        assert!(md.contains("| p99 incl |"), "{md}");
+        let block = md
+            .split("```text")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        assert!(block.contains("p99"), "{block}");
+        assert!(block.contains("12.00 µs"), "{block}");
+        let lines: Vec<&str> = block.lines().filter(|l| l.contains('│')).collect();
+        assert_eq!(lines.len(), 2, "{block}");
+        assert!(
+            lines[0].starts_with("base") && lines[1].starts_with("head"),
+            "{block}"
+        );
+        let plain = md.replace('\u{a0}', " ");
+        assert!(
+            plain.contains("p99 incl +25.3% regressed, mean self +0.4% unchanged"),
+            "{md}"
+        );
+        assert!(
+            md.contains("metrics: mean self time per call and p99 of inclusive time per call"),
+            "{md}"
+        );
+        assert!(md.contains("threshold 5% (mean), 10% (quantiles)"), "{md}");
     }
 
     #[test]

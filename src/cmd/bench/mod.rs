@@ -3,8 +3,9 @@
 //! instruction (`overhead.rs`), trace throughput (`trace.rs`), the cost of tracing real libraries and what
 //! the cost-aware probe set buys (`cost.rs`), the gate's false-alarm rate and power against injected
 //! slowdowns of known size (`gate.rs`), what following a benchmark's processes costs per process
-//! (`follow.rs`), the cost of exceptions through traced functions (`unwind.rs`), and perfgate's own
-//! peak memory against the number of calls (`memory.rs`).
+//! (`follow.rs`), the cost of exceptions through traced functions (`unwind.rs`), perfgate's own peak
+//! memory against the number of calls (`memory.rs`), and the quantile metrics: histogram resolution
+//! against exact quantiles, false alarms and detection of tail-only and median-only changes (`tail.rs`).
 //!
 //! These are measurements, not timed tests: nothing here fails on a slow machine; the aims are printed beside
 //! the figures. Every ratio is computed from figures measured in the same invocation.
@@ -34,6 +35,7 @@ mod follow;
 mod gate;
 mod memory;
 mod overhead;
+mod tail;
 mod trace;
 mod unwind;
 
@@ -73,7 +75,7 @@ pub(super) fn run(a: &BenchArgs) -> Result<Exit> {
     )?;
     out.flush()?;
     type Part = fn(&BenchArgs, &PrivateDir) -> Result<String>;
-    let parts: [(BenchWhat, Part); 8] = [
+    let parts: [(BenchWhat, Part); 9] = [
         (BenchWhat::Attach, attach::run),
         (BenchWhat::Follow, follow::run),
         (BenchWhat::Overhead, overhead::run),
@@ -82,6 +84,7 @@ pub(super) fn run(a: &BenchArgs) -> Result<Exit> {
         (BenchWhat::Cost, cost::run),
         (BenchWhat::Exceptions, unwind::run),
         (BenchWhat::Gate, gate::run),
+        (BenchWhat::Tail, tail::run),
     ];
     for (what, part) in parts {
         if wanted(what) {

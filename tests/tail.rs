@@ -1,0 +1,228 @@
+//! The quantile metrics on a real benchmark (tailbench, traced for real): a change that moves only the
+//! tail of one function fails by its p99 and not by its mean, one that moves only its median fails by p50
+//! when p50 is gated, an A/A check with the tail metric on passes, and every report shows the distribution.
+mod common;
+use common::*;
+
+use perfgate::gate::baseline::Baseline;
+
+/// A fresh baseline of tailbench (30 runs, as the sequential rule expects), shared by the tests of this
+/// file.
+fn baseline() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = perfgate()
+            .arg("baseline")
+            .arg("-o")
+            .arg(dir.path().join("tailbench.toml"))
+            .args(["--runs", "30", "--"])
+            .arg(fixture("tailbench"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        dir
+    });
+    Box::leak(dir.path().join("tailbench.toml").into_boxed_path())
+}
+
+/// `perfgate check` against the shared baseline with the knobs and options given; its output and JSON.
+fn check(env: &[(&str, &str)], extra: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let mut c = perfgate();
+    c.env_remove("TAILBENCH_TAIL")
+        .env_remove("TAILBENCH_MEDIAN");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.arg("check")
+        .arg("--baseline")
+        .arg(baseline())
+        .arg("--json")
+        .arg(&json)
+        .args(extra);
+    let out = c.output().unwrap();
+    let v = std::fs::read(&json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (out, v)
+}
+
+fn function<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {v:#}"))
+}
+
+/// The verdict of one metric of one function ("-" when it was not gated).
+fn metric_verdict<'a>(f: &'a serde_json::Value, metric: &str) -> &'a str {
+    f["metrics"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["metric"] == metric))
+        .and_then(|m| m["verdict"].as_str())
+        .unwrap_or("-")
+}
+
+/// Every (function, metric) pair that regressed.
+fn regressed(v: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in v["functions"].as_array().unwrap() {
+        for m in f["metrics"].as_array().into_iter().flatten() {
+            if m["verdict"] == "regressed" {
+                out.push(format!(
+                    "{} {}",
+                    f["name"].as_str().unwrap(),
+                    m["metric"].as_str().unwrap()
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_baseline_keeps_every_quantile_and_both_histograms() {
+    let b = Baseline::read(baseline()).unwrap();
+    let lookup = b.functions.iter().find(|f| f.name == "lookup").unwrap();
+    assert_eq!(lookup.calls, vec![2000; 30]);
+    for v in [&lookup.p99_ns, &lookup.self_p99_ns, &lookup.max_ns] {
+        assert_eq!(v.len(), 30);
+        assert!(v.iter().all(|x| *x > 0.0), "{v:?}");
+    }
+    let h = lookup.incl_hist.as_ref().unwrap();
+    assert_eq!(h.sub_bits, perfgate::profile::hist::SUB_BITS);
+    assert_eq!(h.count(), 30 * 2000);
+}
+
+#[test]
+fn a_tail_only_change_fails_by_p99_naming_the_function_and_not_by_the_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let (md, xml) = (dir.path().join("t.md"), dir.path().join("t.xml"));
+    // 1.5% of lookup's calls take 10 times their work, the others less: the same total work.
+    let (out, v) = check(
+        &[("TAILBENCH_TAIL", "lookup:15:10")],
+        &[
+            "--markdown",
+            md.to_str().unwrap(),
+            "--junit",
+            xml.to_str().unwrap(),
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert_eq!(regressed(&v), ["lookup p99-inclusive"], "{stdout}");
+    let lookup = function(&v, "lookup");
+    assert_eq!(lookup["verdict"], "regressed");
+    assert_eq!(lookup["metric"], "p99-inclusive");
+    // The mean did not move beyond its threshold: not regressed (unchanged, or undecided when the check
+    // stopped at the first confirmed regression).
+    assert!(
+        matches!(
+            metric_verdict(lookup, "mean-self"),
+            "unchanged" | "inconclusive"
+        ),
+        "{lookup:#}"
+    );
+    let d = &lookup["distribution"];
+    assert!(d["head"]["p99"].as_f64().unwrap() > 1.5 * d["base"]["p99"].as_f64().unwrap());
+    for side in ["base_histogram", "head_histogram"] {
+        let buckets = d[side].as_array().unwrap();
+        assert!(!buckets.is_empty());
+        assert!(buckets
+            .iter()
+            .all(|b| b["low_ns"].as_u64().unwrap() < b["high_ns"].as_u64().unwrap()));
+    }
+    assert!(
+        stdout.contains("FAIL: 1 function regressed: lookup (p99 incl)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("lookup (tailbench): p99 incl +"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  head  │"), "{stdout}");
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(
+        md.lines()
+            .next()
+            .unwrap()
+            .contains("<code>lookup</code> p99"),
+        "{md}"
+    );
+    assert!(md.contains("```text"), "{md}");
+    let xml = std::fs::read_to_string(xml).unwrap();
+    assert_valid_junit(xml.as_bytes());
+    assert!(
+        xml.contains("message=\"p99 of inclusive time per call: +"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn a_median_only_change_fails_by_p50_when_p50_is_gated() {
+    // lookup's middle half does 25% more work, its fastest quarter pays for it: mean, p90 and p99 stay.
+    let knob = [("TAILBENCH_MEDIAN", "lookup:25")];
+    let (out, v) = check(&knob, &["--metric", "mean,p50,p99"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert_eq!(regressed(&v), ["lookup p50-inclusive"], "{stdout}");
+    let lookup = function(&v, "lookup");
+    assert_eq!(lookup["metric"], "p50-inclusive");
+    assert!(matches!(
+        metric_verdict(lookup, "mean-self"),
+        "unchanged" | "inconclusive"
+    ));
+    assert!(matches!(
+        metric_verdict(lookup, "p99-inclusive"),
+        "unchanged" | "inconclusive"
+    ));
+}
+
+#[test]
+fn a_a_with_the_tail_metric_passes_and_report_diff_shows_two_recordings() {
+    let (out, v) = check(&[], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(regressed(&v).is_empty(), "{stdout}");
+    assert_eq!(
+        v["settings"]["metrics"],
+        serde_json::json!(["mean-self", "p99-inclusive"])
+    );
+    // The tail metric was on: lookup had its p99 decided or left undecided, not skipped.
+    assert_ne!(metric_verdict(function(&v, "lookup"), "p99-inclusive"), "-");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.data"), dir.path().join("b.data"));
+    for (file, tail) in [(&a, None), (&b, Some("lookup:15:10"))] {
+        let mut c = record_to(file);
+        c.env_remove("TAILBENCH_TAIL");
+        if let Some(t) = tail {
+            c.env("TAILBENCH_TAIL", t);
+        }
+        let out = c.arg("--").arg(fixture("tailbench")).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = perfgate()
+        .arg("report")
+        .arg("--diff")
+        .arg(&a)
+        .arg("-i")
+        .arg(&b)
+        .args(["--limit", "0"])
+        .output()
+        .unwrap();
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let block = s
+        .split("\n\n")
+        .find(|b| b.starts_with("lookup (tailbench): 2,000 calls"))
+        .unwrap_or_else(|| panic!("{s}"));
+    for want in ["p50", "p99", "max", "  base  │", "  head  │"] {
+        assert!(block.contains(want), "{want} in {block}");
+    }
+}
