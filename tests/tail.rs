@@ -185,7 +185,12 @@ fn a_median_only_change_fails_by_p50_when_p50_is_gated() {
 
 #[test]
 fn a_a_with_the_tail_metric_passes_and_report_diff_shows_two_recordings() {
-    let (out, v) = check(&[], &[]);
+    // One A/A check alarms at the rule's error rate by design (a few % at most, more on a loaded
+    // machine): a second check decides, and two alarms in a row mean the metric itself is at fault.
+    let (mut out, mut v) = check(&[], &[]);
+    if out.status.code() == Some(1) {
+        (out, v) = check(&[], &[]);
+    }
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(regressed(&v).is_empty(), "{stdout}");
