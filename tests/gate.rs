@@ -102,7 +102,13 @@ fn a_a_check_passes() {
         text(&out.stderr)
     );
     assert!(failing(&v).is_empty());
-    assert!(text(&out.stdout).contains("PASS: no regression in"));
+    // Unchanged, or (a busy machine within the run cap) undecided: neither fails.
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("PASS: no regression in")
+            || stdout.contains("INCONCLUSIVE: no regression found in"),
+        "{stdout}"
+    );
 }
 
 #[test]
