@@ -71,7 +71,10 @@ impl Histogram {
 
     /// Number of values recorded.
     pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|&(_, c)| c).sum()
+        // Saturating: counts of a damaged file may overflow (`Profile::check_consistent` refuses them).
+        self.buckets
+            .iter()
+            .fold(0u64, |n, &(_, c)| n.saturating_add(c))
     }
 
     /// The q-quantile (0 ≤ q ≤ 1), interpolated inside its bucket and clamped to `[min, max]`.
@@ -83,13 +86,14 @@ impl Histogram {
         let rank = q.clamp(0.0, 1.0) * total as f64;
         let mut seen = 0u64;
         for &(b, c) in &self.buckets {
-            if (seen + c) as f64 >= rank {
+            if seen.saturating_add(c) as f64 >= rank {
                 let (lo, hi) = bucket_range(b as usize);
                 let frac = ((rank - seen as f64) / c as f64).clamp(0.0, 1.0);
                 let v = lo as f64 + frac * (hi - lo) as f64;
-                return Some(v.clamp(min as f64, max as f64));
+                // `min.min(max)`: clamp panics on an inverted range, which only a damaged file has.
+                return Some(v.clamp(min.min(max) as f64, max as f64));
             }
-            seen += c;
+            seen = seen.saturating_add(c);
         }
         Some(max as f64)
     }

@@ -1,0 +1,599 @@
+//! Hostile input, fuzzed: seeded mutations of real inputs (recordings made by the real binary, the
+//! fixture ELF files, this machine's ld.so cache, baselines and reports computed from real runs) fed to
+//! the library's readers and views in-process, a few through the real binary under a memory limit.
+//!
+//! Every input must be rejected with a one-line message naming its file, or accepted; nothing may
+//! panic; the memory a reader allocates and the bytes a view writes must stay proportional to the
+//! input's size (measured with a counting allocator and a capped writer). Each test prints how many
+//! inputs it tried. The same seeds give the same inputs on every run, so a failure (printed with its
+//! kind, seed and case number, its input kept under `target/fuzz-failures/`) reproduces.
+mod common;
+mod fuzz_support;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use common::{fixture, perfgate, text};
+use fuzz_support::*;
+use perfgate::profile::file::{Event, EventKind, Recording};
+use perfgate::report::{chrome, flame, replay, summary};
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Keeps an input that broke a rule, for reproduction outside the test.
+fn keep_failure(kind: &str, case: u64, bytes: &[u8]) -> PathBuf {
+    let dir = common::root().join("target/fuzz-failures");
+    let _ = std::fs::create_dir_all(&dir);
+    let p = dir.join(format!("{kind}-{case}"));
+    let _ = std::fs::write(&p, bytes);
+    p
+}
+
+/// The rules broken so far, one line each (the first of each kind is kept).
+static BROKEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Runs one case; a panic is recorded with the case and its input kept, and the test goes on, so one
+/// run shows every kind of defect ([`assert_nothing_broken`] fails the test at the end).
+fn guarded(kind: &str, case: u64, bytes: &[u8], f: impl FnOnce()) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        let first_line = msg.lines().next().unwrap_or_default().to_string();
+        let mut broken = BROKEN.lock().unwrap_or_else(|e| e.into_inner());
+        let key: String = first_line.chars().take(40).collect();
+        if !broken.iter().any(|b| b.contains(&key)) {
+            let kept = keep_failure(kind, case, bytes);
+            broken.push(format!(
+                "{kind} case {case} ({}): {first_line}",
+                kept.display()
+            ));
+        }
+    }
+}
+
+/// Fails the test with every rule broken by its cases.
+fn assert_nothing_broken(kind: &str) {
+    let broken = std::mem::take(&mut *BROKEN.lock().unwrap_or_else(|e| e.into_inner()));
+    assert!(
+        broken.is_empty(),
+        "{kind}: {} kinds of failure:\n{}",
+        broken.len(),
+        broken.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Recordings
+
+/// Named inputs: (kind or fixture, bytes).
+type Seeds = Vec<(String, Vec<u8>)>;
+
+/// The recording seeds, made once for all tests of this binary (in a directory kept until it exits).
+fn seeds() -> &'static [(String, Vec<u8>)] {
+    static SEEDS: std::sync::OnceLock<(tempfile::TempDir, Seeds)> = std::sync::OnceLock::new();
+    let (_, seeds) = SEEDS.get_or_init(|| {
+        let dir = common::scratch();
+        let seeds = recording_seeds(dir.path());
+        (dir, seeds)
+    });
+    seeds
+}
+
+/// Real recordings, made by the real binary: a two-function run, 50-deep recursion, C++ names,
+/// and threads, one of which exits in the middle of calls (unfinished calls).
+fn recording_seeds(dir: &Path) -> Seeds {
+    let runs: [(&str, &[&str]); 4] = [
+        ("work", &["100"]),
+        ("recursive", &[]),
+        ("cpp", &[]),
+        ("threads", &["exit"]),
+    ];
+    runs.iter()
+        .map(|(bin, args)| {
+            let out = dir.join(format!("{bin}.data"));
+            let o = perfgate()
+                .args(["record", "--trace", "--no-calibrate", "-o"])
+                .arg(&out)
+                .arg("--")
+                .arg(fixture(bin))
+                .args(*args)
+                .output()
+                .expect("running perfgate record");
+            assert!(o.status.success(), "record {bin}: {}", text(&o.stderr));
+            (
+                bin.to_string(),
+                std::fs::read(&out).expect("reading the recording"),
+            )
+        })
+        .collect()
+}
+
+/// The layout of a recording's container, to mutate its parts and not only its bytes.
+struct Parts {
+    header_json: Vec<u8>,
+    events: Vec<u8>,
+    profile_json: Vec<u8>,
+}
+
+fn split(rec: &[u8]) -> Parts {
+    let hlen = u32::from_le_bytes(rec[12..16].try_into().unwrap()) as usize;
+    let n = rec.len();
+    let plen = u64::from_le_bytes(rec[n - 16..n - 8].try_into().unwrap()) as usize;
+    Parts {
+        header_json: rec[16..16 + hlen].to_vec(),
+        events: rec[16 + hlen..n - 16 - plen].to_vec(),
+        profile_json: rec[n - 16 - plen..n - 16].to_vec(),
+    }
+}
+
+fn join(p: &Parts) -> Vec<u8> {
+    let mut v = b"PERFGATE".to_vec();
+    v.extend_from_slice(&1u32.to_le_bytes());
+    v.extend_from_slice(&(p.header_json.len() as u32).to_le_bytes());
+    v.extend_from_slice(&p.header_json);
+    v.extend_from_slice(&p.events);
+    v.extend_from_slice(&p.profile_json);
+    v.extend_from_slice(&(p.profile_json.len() as u64).to_le_bytes());
+    v.extend_from_slice(b"PGEND\0\0\0");
+    v
+}
+
+/// A structured mutation: the events (depth, kind, function, thread, time) or the profile's statistics
+/// (min above max, counts that overflow when summed, histogram buckets out of range, ids past the
+/// table), re-assembled into a valid container so the damage reaches the views.
+fn mutate_recording(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+    let mut p = split(seed);
+    match rng.below(4) {
+        0 => {
+            let n = p.events.len() / 20;
+            for _ in 0..1 + rng.below(8) {
+                if n == 0 {
+                    break;
+                }
+                let e = 20 * rng.below(n);
+                match rng.below(6) {
+                    0 => put_le(
+                        &mut p.events,
+                        e + 16,
+                        2,
+                        *rng.pick(&[0, 63, 64, 65, 1000, 0xffff]),
+                    ),
+                    1 => p.events[e + 18] ^= 1,
+                    2 => put_le(&mut p.events, e + 12, 4, interesting(rng, n)),
+                    3 => put_le(&mut p.events, e + 8, 4, rng.next() & 0xffff_ffff),
+                    4 => put_le(&mut p.events, e, 8, interesting(rng, 0)),
+                    _ => {
+                        let at = 20 * rng.below(n + 1);
+                        let copy = p.events[e..e + 20].to_vec();
+                        p.events.splice(at..at, copy);
+                    }
+                }
+            }
+        }
+        1 | 2 => {
+            let mut v: serde_json::Value = serde_json::from_slice(&p.profile_json).unwrap();
+            for _ in 0..1 + rng.below(4) {
+                damage_profile(rng, &mut v);
+            }
+            p.profile_json = serde_json::to_vec(&v).unwrap();
+        }
+        _ => {
+            let text = String::from_utf8_lossy(&p.profile_json).into_owned();
+            p.profile_json = mutate_text(rng, &text);
+        }
+    }
+    join(&p)
+}
+
+fn damage_profile(rng: &mut Rng, v: &mut serde_json::Value) {
+    use serde_json::json;
+    let nstats = v["stats"].as_array().map_or(0, Vec::len);
+    let nfuncs = v["functions"].as_array().map_or(0, Vec::len);
+    let big = |rng: &mut Rng| json!(interesting(rng, 0));
+    if nstats > 0 && rng.below(3) > 0 {
+        let s = &mut v["stats"][rng.below(nstats)];
+        let which = *rng.pick(&["inclusive", "self_time"]);
+        match rng.below(8) {
+            0 => {
+                // Inconsistent: the shortest call longer than the longest.
+                s[which]["min_ns"] = json!(1_000_000_000u64);
+                s[which]["max_ns"] = json!(1u64);
+            }
+            1 => s["calls"] = big(rng),
+            2 => s[which]["sum_ns"] = big(rng),
+            3 => s["func"] = json!(nfuncs + rng.below(3)),
+            4 => {
+                s[which]["hist"]["buckets"] =
+                    json!([[0, u64::MAX], [1, u64::MAX], [65535, 1], [327, u64::MAX]])
+            }
+            5 => s[which]["hist"]["buckets"] = json!([[5, 1], [2, 3], [5, 0]]),
+            6 => s["overhead_ns"] = big(rng),
+            _ => s[which]["max_ns"] = big(rng),
+        }
+    } else {
+        match rng.below(5) {
+            0 if nfuncs > 0 => {
+                v["functions"][rng.below(nfuncs)]["name"] = json!("\u{1b}[2J|`<&%]]>\\\n".repeat(8))
+            }
+            1 => v["accounting"]["lost"]["events_dropped"] = big(rng),
+            2 => v["wall_ns"] = big(rng),
+            3 => v["functions"] = json!([]),
+            _ => v["accounting"]["lost"]["events_dropped_per_cpu"] = json!([u64::MAX, u64::MAX]),
+        }
+    }
+}
+
+/// What each view of a recording may write per byte of it (plus [`OUTPUT_SLACK`]), from its
+/// structure: every event is 20 bytes; names are cut to `MAX_SHOWN_NAME` (1 KiB) after escaping, a
+/// JSON escape is at most 6 bytes per byte, a nesting level is at most 64 (the kernel's).
+/// * summary: one row per statistic (a statistic is over 200 bytes of JSON) of at most two names;
+/// * replay: one line per event, of an indent (2 per level), a name and figures;
+/// * chrome: one line per call (an entry), of a name and a module, JSON-escaped;
+/// * folded: one line per stack with self time; stacks are at most one per entry, of 64 names each
+///   (each new stack of a walk takes at least one entry, so 64 KiB per 20 bytes: 3,300 per byte);
+/// * flame graphs: one rectangle per distinct stack, of a name XML-escaped (5 bytes per `&`).
+const VIEW_BOUNDS: [(&str, u64); 8] = [
+    ("summary", 20),
+    ("replay", 64 + 128 / 20),
+    ("chrome", 2 * 6 * 1024 / 20 + 20),
+    ("folded", 64 * 1030 / 20),
+    ("flame graph", 5 * 1024 / 20 + 100),
+    ("folded per thread", 65 * 1030 / 20),
+    ("replay (small buffer)", 64 + 128 / 20),
+    (
+        "folded diff + diff flame graph",
+        2 * 64 * 1030 / 20 + 5 * 1024 / 20 + 100,
+    ),
+];
+const OUTPUT_SLACK: u64 = 1 << 20;
+/// Bytes a reader or view may allocate per byte of its input, plus [`ALLOC_SLACK`]. Folding holds
+/// every stack's text (see "folded" above), the other views a fixed buffer and the open frames.
+const ALLOC_PER_BYTE: usize = 3 * 64 * 1030 / 20;
+const ALLOC_SLACK: usize = 16 << 20;
+
+/// What the views of one recording did: accepted (bytes written per view) or the first error.
+type ViewsResult = Result<Vec<(&'static str, u64)>, String>;
+
+/// Opens a recording and runs every view over it (the diff views against `base`); checks each
+/// view's output against its bound, the memory against [`ALLOC_PER_BYTE`], and a rejection's message.
+fn views_of(path: &Path, size: u64, base: &Path, tally: &mut Tally) -> ViewsResult {
+    let (result, peak) = peak_allocation(|| -> ViewsResult {
+        let rec = Recording::open(path).map_err(|e| format!("{e:#}"))?;
+        let mut written = Vec::new();
+        let cap_of = |view: &str| {
+            let per_byte = VIEW_BOUNDS.iter().find(|(v, _)| *v == view).unwrap().1;
+            per_byte * size + OUTPUT_SLACK
+        };
+        let opts = summary::SummaryOptions {
+            verbose: true,
+            ..Default::default()
+        };
+        let per_thread = summary::SummaryOptions {
+            per_thread: true,
+            width: Some(80),
+            ..opts
+        };
+        let n = summary::table(&rec.profile, opts).len()
+            + summary::table(&rec.profile, per_thread).len();
+        assert!(
+            n as u64 <= cap_of("summary"),
+            "summary: {n} bytes for {size}"
+        );
+        written.push(("summary", n as u64));
+        let _ = perfgate::gate::figures::RunFigures::from_profile(&rec.profile);
+        if !rec.profile.has_events {
+            return Ok(written);
+        }
+        let base = Recording::open(base).map_err(|e| format!("{e:#}"))?;
+        type View<'a> = &'a dyn Fn(&mut Capped) -> anyhow::Result<()>;
+        let views: [(&str, View); 7] = [
+            ("replay", &|o| {
+                let opts = replay::ReplayOptions::default();
+                replay::replay(&rec.profile, rec.events()?, &opts, o).map(|_| ())
+            }),
+            ("chrome", &|o| {
+                chrome::chrome_trace(&rec.profile, rec.events()?, o)
+            }),
+            ("folded", &|o| {
+                let f = flame::folded(&rec.profile, rec.events()?)?;
+                flame::write_folded(&f, o)
+            }),
+            ("flame graph", &|o| {
+                let f = flame::folded(&rec.profile, rec.events()?)?;
+                if f.iter().any(|(_, v)| *v > 0) {
+                    flame::flame_graph_svg(&f, "fuzz", o)?;
+                }
+                Ok(())
+            }),
+            ("folded per thread", &|o| {
+                let f = flame::folded_per_thread(&rec.profile, rec.events()?)?;
+                flame::write_folded(&f, o)
+            }),
+            ("replay (small buffer)", &|o| {
+                let opts = replay::ReplayOptions {
+                    max_buffered_lines: Some(4),
+                    ..Default::default()
+                };
+                replay::replay(&rec.profile, rec.events()?, &opts, o).map(|_| ())
+            }),
+            ("folded diff + diff flame graph", &|o| {
+                let b = flame::folded(&base.profile, base.events()?)?;
+                let h = flame::folded(&rec.profile, rec.events()?)?;
+                flame::write_folded_diff(&b, &h, o)?;
+                if h.iter().any(|(_, v)| *v > 0) {
+                    flame::diff_flame_graph_svg(&b, &h, "fuzz", o)?;
+                }
+                Ok(())
+            }),
+        ];
+        let mut failure = None;
+        for (name, view) in views {
+            let cap = cap_of(name);
+            let mut out = Capped::new(cap);
+            if let Err(e) = view(&mut out) {
+                assert!(
+                    !out.overflowed,
+                    "{name} wrote more than {cap} bytes for {size}"
+                );
+                failure.get_or_insert(format!("{e:#}"));
+            }
+            written.push((name, out.written));
+        }
+        failure.map_or(Ok(written), Err)
+    });
+    let alloc_bound = ALLOC_PER_BYTE * size as usize + ALLOC_SLACK;
+    assert!(
+        peak <= alloc_bound,
+        "allocated {peak} bytes for a {size}-byte recording"
+    );
+    tally.tried += 1;
+    tally.alloc(peak, size);
+    match &result {
+        Ok(written) => {
+            tally.accepted += 1;
+            tally.output(written.iter().map(|(_, n)| n).sum(), size);
+        }
+        Err(msg) => {
+            tally.rejected += 1;
+            assert_names_file(msg, path, "recording");
+        }
+    }
+    result
+}
+
+#[test]
+fn recordings_fuzzed() {
+    let dir = common::scratch();
+    let seeds = seeds();
+    let mut tally = Tally::default();
+    let path = dir.path().join("case.data");
+    let base = dir.path().join("base.data");
+    // Fewer cases of the big seeds: each case runs every view over all its events.
+    let cases = |name: &str| match name {
+        "threads" => 60,
+        "cpp" => 200,
+        _ => 500,
+    };
+    let mut case = 0u64;
+    for (name, seed) in seeds {
+        let mut rng = Rng::new(0xEC0D ^ seed.len() as u64);
+        std::fs::write(&base, seed).unwrap();
+        for _ in 0..cases(name) {
+            case += 1;
+            let bytes = if rng.one_in(2) {
+                mutate_recording(&mut rng, seed)
+            } else {
+                mutate_bytes(&mut rng, seed)
+            };
+            std::fs::write(&path, &bytes).unwrap();
+            guarded("recording", case, &bytes, || {
+                let _ = views_of(&path, bytes.len() as u64, &base, &mut tally);
+            });
+        }
+    }
+    tally.report("recordings");
+    assert_nothing_broken("recordings");
+}
+
+/// A recording written with the library's own writer: the real profile of `seed` with its function
+/// table replaced by `functions` (name, module) and no statistics, and `events`.
+fn synthetic_recording(
+    path: &Path,
+    seed: &Recording,
+    functions: &[(String, String)],
+    events: impl Iterator<Item = Event>,
+) -> u64 {
+    use perfgate::profile::file::{Header, Writer};
+    let template = seed.profile.functions[0].clone();
+    let table: Vec<_> = functions
+        .iter()
+        .map(|(name, module)| perfgate::profile::FunctionInfo {
+            name: name.clone(),
+            raw_name: name.clone(),
+            module: module.clone(),
+            ..template.clone()
+        })
+        .collect();
+    let header = Header {
+        command: seed.profile.command.clone(),
+        started_at: 0,
+        functions: table.clone(),
+    };
+    let mut profile = seed.profile.clone();
+    profile.functions = table;
+    profile.stats.clear();
+    let mut w = Writer::create(path, &header).unwrap();
+    for e in events {
+        w.event(&e).unwrap();
+    }
+    w.finish(&profile).unwrap();
+    std::fs::metadata(path).unwrap().len()
+}
+
+fn ev(ts: u64, tid: u32, func: u32, depth: u16, kind: EventKind) -> Event {
+    Event {
+        ts,
+        tid,
+        func,
+        depth,
+        kind,
+    }
+}
+
+/// Entries and exits of a call tree walked depth first: `fanout` callees per call, `levels` deep,
+/// the function at each frame chosen by `func(level, index)`.
+fn call_tree(levels: u16, fanout: u32, func: impl Fn(u16, u64) -> u32 + Copy) -> Vec<Event> {
+    fn walk(
+        out: &mut Vec<Event>,
+        level: u16,
+        levels: u16,
+        fanout: u32,
+        index: u64,
+        func: impl Fn(u16, u64) -> u32 + Copy,
+    ) {
+        let f = func(level, index);
+        let ts = out.len() as u64 * 10;
+        out.push(ev(ts, 1, f, level, EventKind::Entry));
+        if level < levels {
+            for k in 0..fanout {
+                walk(
+                    out,
+                    level + 1,
+                    levels,
+                    fanout,
+                    index * u64::from(fanout) + u64::from(k),
+                    func,
+                );
+            }
+        }
+        let ts = out.len() as u64 * 10;
+        out.push(ev(ts, 1, f, level, EventKind::Exit));
+    }
+    let mut out = Vec::new();
+    walk(&mut out, 1, levels, fanout, 0, func);
+    out
+}
+
+/// A crafted recording: its views, by name, or the error (which must name the file).
+fn crafted(name: &str, functions: &[(String, String)], events: Vec<Event>) -> (u64, ViewsResult) {
+    let dir = common::scratch();
+    let seed_path = dir.path().join("seed.data");
+    std::fs::write(&seed_path, &seeds()[0].1).unwrap();
+    let seed = Recording::open(&seed_path).unwrap();
+    let path = dir.path().join(format!("{name}.data"));
+    let size = synthetic_recording(&path, &seed, functions, events.into_iter());
+    let mut tally = Tally::default();
+    let result = views_of(&path, size, &seed_path, &mut tally);
+    let shown: Vec<String> = match &result {
+        Ok(w) => w.iter().map(|(v, n)| format!("{v} {n}")).collect(),
+        Err(e) => vec![format!("rejected: {e}")],
+    };
+    println!("fuzz: crafted {name}: {size} bytes; {}", shown.join(", "));
+    (size, result)
+}
+
+fn names(n: usize, len: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("f{i}_{}", "n".repeat(len.saturating_sub(8))),
+                "crafted".to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Nesting far deeper than the kernel's 64 levels: 65,535 nested entries once made `report --format
+/// folded` grow to 13 GB and `replay` print 8.6 GB; every view that reads the events refuses it now.
+#[test]
+fn recording_nested_65535_deep_is_refused_by_every_view() {
+    let mut events: Vec<Event> = (1..=u16::MAX)
+        .map(|d| ev(u64::from(d), 1, 0, d, EventKind::Entry))
+        .collect();
+    events.extend(
+        (1..=u16::MAX)
+            .rev()
+            .map(|d| ev(200_000 - u64::from(d), 1, 0, d, EventKind::Exit)),
+    );
+    let (_, result) = crafted("nested-65535", &names(1, 8), events);
+    let e = result.expect_err("a 65,535-deep recording is damaged");
+    assert!(e.contains("nesting level 65"), "{e}");
+}
+
+/// The deepest the kernel writes, flooded: 65,535 entries all at level 64 (each closes the one
+/// before as unfinished): accepted, every view within its bound.
+#[test]
+fn recording_flooded_at_level_64_stays_bounded() {
+    let mut events: Vec<Event> = (1..64)
+        .map(|d| ev(u64::from(d), 1, u32::from(d % 2), d, EventKind::Entry))
+        .collect();
+    events.extend((0..65_535u64).map(|i| ev(100 + i, 1, (i % 2) as u32, 64, EventKind::Entry)));
+    let (_, result) = crafted("flood-64", &names(2, 64), events);
+    result.expect("level 64 is the kernel's deepest");
+}
+
+/// A 200 KB name called 64 deep, 50 times: every line that repeats it shows it cut to 1 KiB.
+#[test]
+fn recording_with_a_200_kb_name_in_deep_recursion_stays_bounded() {
+    let mut events = Vec::new();
+    for rep in 0..50u64 {
+        let t = rep * 1000;
+        events.extend((1..=64).map(|d| ev(t + u64::from(d), 1, 0, d, EventKind::Entry)));
+        events.extend(
+            (1..=64)
+                .rev()
+                .map(|d| ev(t + 200 - u64::from(d), 1, 0, d, EventKind::Exit)),
+        );
+    }
+    let (size, result) = crafted("long-name", &names(1, 200_000), events);
+    let written = result.expect("a long name is not damage");
+    let folded = written.iter().find(|(v, _)| *v == "folded").unwrap().1;
+    // 64 stacks of 1..64 frames of a 1 KiB name: about 2 MiB, not the 400 MiB of full names.
+    assert!(
+        folded < 64 * 65 / 2 * 1100,
+        "folded {folded} bytes for {size}"
+    );
+}
+
+/// The worst case of the folded view: 56 nested frames, then a binary tree 8 levels deep, so every
+/// leaf's stack is 64 frames of 1 KiB names, each a new stack. The output is large per input byte
+/// (the folded format repeats every frame of a stack) but within the bound of `VIEW_BOUNDS`.
+#[test]
+fn recording_with_distinct_deepest_stacks_stays_within_the_folded_bound() {
+    let mut events: Vec<Event> = (1..=56)
+        .map(|d| ev(u64::from(d), 1, 0, d, EventKind::Entry))
+        .collect();
+    let tree = call_tree(8, 2, |level, index| ((index + u64::from(level)) % 2) as u32);
+    let t0 = 100;
+    events.extend(tree.into_iter().map(|e| Event {
+        ts: t0 + e.ts,
+        depth: e.depth + 56,
+        ..e
+    }));
+    let (size, result) = crafted("distinct-stacks", &names(2, 1024), events);
+    let written = result.expect("a deep tree is not damage");
+    let folded = written.iter().find(|(v, _)| *v == "folded").unwrap().1;
+    println!(
+        "fuzz: the folded view wrote {:.0} bytes per input byte",
+        folded as f64 / size as f64
+    );
+}
+
+/// 20,000 threads with one call each, all at the same time: the replay's reorder buffer and the
+/// per-thread stacks stay within their bounds.
+#[test]
+fn recording_of_20000_threads_stays_bounded() {
+    let mut events = Vec::new();
+    for tid in 1..=20_000u32 {
+        events.push(ev(1000, tid, 0, 1, EventKind::Entry));
+    }
+    for tid in 1..=20_000u32 {
+        events.push(ev(2000, tid, 0, 1, EventKind::Exit));
+    }
+    let (_, result) = crafted("threads-20000", &names(1, 16), events);
+    result.expect("many threads are not damage");
+}
