@@ -21,6 +21,11 @@ use perfgate::report::{chrome, flame, replay, summary};
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// An error as the binary prints it (`perfgate: error: …`): one line, cut past 1 KiB.
+fn user_sees(e: impl Into<anyhow::Error>) -> String {
+    perfgate::cmd::one_line(&e.into())
+}
+
 /// Keeps an input that broke a rule, for reproduction outside the test.
 fn keep_failure(kind: &str, case: u64, bytes: &[u8]) -> PathBuf {
     let dir = common::root().join("target/fuzz-failures");
@@ -262,7 +267,7 @@ type ViewsResult = Result<Vec<(&'static str, u64)>, String>;
 /// view's output against its bound, the memory against [`ALLOC_PER_BYTE`], and a rejection's message.
 fn views_of(path: &Path, size: u64, base: &Path, tally: &mut Tally) -> ViewsResult {
     let (result, peak) = peak_allocation(|| -> ViewsResult {
-        let rec = Recording::open(path).map_err(|e| format!("{e:#}"))?;
+        let rec = Recording::open(path).map_err(user_sees)?;
         let mut written = Vec::new();
         let cap_of = |view: &str| {
             let per_byte = VIEW_BOUNDS.iter().find(|(v, _)| *v == view).unwrap().1;
@@ -288,7 +293,7 @@ fn views_of(path: &Path, size: u64, base: &Path, tally: &mut Tally) -> ViewsResu
         if !rec.profile.has_events {
             return Ok(written);
         }
-        let base = Recording::open(base).map_err(|e| format!("{e:#}"))?;
+        let base = Recording::open(base).map_err(user_sees)?;
         type View<'a> = &'a dyn Fn(&mut Capped) -> anyhow::Result<()>;
         let views: [(&str, View); 7] = [
             ("replay", &|o| {
@@ -339,7 +344,7 @@ fn views_of(path: &Path, size: u64, base: &Path, tally: &mut Tally) -> ViewsResu
                     !out.overflowed,
                     "{name} wrote more than {cap} bytes for {size}"
                 );
-                failure.get_or_insert(format!("{e:#}"));
+                failure.get_or_insert(user_sees(e));
             }
             written.push((name, out.written));
         }
@@ -596,4 +601,544 @@ fn recording_of_20000_threads_stays_bounded() {
     }
     let (_, result) = crafted("threads-20000", &names(1, 16), events);
     result.expect("many threads are not damage");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// ELF files
+
+/// Where the tables of an ELF file are, read from the seed (which is well formed) to aim mutations.
+struct ElfLayout {
+    /// Offsets of the section headers.
+    sections: Vec<usize>,
+    /// Offsets of the program headers.
+    segments: Vec<usize>,
+    /// Offsets of the symbols of `.symtab` and `.dynsym`.
+    symbols: Vec<usize>,
+    /// Offsets of `DT_*` entries.
+    dynamic: Vec<usize>,
+}
+
+fn u16_at(b: &[u8], at: usize) -> usize {
+    u16::from_le_bytes([b[at], b[at + 1]]) as usize
+}
+
+fn u64_at(b: &[u8], at: usize) -> usize {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize
+}
+
+fn elf_layout(b: &[u8]) -> ElfLayout {
+    let (phoff, shoff) = (u64_at(b, 0x20), u64_at(b, 0x28));
+    let (phnum, shnum) = (u16_at(b, 0x38), u16_at(b, 0x3c));
+    let sections: Vec<usize> = (0..shnum).map(|i| shoff + 64 * i).collect();
+    let segments = (0..phnum).map(|i| phoff + 56 * i).collect();
+    let mut symbols = Vec::new();
+    let mut dynamic = Vec::new();
+    for &sh in &sections {
+        let kind = u32::from_le_bytes(b[sh + 4..sh + 8].try_into().unwrap());
+        let (off, size) = (u64_at(b, sh + 24), u64_at(b, sh + 32));
+        match kind {
+            2 | 11 => symbols.extend((off..off + size).step_by(24)),
+            6 => dynamic.extend((off..off + size).step_by(16)),
+            _ => {}
+        }
+    }
+    ElfLayout {
+        sections,
+        segments,
+        symbols,
+        dynamic,
+    }
+}
+
+/// A structured mutation of an ELF file: header fields, a section or program header, a symbol or a
+/// dynamic entry given absurd values (sizes past the file, offsets outside it, counts that overflow),
+/// then sometimes the file truncated.
+fn mutate_elf(rng: &mut Rng, seed: &[u8], layout: &ElfLayout) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    let len = b.len();
+    for _ in 0..1 + rng.below(3) {
+        let v = interesting(rng, len);
+        match rng.below(5) {
+            0 => {
+                // e_entry, e_phoff, e_shoff, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx.
+                let (at, w) = *rng.pick(&[
+                    (0x18, 8),
+                    (0x20, 8),
+                    (0x28, 8),
+                    (0x36, 2),
+                    (0x38, 2),
+                    (0x3a, 2),
+                    (0x3c, 2),
+                    (0x3e, 2),
+                    (0x10, 2),
+                ]);
+                put_le(&mut b, at, w, v);
+            }
+            1 if !layout.sections.is_empty() => {
+                // sh_name, sh_type, sh_offset, sh_size, sh_link, sh_info, sh_entsize, sh_addr.
+                let sh = *rng.pick(&layout.sections);
+                let (at, w) = *rng.pick(&[
+                    (0, 4),
+                    (4, 4),
+                    (24, 8),
+                    (32, 8),
+                    (40, 4),
+                    (44, 4),
+                    (56, 8),
+                    (16, 8),
+                ]);
+                put_le(&mut b, sh + at, w, v);
+            }
+            2 if !layout.segments.is_empty() => {
+                // p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz, p_align.
+                let ph = *rng.pick(&layout.segments);
+                let (at, w) =
+                    *rng.pick(&[(0, 4), (4, 4), (8, 8), (16, 8), (32, 8), (40, 8), (48, 8)]);
+                put_le(&mut b, ph + at, w, v);
+            }
+            3 if !layout.symbols.is_empty() => {
+                // st_name, st_info, st_shndx, st_value, st_size: symbols pointing outside the file.
+                for _ in 0..1 + rng.below(16) {
+                    let sym = *rng.pick(&layout.symbols);
+                    let (at, w) = *rng.pick(&[(0, 4), (4, 1), (6, 2), (8, 8), (16, 8)]);
+                    let v = interesting(rng, len);
+                    put_le(&mut b, sym + at, w, v);
+                }
+            }
+            _ if !layout.dynamic.is_empty() => {
+                let d = *rng.pick(&layout.dynamic);
+                let (at, w) = *rng.pick(&[(0, 8), (8, 8)]);
+                put_le(&mut b, d + at, w, v);
+            }
+            _ => {}
+        }
+    }
+    if rng.one_in(6) {
+        let at = rng.below(len);
+        b.truncate(at);
+    }
+    b
+}
+
+/// The fixtures mutated: an executable, a stripped one (`.dynsym` only), a shared library, C++
+/// names, CET code, a loop at the entry, 100 functions; and one with MiniDebugInfo (its `.symtab`
+/// xz-compressed in `.gnu_debugdata`, as Fedora ships them), built here with objcopy and xz.
+fn elf_seeds(dir: &Path) -> Seeds {
+    let mut seeds: Seeds = [
+        "work",
+        "work_stripped",
+        "libfixture.so",
+        "cpp",
+        "cet",
+        "loop_entry",
+        "many_100",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), std::fs::read(fixture(n)).unwrap()))
+    .collect();
+    let work = fixture("work");
+    let script = format!(
+        "set -e; cd {dir}; cp {work} full; cp full mini; strip --strip-all mini
+         objcopy --only-keep-debug full full.debug
+         objcopy -S --remove-section .gdb_index --remove-section .comment full.debug symtab
+         xz -k symtab; objcopy --add-section .gnu_debugdata=symtab.xz mini",
+        dir = dir.display(),
+        work = work.display()
+    );
+    let st = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(st.success(), "building the MiniDebugInfo seed");
+    seeds.push((
+        "minidebuginfo".into(),
+        std::fs::read(dir.join("mini")).unwrap(),
+    ));
+    seeds
+}
+
+/// Reads one ELF file as `record` would: symbols (with MiniDebugInfo and debug files next to it),
+/// the code of every function with its probe placement; every 8th case the whole plan, libraries
+/// resolved like ld.so. Returns the error message if rejected.
+fn read_elf_case(path: &Path, whole_plan: bool) -> Result<usize, String> {
+    use perfgate::elf::{self, placement, DebugDirs};
+    let mut dirs = DebugDirs::none();
+    dirs.next_to_file = true;
+    dirs.mini_debuginfo = true;
+    let (file, image) = elf::read_elf_image(path, &dirs).map_err(user_sees)?;
+    let mut placed = 0;
+    for f in file.functions.iter().take(500) {
+        let code = image.code_of(f);
+        let _ = placement::place_probe_with(code, f.addr, &[]);
+        let _ = placement::direct_branch_targets(code, f.addr);
+        let _ = elf::classify_entry_at(code, f.addr);
+        placed += 1;
+    }
+    let _ = elf::symbol_address(path, "main");
+    if whole_plan {
+        let sel = perfgate::plan::Selection::default();
+        perfgate::plan::build(path, &sel).map_err(user_sees)?;
+    }
+    Ok(placed)
+}
+
+#[test]
+fn elf_files_fuzzed() {
+    let dir = common::scratch();
+    let seeds = elf_seeds(dir.path());
+    let mut tally = Tally::default();
+    let path = dir.path().join("case");
+    let mut case = 0u64;
+    for (name, seed) in &seeds {
+        let layout = elf_layout(seed);
+        let mut rng = Rng::new(0xE1F ^ seed.len() as u64);
+        let cases = if seed.len() > 50_000 { 150 } else { 300 };
+        for _ in 0..cases {
+            case += 1;
+            let bytes = match rng.below(3) {
+                0 => mutate_bytes(&mut rng, seed),
+                _ => mutate_elf(&mut rng, seed, &layout),
+            };
+            std::fs::write(&path, &bytes).unwrap();
+            let whole_plan = case % 8 == 0;
+            guarded(&format!("elf-{name}"), case, &bytes, || {
+                let size = bytes.len() as u64;
+                let (result, peak) = peak_allocation(|| read_elf_case(&path, whole_plan));
+                // A plan reads the system's libraries too: their size is not the input's.
+                if !whole_plan {
+                    let bound = ALLOC_PER_ELF_BYTE * bytes.len() + ALLOC_SLACK;
+                    assert!(
+                        peak <= bound,
+                        "allocated {peak} bytes for a {size}-byte ELF file"
+                    );
+                    tally.alloc(peak, size);
+                }
+                tally.tried += 1;
+                match result {
+                    Ok(_) => tally.accepted += 1,
+                    Err(msg) => {
+                        tally.rejected += 1;
+                        assert_names_file(&msg, &path, "ELF");
+                    }
+                }
+            });
+        }
+    }
+    tally.report("ELF files");
+    assert_nothing_broken("ELF files");
+}
+
+/// Memory an ELF read may take per byte of the file: the file itself, its symbols and names
+/// (demangled names are longer), the code kept for placement.
+const ALLOC_PER_ELF_BYTE: usize = 16;
+
+// ---------------------------------------------------------------------------------------------------
+// The ld.so cache
+
+/// This machine's `/etc/ld.so.cache` mutated: header counts, entry string offsets, flags; parsed
+/// from bytes and loaded from a file, then looked up; every 10th case resolves a fixture's libraries
+/// through it (paths of a hostile cache lead to whatever file they name).
+#[test]
+fn ld_so_cache_fuzzed() {
+    use perfgate::elf::{self, LdCache, LoaderEnv};
+    let seed = std::fs::read(elf::LD_SO_CACHE).expect("reading /etc/ld.so.cache");
+    let dir = common::scratch();
+    let path = dir.path().join("ld.so.cache");
+    let uselib = elf::read_elf(&fixture("uselib")).unwrap();
+    let hwcaps = elf::supported_hwcaps();
+    let mut rng = Rng::new(0x1D50);
+    let mut tally = Tally::default();
+    // The new format's header is 48 bytes, then 24-byte entries (flags, key, value, osversion, hwcap).
+    let new_at = seed
+        .windows(17)
+        .position(|w| w == b"glibc-ld.so.cache")
+        .unwrap();
+    let entries = (seed.len() - new_at - 48) / 24;
+    for case in 0..2000u64 {
+        let mut bytes = seed.clone();
+        match rng.below(3) {
+            0 => bytes = mutate_bytes(&mut rng, &seed),
+            1 => {
+                for _ in 0..1 + rng.below(6) {
+                    let e = new_at + 48 + 24 * rng.below(entries.min(2000));
+                    let (at, w) = *rng.pick(&[(0, 4), (4, 4), (8, 4), (16, 8)]);
+                    let v = interesting(&mut rng, seed.len());
+                    put_le(&mut bytes, e + at, w, v);
+                }
+            }
+            _ => {
+                // nlibs, len_strings, flags, extension offset.
+                let (at, w) = *rng.pick(&[(20, 4), (24, 4), (28, 1), (32, 4), (36, 4)]);
+                let v = interesting(&mut rng, seed.len());
+                put_le(&mut bytes, new_at + at, w, v);
+            }
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        guarded("ld.so.cache", case, &bytes, || {
+            let size = bytes.len() as u64;
+            let (result, peak) = peak_allocation(|| {
+                let parsed = LdCache::parse(&bytes);
+                let loaded = LdCache::load(&path);
+                assert_eq!(parsed.is_ok(), loaded.is_ok(), "parse and load disagree");
+                if let Ok(c) = &loaded {
+                    let _ = c.lookup("libc.so.6");
+                    let _ = c.lookup_hwcaps("libm.so.6", &hwcaps);
+                    let _ = c.lookup("");
+                }
+                loaded
+            });
+            assert!(
+                peak <= 8 * bytes.len() + ALLOC_SLACK,
+                "allocated {peak} bytes for {size}"
+            );
+            tally.alloc(peak, size);
+            tally.tried += 1;
+            match result {
+                Ok(_) => {
+                    tally.accepted += 1;
+                    if case % 10 == 0 {
+                        let mut env = LoaderEnv::new();
+                        env.hwcaps = hwcaps.clone();
+                        env.load_cache(&path);
+                        let _ = elf::resolve_libraries(&uselib, &env);
+                    }
+                }
+                Err(msg) => {
+                    tally.rejected += 1;
+                    assert_names_file(&user_sees(anyhow::anyhow!(msg)), &path, "ld.so.cache");
+                }
+            }
+        });
+    }
+    tally.report("ld.so caches");
+    assert_nothing_broken("ld.so caches");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Baselines, comparisons and the reports made of them
+
+/// The per-run figures of the seed recordings: what `baseline` and `check` compute from real runs.
+fn seed_runs() -> Vec<(String, Vec<perfgate::gate::figures::RunFigures>)> {
+    let dir = common::scratch();
+    seeds()
+        .iter()
+        .map(|(name, bytes)| {
+            let p = dir.path().join("seed.data");
+            std::fs::write(&p, bytes).unwrap();
+            let rec = Recording::open(&p).unwrap();
+            let one = perfgate::gate::figures::RunFigures::from_profile(&rec.profile);
+            // Five runs that differ a little, like real ones.
+            let runs = (0..5)
+                .map(|k| {
+                    let mut r = one.clone();
+                    let f = 1.0 + 0.01 * k as f64;
+                    for v in r.functions.values_mut() {
+                        v.mean *= f;
+                        v.self_mean *= f;
+                        v.total *= f;
+                        v.self_total *= f;
+                    }
+                    r.total_self *= f;
+                    r
+                })
+                .collect();
+            (name.clone(), runs)
+        })
+        .collect()
+}
+
+/// Baselines made from the seed runs, as `baseline` writes them, one with every optional table.
+fn baseline_seeds(runs: &[(String, Vec<perfgate::gate::figures::RunFigures>)]) -> Vec<String> {
+    use perfgate::gate::baseline::{Baseline, GateOverrides};
+    let mut out = Vec::new();
+    for (name, r) in runs {
+        let b = Baseline::from_runs(
+            vec![format!("fixtures/bin/{name}")],
+            Some("45608d41aa2024f97ae15a1a9a397b5608c56668".into()),
+            perfgate::profile::Machine::current(),
+            GateOverrides::default(),
+            &perfgate::plan::Selection::default(),
+            r,
+        );
+        out.push(b.to_toml().unwrap());
+    }
+    let mut full = out[0].clone();
+    full = full.replace(
+        "[gate]\n",
+        "[gate]\nalpha = 0.05\nthreshold = 0.1\nconfidence = 0.9\nmin_share = 0.02\nruns = 5\nmax_runs = 20\n\
+         metric = \"inclusive\"\ngate_calls = true\nrelative = false\nnormalise = true\n",
+    );
+    full = full.replace(
+        "[select]\n",
+        "[select]\nlibs = [\"libc.so*\"]\nfunctions = [\"work*\"]\nno_functions = [\"main\"]\nno_placement = true\n",
+    );
+    full = full.replacen(
+        "symbol = \"main\"\n",
+        "symbol = \"main\"\nthreshold = 0.2\nignore = true\n",
+        1,
+    );
+    out.push(full);
+    out
+}
+
+/// Memory a baseline may take per byte: the TOML tree, the baseline, its runs as figures, the
+/// comparison and its reports.
+const ALLOC_PER_BASELINE_BYTE: usize = 64;
+
+/// Reads a baseline and does with it what `check` does after its runs: the comparison against real
+/// head runs, the rule for more runs, every report (when `compare_too`: a comparison takes 75 ms in
+/// a debug build). The error message if rejected.
+fn check_with_baseline(
+    path: &Path,
+    head: &[perfgate::gate::figures::RunFigures],
+    compare_too: bool,
+) -> Result<u64, String> {
+    use perfgate::gate::{baseline::Baseline, compare, model::GateSettings, rule};
+    use perfgate::report::{check_table, json, junit, markdown, Exporter};
+    let b = Baseline::read(path).map_err(user_sees)?;
+    let mut settings = GateSettings::default();
+    b.gate.apply(&mut settings);
+    let machine = b.machine.clone();
+    let _ = b.run_figures();
+    if !compare_too {
+        return Ok(0);
+    }
+    let c = compare::compare(&b, head, &settings, "fuzz", &machine);
+    let _ = rule::more_runs(&c, head.len(), &settings);
+    let mut written = 0u64;
+    let style = check_table::TableStyle {
+        all: true,
+        width: Some(100),
+        color: true,
+        full_names: false,
+        quick: false,
+    };
+    written += check_table::table(&c, &style).len() as u64;
+    written += json::Json.render(&c).map_err(user_sees)?.len() as u64;
+    written += markdown::Markdown::default()
+        .render(&c)
+        .map_err(user_sees)?
+        .len() as u64;
+    let at = junit::Provenance::current();
+    written += junit::report(std::slice::from_ref(&c), &at)
+        .map_err(user_sees)?
+        .len() as u64;
+    Ok(written)
+}
+
+#[test]
+fn baselines_fuzzed() {
+    let runs = seed_runs();
+    let seeds = baseline_seeds(&runs);
+    let dir = common::scratch();
+    let path = dir.path().join("base.toml");
+    let mut rng = Rng::new(0xBA5E);
+    let mut tally = Tally::default();
+    for case in 0..1500u64 {
+        let seed = rng.pick(&seeds).clone();
+        let bytes = if rng.one_in(4) {
+            mutate_bytes(&mut rng, seed.as_bytes())
+        } else {
+            mutate_text(&mut rng, &seed)
+        };
+        std::fs::write(&path, &bytes).unwrap();
+        let head = &rng.pick(&runs).1;
+        guarded("baseline", case, &bytes, || {
+            let size = bytes.len() as u64;
+            let (result, peak) =
+                peak_allocation(|| check_with_baseline(&path, head, case % 3 == 0));
+            let bound = ALLOC_PER_BASELINE_BYTE * bytes.len() + ALLOC_SLACK;
+            assert!(
+                peak <= bound,
+                "allocated {peak} bytes for a {size}-byte baseline"
+            );
+            tally.alloc(peak, size);
+            tally.tried += 1;
+            match result {
+                Ok(written) => {
+                    tally.accepted += 1;
+                    tally.output(written, size);
+                }
+                Err(msg) => {
+                    tally.rejected += 1;
+                    assert_names_file(&msg, &path, "baseline");
+                }
+            }
+        });
+    }
+    tally.report("baselines");
+    assert_nothing_broken("baselines");
+}
+
+/// A crafted baseline: `runs` runs (every function called in each), one function with a name of
+/// `name_len` bytes (its symbol as long), the rest as a real baseline has them.
+fn crafted_baseline(runs: usize, name_len: usize) -> String {
+    let ones = vec!["1"; runs].join(",");
+    let name = "n".repeat(name_len);
+    let mut t = format!(
+        "schema = 1\nperfgate_version = \"0.1.0\"\ncommand = [\"fixtures/bin/work\"]\ncreated_at = 1\n\
+         runs = {runs}\nwall_ns = [{ones}]\ntotal_self_ns = [{ones}]\n\n[machine]\ncpu_model = \"x\"\n\
+         cores = 2\nkernel = \"6\"\n\n"
+    );
+    t += &format!("[[function]]\nname = \"{name}\"\nmodule = \"work\"\nsymbol = \"{name}\"\n");
+    for key in [
+        "calls",
+        "mean_ns",
+        "p50_ns",
+        "p90_ns",
+        "p99_ns",
+        "self_mean_ns",
+        "self_p50_ns",
+        "total_ns",
+        "self_total_ns",
+    ] {
+        t += &format!("{key} = [{ones}]\n");
+    }
+    t
+}
+
+/// The finding of a crafted 10 MB baseline (20,000 runs, a 200 KB name) that reached 7.9 GB: every
+/// run's figures held their own copy of the name. Scaled down here (2,000 runs, a 20 KB name) to
+/// measure in-process: refused before the copies are made, naming the file.
+#[test]
+fn baseline_with_many_runs_and_a_long_name_is_refused_within_bounded_memory() {
+    let dir = common::scratch();
+    let path = dir.path().join("crafted.toml");
+    let text = crafted_baseline(2000, 20_000);
+    std::fs::write(&path, &text).unwrap();
+    let head = &seed_runs()[0].1;
+    let (result, peak) = peak_allocation(|| check_with_baseline(&path, head, true));
+    println!(
+        "fuzz: crafted baseline of {} bytes (2,000 runs, a 20 KB name): peak allocation {} KiB, {:?}",
+        text.len(),
+        peak >> 10,
+        result
+    );
+    let bound = ALLOC_PER_BASELINE_BYTE * text.len() + ALLOC_SLACK;
+    assert!(
+        peak <= bound,
+        "allocated {peak} bytes for a {}-byte baseline",
+        text.len()
+    );
+    let e = result.expect_err("refused");
+    assert_names_file(&e, &path, "baseline");
+}
+
+/// TOML's parser takes about 200 bytes per value: a baseline of 20,000 runs of `1,` (10 MB of them
+/// would take 1 GB before anything is checked) is refused before it is parsed.
+#[test]
+fn baseline_of_dense_values_is_refused_before_parsing() {
+    let dir = common::scratch();
+    let path = dir.path().join("dense.toml");
+    let text = crafted_baseline(20_000, 100);
+    std::fs::write(&path, &text).unwrap();
+    let (result, peak) = peak_allocation(|| check_with_baseline(&path, &[], false));
+    println!(
+        "fuzz: crafted baseline of {} bytes (20,000 runs): peak allocation {} KiB, {result:?}",
+        text.len(),
+        peak >> 10
+    );
+    // The file itself, and little more: the parser never ran.
+    assert!(peak < 2 * text.len() + (1 << 20), "{peak}");
+    assert_names_file(&result.expect_err("refused"), &path, "baseline");
 }

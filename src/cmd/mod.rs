@@ -13,7 +13,7 @@ use crate::cli::{Cli, Command, GateArgs, MetricArg, ProbesArg, RuleArg, RunArgs,
 use crate::gate::baseline::GateOverrides;
 use crate::gate::model::{Metric, Rule};
 use crate::plan::Selection;
-use crate::report::escape::terminal;
+use crate::report::escape::{cut_long, terminal};
 use crate::run::RunAs;
 use crate::session::runs::Observer;
 use crate::session::{RunOptions, Target, TraceOptions};
@@ -73,9 +73,11 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// An error as one line: the context chain joined, control characters escaped.
+/// An error as one line: the context chain joined, control characters escaped, and cut in the middle
+/// past 1 KiB (a parser's message may quote a value of a hostile file whole; the file's name comes
+/// first and the reason last, and both stay).
 pub fn one_line(e: &anyhow::Error) -> String {
-    terminal(&format!("{e:#}").replace('\n', " "))
+    cut_long(&terminal(&format!("{e:#}").replace('\n', " "))).into_owned()
 }
 
 /// How a table for stdout (or stderr, when a report took stdout) is drawn: as wide as `$COLUMNS` or the

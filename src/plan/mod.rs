@@ -42,8 +42,10 @@ pub enum PlanError {
         soname: String,
     },
     /// Filters left nothing.
-    #[error("no function matched the filters ({candidates} candidates in {files} file(s); see --function/--no-function)")]
+    #[error("no function matched the filters in {} ({candidates} candidates in {files} file(s); see --function/--no-function)", program.display())]
     NothingMatched {
+        /// The executable planned.
+        program: PathBuf,
         /// Functions considered.
         candidates: usize,
         /// Files they were in.
@@ -208,6 +210,7 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
     }
     if plan.functions.is_empty() {
         return Err(PlanError::NothingMatched {
+            program: exe.to_path_buf(),
             candidates,
             files: files.elf.len(),
         });
