@@ -1142,3 +1142,223 @@ fn baseline_of_dense_values_is_refused_before_parsing() {
     assert!(peak < 2 * text.len() + (1 << 20), "{peak}");
     assert_names_file(&result.expect_err("refused"), &path, "baseline");
 }
+
+// ---------------------------------------------------------------------------------------------------
+// perfgate.toml and the JSON reports `merge` reads
+
+/// A project file with every key, and a small one.
+const CONFIG_SEEDS: [&str; 2] = [
+    "[gate]\nthreshold = 0.05\nrelative = true\nalpha = 0.05\nmetric = \"self\"\n\n\
+     [[benchmark]]\nname = \"gb1\"\ncommand = [\"./bin/gatebench\", \"--n\", \"3\"]\n\
+     baseline = \"baselines/gb1.toml\"\nruns = 10\nbuild = \"make bench\"\nlib = [\"libc.so*\"]\n\
+     function = [\"work*\"]\nno_function = [\"main\"]\nstartup = true\n\n[benchmark.gate]\nthreshold = 0.1\n\n\
+     [[benchmark]]\nname = \"gb2\"\ncommand = [\"./bin/gatebench\"]\nbaseline = \"baselines/gb2.toml\"\n",
+    "[[benchmark]]\nname = \"work\"\ncommand = [\"fixtures/bin/work\"]\nbaseline = \"b.toml\"\n",
+];
+
+#[test]
+fn project_files_fuzzed() {
+    use perfgate::config::{Config, Shard};
+    let dir = common::scratch();
+    let path = dir.path().join("perfgate.toml");
+    let mut rng = Rng::new(0xC0F1);
+    let mut tally = Tally::default();
+    for case in 0..1500u64 {
+        let seed = *rng.pick(&CONFIG_SEEDS);
+        let bytes = if rng.one_in(4) {
+            mutate_bytes(&mut rng, seed.as_bytes())
+        } else {
+            mutate_text(&mut rng, seed)
+        };
+        std::fs::write(&path, &bytes).unwrap();
+        guarded("perfgate.toml", case, &bytes, || {
+            let size = bytes.len() as u64;
+            let (result, peak) = peak_allocation(|| {
+                let c = Config::read(&path).map_err(user_sees)?;
+                let all = c.select(&[]).map_err(user_sees)?;
+                for b in &all {
+                    let _ = c.resolve(&b.baseline);
+                }
+                let _ = Shard::parse("2/3").map(|s| s.pick(&all).len());
+                Ok::<_, String>(all.len())
+            });
+            assert!(
+                peak <= 256 * bytes.len() + ALLOC_SLACK,
+                "allocated {peak} bytes for {size}"
+            );
+            tally.alloc(peak, size);
+            tally.tried += 1;
+            match result {
+                Ok(_) => tally.accepted += 1,
+                Err(msg) => {
+                    tally.rejected += 1;
+                    assert_names_file(&msg, &path, "perfgate.toml");
+                }
+            }
+        });
+    }
+    tally.report("perfgate.toml files");
+    assert_nothing_broken("perfgate.toml files");
+}
+
+/// `check --json` reports of real comparisons (the seed runs against baselines of themselves), one
+/// benchmark alone and a suite of all, with an unchecked benchmark.
+fn report_seeds() -> Vec<String> {
+    use perfgate::gate::{baseline::Baseline, compare, model::GateSettings};
+    use perfgate::report::json::{to_json, BenchmarkReport, Context, FailOn, Suite};
+    let runs = seed_runs();
+    let seeds = baseline_seeds(&runs);
+    let settings = GateSettings::default();
+    let mut reports = Vec::new();
+    for (i, ((name, head), text)) in runs.iter().zip(&seeds).enumerate() {
+        let b = Baseline::parse(text).unwrap();
+        let c = compare::compare(&b, head, &settings, name, &b.machine);
+        reports.push(BenchmarkReport {
+            name: name.clone(),
+            baseline: format!("baselines/{name}.toml"),
+            base_commit: Some("abc1234".into()),
+            reproduce: format!("perfgate check --baseline baselines/{name}.toml"),
+            update: format!("perfgate check --baseline baselines/{name}.toml --update"),
+            error: None,
+            context: (i == 0).then(Context::default),
+            fail_on: FailOn::Regression,
+            comparison: Some(c),
+        });
+    }
+    let mut unchecked = reports[0].clone();
+    unchecked.name = "broken".into();
+    unchecked.error = Some("baselines/broken.toml: no such file".into());
+    unchecked.comparison = None;
+    let suite = Suite {
+        perfgate_suite: 1,
+        context: Context {
+            head_commit: Some("def5678".into()),
+            run_url: Some("https://ci.example/run/1".into()),
+            artifact_url: None,
+            quick: false,
+        },
+        shards: vec!["1/2".into()],
+        benchmarks: reports.iter().cloned().chain([unchecked]).collect(),
+    };
+    let mut out: Vec<String> = vec![String::from_utf8(to_json(&reports[0]).unwrap()).unwrap()];
+    out.push(String::from_utf8(to_json(&suite).unwrap()).unwrap());
+    out
+}
+/// Reads a report as `merge` does (a JSON tree, then the suite or the one benchmark) and renders
+/// what `merge` writes: markdown, JUnit, JSON, the brief lines. The error message if rejected.
+fn merge_in_process(path: &Path) -> Result<u64, String> {
+    use perfgate::report::json::{to_json, BenchmarkReport, Suite};
+    use perfgate::report::{check_table, junit, markdown};
+    let shown = path.display();
+    let bytes = std::fs::read(path).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| user_sees(anyhow::anyhow!("{shown}: not JSON: {e}")))?;
+    let suite = if value.get("perfgate_suite").is_some() {
+        serde_json::from_value::<Suite>(value)
+    } else {
+        serde_json::from_value::<BenchmarkReport>(value).map(|b| Suite {
+            perfgate_suite: 1,
+            context: b.context.clone().unwrap_or_default(),
+            shards: Vec::new(),
+            benchmarks: vec![b],
+        })
+    }
+    .map_err(|e| user_sees(anyhow::anyhow!("{shown}: not a perfgate report: {e}")))?;
+    let mut written = markdown::suite(&suite, false).len() + markdown::suite(&suite, true).len();
+    let at = junit::Provenance::current();
+    written += junit::report_all(&suite.comparisons(), &[], &at)
+        .map_err(user_sees)?
+        .len();
+    written += to_json(&suite).map_err(user_sees)?.len();
+    for b in &suite.benchmarks {
+        written += check_table::brief(b, false, false).len();
+        written += markdown::benchmark(b, &suite.context, false).len();
+    }
+    Ok(written as u64)
+}
+
+#[test]
+fn reports_fuzzed() {
+    let seeds = report_seeds();
+    let dir = common::scratch();
+    let path = dir.path().join("report.json");
+    let out = dir.path().join("out");
+    let mut rng = Rng::new(0x3E6);
+    let mut tally = Tally::default();
+    let mut through_binary = 0;
+    for case in 0..1000u64 {
+        let seed = rng.pick(&seeds).clone();
+        let bytes = if rng.one_in(4) {
+            mutate_bytes(&mut rng, seed.as_bytes())
+        } else {
+            mutate_text(&mut rng, &seed)
+        };
+        std::fs::write(&path, &bytes).unwrap();
+        guarded("report", case, &bytes, || {
+            let size = bytes.len() as u64;
+            let (result, peak) = peak_allocation(|| merge_in_process(&path));
+            assert!(
+                peak <= ALLOC_PER_REPORT_BYTE * bytes.len() + ALLOC_SLACK,
+                "allocated {peak} bytes for {size}"
+            );
+            tally.alloc(peak, size);
+            tally.tried += 1;
+            match &result {
+                Ok(written) => {
+                    tally.accepted += 1;
+                    tally.output(*written, size);
+                }
+                Err(msg) => {
+                    tally.rejected += 1;
+                    assert_names_file(msg, &path, "report");
+                }
+            }
+            // Every 20th through the real binary, under a memory limit: its own messages.
+            if case % 20 == 0 {
+                through_binary += 1;
+                let (md, xml) = (out.with_extension("md"), out.with_extension("xml"));
+                let o = limited(&[
+                    "merge".as_ref(),
+                    "--markdown".as_ref(),
+                    md.as_ref(),
+                    "--junit".as_ref(),
+                    xml.as_ref(),
+                    path.as_ref(),
+                ]);
+                let err = text(&o.stderr);
+                assert!(!err.contains("panicked"), "{err}");
+                match o.status.code() {
+                    Some(0..=2) => {}
+                    c => panic!("merge exited with {c:?}: {err}"),
+                }
+                if result.is_err() {
+                    assert_eq!(o.status.code(), Some(2), "{err}");
+                    let line = err
+                        .lines()
+                        .find(|l| l.starts_with("perfgate: error:"))
+                        .unwrap_or_default();
+                    assert_names_file(line, &path, "merge");
+                }
+            }
+        });
+    }
+    tally.report("JSON reports");
+    println!("fuzz: JSON reports: {through_binary} of them also through `perfgate merge` under a 1 GiB limit");
+    assert_nothing_broken("JSON reports");
+}
+
+/// Memory a report may take per byte: the JSON tree (32 bytes a value), the typed report, renders.
+const ALLOC_PER_REPORT_BYTE: usize = 64;
+
+/// Runs the real binary under `prlimit --as` (1 GiB of address space): a blow-up fails to allocate
+/// and aborts instead of swapping the machine.
+fn limited(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let bin = assert_cmd::cargo::cargo_bin("perfgate");
+    std::process::Command::new("prlimit")
+        .arg(format!("--as={}", 1u64 << 30))
+        .arg(bin)
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .expect("running prlimit")
+}
