@@ -1073,26 +1073,36 @@ fn baselines_fuzzed() {
 /// A crafted baseline: `runs` runs (every function called in each), one function with a name of
 /// `name_len` bytes (its symbol as long), the rest as a real baseline has them.
 fn crafted_baseline(runs: usize, name_len: usize) -> String {
-    let ones = vec!["1"; runs].join(",");
-    let name = "n".repeat(name_len);
+    crafted_baseline_of(runs, name_len, 1, "1")
+}
+
+/// [`crafted_baseline`] with `functions` such functions (names `0…`, `1…`) and `value` for every
+/// figure.
+fn crafted_baseline_of(runs: usize, name_len: usize, functions: usize, value: &str) -> String {
+    let ones = vec![value; runs].join(",");
+    let calls = vec!["1"; runs].join(",");
     let mut t = format!(
         "schema = 1\nperfgate_version = \"0.1.0\"\ncommand = [\"fixtures/bin/work\"]\ncreated_at = 1\n\
          runs = {runs}\nwall_ns = [{ones}]\ntotal_self_ns = [{ones}]\n\n[machine]\ncpu_model = \"x\"\n\
          cores = 2\nkernel = \"6\"\n\n"
     );
-    t += &format!("[[function]]\nname = \"{name}\"\nmodule = \"work\"\nsymbol = \"{name}\"\n");
-    for key in [
-        "calls",
-        "mean_ns",
-        "p50_ns",
-        "p90_ns",
-        "p99_ns",
-        "self_mean_ns",
-        "self_p50_ns",
-        "total_ns",
-        "self_total_ns",
-    ] {
-        t += &format!("{key} = [{ones}]\n");
+    for k in 0..functions {
+        let name = format!("{k}{}", "n".repeat(name_len));
+        t += &format!("[[function]]\nname = \"{name}\"\nmodule = \"work\"\nsymbol = \"{name}\"\n");
+        for key in [
+            "calls",
+            "mean_ns",
+            "p50_ns",
+            "p90_ns",
+            "p99_ns",
+            "self_mean_ns",
+            "self_p50_ns",
+            "total_ns",
+            "self_total_ns",
+        ] {
+            let values = if key == "calls" { &calls } else { &ones };
+            t += &format!("{key} = [{values}]\n");
+        }
     }
     t
 }
@@ -1361,4 +1371,162 @@ fn limited(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .current_dir(common::root())
         .output()
         .expect("running prlimit")
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Through the real binary
+
+/// The first `perfgate: error:` line of a run that must fail cleanly: exit 2, no panic, the file named.
+fn clean_error(o: &std::process::Output, path: &Path) -> String {
+    let err = text(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("perfgate: error:"))
+        .unwrap_or_else(|| panic!("no error line: {err}"))
+        .to_string();
+    assert_names_file(&line, path, "perfgate");
+    line
+}
+
+/// Files that are not regular files (a FIFO would block a read forever, `/dev/zero` never ends, a
+/// directory is no file) are refused by every command that reads one, naming it.
+#[test]
+fn special_files_are_refused_by_every_reader() {
+    let dir = common::scratch();
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let good = dir.path().join("good.data");
+    std::fs::write(&good, &seeds()[0].1).unwrap();
+    let mut tried = 0;
+    for special in [fifo.as_path(), Path::new("/dev/zero"), dir.path()] {
+        let s = special.as_os_str();
+        let runs: [Vec<&std::ffi::OsStr>; 8] = [
+            vec![
+                "check".as_ref(),
+                "--baseline".as_ref(),
+                s,
+                "--".as_ref(),
+                "true".as_ref(),
+            ],
+            vec!["report".as_ref(), "-i".as_ref(), s],
+            vec![
+                "report".as_ref(),
+                "-i".as_ref(),
+                good.as_ref(),
+                "--diff".as_ref(),
+                s,
+                "--format".as_ref(),
+                "folded".as_ref(),
+            ],
+            vec!["replay".as_ref(), "-i".as_ref(), s],
+            vec!["merge".as_ref(), s],
+            vec!["check".as_ref(), "--all".as_ref(), "--config".as_ref(), s],
+            vec![
+                "baseline".as_ref(),
+                "--all".as_ref(),
+                "--config".as_ref(),
+                s,
+            ],
+            vec!["hook".as_ref(), "install".as_ref(), "--config".as_ref(), s],
+        ];
+        for args in runs {
+            let o = limited(&args);
+            let line = clean_error(&o, special);
+            assert!(line.contains("not a regular file"), "{args:?}: {line}");
+            tried += 1;
+        }
+    }
+    println!("fuzz: {tried} commands refused a FIFO, /dev/zero and a directory as their input");
+}
+
+/// The 65,535-deep recording through every view of the binary, under a 1 GiB address-space limit:
+/// each refuses it naming the file, having written almost nothing.
+#[test]
+fn nested_65535_deep_recording_is_refused_by_the_binary() {
+    let dir = common::scratch();
+    let seed_path = dir.path().join("seed.data");
+    std::fs::write(&seed_path, &seeds()[0].1).unwrap();
+    let seed = Recording::open(&seed_path).unwrap();
+    let path = dir.path().join("deep.data");
+    let events = (1..=u16::MAX)
+        .map(|d| ev(u64::from(d), 1, 0, d, EventKind::Entry))
+        .chain(
+            (1..=u16::MAX)
+                .rev()
+                .map(|d| ev(200_000 - u64::from(d), 1, 0, d, EventKind::Exit)),
+        );
+    synthetic_recording(&path, &seed, &names(1, 8), events);
+    let mut views = 0;
+    // The summary reads the statistics only (this recording has none): it works.
+    let o = limited(&["report".as_ref(), "-i".as_ref(), path.as_ref()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for format in ["chrome", "flame-graph", "folded"] {
+        let o = limited(&[
+            "report".as_ref(),
+            "-i".as_ref(),
+            path.as_ref(),
+            "--format".as_ref(),
+            format.as_ref(),
+        ]);
+        let line = clean_error(&o, &path);
+        assert!(
+            format == "summary" || line.contains("nesting level 65"),
+            "{format}: {line}"
+        );
+        assert!(
+            o.stdout.len() < 4096,
+            "{format}: {} bytes written",
+            o.stdout.len()
+        );
+        views += 1;
+    }
+    let o = limited(&["replay".as_ref(), "-i".as_ref(), path.as_ref()]);
+    let line = clean_error(&o, &path);
+    assert!(line.contains("nesting level 65"), "replay: {line}");
+    assert!(
+        o.stdout.len() < 64 << 10,
+        "replay: {} bytes written",
+        o.stdout.len()
+    );
+    println!(
+        "fuzz: the 65,535-deep recording: refused by {} views of the binary",
+        views + 1
+    );
+}
+
+/// The crafted baseline of the finding at full size (20,000 runs, 200 KB names, 10 MB; it reached
+/// 7.9 GB), through `check` under a 1 GiB address-space limit: refused, naming the file, before any
+/// run. And the same runs with real-looking figures (12 bytes each, not dense): refused too, by
+/// the memory its runs would take.
+#[test]
+fn crafted_10_mb_baselines_are_refused_by_check_within_1_gib() {
+    let dir = common::scratch();
+    for (name, text) in [
+        ("dense.toml", crafted_baseline_of(20_000, 200_000, 3, "1")),
+        (
+            "figures.toml",
+            crafted_baseline_of(20_000, 200_000, 3, "123456789.5"),
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &text).unwrap();
+        let o = limited(&[
+            "check".as_ref(),
+            "--baseline".as_ref(),
+            path.as_ref(),
+            "--".as_ref(),
+            "true".as_ref(),
+        ]);
+        let line = clean_error(&o, &path);
+        println!(
+            "fuzz: crafted baseline {name} of {} MB: {line}",
+            text.len() >> 20
+        );
+    }
 }
