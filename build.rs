@@ -29,4 +29,5 @@ fn main() {
         .expect("building bpf/perfgate.bpf.c failed: is clang installed? (make setup)");
     println!("cargo:rerun-if-changed={SRC}");
     println!("cargo:rerun-if-changed=bpf/perfgate.h");
+    println!("cargo:rerun-if-changed=bpf/unwind.h");
 }

@@ -7,13 +7,16 @@ use perfgate::cmd::{self, Exit};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // perfgate re-executes itself as the held benchmark, its watcher and the calibration child.
+    // perfgate re-executes itself as the held benchmark, its watcher, its tracer and the calibration child.
     match args.get(1).and_then(|a| a.to_str()) {
         Some(perfgate::run::HELD_EXEC_ARG) => {
             return ExitCode::from(perfgate::run::held_exec_main(&args[2..]) as u8)
         }
         Some(perfgate::run::watch::WATCH_ARG) => {
             return ExitCode::from(perfgate::run::watch::watch_main(&args[2..]) as u8)
+        }
+        Some(perfgate::run::follow::FOLLOW_ARG) => {
+            return ExitCode::from(perfgate::run::follow::follow_main() as u8)
         }
         Some(perfgate::session::calibrate::CALIBRATE_ARG) => {
             return ExitCode::from(perfgate::session::calibrate::calibrate_main() as u8)

@@ -55,12 +55,27 @@ fn no_function_matched() {
 }
 
 #[test]
-fn library_not_found() {
+fn a_lib_glob_no_process_loads_is_said_not_refused() {
+    // --lib may name a library the program loads with dlopen: unknown before the run, so a warning.
     let w = fixture("work");
-    assert_clean_error(
-        &record(&["--lib", "libnope*", "--", w.to_str().unwrap()]),
-        "no library of the program matches",
-    );
+    for follow in [&[][..], &["--no-follow"][..]] {
+        let out = record(
+            &[
+                &["--no-calibrate", "--lib", "libnope*"][..],
+                follow,
+                &["--", w.to_str().unwrap()],
+            ]
+            .concat(),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains(
+                "warning: --lib \"libnope*\" matched no library any traced process loaded"
+            ),
+            "{}",
+            text(&out.stdout)
+        );
+    }
 }
 
 #[test]

@@ -396,8 +396,9 @@ fn probe_cost_is_calibrated_and_compensation_subtracts_it() {
     assert!(c.single_step_ns > 3.0 * c.emulated_ns, "{c:?}");
     let merged = p.per_function();
     let rec = func(&p, &merged, "recurse").unwrap();
-    // recurse(49) × 10: each call has on average 24.5 traced descendants, all with an emulated entry.
-    let expected = (10 * (0..50u64).map(|d| 49 - d).sum::<u64>()) as f64 * c.emulated_ns;
+    // recurse(49) × 10: inclusive time (and the probe cost in it) counts once per outermost call, and
+    // each outermost call has 49 traced descendants, all with an emulated entry.
+    let expected = (10 * 49) as f64 * c.emulated_ns;
     let got = rec.overhead_ns as f64;
     assert!(
         (got - expected).abs() <= 0.01 * expected + 1000.0,
@@ -457,16 +458,19 @@ fn a_binary_rebuilt_between_runs_is_refused_not_probed_at_stale_offsets() {
     // "Rebuild": a different file takes its place.
     std::fs::remove_file(&bin).unwrap();
     std::fs::copy(fixture("work_stripped"), &bin).unwrap();
-    let opts = perfgate::session::RunOptions {
-        trace: Default::default(),
-        run_as: perfgate::run::RunAs::Same,
-        stdout: perfgate::run::Stdout::Inherit,
-    };
-    let err = perfgate::session::trace_once(&target, &opts).unwrap_err();
-    assert!(
-        format!("{err:#}").contains("changed since perfgate read its symbols"),
-        "{err:#}"
-    );
+    for follow in [false, true] {
+        let opts = perfgate::session::RunOptions {
+            trace: Default::default(),
+            run_as: perfgate::run::RunAs::Same,
+            stdout: perfgate::run::Stdout::Inherit,
+            follow,
+        };
+        let err = perfgate::session::trace_once(&target, &opts).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("changed since perfgate read its symbols"),
+            "follow {follow}: {err:#}"
+        );
+    }
 }
 
 #[test]

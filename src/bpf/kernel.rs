@@ -3,11 +3,11 @@
 //!
 //! Invariant: no constant of `bpf/perfgate.h` is written out here. Sizes, enum values and bit layouts are
 //! taken from the skeleton's generated types (`types::pg_layout`, `pg_counter`, `pg_probe_kind`,
-//! `pg_event_kind`); where perfgate keeps a Rust mirror (the histogram size of `profile::hist`), a
+//! `pg_event_kind`, `pg_hook_kind`); where perfgate keeps a Rust mirror (the histogram size of `profile::hist`), a
 //! compile-time assert ties the two together.
 use crate::profile::file::{Event, EventKind};
 use crate::profile::hist::BUCKETS;
-use crate::profile::{FuncId, FuncStats, Histogram, LossCounters, ProbeKind, TimeStats};
+use crate::profile::{FuncId, FuncStats, Histogram, LossCounters, ProbeKind, TimeStats, Unwinding};
 
 #[allow(
     missing_docs,
@@ -20,7 +20,7 @@ pub(super) mod skel {
     include!(concat!(env!("OUT_DIR"), "/perfgate.skel.rs"));
 }
 pub(super) use skel::types;
-use types::{pg_counter, pg_event_kind, pg_layout, pg_probe_kind};
+use types::{pg_counter, pg_event_kind, pg_hook_kind, pg_layout, pg_probe_kind};
 
 const _: () = assert!(
     BUCKETS == pg_layout::PG_HIST_BUCKETS.0 as usize,
@@ -66,12 +66,52 @@ pub(super) fn cookie(func: FuncId, kind: ProbeKind) -> u64 {
     u64::from(func) | (u64::from(probe_kind_value(kind).0) << pg_layout::PG_COOKIE_KIND_SHIFT.0)
 }
 
+/// What an entry-only hook marks (see `bpf/unwind.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    /// An unwinder entry (throw, resume, rethrow, forced unwind): return addresses are restored.
+    Unwind,
+    /// `_Unwind_Backtrace`: restores like an unwind, no frame dies.
+    Walk,
+    /// A catch called by the catching frame, or a `ret` of `_Unwind_Backtrace`: return probes go back.
+    Land,
+    /// A catch signalled a few frames below the catching frame (Rust's panic cleanup).
+    LandDeep,
+    /// A stack switch: every return address is restored.
+    Switch,
+}
+
+/// The cookie of a hook: its id in the low bits, the `enum pg_hook_kind` above `PG_COOKIE_KIND_SHIFT`.
+pub(super) fn hook_cookie(id: u32, kind: HookKind) -> u64 {
+    let k = match kind {
+        HookKind::Unwind => pg_hook_kind::PG_HOOK_UNWIND,
+        HookKind::Walk => pg_hook_kind::PG_HOOK_WALK,
+        HookKind::Land => pg_hook_kind::PG_HOOK_LAND,
+        HookKind::LandDeep => pg_hook_kind::PG_HOOK_LAND_DEEP,
+        HookKind::Switch => pg_hook_kind::PG_HOOK_SWITCH,
+    };
+    u64::from(id) | (u64::from(k.0) << pg_layout::PG_COOKIE_KIND_SHIFT.0)
+}
+
 /// Plain-old-data types the kernel fills.
 pub(super) trait Pod: Copy {}
 impl Pod for u64 {}
 impl Pod for types::pg_key {}
 impl Pod for types::pg_stats {}
 impl Pod for types::pg_event {}
+impl Pod for types::pg_proc {}
+impl Pod for types::pg_dl_key {}
+impl Pod for types::pg_stack {}
+
+/// The bytes of a `T` to hand to the kernel (a map key or value).
+pub(super) fn pod_bytes<T: Pod>(v: &T) -> &[u8] {
+    // SAFETY: T is a repr(C) struct of integers without implicit padding (Pod: every field is a u32 or
+    // u64 or an array of them, laid out by bpf/perfgate.h with explicit padding), so all its bytes are
+    // initialised; the slice borrows `v` and cannot outlive it.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+impl Pod for types::pg_patch_key {}
+impl Pod for types::pg_patch {}
 
 /// Copies a `T` out of bytes the kernel wrote; `None` when there are too few.
 pub(super) fn read_pod<T: Pod>(bytes: &[u8]) -> Option<T> {
@@ -89,6 +129,9 @@ pub(super) fn decode_event(data: &[u8]) -> Option<Event> {
     let kind = match pg_event_kind(u32::from(e.kind)) {
         pg_event_kind::PG_EV_ENTRY => EventKind::Entry,
         pg_event_kind::PG_EV_EXIT => EventKind::Exit,
+        pg_event_kind::PG_EV_UNWOUND => EventKind::Unwound,
+        pg_event_kind::PG_EV_ABANDONED => EventKind::Abandoned,
+        pg_event_kind::PG_EV_SWITCHED => EventKind::SwitchedAway,
         _ => return None,
     };
     Some(Event {
@@ -108,6 +151,7 @@ pub(super) fn decode_stats(key: &[u8], value: &[u8]) -> Option<FuncStats> {
         func: k.func,
         tid: k.tid,
         calls: v.calls,
+        nested_calls: v.nested_calls.min(v.calls),
         overhead_ns: v.overhead_sum,
         out_ns: v.out_sum,
         inclusive: TimeStats {
@@ -148,7 +192,42 @@ pub(super) fn decode_counters(per_cpu: &[Vec<u64>]) -> LossCounters {
         unfinished_at_exit: total(pg_counter::PG_UNFINISHED_AT_EXIT),
         events_dropped: dropped_per_cpu.iter().sum(),
         events_dropped_per_cpu: dropped_per_cpu,
+        open_at_exec: total(pg_counter::PG_OPEN_AT_EXEC),
+        holds_failed: total(pg_counter::PG_HOLD_FAILED),
+        returned_before_attach: total(pg_counter::PG_RETURN_BEFORE_ATTACH),
+        open_at_detach: 0,
+        in_progress_at_attach: 0,
     }
+}
+
+/// The kernel side's counts about exceptions and stack switches, from the same per-CPU counters (the
+/// writer, hooks and pauses are filled in by the caller).
+pub(super) fn decode_unwinding(per_cpu: &[Vec<u64>]) -> Unwinding {
+    let total = |c: pg_counter| -> u64 {
+        per_cpu
+            .get(c.0 as usize)
+            .map_or(0, |v| v.iter().sum::<u64>())
+    };
+    Unwinding {
+        unwinds: total(pg_counter::PG_UNWINDS),
+        landings: total(pg_counter::PG_LANDINGS),
+        frames_unwound: total(pg_counter::PG_FRAMES_UNWOUND),
+        slots_restored: total(pg_counter::PG_SLOTS_RESTORED),
+        slots_rehijacked: total(pg_counter::PG_SLOTS_REHIJACKED),
+        slot_writes_failed: total(pg_counter::PG_SLOT_WRITES_FAILED),
+        pauses: total(pg_counter::PG_WRITER_STOPS),
+        stack_switches: total(pg_counter::PG_STACK_SWITCHES),
+        frames_switched: total(pg_counter::PG_FRAMES_SWITCHED),
+        foreign_stack_entries: total(pg_counter::PG_FOREIGN_STACK),
+        ..Unwinding::default()
+    }
+}
+
+/// One queued slot store: (thread, slot address, value, when it was queued in kernel time).
+pub(super) fn decode_patch(key: &[u8], value: &[u8]) -> Option<(u32, u64, u64, u64)> {
+    let k = read_pod::<types::pg_patch_key>(key)?;
+    let v = read_pod::<types::pg_patch>(value)?;
+    Some((k.tid, k.slot, v.value, v.queued_ns))
 }
 
 /// A loader link-map path as stored in the `dl_libs` map (NUL-padded).
@@ -204,6 +283,14 @@ mod tests {
         let d = decode_event(&bytes(&e)).unwrap();
         assert_eq!((d.ts, d.tid, d.func, d.depth), (5, 6, 7, 2));
         assert_eq!(d.kind, EventKind::Exit);
+        for (k, want) in [
+            (pg_event_kind::PG_EV_UNWOUND, EventKind::Unwound),
+            (pg_event_kind::PG_EV_ABANDONED, EventKind::Abandoned),
+            (pg_event_kind::PG_EV_SWITCHED, EventKind::SwitchedAway),
+        ] {
+            e.kind = k.0 as u16;
+            assert_eq!(decode_event(&bytes(&e)).unwrap().kind, want);
+        }
         e.kind = 9;
         assert!(decode_event(&bytes(&e)).is_none());
         assert!(decode_event(&[0u8; 3]).is_none());
@@ -219,5 +306,58 @@ mod tests {
         assert_eq!(l.events_dropped, 5);
         assert_eq!(l.events_dropped_per_cpu, vec![1, 4]);
         assert_eq!(l.depth_exceeded, 0);
+        per_cpu[pg_counter::PG_FRAMES_UNWOUND.0 as usize] = vec![7, 10];
+        per_cpu[pg_counter::PG_WRITER_STOPS.0 as usize] = vec![1, 1];
+        per_cpu[pg_counter::PG_FOREIGN_STACK.0 as usize] = vec![0, 3];
+        let u = decode_unwinding(&per_cpu);
+        assert_eq!(
+            (u.frames_unwound, u.pauses, u.foreign_stack_entries),
+            (17, 2, 3)
+        );
+        assert_eq!(
+            (u.unwinds, u.stack_switches, u.slot_writes_failed),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn hook_cookies_carry_the_kernel_hook_kinds() {
+        let shift = pg_layout::PG_COOKIE_KIND_SHIFT.0;
+        for (k, want) in [
+            (HookKind::Unwind, pg_hook_kind::PG_HOOK_UNWIND),
+            (HookKind::Walk, pg_hook_kind::PG_HOOK_WALK),
+            (HookKind::Land, pg_hook_kind::PG_HOOK_LAND),
+            (HookKind::LandDeep, pg_hook_kind::PG_HOOK_LAND_DEEP),
+            (HookKind::Switch, pg_hook_kind::PG_HOOK_SWITCH),
+        ] {
+            let c = hook_cookie(5, k);
+            assert_eq!(c >> shift, u64::from(want.0), "{k:?}");
+            assert_eq!(c & 0xffff_ffff, 5);
+        }
+    }
+
+    #[test]
+    fn queued_stores_decode_from_the_kernel_layout() {
+        let key = types::pg_patch_key {
+            tid: 42,
+            _pad: 0,
+            slot: 0x7ffd_0000_1008,
+        };
+        let value = types::pg_patch {
+            value: 0x5555_0000_1234,
+            queued_ns: 99,
+        };
+        let kb: Vec<u8> = [
+            &key.tid.to_ne_bytes()[..],
+            &0u32.to_ne_bytes(),
+            &key.slot.to_ne_bytes(),
+        ]
+        .concat();
+        let vb: Vec<u8> = [value.value.to_ne_bytes(), value.queued_ns.to_ne_bytes()].concat();
+        assert_eq!(
+            decode_patch(&kb, &vb),
+            Some((42, 0x7ffd_0000_1008, 0x5555_0000_1234, 99))
+        );
+        assert_eq!(decode_patch(&kb[..8], &vb), None);
     }
 }

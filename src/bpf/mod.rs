@@ -4,7 +4,9 @@
 //! This layer never drives a process: it knows a PID only as the filter of its probes. The session layer
 //! (`session/`) starts the benchmark, calls [`Program`] in order — [`Program::load`],
 //! [`Program::attach_functions`] per file, [`Program::attach_loader_hook`],
-//! [`Program::attach_thread_exit`], then [`Program::poll_events`] while the benchmark runs,
+//! [`Program::attach_stack_hooks`] per file, [`Program::attach_thread_exit`], then
+//! [`Program::poll_events`] while the benchmark runs (and, with the stop writer, applies the
+//! [`Program::slot_queue`] at each of its stops),
 //! [`Program::detach`], [`Program::measured`] — and joins the two. Every kernel type is read through
 //! [`kernel`], the one decoder of the generated skeleton.
 use std::cell::RefCell;
@@ -21,9 +23,13 @@ use crate::elf::FileOffset;
 use crate::profile::file::Event;
 use crate::profile::{FuncId, FuncStats, LossCounters, ProbeCosts, ProbeKind};
 
+mod follow;
 pub mod kernel;
+pub use follow::{LinkCloser, LinkMapName, Links};
+mod writer;
 use kernel::skel::{PerfgateSkel, PerfgateSkelBuilder};
-pub use kernel::MAX_DEPTH;
+pub use kernel::{HookKind, MAX_DEPTH};
+pub use writer::{bpf_writes_allowed, QueuedStore, SlotQueue, SlotWriter};
 
 /// Threads that close links at once.
 pub const DETACH_THREADS: usize = 32;
@@ -47,6 +53,18 @@ pub struct ProgramConfig {
     pub functions: usize,
     /// Keep per-function totals user space reads while the benchmark runs ([`Program::survey_totals`]).
     pub survey: bool,
+    /// `perfgate bench cost` only: attach the minimal counting program (`pg_count`: one atomic add per
+    /// hit) instead of perfgate's, the same way (session mode only); nothing is measured but its hits.
+    pub count_only: bool,
+    /// Processes other than `target_pid` are followed (their PIDs are added with
+    /// [`Program::follow_process`]).
+    pub follow: bool,
+    /// A thread of a held process that adds a library to the loader's link map is stopped for perfgate
+    /// (see `run/follow.rs`).
+    pub hold_dlopen: bool,
+    /// Let the program store return addresses itself when the kernel allows `bpf_probe_write_user`
+    /// (false: always the stop writer).
+    pub bpf_writes: bool,
 }
 
 /// How probes are attached, from the newest kernel interface to the oldest.
@@ -157,6 +175,15 @@ pub struct Probe {
     pub kind: ProbeKind,
 }
 
+/// An entry-only hook of the unwinder, a catch or a stack switcher (see `bpf/unwind.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hook {
+    /// Where in the file (a function's entry, or a `ret` inside `_Unwind_Backtrace`).
+    pub offset: FileOffset,
+    /// What it marks.
+    pub kind: HookKind,
+}
+
 /// What the kernel measured in one run.
 #[derive(Debug, Clone, Default)]
 pub struct Measured {
@@ -173,6 +200,10 @@ pub struct Measured {
     /// Paths the loader's link map held at some point of the run (libraries loaded at start-up and
     /// with dlopen).
     pub loader_paths: Vec<PathBuf>,
+    /// Hits of the minimal counting program (entries plus returns), with [`ProgramConfig::count_only`].
+    pub count_hits: Option<u64>,
+    /// Exceptions and stack switches, as the kernel side counted them (with the writer and the hooks).
+    pub unwinding: crate::profile::Unwinding,
 }
 
 /// The loaded program and its links.
@@ -188,6 +219,8 @@ pub struct Program<'obj> {
     config: ProgramConfig,
     attach: Duration,
     detach: Duration,
+    writer: SlotWriter,
+    hooks: u64,
 }
 
 /// Whether perfgate can load BPF programs here: one clear line when it cannot.
@@ -249,6 +282,14 @@ impl<'obj> Program<'obj> {
         rodata.wakeup_bytes = u64::from(rb_bytes / 4);
         rodata.trace_events = config.events;
         rodata.survey = config.survey;
+        rodata.follow_enabled = config.follow;
+        rodata.hold_dlopen = config.hold_dlopen;
+        let writer = if config.bpf_writes && bpf_writes_allowed() {
+            SlotWriter::Bpf
+        } else {
+            SlotWriter::Stop
+        };
+        rodata.write_from_bpf = writer == SlotWriter::Bpf;
         if let Some(c) = config.probe_cost {
             for kind in ProbeKind::ALL {
                 let slot = kernel::probe_kind_value(kind).0 as usize;
@@ -262,15 +303,22 @@ impl<'obj> Program<'obj> {
         }
         open.maps.events.set_max_entries(rb_bytes)?;
         // Up to every function on ~16 threads before the map is reported as full.
+        // Followed processes add functions later: room for them from the start (the map is not
+        // preallocated, so its size is a cap, not memory).
+        let least = if config.follow { 1 << 18 } else { 65_536 };
         let entries = u32::try_from(config.functions)
             .unwrap_or(u32::MAX)
             .saturating_mul(16)
-            .clamp(65_536, 1 << 22);
+            .clamp(least, 1 << 22);
         open.maps.stats.set_max_entries(entries)?;
         let mode = config.mode;
+        if config.count_only && mode != ProbeMode::Session {
+            bail!("the minimal counting program needs session probes (Linux 6.12+)");
+        }
         open.progs
             .pg_session
             .set_autoload(mode == ProbeMode::Session);
+        open.progs.pg_count.set_autoload(config.count_only);
         open.progs.pg_entry.set_autoload(mode == ProbeMode::Multi);
         open.progs.pg_return.set_autoload(mode == ProbeMode::Multi);
         open.progs
@@ -284,6 +332,10 @@ impl<'obj> Program<'obj> {
             .set_autoload(mode == ProbeMode::Classic);
         open.progs
             .pg_dl_change_classic
+            .set_autoload(mode == ProbeMode::Classic);
+        open.progs.pg_hook.set_autoload(mode != ProbeMode::Classic);
+        open.progs
+            .pg_hook_classic
             .set_autoload(mode == ProbeMode::Classic);
         let skel = match open.load() {
             Ok(s) => s,
@@ -308,16 +360,96 @@ impl<'obj> Program<'obj> {
             config: config.clone(),
             attach: Duration::ZERO,
             detach: Duration::ZERO,
+            writer,
+            hooks: 0,
         })
+    }
+
+    /// Who stores return addresses around the unwinder in this run.
+    pub fn slot_writer(&self) -> SlotWriter {
+        self.writer
+    }
+
+    /// The queue the stop writer applies while the benchmark is stopped; `None` when the program stores
+    /// itself.
+    pub fn slot_queue(&self) -> Result<Option<SlotQueue>> {
+        if self.writer == SlotWriter::Bpf {
+            return Ok(None);
+        }
+        let map = libbpf_rs::MapHandle::try_from(&self.skel.maps.patches)
+            .context("duplicating the slot queue's descriptor")?;
+        Ok(Some(SlotQueue::new(map)))
+    }
+
+    /// Attaches the entry-only hooks of one file (unwinder entries, catches, stack switchers), filtered
+    /// on the target PID. A file not mapped yet (libgcc_s, which glibc loads with dlopen for
+    /// `backtrace()` and `pthread_exit`) gets them when it is mapped: uprobes belong to the file.
+    pub fn attach_stack_hooks(&mut self, path: &Path, hooks: &[Hook]) -> Result<()> {
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let pid = self.config.target_pid as i32;
+        let cookies: Vec<u64> = hooks
+            .iter()
+            .enumerate()
+            .map(|(i, h)| kernel::hook_cookie(i as u32, h.kind))
+            .collect();
+        let result = if self.config.mode == ProbeMode::Classic {
+            let mut links = Vec::with_capacity(hooks.len());
+            let mut r = Ok(());
+            for (h, &cookie) in hooks.iter().zip(&cookies) {
+                let opts = libbpf_rs::UprobeOpts {
+                    cookie,
+                    ..Default::default()
+                };
+                match self.skel.progs.pg_hook_classic.attach_uprobe_with_opts(
+                    pid,
+                    path,
+                    h.offset.0 as usize,
+                    opts,
+                ) {
+                    Ok(l) => links.push(l),
+                    Err(e) => {
+                        r = Err(e);
+                        break;
+                    }
+                }
+            }
+            r.map(|()| links)
+        } else {
+            let opts = UprobeMultiOpts {
+                offsets: hooks.iter().map(|h| h.offset.0 as usize).collect(),
+                cookies,
+                ..Default::default()
+            };
+            self.skel
+                .progs
+                .pg_hook
+                .attach_uprobe_multi_with_opts(pid, path, "", opts)
+                .map(|l| vec![l])
+        };
+        self.attach += t0.elapsed();
+        let links = result.with_context(|| {
+            format!(
+                "attaching the {} exception and stack-switch hooks to {}",
+                hooks.len(),
+                path.display()
+            )
+        })?;
+        self.links.extend(links);
+        self.hooks += hooks.len() as u64;
+        Ok(())
     }
 
     /// Attaches the probes of one file, filtered on the target PID: one `uprobe_multi` link (session
     /// mode), two (entry + return), or two per function (classic).
     pub fn attach_functions(&mut self, path: &Path, probes: &[Probe]) -> Result<()> {
         let t0 = Instant::now();
+        let pid = self.config.target_pid;
         let result = match self.config.mode {
-            ProbeMode::Classic => self.attach_classic(path, probes),
-            mode => self.attach_multi(path, probes, mode),
+            ProbeMode::Classic => self.attach_classic(pid, path, probes),
+            mode => self.attach_multi(pid, path, probes, mode),
         };
         self.attach += t0.elapsed();
         match result {
@@ -344,6 +476,7 @@ impl<'obj> Program<'obj> {
 
     fn attach_multi(
         &self,
+        pid: u32,
         path: &Path,
         probes: &[Probe],
         mode: ProbeMode,
@@ -353,7 +486,7 @@ impl<'obj> Program<'obj> {
             .iter()
             .map(|p| kernel::cookie(p.func, p.kind))
             .collect();
-        let pid = self.config.target_pid as i32;
+        let pid = pid as i32;
         let attach = |prog: &libbpf_rs::ProgramMut, retprobe: bool, session: bool| {
             let opts = UprobeMultiOpts {
                 offsets: offsets.clone(),
@@ -364,7 +497,9 @@ impl<'obj> Program<'obj> {
             };
             prog.attach_uprobe_multi_with_opts(pid, path, "", opts)
         };
-        if mode == ProbeMode::Session {
+        if self.config.count_only {
+            attach(&self.skel.progs.pg_count, false, true).map(|l| vec![l])
+        } else if mode == ProbeMode::Session {
             attach(&self.skel.progs.pg_session, false, true).map(|l| vec![l])
         } else {
             attach(&self.skel.progs.pg_entry, false, false)
@@ -372,8 +507,13 @@ impl<'obj> Program<'obj> {
         }
     }
 
-    fn attach_classic(&self, path: &Path, probes: &[Probe]) -> libbpf_rs::Result<Vec<Link>> {
-        let pid = self.config.target_pid as i32;
+    fn attach_classic(
+        &self,
+        pid: u32,
+        path: &Path,
+        probes: &[Probe],
+    ) -> libbpf_rs::Result<Vec<Link>> {
+        let pid = pid as i32;
         let mut links = Vec::with_capacity(probes.len() * 2);
         for p in probes {
             for (prog, retprobe) in [
@@ -395,28 +535,12 @@ impl<'obj> Program<'obj> {
     /// refused (then only sampling `/proc/PID/maps` is left).
     pub fn attach_loader_hook(&mut self, loader: &Path, offset: FileOffset) -> bool {
         let t0 = Instant::now();
-        // uprobe_multi: a perf-event uprobe takes ~120 ms to detach, a multi link a fraction of that.
-        let pid = self.config.target_pid as i32;
-        let link = if self.config.mode == ProbeMode::Classic {
-            self.skel
-                .progs
-                .pg_dl_change_classic
-                .attach_uprobe_with_opts(
-                    pid,
-                    loader,
-                    offset.0 as usize,
-                    libbpf_rs::UprobeOpts::default(),
-                )
-        } else {
-            let opts = UprobeMultiOpts {
-                offsets: vec![offset.0 as usize],
-                ..Default::default()
-            };
-            self.skel
-                .progs
-                .pg_dl_change
-                .attach_uprobe_multi_with_opts(pid, loader, "", opts)
-        };
+        let link = self.loader_hook_link(
+            self.config.target_pid,
+            loader,
+            offset,
+            self.config.r_debug_delta,
+        );
         self.attach += t0.elapsed();
         match link {
             Ok(l) => {
@@ -424,6 +548,42 @@ impl<'obj> Program<'obj> {
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// The hook's cookie is `r_debug_delta` (`_r_debug` minus `_dl_debug_state` of this loader).
+    fn loader_hook_link(
+        &self,
+        pid: u32,
+        loader: &Path,
+        offset: FileOffset,
+        r_debug_delta: i64,
+    ) -> libbpf_rs::Result<Link> {
+        // uprobe_multi: a perf-event uprobe takes ~120 ms to detach, a multi link a fraction of that.
+        let pid = pid as i32;
+        if self.config.mode == ProbeMode::Classic {
+            self.skel
+                .progs
+                .pg_dl_change_classic
+                .attach_uprobe_with_opts(
+                    pid,
+                    loader,
+                    offset.0 as usize,
+                    libbpf_rs::UprobeOpts {
+                        cookie: r_debug_delta as u64,
+                        ..Default::default()
+                    },
+                )
+        } else {
+            let opts = UprobeMultiOpts {
+                offsets: vec![offset.0 as usize],
+                cookies: vec![r_debug_delta as u64],
+                ..Default::default()
+            };
+            self.skel
+                .progs
+                .pg_dl_change
+                .attach_uprobe_multi_with_opts(pid, loader, "", opts)
         }
     }
 
@@ -577,13 +737,25 @@ impl<'obj> Program<'obj> {
             .collect();
         loader_paths.sort();
         loader_paths.dedup();
+        let mut unwinding = kernel::decode_unwinding(&per_cpu);
+        unwinding.hooks = self.hooks;
+        if self.hooks > 0 {
+            unwinding.writer = self.writer.name().to_string();
+        }
         Ok(Measured {
+            unwinding,
             stats,
             lost: kernel::decode_counters(&per_cpu),
             mode: self.config.mode,
             attach: self.attach,
             detach: self.detach,
             loader_paths,
+            count_hits: self.config.count_only.then(|| {
+                self.skel.maps.bss_data.as_deref().map_or(0, |b| {
+                    // SAFETY: as in `survey_totals`: the skeleton's map of .bss, an aligned u64.
+                    unsafe { std::ptr::read_volatile(&b.count_hits) }
+                })
+            }),
         })
     }
 }

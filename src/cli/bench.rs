@@ -10,10 +10,19 @@ pub enum BenchWhat {
     Attach,
     /// Added cost of one traced call, per kind of first instruction (emulated, 5-byte nop, single-step).
     Overhead,
+    /// What following the processes a benchmark starts costs per process: hold time (plan + attach) and
+    /// the wall time added.
+    Follow,
     /// Throughput of a call-heavy benchmark: gate mode (in-kernel aggregation) and trace mode (events to a file).
     Trace,
+    /// Tracing real libraries (sqlite, zstd, leveldb fixtures): untraced vs every function, placement,
+    /// placement + budget; survey time; the knob caught by a 10-run check; per-call cost against a minimal
+    /// counting program; compensation error.
+    Cost,
     /// The gate's false-alarm rate (A/A checks) and its power against injected 5%, 10% and 20% slowdowns.
     Gate,
+    /// What a C++ exception through traced functions costs: the pauses of the slot writer per throw.
+    Exceptions,
     /// All of the above.
     All,
 }
@@ -30,6 +39,9 @@ pub struct BenchArgs {
     /// Gate checks per scenario (A/A, then each injected slowdown).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub checks: usize,
+    /// `cost` only: measure just this real-library fixture (sqlite_bench, zstd_bench or leveldb_bench).
+    #[arg(long, value_name = "FIXTURE")]
+    pub workload: Option<String>,
     /// Directory of the built fixtures (`bash fixtures/build.sh`).
     #[arg(long, value_name = "DIR", default_value = "fixtures/bin")]
     pub fixtures: PathBuf,

@@ -38,7 +38,10 @@ pub enum Command {
     /// Run a command under function tracing and print per-function latency (saved for `report`).
     #[command(
         after_help = "The benchmark's stdout and stderr pass through untouched. Under sudo it runs as the \
-invoking user (SUDO_UID) unless --run-as-root.\n\nExample:\n  perfgate record --per-thread -- ./fixtures/bin/threads"
+invoking user (SUDO_UID) unless --run-as-root. The processes it starts are traced too (--no-follow: only its \
+own), and libraries a --lib glob names are traced when a process loads them with dlopen.\n\nExamples:\n  \
+perfgate record --per-thread -- ./fixtures/bin/threads\n  perfgate record --function 'mybench::*' -- cargo bench --bench parse\n  \
+perfgate record --pid 4242 --duration 10s"
     )]
     Record(RecordArgs),
     /// Show a saved recording again: summary table, Chrome trace, flame graph, folded stacks.
@@ -395,6 +398,11 @@ pub struct RunArgs {
     /// Same as --probes multi (kept for old scripts).
     #[arg(long, hide = true)]
     pub no_session: bool,
+    /// Trace only the command's own process. By default every process it starts (a shell wrapper's
+    /// commands, `make`'s and `cargo`'s children, forks, daemons) is held at exec or fork, planned with
+    /// the same selection and traced, and the run lasts until the last of them exits.
+    #[arg(long)]
+    pub no_follow: bool,
 }
 
 /// `--probes`.
@@ -438,6 +446,14 @@ pub struct RecordArgs {
     /// most this fraction of the untraced time (as `baseline` does by default), e.g. 100%.
     #[arg(long, value_name = "FRACTION", value_parser = parse_budget_value)]
     pub budget: Option<f64>,
+    /// Trace a process that is already running (all its threads, the libraries it has mapped and those
+    /// it loads) instead of starting a command; ends after --duration, at Ctrl-C or when it exits, and
+    /// leaves it running as it was.
+    #[arg(long, value_name = "PID", conflicts_with = "command")]
+    pub pid: Option<u32>,
+    /// With --pid: how long to record, e.g. 10s, 500ms, 2m (default: until Ctrl-C or the process exits).
+    #[arg(long, value_name = "DURATION", requires = "pid", value_parser = parse_wall_duration)]
+    pub duration: Option<std::time::Duration>,
     /// Rows in the table (0 = all).
     #[arg(long, value_name = "N", default_value_t = 40)]
     pub limit: usize,
@@ -512,6 +528,30 @@ pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?}: out of range"));
     }
     Ok(ns as u64)
+}
+
+/// A wall-clock duration like `10s`, `500ms`, `2m` or `1.5` (seconds), at most a day.
+pub fn parse_wall_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration like 10s, 500ms, 2m"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (ms, s, m, h)")),
+    };
+    let secs = v * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+        return Err(format!("{s:?}: must be more than 0 and at most a day"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// `perfgate replay`.

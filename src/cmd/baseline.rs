@@ -47,7 +47,7 @@ fn record(a: &BaselineArgs, job: &Job) -> Result<()> {
     validate_settings(&settings).context("--runs")?;
     let mut opts = run_options(&a.run, false, 0)?;
     opts.stdout = crate::run::Stdout::Stderr;
-    let target = Target::new(&job.command, &job.selection)?;
+    let target = Target::for_run(&job.command, &job.selection, opts.follow)?;
     // The first recording of a project may name a directory that does not exist yet (`baselines/`).
     if let Some(dir) = job.baseline.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::files::create_dir_all(dir)?;

@@ -193,8 +193,8 @@ fn empty_report(a: &CheckArgs, job: &Job) -> BenchmarkReport {
 fn try_check(a: &CheckArgs, job: &Job) -> Result<(BenchmarkReport, Vec<RunFigures>)> {
     let base = Baseline::read(&job.baseline)?;
     let settings = settings(a, job, &base)?;
-    let target = target(job, &base)?;
     let mut opts = run_options(&a.run, false, 0)?;
+    let target = target(job, &base, opts.follow)?;
     opts.stdout = crate::run::Stdout::Stderr;
     super::calibrate(&mut opts)?;
     let same_binary = base.build_id.is_some() && base.build_id == target.plan.build_id;
@@ -210,7 +210,7 @@ fn try_check(a: &CheckArgs, job: &Job) -> Result<(BenchmarkReport, Vec<RunFigure
     ));
     let result = match &a.against {
         Some(against) => {
-            let base_target = against_target(against, &base)?;
+            let base_target = against_target(against, &base, opts.follow)?;
             status(&format!(
                 "interleaved A/B: `{}` (base) against `{}` (head), on this machine",
                 crate::report::escape::terminal(&base_target.command().join(" ")),
@@ -250,7 +250,8 @@ fn try_check(a: &CheckArgs, job: &Job) -> Result<(BenchmarkReport, Vec<RunFigure
 /// `--update`: the baseline rewritten from this check's runs, keeping its settings and overrides.
 fn update(job: &Job, head: &[RunFigures]) -> Result<()> {
     let base = Baseline::read(&job.baseline)?;
-    let target = target(job, &base)?;
+    // Only the command and its build-id are needed: planned as a followed run, which accepts scripts.
+    let target = target(job, &base, true)?;
     let mut b = Baseline::from_runs(
         target.command(),
         target.plan.build_id.clone(),
@@ -303,13 +304,13 @@ fn settings(a: &CheckArgs, job: &Job, base: &Baseline) -> Result<GateSettings> {
 
 /// The command to run (the job's, or the baseline's), planned with the baseline's selection; refused
 /// before any run when it shares no function with the baseline.
-fn target(job: &Job, base: &Baseline) -> Result<Target> {
+fn target(job: &Job, base: &Baseline, follow: bool) -> Result<Target> {
     let argv: Vec<OsString> = if job.command.is_empty() {
         base.command.iter().map(OsString::from).collect()
     } else {
         job.command.clone()
     };
-    let target = Target::new(&argv, &base.selection()).with_context(|| {
+    let target = Target::for_run(&argv, &base.selection(), follow).with_context(|| {
         if job.command.is_empty() {
             format!(
                 "the baseline's command `{}` cannot be traced",
@@ -325,10 +326,12 @@ fn target(job: &Job, base: &Baseline) -> Result<Target> {
         .iter()
         .map(|f| (f.module.as_str(), f.raw_name.as_str()))
         .collect();
-    if !base
-        .functions
-        .iter()
-        .any(|f| planned.contains(&(f.module.as_str(), f.symbol.as_str())))
+    // Following, the functions may be in the processes the command starts: the runs tell.
+    if !follow
+        && !base
+            .functions
+            .iter()
+            .any(|f| planned.contains(&(f.module.as_str(), f.symbol.as_str())))
     {
         bail!(
             "no function in common between {} and this command: is it the same benchmark?",
@@ -339,13 +342,14 @@ fn target(job: &Job, base: &Baseline) -> Result<Target> {
 }
 
 /// The base command of `--against`, planned with the baseline's selection.
-fn against_target(against: &str, base: &Baseline) -> Result<Target> {
+fn against_target(against: &str, base: &Baseline, follow: bool) -> Result<Target> {
     let argv: Vec<OsString> = shell_words::split(against)
         .map_err(|e| anyhow::anyhow!("--against {against:?}: {e}"))?
         .into_iter()
         .map(OsString::from)
         .collect();
-    Target::new(&argv, &base.selection()).context("--against: the base command cannot be traced")
+    Target::for_run(&argv, &base.selection(), follow)
+        .context("--against: the base command cannot be traced")
 }
 
 /// A warning when the machine was busier than its cores during the check (other work skews timings).

@@ -32,18 +32,19 @@ pub(super) fn run(a: CompareArgs) -> Result<Exit> {
         }
     }
     let sel = selection(&a.select);
+    let mut opts = run_options(&a.run, false, 0)?;
+    let follow = opts.follow;
     let target = |what: &str, cmd: &str| -> Result<Target> {
         let argv: Vec<OsString> = shell_words::split(cmd)
             .map_err(|e| anyhow::anyhow!("--{what}-cmd {cmd:?}: {e}"))?
             .into_iter()
             .map(OsString::from)
             .collect();
-        Target::new(&argv, &sel)
+        Target::for_run(&argv, &sel, follow)
             .with_context(|| format!("--{what}-cmd: the command cannot be traced"))
     };
     let base = target("base", &a.base_cmd)?;
     let head = target("head", &a.head_cmd)?;
-    let mut opts = run_options(&a.run, false, 0)?;
     opts.stdout = crate::run::Stdout::Stderr;
     super::calibrate(&mut opts)?;
     status(&format!(

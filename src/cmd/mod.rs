@@ -244,9 +244,12 @@ pub fn run_options(r: &RunArgs, events: bool, buffer_bytes: u32) -> Result<RunOp
             },
             timeout,
             probe_cost: None,
+            count_only: false,
+            bpf_writes: true,
         },
         run_as: RunAs::from_env(r.run_as_root)?,
         stdout: crate::run::Stdout::Inherit,
+        follow: !r.no_follow,
     })
 }
 
@@ -295,7 +298,7 @@ pub fn surveyed(target: &Target, opts: &RunOptions, budget: f64) -> Result<Targe
     ));
     let mut sel = target.selection.clone();
     sel.too_hot = r.too_hot;
-    Target::new(&target.argv, &sel)
+    Target::for_run(&target.argv, &sel, opts.follow)
 }
 
 /// Writes a report to `path`, or to stdout for `-`.

@@ -39,6 +39,7 @@ mod debug;
 mod demangle;
 mod entry;
 mod file;
+mod hooks;
 mod libs;
 pub mod placement;
 mod symbols;
@@ -50,6 +51,7 @@ use std::path::{Path, PathBuf};
 pub use debug::{DebugDirs, DebugFile, DebugLookup, DEFAULT_DEBUG_DIR};
 pub use demangle::demangle;
 pub use entry::{classify_entry, classify_entry_at, kernel_rejects, EntryKind};
+pub use hooks::{imported_functions, return_offsets};
 pub use libs::{
     parse_ld_library_path, resolve_libraries, supported_hwcaps, LdCache, LdCacheEntry, Library,
     LoaderEnv, Resolution, DEFAULT_DIRS, LD_SO_CACHE,

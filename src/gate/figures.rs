@@ -90,13 +90,15 @@ impl RunFigures {
                 Some(c) => s.compensated(c.inside(info.probe)),
                 None => (s.inclusive.sum_ns as f64, s.self_time.sum_ns as f64),
             };
-            let incl_shift = s.inclusive.sum_ns as f64 / calls - total / calls;
+            let outer = s.outer_calls().max(1) as f64;
+            let incl_shift = s.inclusive.sum_ns as f64 / outer - total / outer;
             let self_shift = s.self_time.sum_ns as f64 / calls - self_total / calls;
             let shifted = |q: f64, by: f64| (q - by).max(0.0);
             let run = FuncRun {
                 name: format!("{}{tag}", info.name),
                 calls: s.calls,
-                mean: total / calls,
+                // Per outermost call: a recursive function's inclusive time counts once (FuncStats).
+                mean: total / (s.outer_calls().max(1) as f64),
                 p50: shifted(s.inclusive.quantile(0.5), incl_shift),
                 p90: shifted(s.inclusive.quantile(0.9), incl_shift),
                 p99: shifted(s.inclusive.quantile(0.99), incl_shift),
@@ -160,6 +162,7 @@ mod tests {
             func,
             tid: 1,
             calls,
+            nested_calls: 0,
             inclusive: TimeStats {
                 sum_ns: ns,
                 min_ns: 1,

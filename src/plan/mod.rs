@@ -13,8 +13,10 @@ use crate::profile::{FuncId, FunctionInfo, ProbeKind, SkipReason, SkippedFunctio
 
 mod loader;
 mod select;
+mod unwind;
 pub use loader::LoaderHook;
 pub use select::Selection;
+pub use unwind::{never_traced, HookedFile, StackHook, StackHookKind};
 
 /// Why the plan cannot be made; each is one line for the user.
 #[derive(Debug, thiserror::Error)]
@@ -25,14 +27,6 @@ pub enum PlanError {
     /// A glob did not parse.
     #[error(transparent)]
     BadPattern(#[from] BadPattern),
-    /// `--lib` named a library the loader would not map.
-    #[error("--lib {glob:?}: no library of the program matches (its libraries: {libraries})")]
-    LibNotFound {
-        /// The `--lib` glob.
-        glob: String,
-        /// The sonames the program needs, comma-separated, or `none`.
-        libraries: String,
-    },
     /// `--lib` matched a library that is needed but could not be found on disk.
     #[error("--lib {glob:?}: library {soname} is needed but was not found on this system")]
     LibMissing {
@@ -78,7 +72,7 @@ pub struct ProbePoint {
 }
 
 /// What identifies a file's content cheaply: a rebuilt file gets another inode, size or time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileIdentity {
     dev: u64,
     ino: u64,
@@ -140,6 +134,13 @@ pub struct Plan {
     pub loader_hook: Option<LoaderHook>,
     /// Separate debug files whose symbols were used (stripped files' static functions).
     pub debug_files: Vec<PathBuf>,
+    /// `--lib` globs that matched no library the loader maps at start-up: they may name a library the
+    /// program loads with dlopen (traced then, when perfgate can hold the thread that loads it).
+    pub libs_unmatched: Vec<String>,
+    /// Entry-only hooks of the unwinder, catches and stack switchers, per file (see `unwind.rs`).
+    pub stack_hooks: Vec<HookedFile>,
+    /// Stack-switching functions the executable imports or defines (`makecontext`, `swapcontext`, …).
+    pub switchers_used: Vec<String>,
 }
 
 fn file_name(p: &Path) -> String {
@@ -170,8 +171,19 @@ struct Files {
     identities: std::collections::HashMap<PathBuf, Option<FileIdentity>>,
 }
 
-/// Builds the plan for an executable (already resolved to a path).
+/// Builds the plan for an executable (already resolved to a path) and the libraries `--lib` selects
+/// among those the loader maps at start-up; fails when no function is selected.
 pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
+    build_with(exe, sel, true)
+}
+
+/// [`build`], but a plan without any function is not an error: the processes the command starts (a
+/// shell wrapper's) or the libraries it loads later may have them.
+pub fn build_lenient(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
+    build_with(exe, sel, false)
+}
+
+fn build_with(exe: &Path, sel: &Selection, require_functions: bool) -> Result<Plan, PlanError> {
     let filters = select::Filters::new(sel)?;
     // Identities are taken before reading: a change during or after the read is caught before each attach.
     let main_id = FileIdentity::of(exe);
@@ -192,23 +204,10 @@ pub fn build(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
     for file in &files.elf {
         candidates += file.functions.len();
         let identity = files.identities.get(&file.path).copied().flatten();
-        let placements = if sel.no_placement {
-            Vec::new()
-        } else {
-            match place(file) {
-                Ok(p) => p,
-                Err(e) => {
-                    plan.warnings.push(format!(
-                        "{}: probes left on first bytes ({e:#})",
-                        file_name(&file.path)
-                    ));
-                    Vec::new()
-                }
-            }
-        };
-        plan_file(file, identity, &placements, sel, &filters, &mut plan);
+        plan_one(file, identity, sel, &filters, &mut plan);
     }
-    if plan.functions.is_empty() {
+    unwind::plan_hooks(&files.elf, &mut plan);
+    if require_functions && plan.functions.is_empty() {
         return Err(PlanError::NothingMatched {
             program: exe.to_path_buf(),
             candidates,
@@ -247,15 +246,8 @@ fn add_libraries(
             })
             .collect();
         if matches.is_empty() {
-            let names: Vec<&str> = libs.iter().map(|l| l.soname.as_str()).collect();
-            return Err(PlanError::LibNotFound {
-                glob: glob.clone(),
-                libraries: if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                },
-            });
+            plan.libs_unmatched.push(glob.clone());
+            continue;
         }
         for l in matches {
             let Some(path) = &l.path else {
@@ -274,6 +266,100 @@ fn add_libraries(
         }
     }
     Ok(())
+}
+
+/// Plans an executable alone, as a followed process runs it: its own functions (no library: those the
+/// selection covers are planned from what the process maps, see [`library`]) and its loader's hook. A
+/// plan without any function is not an error.
+pub fn executable(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
+    let filters = select::Filters::new(sel)?;
+    let identity = FileIdentity::of(exe);
+    let main = elf::read_elf(exe)?;
+    let mut plan = Plan {
+        build_id: main.build_id.clone(),
+        program: exe.to_path_buf(),
+        libs_unmatched: sel.libs.clone(),
+        ..Plan::default()
+    };
+    if let Some(interp) = &main.interp {
+        plan.loader_hook = LoaderHook::find(Path::new(interp));
+    }
+    plan_one(&main, identity, sel, &filters, &mut plan);
+    Ok(plan)
+}
+
+/// Plans a library a process mapped (at start-up or with dlopen) when a `--lib` glob selects it, by
+/// file name, path or soname; `None` when none does. The plan's `libs_unmatched` lists the globs that do
+/// not match it.
+pub fn library(path: &Path, sel: &Selection) -> Result<Option<Plan>, PlanError> {
+    if sel.libs.is_empty() {
+        return Ok(None);
+    }
+    let filters = select::Filters::new(sel)?;
+    let identity = FileIdentity::of(path);
+    let by_path: Vec<bool> = filters.libs.iter().map(|g| g.matches_path(path)).collect();
+    if !by_path.iter().any(|&m| m) && !starts_like_elf(path) {
+        return Ok(None);
+    }
+    let lib = elf::read_elf(path)?;
+    let matched: Vec<bool> = filters
+        .libs
+        .iter()
+        .zip(&by_path)
+        .map(|(g, &p)| p || lib.soname.as_deref().is_some_and(|s| g.matches_str(s)))
+        .collect();
+    if !matched.iter().any(|&m| m) {
+        return Ok(None);
+    }
+    let mut plan = Plan {
+        build_id: lib.build_id.clone(),
+        program: path.to_path_buf(),
+        libs_unmatched: sel
+            .libs
+            .iter()
+            .zip(&matched)
+            .filter(|(_, &m)| !m)
+            .map(|(g, _)| g.clone())
+            .collect(),
+        ..Plan::default()
+    };
+    plan_one(&lib, identity, sel, &filters, &mut plan);
+    Ok(Some(plan))
+}
+
+/// Whether the file begins with the ELF magic (a mapped file may be anything: a font, a locale archive).
+fn starts_like_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
+}
+
+/// Places the probes of one file and plans it.
+fn plan_one(
+    file: &ElfFile,
+    identity: Option<FileIdentity>,
+    sel: &Selection,
+    filters: &select::Filters,
+    plan: &mut Plan,
+) {
+    let placements = if sel.no_placement {
+        Vec::new()
+    } else {
+        match place(file) {
+            Ok(p) => p,
+            Err(e) => {
+                plan.warnings.push(format!(
+                    "{}: probes left on first bytes ({e:#})",
+                    file_name(&file.path)
+                ));
+                Vec::new()
+            }
+        }
+    };
+    plan_file(file, identity, &placements, sel, filters, plan);
 }
 
 /// The cheapest safe probe point of every function of `file` (see `elf::placement`), in the order of

@@ -76,7 +76,8 @@ impl Filters {
     }
 
     /// Why `f` (of the file `module`) gets no probe, if it gets none. The first reason wins, in this
-    /// order: the kernel cannot probe it, start-up code, not selected, excluded, too hot.
+    /// order: the kernel cannot probe it, a return probe there would change the program (entered
+    /// without a call; the unwinder, `setjmp`), start-up code, not selected, excluded, too hot.
     pub(super) fn skip_reason(
         &self,
         f: &Function,
@@ -95,6 +96,10 @@ impl Filters {
             Some(SkipReason::KernelRejects)
         } else if not_called() {
             Some(SkipReason::NotCalled)
+        } else if super::unwind::never_traced(&f.raw_name)
+            || f.aliases.iter().any(|a| super::unwind::never_traced(a))
+        {
+            Some(SkipReason::Unwinder)
         } else if !startup && STARTUP.contains(&f.raw_name.as_str()) {
             Some(SkipReason::Startup)
         } else if !self.include.is_empty() && !matches(&self.include) {

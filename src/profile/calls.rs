@@ -29,6 +29,12 @@
 //!   unfinished and the exit discarded; with no frame at d at all, the exit is discarded (its entry
 //!   was lost).
 //!
+//! * An exit by exception ([`EventKind::Unwound`]) or a frame left without returning
+//!   ([`EventKind::Abandoned`]: longjmp; [`EventKind::SwitchedAway`]: a stack switch) at level d is
+//!   matched like an exit, and the
+//!   call is marked with [`Call::ended_by`]: the kernel side found these frames left (see
+//!   `bpf/unwind.h`), so they are no gap.
+//!
 //! So no exit is ever matched with the wrong entry. Each such resynchronisation is reported once as a
 //! [`Gap`] with a lower bound of the events missing. Calls still open at the end of the stream (a
 //! thread that called `exit()`, a thread killed with its process) are closed at the last timestamp
@@ -61,11 +67,25 @@ pub struct Call {
     /// No exit event was seen: the call was closed at a gap, when a caller returned past it, or at the
     /// end of the recording. Its end is then a bound, not a measurement.
     pub unfinished: bool,
+    /// The call did not return: an exception ended it (its end is the catch) or it was left by longjmp
+    /// or a stack switch (its end is when that was found). `None` for a return or an unfinished call.
+    pub ended_by: Option<EndedBy>,
     /// Position of the entry in the reconstruction's sequence. Entries, exits and gaps of one thread
     /// ordered by their sequence numbers give the exact nesting order, even with equal timestamps.
     pub entry_seq: u64,
     /// Position of the exit (or of the closing of an unfinished call) in the same sequence.
     pub exit_seq: u64,
+}
+
+/// How a call that did not return ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EndedBy {
+    /// A C++ exception or a Rust panic passed through it; measured up to the catch.
+    Exception,
+    /// longjmp left it; its end is when the next traced event found out.
+    Jump,
+    /// It was on a stack a switch (swapcontext) left behind; its end is when that was found out.
+    Switch,
 }
 
 impl Call {
@@ -138,6 +158,10 @@ pub struct ReconstructStats {
     pub gaps: BTreeMap<u32, u64>,
     /// Events known to be missing, summed over gaps.
     pub missing: u64,
+    /// Calls an exception ended.
+    pub unwound: u64,
+    /// Calls left without returning: by longjmp or on a stack a switch left.
+    pub jumped: u64,
 }
 
 impl ReconstructStats {
@@ -204,6 +228,19 @@ impl Thread {
         c: &mut Counters,
         sink: &mut dyn CallSink,
     ) -> Result<()> {
+        self.close_top_ended(tid, ts, unfinished, None, c, sink)
+    }
+
+    /// [`Thread::close_top`] with how the call ended when it did not return.
+    fn close_top_ended(
+        &mut self,
+        tid: u32,
+        ts: Nanos,
+        unfinished: bool,
+        ended_by: Option<EndedBy>,
+        c: &mut Counters,
+        sink: &mut dyn CallSink,
+    ) -> Result<()> {
         let Some(f) = self.stack.pop() else {
             return Ok(());
         };
@@ -219,9 +256,15 @@ impl Thread {
             self_ns: incl.saturating_sub(f.child_ns),
             children: f.children,
             unfinished,
+            ended_by,
             entry_seq: f.entry_seq,
             exit_seq: c.next(),
         };
+        match ended_by {
+            Some(EndedBy::Exception) => c.stats.unwound += 1,
+            Some(EndedBy::Jump | EndedBy::Switch) => c.stats.jumped += 1,
+            None => {}
+        }
         if let Some(p) = self.stack.iter_mut().rev().find(|p| p.func.is_some()) {
             p.child_ns = p.child_ns.saturating_add(incl);
             p.children += 1;
@@ -343,14 +386,23 @@ impl Reconstructor {
                 sink.entered(&entry, &th.known)?;
                 th.known.push(e.func);
             }
-            EventKind::Exit => {
+            EventKind::Exit
+            | EventKind::Unwound
+            | EventKind::Abandoned
+            | EventKind::SwitchedAway => {
+                let ended_by = match e.kind {
+                    EventKind::Unwound => Some(EndedBy::Exception),
+                    EventKind::Abandoned => Some(EndedBy::Jump),
+                    EventKind::SwitchedAway => Some(EndedBy::Switch),
+                    _ => None,
+                };
                 let mut missing = th.close_above(d, tid, ts, c, sink)?;
                 match th.stack.last_mut() {
                     Some(top) if top.hi == d && top.func == Some(e.func) => {
                         if missing > 0 {
                             c.gap(tid, ts, missing, sink)?;
                         }
-                        th.close_top(tid, ts, false, c, sink)?;
+                        th.close_top_ended(tid, ts, false, ended_by, c, sink)?;
                         return Ok(());
                     }
                     // The exit of a frame whose entry was lost: already counted when it was found.
@@ -566,5 +618,22 @@ pub(crate) mod testing {
             .exit(9_000, 200)
             .exit(10_000, 100);
         s
+    }
+
+    impl Script {
+        /// The top frame of `tid` ends without a return, by `kind` (Unwound or Abandoned).
+        pub fn end(&mut self, ts: Nanos, tid: u32, kind: EventKind) -> &mut Script {
+            let s = self.stacks.entry(tid).or_default();
+            let depth = s.len() as u16;
+            let func = s.pop().expect("end without entry in a test script");
+            self.events.push(Event {
+                ts,
+                tid,
+                func,
+                depth,
+                kind,
+            });
+            self
+        }
     }
 }

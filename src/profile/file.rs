@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! "PERFGATE" | format u32 LE | header length u32 LE | header JSON
-//! event × N  (20 bytes each: ts u64, tid u32, func u32, depth u16, kind u8, 0u8)
+//! event × N  (20 bytes each: ts u64, tid u32, func u32, depth u16, kind u8 (0 entry, 1 exit, 2 ended by
+//!             an exception, 3 left by longjmp, 4 left on a stack a switch left behind), 0u8)
 //! profile JSON | profile length u64 LE | "PGEND\0\0\0"
 //! ```
 //! Events stream to disk while the benchmark runs, so long recordings never sit in memory; the trailer is
@@ -26,13 +27,22 @@ pub const FORMAT: u32 = 1;
 pub const EVENT_BYTES: u64 = 20;
 const MAX_JSON: u64 = 1 << 30;
 
-/// Entry or exit.
+/// Entry or one of the ways a frame ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
     /// The function was entered.
     Entry,
     /// The function returned.
     Exit,
+    /// An exception (or panic) ended the call: the timestamp is the catch, or the first traced event
+    /// after the unwinder left the frame.
+    Unwound,
+    /// The call was left without returning (longjmp): the timestamp is when the kernel side found out,
+    /// at the next traced event.
+    Abandoned,
+    /// The call was on a stack that a stack switch (swapcontext) left behind: its return cannot be seen;
+    /// the timestamp is when the kernel side found out.
+    SwitchedAway,
 }
 
 /// One trace event.
@@ -60,6 +70,9 @@ impl Event {
         b[18] = match self.kind {
             EventKind::Entry => 0,
             EventKind::Exit => 1,
+            EventKind::Unwound => 2,
+            EventKind::Abandoned => 3,
+            EventKind::SwitchedAway => 4,
         };
         b
     }
@@ -81,6 +94,9 @@ impl Event {
         let kind = match b[18] {
             0 => EventKind::Entry,
             1 => EventKind::Exit,
+            2 => EventKind::Unwound,
+            3 => EventKind::Abandoned,
+            4 => EventKind::SwitchedAway,
             _ => return None,
         };
         Some(Event {

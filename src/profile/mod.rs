@@ -99,6 +99,10 @@ pub enum SkipReason {
     /// callers' self time.
     #[serde(rename = "too hot for its size")]
     TooHot,
+    /// Part of the unwinder, a catch, a stack switcher or `setjmp`: a return probe there would change what
+    /// the program does (see `bpf/unwind.h`).
+    #[serde(rename = "unwinder, context switch or setjmp")]
+    Unwinder,
 }
 
 impl SkipReason {
@@ -115,6 +119,7 @@ impl SkipReason {
             SkipReason::BadName => "unreadable name",
             SkipReason::TooHot => "too hot for its size",
             SkipReason::NotCalled => "entered without a call",
+            SkipReason::Unwinder => "unwinder, context switch or setjmp",
         }
     }
 }
@@ -241,9 +246,14 @@ pub struct FuncStats {
     pub func: FuncId,
     /// The thread id (0 when merged over threads).
     pub tid: u32,
-    /// Completed calls.
+    /// Completed calls (those an exception ended included, measured up to the catch).
     pub calls: u64,
-    /// Inclusive time: entry to return.
+    /// Of `calls`, those made while an outer call of the same function was active (recursion, also
+    /// mutual). Their inclusive time lies inside the outermost call's and is counted there once:
+    /// [`FuncStats::inclusive`] covers the [`FuncStats::outer_calls`] only, self time every call.
+    #[serde(default)]
+    pub nested_calls: u64,
+    /// Inclusive time, entry to return, of the outermost calls (see `nested_calls`).
     pub inclusive: TimeStats,
     /// Self time: inclusive minus the inclusive time of traced callees.
     pub self_time: TimeStats,
@@ -265,21 +275,38 @@ impl FuncStats {
 
     /// Inclusive and self time summed over calls with every calibrated probe cost taken out: the
     /// descendants' (all of it from inclusive; the part outside the direct callees from self) and the
-    /// function's own part inside its interval (`own_inside` ns per call). ns, never below 0.
+    /// function's own part inside its interval (`own_inside` ns per call; inclusive counts outermost calls
+    /// only, see [`FuncStats::outer_calls`]). ns, never below 0.
     pub fn compensated(&self, own_inside: f64) -> (f64, f64) {
-        let own = own_inside * self.calls as f64;
-        let incl = self.inclusive.sum_ns as f64 - self.overhead_ns as f64 - own;
-        let self_time = self.self_time.sum_ns as f64 - self.out_ns as f64 - own;
+        let incl = self.inclusive.sum_ns as f64
+            - self.overhead_ns as f64
+            - own_inside * self.outer_calls() as f64;
+        let self_time =
+            self.self_time.sum_ns as f64 - self.out_ns as f64 - own_inside * self.calls as f64;
         (incl.max(0.0), self_time.max(0.0))
+    }
+
+    /// Calls with no outer call of the same function active: those [`FuncStats::inclusive`] measures.
+    pub fn outer_calls(&self) -> u64 {
+        self.calls.saturating_sub(self.nested_calls)
+    }
+
+    /// Mean inclusive time per outermost call, ns: a recursive function's inclusive time counted once
+    /// per outermost call, as uftrace and other profilers do.
+    pub fn inclusive_mean(&self) -> f64 {
+        self.inclusive.mean(self.outer_calls())
     }
 
     /// Adds another thread's calls of the same function.
     pub fn merge(&mut self, other: &FuncStats) {
         self.overhead_ns = self.overhead_ns.saturating_add(other.overhead_ns);
         self.out_ns = self.out_ns.saturating_add(other.out_ns);
-        self.inclusive.merge(&other.inclusive, self.calls);
+        if other.outer_calls() > 0 {
+            self.inclusive.merge(&other.inclusive, self.outer_calls());
+        }
         self.self_time.merge(&other.self_time, self.calls);
         self.calls += other.calls;
+        self.nested_calls += other.nested_calls;
     }
 }
 
@@ -302,6 +329,24 @@ pub struct LossCounters {
     pub events_dropped: u64,
     /// Trace events dropped, per CPU.
     pub events_dropped_per_cpu: Vec<u64>,
+    /// Calls still open when their thread exec'd another program (their image is gone).
+    #[serde(default)]
+    pub open_at_exec: u64,
+    /// Libraries added while their thread could not be held: attached late or not at all.
+    #[serde(default)]
+    pub holds_failed: u64,
+    /// Calls still running when perfgate detached from a live process (`record --pid`): not measured,
+    /// not lost.
+    #[serde(default)]
+    pub open_at_detach: u64,
+    /// Returns of calls that began before their process was attached (a fork child returning from
+    /// its parent's calls, a live process's calls in progress at attach): not measured, not lost.
+    #[serde(default)]
+    pub returned_before_attach: u64,
+    /// Calls a live process's threads were in when perfgate attached (found on their stacks; a lower
+    /// bound: frames without a frame pointer may hide some): not measured, not lost.
+    #[serde(default)]
+    pub in_progress_at_attach: u64,
 }
 
 impl LossCounters {
@@ -355,6 +400,131 @@ pub struct Accounting {
     /// The calibrated cost of one traced call, if calibrated.
     #[serde(default)]
     pub probe_cost: Option<ProbeCosts>,
+    /// Hits (entries plus returns) of the minimal counting program `perfgate bench cost` attaches
+    /// instead of perfgate's; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_hits: Option<u64>,
+    /// The processes the run followed (absent when it followed none: `--no-follow`, older recordings).
+    #[serde(default)]
+    pub processes: Option<Processes>,
+    /// Libraries a `--lib` glob selected that a process loaded with dlopen: attached while the thread
+    /// that loaded them was held, before dlopen returned.
+    #[serde(default)]
+    pub libraries_attached_late: Vec<LateLibrary>,
+    /// The calls of [`LossCounters::in_progress_at_attach`]: `name (module)`, innermost first per thread.
+    #[serde(default)]
+    pub running_at_attach: Vec<String>,
+    /// Exceptions, panics and stack switches, and what perfgate did about them.
+    #[serde(default)]
+    pub unwinding: Unwinding,
+}
+
+/// The processes of a run that follows the ones the command starts: each is held at its exec (or, for
+/// a fork child, at its birth) while perfgate plans and attaches its probes with its own PID.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Processes {
+    /// Processes seen, the command's own included.
+    pub followed: u64,
+    /// execs held (the new image planned and attached).
+    pub execs: u64,
+    /// fork children held at birth (their parent's probes attached for them).
+    pub forks: u64,
+    /// vfork children (posix_spawn): they run in their parent's memory until they exec, untraced.
+    pub vforks: u64,
+    /// Threads traced.
+    pub threads: u64,
+    /// Per executable run: processes and traced functions.
+    pub binaries: Vec<BinaryRun>,
+    /// Holds for libraries: at a process's start-up (with `--lib`) and after a dlopen.
+    pub library_holds: u64,
+    /// Holds of any kind (exec, fork, library).
+    pub holds: u64,
+    /// Time processes spent held for perfgate, summed, ns.
+    pub held_ns: Nanos,
+    /// The longest hold, ns.
+    pub held_max_ns: Nanos,
+    /// Of the held time, planning (reading ELF files; once per file and command), ns.
+    pub plan_ns: Nanos,
+    /// Of the held time, attaching probes, ns.
+    pub attach_ns: Nanos,
+    /// Followed processes (not the command's own) that exited non-zero or by a signal.
+    pub failed: u64,
+    /// Processes still running at the timeout or a stop signal, ended by perfgate.
+    #[serde(default)]
+    pub killed: u64,
+    /// Signals the tracer passed on to the benchmark's processes.
+    pub signals: u64,
+    /// What was not followed or not traced, and why.
+    pub not_traced: Vec<NotTraced>,
+}
+
+/// One executable the followed processes ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryRun {
+    /// The file.
+    pub path: PathBuf,
+    /// Processes (execs) that ran it.
+    pub processes: u64,
+    /// Functions of it with a probe.
+    pub functions: u64,
+}
+
+/// Processes or files perfgate did not trace, with the reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotTraced {
+    /// Why, in the words users read.
+    pub reason: String,
+    /// How many times.
+    pub count: u64,
+}
+
+/// A library attached after a dlopen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateLibrary {
+    /// The file.
+    pub path: PathBuf,
+    /// Processes that loaded it (each attached on its first dlopen; a reopen is probed by the kernel).
+    pub processes: u64,
+    /// Functions of it with a probe.
+    pub functions: u64,
+}
+
+/// How return probes met exceptions, panics, backtraces and stack switches in one run (see
+/// `bpf/unwind.h`): what the kernel side counted, and the benchmark's pauses for the slot writer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unwinding {
+    /// Who stores return addresses around the unwinder: `bpf` (bpf_probe_write_user, no pause) or
+    /// `stop` (the benchmark is stopped and perfgate writes them); empty when no hook was attached.
+    pub writer: String,
+    /// Entry-only hooks attached (unwinder entries, catches, stack switchers).
+    pub hooks: u64,
+    /// Unwinder entries: throw, resume after a cleanup, rethrow, forced unwind, backtrace.
+    pub unwinds: u64,
+    /// Catches seen (and ends of backtrace walks).
+    pub landings: u64,
+    /// Calls an exception or panic ended: counted as calls, measured up to the catch.
+    pub frames_unwound: u64,
+    /// Return addresses given back to the program for the unwinder.
+    pub slots_restored: u64,
+    /// Return probes put back afterwards.
+    pub slots_rehijacked: u64,
+    /// Slot writes that failed (queue full, or process_vm_writev refused): the unwinder may have met a
+    /// trampoline there.
+    pub slot_writes_failed: u64,
+    /// Times the benchmark was stopped (all its threads) for perfgate to write slots.
+    pub pauses: u64,
+    /// Time from the stop request in the kernel to perfgate's SIGCONT, summed over pauses, ns.
+    pub paused_ns: Nanos,
+    /// Stack switches seen (swapcontext, setcontext, jump_fcontext).
+    pub stack_switches: u64,
+    /// Calls left on a stack that a switch left behind: their returns were not seen, so they are
+    /// counted here and not measured.
+    pub frames_switched: u64,
+    /// Traced calls entered on another stack with no hooked switch (a signal handler on sigaltstack, a
+    /// stack switcher perfgate does not know): return probes across such a switch may misbehave.
+    pub foreign_stack_entries: u64,
+    /// Stack-switching functions the program imports or defines (`makecontext`, `swapcontext`, …).
+    pub switchers_used: Vec<String>,
 }
 
 /// What one traced call costs its caller (entry and return probe), measured at start-up, ns per call.
@@ -552,5 +722,47 @@ impl Profile {
         self.functions
             .iter()
             .filter(|f| f.probe == ProbeKind::SingleStep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(calls: u64, nested: u64, incl: (u64, u64, u64)) -> FuncStats {
+        FuncStats {
+            calls,
+            nested_calls: nested,
+            inclusive: TimeStats {
+                sum_ns: incl.0,
+                min_ns: incl.1,
+                max_ns: incl.2,
+                ..TimeStats::default()
+            },
+            ..FuncStats::default()
+        }
+    }
+
+    #[test]
+    fn inclusive_time_is_per_outermost_call_and_merges_over_threads() {
+        // Thread 1: 10 calls of a recursive function, 2 outermost (300 ns and 500 ns).
+        let mut a = stats(10, 8, (800, 300, 500));
+        assert_eq!(a.outer_calls(), 2);
+        assert_eq!(a.inclusive_mean(), 400.0);
+        // Thread 2: only nested calls seen completing (its outermost call was still open): no
+        // inclusive figures, which must not pull the minimum down to 0.
+        a.merge(&stats(4, 4, (0, 0, 0)));
+        assert_eq!((a.calls, a.nested_calls, a.outer_calls()), (14, 12, 2));
+        assert_eq!((a.inclusive.min_ns, a.inclusive.max_ns), (300, 500));
+        // Thread 3: one outermost call of 100 ns.
+        a.merge(&stats(1, 0, (100, 100, 100)));
+        assert_eq!(a.outer_calls(), 3);
+        assert_eq!((a.inclusive.sum_ns, a.inclusive.min_ns), (900, 100));
+        assert_eq!(a.inclusive_mean(), 300.0);
+        // Merged into an empty entry, as per_function does.
+        let mut e = FuncStats::default();
+        e.merge(&stats(4, 4, (0, 0, 0)));
+        e.merge(&stats(2, 1, (70, 70, 70)));
+        assert_eq!((e.inclusive.min_ns, e.outer_calls()), (70, 1));
     }
 }

@@ -11,7 +11,7 @@ use std::io::{BufWriter, Write};
 use anyhow::Result;
 
 use super::escape::cut_long;
-use crate::profile::calls::{Call, CallSink, Gap, Reconstructor};
+use crate::profile::calls::{Call, CallSink, EndedBy, Gap, Reconstructor};
 use crate::profile::file::Event;
 use crate::profile::{FuncId, Nanos, Profile};
 
@@ -79,10 +79,12 @@ impl<W: Write> CallSink for Sink<'_, W> {
             Some(f) => (json(&cut_long(&f.name))?, json(&cut_long(&f.module))?),
             None => (json(&format!("#{}", c.func))?, "\"?\"".to_string()),
         };
-        let unfinished = if c.unfinished {
-            ",\"unfinished\":true"
-        } else {
-            ""
+        let unfinished = match (c.unfinished, c.ended_by) {
+            (true, _) => ",\"unfinished\":true",
+            (false, Some(EndedBy::Exception)) => ",\"ended_by\":\"exception\"",
+            (false, Some(EndedBy::Jump)) => ",\"ended_by\":\"longjmp\"",
+            (false, Some(EndedBy::Switch)) => ",\"ended_by\":\"stack switch\"",
+            (false, None) => "",
         };
         write!(
             self.w,

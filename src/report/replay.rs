@@ -27,7 +27,7 @@ use anyhow::Result;
 
 use super::escape;
 use super::units;
-use crate::profile::calls::{Call, CallSink, Entry, Gap, Reconstructor};
+use crate::profile::calls::{Call, CallSink, EndedBy, Entry, Gap, Reconstructor};
 use crate::profile::file::Event;
 use crate::profile::names::{NameGlobs, ShortNames};
 use crate::profile::{FuncId, Nanos, Profile};
@@ -66,6 +66,11 @@ pub struct ReplayStats {
     pub missing: u64,
     /// Calls closed without an exit event.
     pub unfinished: u64,
+    /// Calls an exception ended (shown closed at the catch).
+    pub unwound: u64,
+    /// Calls left without returning: by longjmp, or on a stack a switch left (shown closed where that
+    /// was found).
+    pub jumped: u64,
 }
 
 /// Width of the duration column.
@@ -98,6 +103,7 @@ struct Line {
     /// Inclusive time, for leaf and close lines; events missing, for gap lines.
     value: u64,
     unfinished: bool,
+    ended_by: Option<EndedBy>,
 }
 
 /// What the replay knows of an open frame of a thread.
@@ -159,6 +165,7 @@ impl Printer<'_> {
                 func: f.func,
                 value: 0,
                 unfinished: false,
+                ended_by: None,
             }));
             if !all {
                 return;
@@ -256,6 +263,11 @@ impl CallSink for Printer<'_> {
         if c.unfinished {
             self.stats.unfinished += 1;
         }
+        match c.ended_by {
+            Some(EndedBy::Exception) => self.stats.unwound += 1,
+            Some(EndedBy::Jump | EndedBy::Switch) => self.stats.jumped += 1,
+            None => {}
+        }
         let Some(frame) = self.threads.get_mut(&c.tid).and_then(|s| s.pop()) else {
             return Ok(());
         };
@@ -284,6 +296,7 @@ impl CallSink for Printer<'_> {
             func: c.func,
             value: c.duration(),
             unfinished: c.unfinished,
+            ended_by: c.ended_by,
         }));
         self.flush(false)
     }
@@ -309,6 +322,7 @@ impl CallSink for Printer<'_> {
             func: 0,
             value: g.missing,
             unfinished: false,
+            ended_by: None,
         }));
         self.flush(false)
     }
@@ -372,6 +386,12 @@ pub fn replay(
         units::plural(st.gaps, "gap"),
         st.unfinished
     )?;
+    if st.unwound > 0 {
+        write!(w, ", {} ended by an exception", st.unwound)?;
+    }
+    if st.jumped > 0 {
+        write!(w, ", {} left without returning", st.jumped)?;
+    }
     if dropped > 0 {
         write!(
             w,
@@ -417,18 +437,39 @@ fn write_line(w: &mut dyn Write, l: &Line, names: &[String], lost: bool) -> Resu
         format!("{n}()")
     };
     let tid = l.tid;
+    let ended = match l.ended_by {
+        Some(EndedBy::Exception) => "ended by an exception",
+        Some(EndedBy::Jump) => "left by longjmp",
+        Some(EndedBy::Switch) => "left on another stack",
+        None => "",
+    };
     match l.kind {
         LineKind::Open => writeln!(w, "{blank:>DURATION_WIDTH$} [{tid:>6}] | {indent}{call} {{")?,
         LineKind::Leaf if l.unfinished => writeln!(
             w,
             "{dur:>DURATION_WIDTH$} [{tid:>6}] | {indent}{call}; /* unfinished */"
         )?,
+        LineKind::Leaf if l.ended_by.is_some() => writeln!(
+            w,
+            "{dur:>DURATION_WIDTH$} [{tid:>6}] | {indent}{call}; /* {ended} */"
+        )?,
         LineKind::Leaf => writeln!(w, "{dur:>DURATION_WIDTH$} [{tid:>6}] | {indent}{call};")?,
         LineKind::Close | LineKind::Gap => {
-            let unfinished = if l.unfinished { ", unfinished" } else { "" };
+            let unfinished = if l.unfinished {
+                ", unfinished"
+            } else if l.ended_by.is_some() {
+                ended
+            } else {
+                ""
+            };
+            let sep = if l.ended_by.is_some() && !l.unfinished {
+                ", "
+            } else {
+                ""
+            };
             writeln!(
                 w,
-                "{dur:>DURATION_WIDTH$} [{tid:>6}] | {indent}}} /* {n}{unfinished} */"
+                "{dur:>DURATION_WIDTH$} [{tid:>6}] | {indent}}} /* {n}{sep}{unfinished} */"
             )?
         }
     }
@@ -557,7 +598,9 @@ mod tests {
                 hidden: 0,
                 gaps: 0,
                 missing: 0,
-                unfinished: 0
+                unfinished: 0,
+                unwound: 0,
+                jumped: 0,
             }
         );
     }
@@ -771,6 +814,65 @@ mod tests {
 ";
         assert_eq!(out, expected);
         assert_eq!(st.missing, 2);
+    }
+
+    #[test]
+    fn frames_an_exception_ended_close_at_the_catch_and_say_so() {
+        // main → a → b throws; a catches at 500 (the kernel closes b, then a returns at 600).
+        let mut s = Script::default();
+        s.enter(0, 1, MAIN)
+            .enter(100, 1, A)
+            .enter(200, 1, B)
+            .end(500, 1, EventKind::Unwound)
+            .exit(600, 1)
+            .exit(900, 1);
+        let (out, st) = run(&names(), &s.events, &ReplayOptions::default());
+        let expected = "\
+# command: ./bench --fast
+# DURATION     TID     FUNCTION
+            [     1] | main() {
+            [     1] |   a() {
+     300 ns [     1] |     b(); /* ended by an exception */
+     500 ns [     1] |   } /* a */
+     900 ns [     1] | } /* main */
+# 3 calls shown, 0 hidden, 0 gaps, 0 unfinished, 1 ended by an exception
+";
+        assert_eq!(out, expected);
+        assert_eq!(
+            (st.unwound, st.jumped, st.gaps, st.unfinished),
+            (1, 0, 0, 0)
+        );
+        let r = reconstruct(stream(&s.events), None).unwrap();
+        let b = r.calls.iter().find(|c| c.func == B).unwrap();
+        assert_eq!(
+            (b.end, b.ended_by, b.unfinished),
+            (500, Some(EndedBy::Exception), false)
+        );
+        assert_eq!(r.calls.iter().find(|c| c.func == A).unwrap().self_ns, 200);
+    }
+
+    #[test]
+    fn frames_left_by_longjmp_close_beside_the_next_call() {
+        // uftrace's s-longjmp: main → foo longjmps back to main, which calls bar: bar is beside foo.
+        let mut s = Script::default();
+        s.enter(0, 1, MAIN)
+            .enter(100, 1, A)
+            .end(300, 1, EventKind::Abandoned)
+            .enter(300, 1, B)
+            .exit(400, 1)
+            .exit(500, 1);
+        let (out, st) = run(&names(), &s.events, &ReplayOptions::default());
+        let expected = "\
+# command: ./bench --fast
+# DURATION     TID     FUNCTION
+            [     1] | main() {
+     200 ns [     1] |   a(); /* left by longjmp */
+     100 ns [     1] |   b();
+     500 ns [     1] | } /* main */
+# 3 calls shown, 0 hidden, 0 gaps, 0 unfinished, 1 left without returning
+";
+        assert_eq!(out, expected);
+        assert_eq!((st.unwound, st.jumped, st.gaps), (0, 1, 0));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::cells;
 use super::escape::{cut_long, terminal};
 use super::units::{count, duration, plural};
 use crate::profile::names::ShortNames;
-use crate::profile::{Accounting, FuncStats, LossCounters, ProbeKind, Profile};
+use crate::profile::{Accounting, FuncStats, LossCounters, ProbeKind, Profile, Unwinding};
 
 /// Options of the table.
 #[derive(Debug, Clone, Copy, Default)]
@@ -127,7 +127,9 @@ fn row(profile: &Profile, s: &FuncStats, opts: SummaryOptions, name: String) -> 
     let compensate = opts.compensated && profile.accounting.probe_cost.is_some();
     let (total, avg) = if compensate {
         let t = s.compensated_inclusive() as f64;
-        let per_call = if s.calls > 0 { t / s.calls as f64 } else { 0.0 };
+        // Per outermost call: a recursive function's inclusive time is counted once, at its outermost call.
+        let outer = s.outer_calls();
+        let per_call = if outer > 0 { t / outer as f64 } else { 0.0 };
         (
             format!("{}*", duration(t)),
             format!("{}*", duration(per_call)),
@@ -135,7 +137,7 @@ fn row(profile: &Profile, s: &FuncStats, opts: SummaryOptions, name: String) -> 
     } else {
         (
             duration(s.inclusive.sum_ns as f64),
-            duration(s.inclusive.mean(s.calls)),
+            duration(s.inclusive_mean()),
         )
     };
     let mut row = vec![
@@ -187,6 +189,8 @@ pub fn accounting(profile: &Profile, verbose: bool) -> String {
     let a = &profile.accounting;
     let mut out = coverage_line(profile);
     out.push_str(&loss_lines(&a.lost));
+    out.push_str(&process_lines(a, verbose));
+    out.push_str(&unwinding_lines(&a.unwinding));
     out.push_str(&library_lines(a));
     for w in &a.warnings {
         out.push_str(&format!("  warning: {}\n", terminal(w)));
@@ -214,8 +218,12 @@ fn coverage_line(profile: &Profile) -> String {
         format!("skipped {skipped} ({})", reasons.join(", "))
     };
     let l = &a.lost;
+    let across = match &a.processes {
+        Some(p) if p.followed > 1 => format!(" across {}", plural(p.followed, "process")),
+        _ => String::new(),
+    };
     let mut line = format!(
-        "traced {} in {}; {skipped}; {} lost\n",
+        "traced {} in {}{across}; {skipped}; {} lost\n",
         plural(profile.functions.len(), "function"),
         plural(a.files.len(), "file"),
         count(l.lost_calls() + l.events_dropped),
@@ -268,10 +276,170 @@ fn loss_lines(l: &LossCounters) -> String {
             count(l.frames_abandoned)
         ));
     }
+    if l.open_at_exec > 0 {
+        out.push_str(&format!(
+            "  note: {} calls were still running when their process exec'd another program (never returned)\n",
+            count(l.open_at_exec)
+        ));
+    }
+    if l.in_progress_at_attach > 0 {
+        out.push_str(&format!(
+            "  note: {} calls were already running when perfgate attached (not measured: they began before the probes)\n",
+            count(l.in_progress_at_attach)
+        ));
+    }
+    if l.open_at_detach > 0 {
+        out.push_str(&format!(
+            "  note: {} calls were still running when perfgate detached (not measured)\n",
+            count(l.open_at_detach)
+        ));
+    }
+    if l.returned_before_attach > 0 {
+        out.push_str(&format!(
+            "  note: {} calls already running when their process was attached returned (not measured: they began before the probes)\n",
+            count(l.returned_before_attach)
+        ));
+    }
+    if l.holds_failed > 0 {
+        out.push_str(&format!(
+            "  lost: {} library loads could not hold their thread: the library's first calls may be missing\n",
+            count(l.holds_failed)
+        ));
+    }
     if l.unfinished_at_exit > 0 {
         out.push_str(&format!(
             "  note: {} calls were still running when their thread exited (e.g. exit() or pthread_exit())\n",
             count(l.unfinished_at_exit)
+        ));
+    }
+    out
+}
+
+/// `followed 4 processes (2 execs, 2 forks): procs ×3 (11 functions), sh ×1 (no function selected);
+/// held 0.3 ms each on average, longest 1.1 ms` and what was not traced.
+fn process_lines(a: &Accounting, verbose: bool) -> String {
+    let Some(p) = &a.processes else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut how = Vec::new();
+    for (n, what) in [(p.execs, "exec"), (p.forks, "fork"), (p.vforks, "vfork")] {
+        if n > 0 {
+            how.push(plural(n, what));
+        }
+    }
+    let binaries: Vec<String> = p
+        .binaries
+        .iter()
+        .map(|b| {
+            let name = b.path.file_name().map_or_else(
+                || b.path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let what = if b.functions == 0 {
+                "no function selected".to_string()
+            } else {
+                plural(b.functions, "function")
+            };
+            format!("{} ×{} ({what})", terminal(&name), b.processes)
+        })
+        .collect();
+    if p.followed > 1 || verbose {
+        out.push_str(&format!(
+            "  followed {}{}{}\n",
+            plural(p.followed, "process"),
+            if how.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", how.join(", "))
+            },
+            if binaries.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", binaries.join(", "))
+            },
+        ));
+    }
+    if p.holds > 0 && (p.followed > 1 || p.library_holds > 0 || verbose) {
+        out.push_str(&format!(
+            "  each held for perfgate {} on average (planning {}, attaching {} in all), longest {}\n",
+            duration(p.held_ns as f64 / p.holds as f64),
+            duration(p.plan_ns as f64),
+            duration(p.attach_ns as f64),
+            duration(p.held_max_ns as f64),
+        ));
+    }
+    for n in &p.not_traced {
+        out.push_str(&format!(
+            "  not traced: {} ×{}\n",
+            terminal(&n.reason),
+            n.count
+        ));
+    }
+    if p.failed > 0 {
+        out.push_str(&format!(
+            "  note: {} of the processes it started exited non-zero or by a signal\n",
+            plural(p.failed, "process")
+        ));
+    }
+    if p.killed > 0 {
+        out.push_str(&format!(
+            "  note: {} were still running at the end and were killed\n",
+            plural(p.killed, "process")
+        ));
+    }
+    if verbose {
+        out.push_str(&format!(
+            "  threads traced: {}; signals passed on by the tracer: {}\n",
+            count(p.threads),
+            count(p.signals)
+        ));
+    }
+    out
+}
+
+/// Exceptions, the writer's pauses and stack switches: what perfgate did to keep return probes from
+/// changing the program, and what that cost the measurement.
+fn unwinding_lines(u: &Unwinding) -> String {
+    let mut out = String::new();
+    if u.frames_unwound > 0 {
+        out.push_str(&format!(
+            "  note: {} calls were ended by an exception or panic ({} throws and resumes, {} catches): counted, and measured up to the catch\n",
+            count(u.frames_unwound),
+            count(u.unwinds),
+            count(u.landings)
+        ));
+    }
+    if u.pauses > 0 {
+        out.push_str(&format!(
+            "  note: the benchmark was paused {} times ({} in all, {} each on average) for perfgate to write return addresses around the unwinder (this kernel refuses bpf_probe_write_user); the pauses are inside the times of the calls then running, on every thread\n",
+            count(u.pauses),
+            duration(u.paused_ns as f64),
+            duration(u.paused_ns as f64 / u.pauses as f64)
+        ));
+    }
+    if u.slot_writes_failed > 0 {
+        out.push_str(&format!(
+            "  warning: {} return-address writes failed: the unwinder may have met a return probe there (an exception can then abort the program where it would not untraced)\n",
+            count(u.slot_writes_failed)
+        ));
+    }
+    if u.stack_switches > 0 || !u.switchers_used.is_empty() {
+        let uses = if u.switchers_used.is_empty() {
+            String::new()
+        } else {
+            format!("the program uses {}; ", u.switchers_used.join(", "))
+        };
+        out.push_str(&format!(
+            "  note: {uses}{} stack switches: return addresses were restored at each, so the program runs as untraced; {} calls left on a stack behind a switch lost their return (counted, not measured), and the call tree of the switching threads is approximate\n",
+            count(u.stack_switches),
+            count(u.frames_switched)
+        ));
+    }
+    if u.foreign_stack_entries > 0 {
+        out.push_str(&format!(
+            "  warning: {} traced calls ran on another stack with no switch perfgate knows (a signal handler on sigaltstack, or a coroutine library's own switch): return probes across such a switch can change what the program does; exclude the functions that run there with --no-function\n",
+            count(u.foreign_stack_entries)
         ));
     }
     out
@@ -303,6 +471,24 @@ fn library_lines(a: &Accounting) -> String {
         out.push_str(&format!(
             "  not traced: loaded at run time (dlopen): {}\n",
             paths.join(", ")
+        ));
+    }
+    if !a.libraries_attached_late.is_empty() {
+        let libs: Vec<String> = a
+            .libraries_attached_late
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} ({}, in {})",
+                    terminal(&l.path.display().to_string()),
+                    plural(l.functions, "function"),
+                    plural(l.processes, "process")
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "  attached late, at dlopen: {}\n",
+            libs.join(", ")
         ));
     }
     out
@@ -403,6 +589,13 @@ fn verbose_lines(profile: &Profile) -> String {
             duration(c.nop5_ns),
             duration(c.emulated_ns),
             duration(c.single_step_ns)
+        ));
+    }
+    if !a.running_at_attach.is_empty() {
+        let names: Vec<String> = a.running_at_attach.iter().map(|n| terminal(n)).collect();
+        out.push_str(&format!(
+            "  running when perfgate attached: {}\n",
+            names.join(", ")
         ));
     }
     for s in &a.skipped_names {

@@ -57,6 +57,10 @@ pub fn noun_for(n: u64, noun: &str) -> String {
     if n == 1 {
         return noun.to_string();
     }
+    // `process` → `processes`.
+    if noun.ends_with('s') || noun.ends_with('x') {
+        return format!("{noun}es");
+    }
     format!("{noun}s")
 }
 

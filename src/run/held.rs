@@ -40,7 +40,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The binary that implements the hold mode: perfgate itself, whose `main` dispatches [`HELD_EXEC_ARG`]
 /// to [`held_exec_main`]. A program using this library from another binary (its tests, say) points
 /// `PERFGATE_HOLDER` at a perfgate binary, or dispatches the argument in its own `main`.
-fn holder_binary() -> PathBuf {
+pub(super) fn holder_binary() -> PathBuf {
     let self_exe = PathBuf::from("/proc/self/exe");
     // perfgate itself never takes the holder from its environment (nothing to redirect under sudo -E).
     let is_perfgate = std::env::current_exe()
@@ -63,6 +63,9 @@ pub struct HeldChild {
     /// perfgate's children before this one started (the watcher, other runs' leftovers): not this run's.
     children_before: Vec<u32>,
     reaped: bool,
+    /// The processes the benchmark leaves behind are followed (`session/follow.rs`): its exit does not
+    /// end them; [`HeldChild::end_orphans`] does, once the session is done with them.
+    keep_orphans: bool,
 }
 
 /// How a run ended.
@@ -129,6 +132,7 @@ impl HeldChild {
             stopping: None,
             children_before,
             reaped: false,
+            keep_orphans: false,
         };
         held.wait_ready(ready_rd)?;
         Ok(held)
@@ -205,8 +209,14 @@ impl HeldChild {
         self.end_orphans();
     }
 
+    /// Lets the processes the benchmark leaves behind live on after it exits (they are followed and
+    /// waited for); [`HeldChild::kill_tree`], the drop and [`HeldChild::end_orphans`] still end them.
+    pub fn keep_orphans(&mut self) {
+        self.keep_orphans = true;
+    }
+
     /// Processes this run left behind (re-parented to perfgate, the subreaper): killed and reaped.
-    fn end_orphans(&mut self) {
+    pub fn end_orphans(&mut self) {
         let me = crate::sys::pid();
         let mut spare = self.children_before.clone();
         spare.extend(watch::watcher_pid());
@@ -235,8 +245,10 @@ impl HeldChild {
     pub fn try_wait(&mut self, deadline: Option<Instant>) -> Result<Option<Finished>> {
         if let Some(status) = self.child.try_wait().context("waiting for the benchmark")? {
             self.reaped = true;
-            // What the benchmark started and left running ends with it.
-            self.end_orphans();
+            // What the benchmark started and left running ends with it, unless it is followed.
+            if !self.keep_orphans {
+                self.end_orphans();
+            }
             return Ok(Some(self.finished(status, false)));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+pub mod follow;
 mod held;
 pub mod signals;
 pub mod tree;

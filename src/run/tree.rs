@@ -59,6 +59,27 @@ pub fn children(pid: u32) -> Vec<u32> {
     out
 }
 
+/// The threads of process `pid` (from `/proc/PID/task`).
+pub fn threads(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect()
+}
+
+/// The process (thread group) of thread `tid`, from `/proc/TID/status`.
+pub fn tgid(tid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Every live process below `root` (children, their children…), nearest first; `root` itself is not
 /// included.
 pub fn descendants(root: u32) -> Vec<u32> {

@@ -64,6 +64,7 @@ pub fn calibrate(trace: &TraceOptions) -> Result<ProbeCosts> {
         program: exe,
         plan,
         selection: sel,
+        plan_cache: Default::default(),
     };
     let dir = crate::files::PrivateDir::new("calibration")?;
     let out = dir.file("calibration.txt");
@@ -72,10 +73,12 @@ pub fn calibrate(trace: &TraceOptions) -> Result<ProbeCosts> {
             events: false,
             probe_cost: None,
             timeout: None,
+            count_only: false,
             ..trace.clone()
         },
         run_as: RunAs::Same,
         stdout: Stdout::File(out.clone()),
+        follow: false,
     };
     let result = super::trace_once(&target, &opts);
     let text = std::fs::read_to_string(&out).unwrap_or_default();

@@ -18,9 +18,15 @@ use crate::profile::{Accounting, Machine, ProbeCosts, Profile, TracedFile, PROFI
 use crate::run::{self, Finished, RunAs};
 
 pub mod calibrate;
+mod follow;
+pub mod live;
 pub mod runs;
 pub mod survey;
 mod trace;
+mod unwind;
+mod walk;
+
+pub use follow::{PlanCache, SharedPlanCache};
 
 /// A command ready to trace: its executable resolved and its probe plan made.
 #[derive(Debug, Clone)]
@@ -31,8 +37,10 @@ pub struct Target {
     pub program: PathBuf,
     /// The plan.
     pub plan: Plan,
-    /// The selection it was planned with.
+    /// The selection it was planned with (followed processes are planned with it too).
     pub selection: Selection,
+    /// Plans of the files followed processes run or load, kept across this target's runs.
+    pub plan_cache: SharedPlanCache,
 }
 
 impl Target {
@@ -50,7 +58,55 @@ impl Target {
             program,
             plan,
             selection: sel.clone(),
+            plan_cache: SharedPlanCache::default(),
         })
+    }
+
+    /// A command for a run that follows the processes it starts: a script is accepted (its interpreter
+    /// is planned when it execs), and so is a command none of whose own functions is selected (a shell
+    /// wrapper: what it runs is).
+    pub fn following(argv: &[OsString], sel: &Selection) -> Result<Target> {
+        let Some(first) = argv.first() else {
+            bail!(
+                "no command given: put the benchmark after `--`, e.g. perfgate record -- ./bench"
+            );
+        };
+        let program = run::resolve_program(first)?;
+        let plan = if is_script(&program) {
+            Plan {
+                program: program.clone(),
+                ..Plan::default()
+            }
+        } else {
+            plan::build_lenient(&program, sel)?
+        };
+        Ok(Target {
+            argv: argv.to_vec(),
+            program,
+            plan,
+            selection: sel.clone(),
+            plan_cache: SharedPlanCache::default(),
+        })
+    }
+
+    /// [`Target::following`] when the run follows processes, [`Target::new`] otherwise (a script is
+    /// then refused, with the way out).
+    pub fn for_run(argv: &[OsString], sel: &Selection, follow: bool) -> Result<Target> {
+        if follow {
+            return Target::following(argv, sel);
+        }
+        let target = Target::new(argv, sel);
+        if target.is_err() {
+            if let Some(p) = argv.first().and_then(|a| run::resolve_program(a).ok()) {
+                if is_script(&p) {
+                    bail!(
+                        "{}: a script; with --no-follow only the command's own process is traced (leave --no-follow out to trace the programs it runs)",
+                        p.display()
+                    );
+                }
+            }
+        }
+        target
     }
 
     /// The command as strings, for reports and baselines.
@@ -60,6 +116,16 @@ impl Target {
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
     }
+}
+
+/// Whether the file starts with `#!`: the kernel runs its interpreter instead.
+fn is_script(p: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 2];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"#!"
 }
 
 /// Settings of the tracing itself.
@@ -75,6 +141,13 @@ pub struct TraceOptions {
     pub timeout: Option<Duration>,
     /// Calibrated cost of one traced call per probe kind (see [`ProbeCosts`]); `None` = not compensated.
     pub probe_cost: Option<ProbeCosts>,
+    /// `perfgate bench cost` only: attach the minimal counting program instead of perfgate's (the
+    /// profile then holds no statistics, only `accounting.count_hits`).
+    pub count_only: bool,
+    /// Let the BPF program store return addresses around exceptions itself when the kernel allows
+    /// `bpf_probe_write_user`; false (or a kernel that refuses it): the benchmark is paused for perfgate
+    /// to store them.
+    pub bpf_writes: bool,
 }
 
 impl Default for TraceOptions {
@@ -85,6 +158,8 @@ impl Default for TraceOptions {
             probes: None,
             timeout: None,
             probe_cost: None,
+            count_only: false,
+            bpf_writes: true,
         }
     }
 }
@@ -98,6 +173,8 @@ pub struct RunOptions {
     pub run_as: RunAs,
     /// Where the benchmark's stdout goes.
     pub stdout: run::Stdout,
+    /// Follow the processes the benchmark starts (held at exec and fork, attached with their own PID).
+    pub follow: bool,
 }
 
 /// One run of the target without any probe, as the benchmark runs alone (held and released the same
@@ -140,8 +217,10 @@ pub fn trace_with_events(
         measured,
         finished,
         mapped,
+        follow,
+        notes,
     } = trace::run(target, opts, on_event)?;
-    Ok(assemble(
+    let mut profile = assemble(
         opts.trace.probe_cost,
         target,
         started_at,
@@ -149,7 +228,18 @@ pub fn trace_with_events(
         finished,
         &mapped,
         opts.trace.events,
-    ))
+        follow.is_some(),
+    );
+    profile.accounting.warnings.extend(notes);
+    if let Some(f) = follow {
+        f.apply(&mut profile);
+        if profile.functions.is_empty() {
+            bail!(
+                "no function matched the filters in any process the command ran (see --function, --lib)"
+            );
+        }
+    }
+    Ok(profile)
 }
 
 /// The header of a recording file for this target.
@@ -163,6 +253,7 @@ pub fn header(target: &Target) -> Header {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn assemble(
     probe_cost: Option<ProbeCosts>,
     target: &Target,
@@ -171,6 +262,7 @@ fn assemble(
     f: Finished,
     mapped: &[PathBuf],
     has_events: bool,
+    followed: bool,
 ) -> Profile {
     let plan = &target.plan;
     let mut warnings = plan.warnings.clone();
@@ -221,7 +313,13 @@ fn assemble(
             skipped_names: plan.skipped_names.clone(),
             libraries_not_found: plan.libraries_not_found.clone(),
             debug_files: plan.debug_files.clone(),
-            libraries_loaded_later: loaded_later(plan, mapped, &m.loader_paths),
+            // Following, the loader hook tells start-up from dlopen per process (`follow.rs`); the
+            // global list of link-map names would count every child's start-up libraries.
+            libraries_loaded_later: if followed {
+                loaded_later(plan, mapped, &[])
+            } else {
+                loaded_later(plan, mapped, &m.loader_paths)
+            },
             lost: m.lost,
             session_probes: m.mode == crate::bpf::ProbeMode::Session,
             probe_mode: Some(m.mode.name().to_string()),
@@ -229,6 +327,14 @@ fn assemble(
             attach_ns: m.attach.as_nanos() as u64,
             detach_ns: m.detach.as_nanos() as u64,
             probe_cost,
+            count_hits: m.count_hits,
+            processes: None,
+            libraries_attached_late: Vec::new(),
+            running_at_attach: Vec::new(),
+            unwinding: crate::profile::Unwinding {
+                switchers_used: plan.switchers_used.clone(),
+                ..m.unwinding
+            },
         },
         has_events,
     }

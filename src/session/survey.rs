@@ -69,6 +69,12 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
     let Some(costs) = opts.trace.probe_cost else {
         bail!("the survey needs the probe cost calibrated (calibration failed or was turned off)");
     };
+    // The survey relinks the command's own process only: a function of a process it starts is never
+    // called in the survey, so it stays probed (the safe side: probed, never wrongly dropped).
+    let opts = &RunOptions {
+        follow: false,
+        ..opts.clone()
+    };
     let started = Instant::now();
     let untraced = super::untraced_once(target, opts)?;
     let plan = &target.plan;
@@ -113,19 +119,37 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
         calls[i] = calls[i].max(t.calls);
     }
     let budget_ns = s.budget * untraced.as_nanos() as f64;
-    let mut kept: Vec<(FuncId, f64)> = (0..plan.functions.len() as FuncId)
+    let mut kept: Vec<Kept> = (0..plan.functions.len() as FuncId)
         .filter(|id| !hot.contains(id))
-        .map(|id| (id, calls[id as usize] as f64 * cost(id)))
+        .map(|id| {
+            let n = calls[id as usize] as f64;
+            let own = costs.inside(plan.probe_kind(id));
+            Kept {
+                id,
+                cost: n * cost(id),
+                distortion: if n > 0.0 {
+                    cost(id) / (incl[id as usize] / n - own).max(1.0)
+                } else {
+                    0.0
+                },
+            }
+        })
         .collect();
-    kept.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
-    let mut kept_cost: f64 = kept.iter().map(|(_, c)| c).sum();
-    // Over budget: the costliest go too (never one called fewer than min_calls times: it costs little).
-    for &(id, c) in &kept {
-        if kept_cost <= budget_ns || calls[id as usize] < s.min_calls {
+    kept.sort_by(Kept::first_to_go);
+    let mut kept_cost: f64 = kept.iter().map(|k| k.cost).sum();
+    // Over budget: the functions whose probe is largest against their own time go first (their figures are
+    // the least faithful, and their time is measured in their callers anyway), so the long calls a reader
+    // looks at (an API entry point, a main loop) keep their probes. Never one called fewer than min_calls
+    // times: it costs little.
+    for k in &kept {
+        if kept_cost <= budget_ns {
             break;
         }
-        hot.insert(id);
-        kept_cost -= c;
+        if calls[k.id as usize] < s.min_calls {
+            continue;
+        }
+        hot.insert(k.id);
+        kept_cost -= k.cost;
     }
     let too_hot = hot
         .iter()
@@ -156,6 +180,25 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
         relinks,
         kept_cost_ns: kept_cost.max(0.0),
     })
+}
+
+/// A function still probed after the survey run, as the budget pass weighs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Kept {
+    id: FuncId,
+    /// Its probes' cost over the run, ns.
+    cost: f64,
+    /// Its probe's cost over its own mean time (compensated inclusive).
+    distortion: f64,
+}
+
+impl Kept {
+    /// The most distorted first; among equals, the costliest.
+    fn first_to_go(a: &Kept, b: &Kept) -> std::cmp::Ordering {
+        b.distortion
+            .total_cmp(&a.distortion)
+            .then(b.cost.total_cmp(&a.cost))
+    }
 }
 
 /// What one traced call of function `f` costs, ns.
@@ -197,6 +240,19 @@ fn relink(program: &mut Program<'_>, target: &Target, hot: &BTreeSet<FuncId>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_drops_the_most_distorted_first() {
+        let k = |id, cost, distortion| Kept {
+            id,
+            cost,
+            distortion,
+        };
+        // A long API call (probe 5% of its time) costing the most, a small helper (probe 50%), a tie.
+        let mut v = vec![k(0, 9e6, 0.05), k(1, 1e6, 0.5), k(2, 2e6, 0.5)];
+        v.sort_by(Kept::first_to_go);
+        assert_eq!(v.iter().map(|k| k.id).collect::<Vec<_>>(), [2, 1, 0]);
+    }
 
     #[test]
     fn a_function_shorter_than_a_few_probes_is_too_hot() {

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{RunOptions, Target};
+use super::follow::{self, Follow};
+use super::{unwind, RunOptions, Target};
 use crate::bpf::{self, Features, Measured, ModeUnsupported, ProbeMode, Program, ProgramConfig};
 use crate::profile::file::Event;
 use crate::run::{Finished, HeldChild};
@@ -30,6 +31,10 @@ pub(super) struct Traced {
     pub(super) finished: Finished,
     /// Executable files the benchmark had mapped while it ran (sampled).
     pub(super) mapped: Vec<PathBuf>,
+    /// What following the benchmark's processes and libraries learnt (`None`: not followed).
+    pub(super) follow: Option<follow::Outcome>,
+    /// Why following was off although asked for.
+    pub(super) notes: Vec<String>,
 }
 
 /// Called every [`TICK`] while a surveyed benchmark runs, with the program to read and relink.
@@ -48,14 +53,27 @@ pub(super) fn run(
     run_hooked(target, opts, on_event, None)
 }
 
-/// [`run`] with a survey's tick (survey mode: the program keeps totals the tick reads).
+/// [`run`] with a survey's tick (survey mode: the program keeps totals the tick reads). A surveyed run
+/// does not follow other processes (the survey relinks the command's own process only).
 pub(super) fn run_hooked<'t>(
     target: &Target,
     opts: &RunOptions,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
     mut tick: Option<&mut TickFn<'t>>,
 ) -> Result<Traced> {
+    if tick.is_some() && opts.follow {
+        anyhow::bail!("internal: a surveyed run cannot follow processes");
+    }
+    // The tracer starts before the holder, so that the holder's orphan reaping spares it. A surveyed run
+    // has none: its tick relinks the command's own files, and a library it loads with dlopen stays
+    // unsurveyed (never called there, so it stays probed).
+    let mut start = if tick.is_some() {
+        follow::Start::off()
+    } else {
+        follow::Start::new(target, opts.follow)
+    };
     let mut child = HeldChild::spawn(&target.program, &target.argv, opts.run_as, &opts.stdout)?;
+    start.seize(&mut child);
     let mut mode = opts
         .trace
         .probes
@@ -65,6 +83,7 @@ pub(super) fn run_hooked<'t>(
             target,
             opts,
             &mut child,
+            &mut start,
             mode,
             on_event,
             tick.as_deref_mut(),
@@ -89,6 +108,7 @@ fn run_with<'t>(
     target: &Target,
     opts: &RunOptions,
     child: &mut HeldChild,
+    start: &mut follow::Start,
     mode: ProbeMode,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
     tick: Option<&mut TickFn<'t>>,
@@ -103,37 +123,87 @@ fn run_with<'t>(
         r_debug_delta: plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta),
         functions: plan.functions.len(),
         survey: tick.is_some(),
+        count_only: opts.trace.count_only,
+        follow: start.follows(),
+        hold_dlopen: start.holds(target),
+        bpf_writes: opts.trace.bpf_writes,
     };
     let mut storage = MaybeUninit::uninit();
     let mut program = Program::load(&config, &mut storage)?;
-    for file in &plan.files {
-        file.check_unchanged()?;
-        let probes: Vec<bpf::Probe> = file
-            .probes
-            .iter()
-            .map(|p| bpf::Probe {
-                offset: p.offset,
-                func: p.func,
-                kind: plan.probe_kind(p.func),
-            })
-            .collect();
-        program.attach_functions(&file.path, &probes)?;
+    let mut following = None;
+    if start.follows() {
+        following = Some(start.begin(target, &mut program, child.pid())?);
+    } else {
+        for file in &plan.files {
+            file.check_unchanged()?;
+            let probes: Vec<bpf::Probe> = file
+                .probes
+                .iter()
+                .map(|p| bpf::Probe {
+                    offset: p.offset,
+                    func: p.func,
+                    kind: plan.probe_kind(p.func),
+                })
+                .collect();
+            program.attach_functions(&file.path, &probes)?;
+        }
+        // Best effort: without the loader hook, sampling /proc/PID/maps still notices most dlopen'd
+        // libraries.
+        if let Some(hook) = &plan.loader_hook {
+            program.attach_loader_hook(&hook.path, hook.offset);
+        }
     }
-    // Best effort: without the loader hook, sampling /proc/PID/maps still notices most dlopen'd libraries.
-    if let Some(hook) = &plan.loader_hook {
-        program.attach_loader_hook(&hook.path, hook.offset);
+    for file in &plan.stack_hooks {
+        file.check_unchanged()?;
+        program.attach_stack_hooks(&file.path, &unwind::bpf_hooks(file))?;
     }
     program.attach_thread_exit()?;
 
+    // The stop writer waits for the benchmark's stops from before its first instruction.
+    let writer = match program.slot_queue()? {
+        Some(queue) if !plan.stack_hooks.is_empty() => Some(
+            unwind::StopWriter::start(child.pid(), queue)
+                .context("starting the thread that writes return addresses")?,
+        ),
+        _ => None,
+    };
     child.release()?;
-    let (finished, mapped) = wait(target, opts, child, &mut program, on_event, tick)?;
+    let (finished, mapped) = match &mut following {
+        Some(f) => f.wait(
+            target,
+            opts.trace.timeout,
+            poll(opts),
+            child,
+            &mut program,
+            on_event,
+            MAPS_EVERY,
+        )?,
+        None => wait(target, opts, child, &mut program, on_event, tick)?,
+    };
+    let pauses = writer.map(unwind::StopWriter::finish).unwrap_or_default();
     program.drain_events(on_event)?;
+    // The session's links of followed processes close first (they have all exited), then the program's.
+    let outcome = following.map(|f: Follow| f.finish(&program));
     program.detach();
+    let mut measured = program.measured()?;
+    measured.unwinding.pauses = pauses.pauses;
+    measured.unwinding.paused_ns = pauses.paused_ns;
+    measured.unwinding.slot_writes_failed += pauses.failed;
     Ok(Traced {
-        measured: program.measured()?,
+        measured,
         finished,
         mapped,
+        follow: outcome,
+        notes: start.note().map(str::to_string).into_iter().collect(),
     })
+}
+
+fn poll(opts: &RunOptions) -> Duration {
+    if opts.trace.events {
+        POLL
+    } else {
+        POLL_GATE_MODE
+    }
 }
 
 /// Waits for the benchmark to exit (or kills it at the timeout), streaming events and sampling its maps.
@@ -146,11 +216,7 @@ fn wait<'t>(
     mut tick: Option<&mut TickFn<'t>>,
 ) -> Result<(Finished, Vec<PathBuf>)> {
     let deadline = opts.trace.timeout.map(|t| Instant::now() + t);
-    let poll = if opts.trace.events {
-        POLL
-    } else {
-        POLL_GATE_MODE
-    };
+    let poll = poll(opts);
     let mut mapped = std::collections::BTreeSet::new();
     let mut last_maps: Option<Instant> = None;
     let mut last_tick = Instant::now();

@@ -12,6 +12,9 @@ use std::process::Command;
 #[cfg(test)]
 pub mod counting_alloc;
 pub mod probe_targets;
+pub mod ptrace;
+mod stops;
+pub use stops::{monotonic_ns, wait_stopped, write_u64, ChildState};
 
 /// The effective user id.
 pub fn euid() -> u32 {

@@ -1,7 +1,9 @@
 //! `perfgate bench`: measures perfgate itself and prints the figures, never assumes them (DESIGN.md): one
 //! file per benchmark — attach and detach time (`attach.rs`), the added cost of one probe hit per kind of
-//! instruction (`overhead.rs`), trace throughput (`trace.rs`), and the gate's false-alarm rate and power
-//! against injected slowdowns of known size (`gate.rs`).
+//! instruction (`overhead.rs`), trace throughput (`trace.rs`), the cost of tracing real libraries and what
+//! the cost-aware probe set buys (`cost.rs`), the gate's false-alarm rate and power against injected
+//! slowdowns of known size (`gate.rs`), what following a benchmark's processes costs per process
+//! (`follow.rs`), and the cost of exceptions through traced functions (`unwind.rs`).
 //!
 //! These are measurements, not timed tests: nothing here fails on a slow machine; the aims are printed beside
 //! the figures. Every ratio is computed from figures measured in the same invocation.
@@ -26,9 +28,12 @@ use crate::run::RunAs;
 use crate::session::{self, RunOptions, Target, TraceOptions};
 
 mod attach;
+mod cost;
+mod follow;
 mod gate;
 mod overhead;
 mod trace;
+mod unwind;
 
 /// The gate's cap on runs per check, as in `perfgate check`.
 const MAX_RUNS: usize = 30;
@@ -66,10 +71,13 @@ pub(super) fn run(a: &BenchArgs) -> Result<Exit> {
     )?;
     out.flush()?;
     type Part = fn(&BenchArgs, &PrivateDir) -> Result<String>;
-    let parts: [(BenchWhat, Part); 4] = [
+    let parts: [(BenchWhat, Part); 7] = [
         (BenchWhat::Attach, attach::run),
+        (BenchWhat::Follow, follow::run),
         (BenchWhat::Overhead, overhead::run),
         (BenchWhat::Trace, trace::run),
+        (BenchWhat::Cost, cost::run),
+        (BenchWhat::Exceptions, unwind::run),
         (BenchWhat::Gate, gate::run),
     ];
     for (what, part) in parts {
@@ -123,6 +131,8 @@ fn run_options(events: bool, stdout: &Path) -> Result<RunOptions> {
         },
         run_as: RunAs::from_env(false)?,
         stdout: crate::run::Stdout::File(stdout.to_path_buf()),
+        // The figures of the bench are of one process: the tracer would only add its start.
+        follow: false,
     })
 }
 
