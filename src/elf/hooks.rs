@@ -82,7 +82,10 @@ fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, ElfError> {
         });
     }
     if offset.checked_add(len).is_none_or(|end| end > meta.len()) {
-        return Err(malformed(path, "the function's code lies past the end of the file"));
+        return Err(malformed(
+            path,
+            "the function's code lies past the end of the file",
+        ));
     }
     let mut buf = vec![0u8; len as usize];
     file.read_exact_at(&mut buf, offset).map_err(io)?;

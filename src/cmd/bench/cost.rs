@@ -235,7 +235,10 @@ fn check_knob(w: &Workload, target: &Target, opts: &RunOptions) -> Result<Checke
     );
     status(&format!("bench cost: {}: A/A check", w.fixture));
     let aa = runs::check(target, opts, &base, &settings, w.fixture, &mut Quiet)?;
-    status(&format!("bench cost: {}: check with {}=1", w.fixture, w.knob));
+    status(&format!(
+        "bench cost: {}: check with {}=1",
+        w.fixture, w.knob
+    ));
     knob.set(true);
     let slow = runs::check(target, opts, &base, &settings, w.fixture, &mut Quiet);
     knob.set(false);
@@ -257,7 +260,11 @@ fn check_knob(w: &Workload, target: &Target, opts: &RunOptions) -> Result<Checke
 /// The failing functions, largest change first (at most three named), e.g. `main +21%`.
 fn flagged(c: &Comparison) -> String {
     let mut failing: Vec<_> = c.failures().collect();
-    failing.sort_by(|a, b| b.ratio.partial_cmp(&a.ratio).unwrap_or(std::cmp::Ordering::Equal));
+    failing.sort_by(|a, b| {
+        b.ratio
+            .partial_cmp(&a.ratio)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let mut names: Vec<String> = failing
         .iter()
         .take(3)
@@ -295,12 +302,7 @@ struct Measured {
     survey_ratio: f64,
 }
 
-fn workload(
-    a: &BenchArgs,
-    w: &Workload,
-    costs: ProbeCosts,
-    stdout: &Path,
-) -> Result<Measured> {
+fn workload(a: &BenchArgs, w: &Workload, costs: ProbeCosts, stdout: &Path) -> Result<Measured> {
     let program = fixture(a, w.fixture)?;
     let args = argv(&program, &[]);
     let lib = |no_placement| Selection {
@@ -395,10 +397,7 @@ fn workload(
         ],
         vec![
             String::new(),
-            format!(
-                "survey (both runs, {} relinks)",
-                s.relinks
-            ),
+            format!("survey (both runs, {} relinks)", s.relinks),
             probed(&placed),
             kinds(&placed.plan),
             "-".into(),
@@ -485,9 +484,7 @@ fn per_call(a: &BenchArgs, stdout: &Path) -> Result<String> {
         let (mut base, mut ours, mut least) = (Vec::new(), Vec::new(), Vec::new());
         let mut hits_ok = true;
         for i in 1..=REPEATS {
-            status(&format!(
-                "bench cost: per call, {func}, run {i}/{REPEATS}"
-            ));
+            status(&format!("bench cost: per call, {func}, run {i}/{REPEATS}"));
             base.push(value_line(
                 &super::untraced(&program, &args)?.0,
                 "ns_per_call=",
@@ -647,15 +644,27 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
             "{}: gated {} (aim ≤ 3×) {}, survey {} (aim ≤ 10×) {}, knob {}, A/A {}",
             w.fixture,
             ratio(m.gated_ratio),
-            if m.gated_ratio <= 3.0 { "met" } else { "MISSED" },
+            if m.gated_ratio <= 3.0 {
+                "met"
+            } else {
+                "MISSED"
+            },
             ratio(m.survey_ratio),
-            if m.survey_ratio <= 10.0 { "met" } else { "MISSED" },
+            if m.survey_ratio <= 10.0 {
+                "met"
+            } else {
+                "MISSED"
+            },
             if m.check.knob_caught {
                 "caught and named"
             } else {
                 "NOT CAUGHT"
             },
-            if m.check.aa_passed { "passed" } else { "FAILED" },
+            if m.check.aa_passed {
+                "passed"
+            } else {
+                "FAILED"
+            },
         ));
     }
     let mut s = format!(
