@@ -83,7 +83,7 @@ pub(super) fn run(a: MergeArgs) -> Result<Exit> {
         if outputs.to_stdout() {
             eprint!("{text}");
         } else {
-            print!("{text}");
+            super::print_stdout(&text);
         }
     }
     outputs.announce();

@@ -73,6 +73,19 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Writes a table or summary to stdout. A reader that went away (`perfgate check … | head -3`) or
+/// another write error must not change what the command does or its exit code (`print!` would panic):
+/// a closed pipe is ignored like in the views, any other error is a warning.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("perfgate: warning: writing to stdout: {e}");
+        }
+    }
+}
+
 /// An error as one line: the context chain joined, control characters escaped, and cut in the middle
 /// past 1 KiB (a parser's message may quote a value of a hostile file whole; the file's name comes
 /// first and the reason last, and both stay).
