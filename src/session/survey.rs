@@ -249,7 +249,7 @@ mod tests {
             distortion,
         };
         // A long API call (probe 5% of its time) costing the most, a small helper (probe 50%), a tie.
-        let mut v = vec![k(0, 9e6, 0.05), k(1, 1e6, 0.5), k(2, 2e6, 0.5)];
+        let mut v = [k(0, 9e6, 0.05), k(1, 1e6, 0.5), k(2, 2e6, 0.5)];
         v.sort_by(Kept::first_to_go);
         assert_eq!(v.iter().map(|k| k.id).collect::<Vec<_>>(), [2, 1, 0]);
     }
