@@ -253,6 +253,30 @@ fn a_closed_stdout_changes_neither_the_files_nor_the_exit_code() {
         .filter(|f| f["verdict"] == "regressed")
         .count();
     assert!(regressed >= 1, "{report:#}");
+    // The report itself to that stdout (`--json -`): the verdict is still the exit code, not the
+    // success a closed pipe gives a view.
+    let md = d.join("check.md");
+    let o = perfgate_std()
+        .args([
+            "check",
+            "--runs",
+            "5",
+            "--absolute",
+            "--timeout",
+            TIMEOUT,
+            "--baseline",
+        ])
+        .arg(&base)
+        .args(["--json", "-", "--markdown"])
+        .arg(&md)
+        .args(["--", work, "25"])
+        .stdout(no_reader())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(std::fs::read_to_string(&md)
+        .unwrap()
+        .contains("Regressions"));
 }
 
 /// Three perfgate runs at once: two on the same binary with different thread counts (the same

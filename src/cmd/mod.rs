@@ -314,12 +314,16 @@ pub fn surveyed(target: &Target, opts: &RunOptions, budget: f64) -> Result<Targe
     Target::for_run(&target.argv, &sel, opts.follow)
 }
 
-/// Writes a report to `path`, or to stdout for `-`.
+/// Writes a report to `path`, or to stdout for `-`. A reader of stdout that went away is ignored:
+/// as an error it would end `check` with the success of a closed pipe (exit 0) whatever the verdict.
 pub fn write_report(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     if path.as_os_str() == "-" {
-        std::io::stdout().write_all(bytes)?;
-        return Ok(());
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(bytes).and_then(|()| out.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        };
     }
     crate::files::write_atomic(path, bytes)
 }
