@@ -262,9 +262,13 @@ fn two_checks_in_one_job_keep_their_reports_apart_and_one_pr_comment_is_updated_
     assert!(std::fs::read_to_string(&out2["junit"])
         .unwrap()
         .contains(r#"failures="0""#));
-    assert_eq!(
-        (out1["verdict"].as_str(), out2["verdict"].as_str()),
-        ("fail", "pass")
+    assert_eq!(out1["verdict"].as_str(), "fail");
+    // The unchanged benchmark: decided unchanged, or (on a busy machine, within 10 runs) undecided,
+    // which does not fail either.
+    assert!(
+        matches!(out2["verdict"].as_str(), "pass" | "inconclusive"),
+        "{}",
+        out2["verdict"]
     );
     let summary = std::fs::read_to_string(d.join("summary.md")).unwrap();
     assert!(
@@ -277,7 +281,8 @@ fn two_checks_in_one_job_keep_their_reports_apart_and_one_pr_comment_is_updated_
         "{summary}"
     );
     assert!(
-        summary.contains("\n✅ **gatebench**: no regression"),
+        summary.contains("\n✅ **gatebench**: no regression")
+            || summary.contains("\n⚠\u{fe0f} **gatebench**: inconclusive: no regression found"),
         "{summary}"
     );
     assert_eq!(

@@ -314,6 +314,15 @@ fn cargo_bench_runs_the_bench_traced() {
         .profile;
     assert_eq!(calls(&p, "fb_step"), 100);
     assert!(p.accounting.processes.as_ref().unwrap().execs >= 2);
+    // The bench is Rust in a followed process: traced, with the one thing that differs said.
+    assert!(
+        p.accounting
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("spin-") && w.contains("a panic")),
+        "{:?}",
+        p.accounting.warnings
+    );
 }
 
 #[test]
@@ -412,5 +421,35 @@ fn baseline_and_check_gate_what_a_shell_wrapper_runs() {
         text(&out.stdout).contains("leaf_work"),
         "{}",
         text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_followed_cpp_program_is_not_traced_so_its_exceptions_behave_as_untraced() {
+    // The C++ fixture throws through its own functions; perfgate restores return addresses for the
+    // unwinder only in the command's own process, so under a shell it is left untraced (counted and
+    // said), and the C program next to it is traced exactly.
+    let script = format!(
+        "{} across 3; {} 10 1",
+        fixture("exceptions").display(),
+        fixture("fib").display()
+    );
+    let (p, stdout) = traced_like_untraced(&[], &["sh", "-c", &script]);
+    // fib(10) once: 2 * F(11) - 1 = 177 calls.
+    assert_eq!(calls(&p, "fib"), 177);
+    assert!(stdout.contains("across 3: 1003"), "{stdout}");
+    assert!(!p.functions.iter().any(|f| f.name.contains("thrower")));
+    let procs = p.accounting.processes.as_ref().unwrap();
+    assert!(
+        procs
+            .not_traced
+            .iter()
+            .any(|n| n.reason.contains("processes running exceptions (C++ code")),
+        "{:?}",
+        procs.not_traced
+    );
+    assert!(
+        stdout.contains("processes running exceptions (C++ code"),
+        "the accounting says it: {stdout}"
     );
 }

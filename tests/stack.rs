@@ -410,14 +410,14 @@ fn the_replay_closes_frames_at_the_catch_and_marks_them() {
             .unwrap();
         let replay = text(&replay.stdout);
         assert!(
-            replay.contains("thrower(int); /* ended by an exception */"),
+            replay.contains("thrower(); /* ended by an exception */"),
             "{replay}"
         );
         assert!(
-            replay.contains("} /* rethrow_inner(int), ended by an exception */"),
+            replay.contains("} /* rethrow_inner, ended by an exception */"),
             "{replay}"
         );
-        assert!(replay.contains("} /* rethrow_outer(int) */"), "{replay}");
+        assert!(replay.contains("} /* rethrow_outer */"), "{replay}");
         assert!(replay.contains("5 ended by an exception"), "{replay}");
     }
 }

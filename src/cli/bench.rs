@@ -23,6 +23,9 @@ pub enum BenchWhat {
     Gate,
     /// What a C++ exception through traced functions costs: the pauses of the slot writer per throw.
     Exceptions,
+    /// perfgate's peak memory for 1 M and 10 M calls: record in gate and trace mode, replay, Chrome
+    /// JSON, flame graph.
+    Memory,
     /// All of the above.
     All,
 }

@@ -7,7 +7,7 @@
 //! [`MAX_FUNCTION`] bytes.
 use std::path::Path;
 
-use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic};
+use iced_x86::Mnemonic;
 
 use super::file::{malformed, read_file};
 use super::{ElfError, FileOffset, Function};
@@ -46,24 +46,12 @@ pub fn return_offsets(path: &Path, function: &Function) -> Result<Vec<FileOffset
         return Ok(Vec::new());
     }
     let code = read_at(path, function.offset.0, function.size)?;
-    let mut decoder = Decoder::with_ip(64, &code, function.addr, DecoderOptions::NONE);
-    let mut instr = Instruction::default();
     let mut out = Vec::new();
-    while decoder.can_decode() {
-        let position = decoder.position();
-        decoder.decode_out(&mut instr);
-        if decoder.last_error() != DecoderError::None {
-            let next = position + 1;
-            if decoder.set_position(next).is_err() {
-                break;
-            }
-            decoder.set_ip(function.addr.wrapping_add(next as u64));
-            continue;
-        }
+    super::placement::sweep(&code, function.addr, |position, instr| {
         if instr.mnemonic() == Mnemonic::Ret {
             out.push(FileOffset(function.offset.0 + position as u64));
         }
-    }
+    });
     Ok(out)
 }
 

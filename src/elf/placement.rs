@@ -303,6 +303,15 @@ pub fn place_probe_with(code: &[u8], addr: u64, entered_from_outside: &[u64]) ->
 /// targets, which only ever keeps probes nearer to `+0`.
 pub fn direct_branch_targets(code: &[u8], addr: u64) -> Vec<u64> {
     let mut targets = Vec::new();
+    sweep(code, addr, |_, instr| {
+        targets.extend(near_branch_target(instr))
+    });
+    targets
+}
+
+/// Calls `each(position, instruction)` for every instruction of `code` (at `addr`) in order,
+/// stepping over undecodable bytes one at a time so that code after data is still swept.
+pub fn sweep(code: &[u8], addr: u64, mut each: impl FnMut(usize, &Instruction)) {
     let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
     let mut instr = Instruction::default();
     while decoder.can_decode() {
@@ -317,9 +326,8 @@ pub fn direct_branch_targets(code: &[u8], addr: u64) -> Vec<u64> {
             decoder.set_ip(addr.wrapping_add(next as u64));
             continue;
         }
-        targets.extend(near_branch_target(&instr));
+        each(position, &instr);
     }
-    targets
 }
 
 /// The bytes of `function` in `file` (the whole file's contents), or `None`

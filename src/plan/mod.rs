@@ -16,7 +16,7 @@ mod select;
 mod unwind;
 pub use loader::LoaderHook;
 pub use select::Selection;
-pub use unwind::{never_traced, HookedFile, StackHook, StackHookKind};
+pub use unwind::{never_traced, HookedFile, StackHook, StackHookKind, Unwinds};
 
 /// Why the plan cannot be made; each is one line for the user.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +130,8 @@ pub struct Plan {
     /// Every library the loader maps at start-up (found ones), traced or not: anything else mapped later
     /// came from dlopen.
     pub known_libraries: Vec<PathBuf>,
+    /// The executable names an unwinding runtime or holds an unwinder (see [`Plan::can_unwind`]).
+    pub unwinds: unwind::Unwinds,
     /// Where to watch the dynamic loader's link map, if the loader has the debugger interface.
     pub loader_hook: Option<LoaderHook>,
     /// Separate debug files whose symbols were used (stripped files' static functions).
@@ -206,6 +208,11 @@ fn build_with(exe: &Path, sel: &Selection, require_functions: bool) -> Result<Pl
         let identity = files.identities.get(&file.path).copied().flatten();
         plan_one(file, identity, sel, &filters, &mut plan);
     }
+    plan.unwinds = files
+        .elf
+        .first()
+        .map(unwind::elf_unwinds)
+        .unwrap_or_default();
     unwind::plan_hooks(&files.elf, &mut plan);
     if require_functions && plan.functions.is_empty() {
         return Err(PlanError::NothingMatched {
@@ -284,6 +291,7 @@ pub fn executable(exe: &Path, sel: &Selection) -> Result<Plan, PlanError> {
     if let Some(interp) = &main.interp {
         plan.loader_hook = LoaderHook::find(Path::new(interp));
     }
+    plan.unwinds = unwind::elf_unwinds(&main);
     plan_one(&main, identity, sel, &filters, &mut plan);
     Ok(plan)
 }

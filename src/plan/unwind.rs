@@ -101,6 +101,71 @@ const RUNTIMES: [&str; 7] = [
     "libboost_context",
 ];
 
+/// C++ runtimes: a program that links one throws exceptions as ordinary control flow.
+const CPP_RUNTIMES: [&str; 4] = ["libstdc++.so", "libc++.so", "libc++abi.so", "libunwind.so"];
+
+/// Unwinding without C++: Rust panics and forced unwinds go through libgcc_s.
+const UNWINDER: &str = "libgcc_s.so";
+
+/// How a program can unwind its stack through its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unwinds {
+    /// No unwinding runtime linked.
+    #[default]
+    No,
+    /// libgcc_s only (a Rust program): only a panic or a forced unwind (thread cancellation) unwinds.
+    Rarely,
+    /// A C++ runtime linked or a C++ unwinder built in: exceptions are ordinary control flow.
+    Exceptions,
+}
+
+fn file_name_of(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+impl Plan {
+    /// How the planned program can unwind through its frames. An unwind through a traced frame needs the
+    /// return-address fix of `bpf/unwind.h`, which perfgate applies in the command's own process only.
+    /// libgcc_s among every plan's hooks says nothing: glibc loads it for thread cancellation.
+    pub fn can_unwind(&self) -> Unwinds {
+        let names: Vec<String> = self
+            .known_libraries
+            .iter()
+            .map(|p| file_name_of(p))
+            .collect();
+        if self.unwinds == Unwinds::Exceptions
+            || names
+                .iter()
+                .any(|n| CPP_RUNTIMES.iter().any(|r| n.starts_with(r)))
+        {
+            Unwinds::Exceptions
+        } else if self.unwinds == Unwinds::Rarely || names.iter().any(|n| n.starts_with(UNWINDER)) {
+            Unwinds::Rarely
+        } else {
+            Unwinds::No
+        }
+    }
+}
+
+/// How an executable can unwind, from its own `DT_NEEDED` and functions.
+pub(super) fn elf_unwinds(main: &ElfFile) -> Unwinds {
+    let needs = |list: &[&str]| {
+        main.needed
+            .iter()
+            .any(|n| list.iter().any(|r| n.starts_with(r)))
+    };
+    let defines = |name: &str| main.functions.iter().any(|f| base(&f.raw_name) == name);
+    if needs(&CPP_RUNTIMES) || defines("__cxa_throw") {
+        Unwinds::Exceptions
+    } else if needs(&[UNWINDER]) || defines("_Unwind_RaiseException") {
+        Unwinds::Rarely
+    } else {
+        Unwinds::No
+    }
+}
+
 fn base(raw: &str) -> &str {
     raw.split('@').next().unwrap_or(raw)
 }

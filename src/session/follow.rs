@@ -254,6 +254,9 @@ pub(super) struct Follow {
     root_exe: Option<FileIdentity>,
     root_files: Vec<FileIdentity>,
     root_hook: Option<LoaderHook>,
+    /// The command's program can unwind (see [`Plan::can_unwind`]): its forks, and other processes
+    /// running it, are not traced.
+    root_unwinds: bool,
     functions: Vec<FunctionInfo>,
     files: HashMap<FileIdentity, Arc<Attachable>>,
     /// Files in the order they were registered, for the accounting.
@@ -303,6 +306,7 @@ impl Follow {
             holds,
             root_exe: None,
             root_files: Vec::new(),
+            root_unwinds: false,
             root_hook: None,
             functions: Vec::new(),
             files: HashMap::new(),
@@ -368,6 +372,7 @@ impl Follow {
             root.files.insert(id, links.remove(&id));
         }
         self.root_hook = plan.loader_hook.clone();
+        self.root_unwinds = plan.can_unwind() == plan::Unwinds::Exceptions;
         if !plan.functions.is_empty() {
             root.exe = Some(target.program.clone());
         }
@@ -774,7 +779,10 @@ impl Follow {
             self.procs.insert(pid, proc);
             return;
         };
-        let (wanted, hook, functions) = if Some(id) == self.root_exe {
+        let (wanted, hook, functions) = if Some(id) == self.root_exe && self.root_unwinds {
+            self.not_traced(unwinding(&path));
+            (Vec::new(), self.root_hook.clone(), 0)
+        } else if Some(id) == self.root_exe {
             // The command's executable: its plan (the command's own process has it attached already).
             let wanted = self.root_files.clone();
             let functions = self.root_functions(&wanted);
@@ -784,7 +792,23 @@ impl Follow {
             let plan = self.executable_plan(&path, id);
             self.counts.plan_ns += t0.elapsed().as_nanos() as u64;
             match plan.as_ref() {
+                Ok(plan)
+                    if plan.can_unwind() == plan::Unwinds::Exceptions
+                        && !plan.functions.is_empty() =>
+                {
+                    self.not_traced(unwinding(&path));
+                    (Vec::new(), plan.loader_hook.clone(), 0)
+                }
                 Ok(plan) => {
+                    if plan.can_unwind() == plan::Unwinds::Rarely && !plan.functions.is_empty() {
+                        let w = format!(
+                            "{} is traced in a followed process, where a panic (or forced unwind) through a \
+                             traced call aborts it instead of unwinding: run it as the command itself to have \
+                             panics behave as untraced",
+                            file_name(&path)
+                        );
+                        self.warnings.insert(w);
+                    }
                     let wanted = self.register(plan);
                     if plan.functions.is_empty() {
                         self.not_traced(format!(
@@ -863,6 +887,20 @@ impl Follow {
         self.counts.followed += 1;
         self.counts.forks += 1;
         let (files, hook, exe, seen) = match self.procs.get(&parent) {
+            Some(p) if parent == self.root_pid && self.root_unwinds && !p.files.is_empty() => {
+                let why = format!(
+                    "forks of the command: {}",
+                    p.exe.as_deref().map(unwinding).unwrap_or_default()
+                );
+                let kept = (
+                    Vec::new(),
+                    p.hook.as_ref().map(|h| h.0.clone()),
+                    p.exe.clone(),
+                    p.seen.clone(),
+                );
+                self.not_traced(why);
+                kept
+            }
             Some(p) => (
                 p.files.keys().copied().collect::<Vec<_>>(),
                 p.hook.as_ref().map(|h| h.0.clone()),
@@ -1098,6 +1136,15 @@ impl Follow {
             loaded_later,
         }
     }
+}
+
+/// Why a followed process that can unwind is not traced.
+fn unwinding(program: &Path) -> String {
+    format!(
+        "processes running {} (C++ code, which throws through traced calls: perfgate \
+         restores return addresses for the unwinder in the command's own process only)",
+        file_name(program)
+    )
 }
 
 fn file_name(p: &Path) -> String {

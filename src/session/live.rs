@@ -68,6 +68,14 @@ impl LiveTarget {
         };
         let plan = plan::executable(&exe, sel)
             .with_context(|| format!("--pid {pid}: {}", exe.display()))?;
+        if plan.can_unwind() == plan::Unwinds::Exceptions && !plan.functions.is_empty() {
+            bail!(
+                "--pid {pid}: {} is C++ code, which throws exceptions through \
+                 traced calls, and perfgate restores return addresses for the unwinder only in a process \
+                 it starts: run the benchmark under perfgate instead",
+                exe.display()
+            );
+        }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let command = cmdline
             .split(|&b| b == 0)

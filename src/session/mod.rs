@@ -234,8 +234,21 @@ pub fn trace_with_events(
     if let Some(f) = follow {
         f.apply(&mut profile);
         if profile.functions.is_empty() {
+            let why: Vec<String> = profile
+                .accounting
+                .processes
+                .iter()
+                .flat_map(|p| &p.not_traced)
+                .map(|n| format!("{} ×{}", n.reason, n.count))
+                .collect();
+            if why.is_empty() {
+                bail!(
+                    "no function matched the filters in any process the command ran (see --function, --lib)"
+                );
+            }
             bail!(
-                "no function matched the filters in any process the command ran (see --function, --lib)"
+                "no function traced in any process the command ran (see --function, --lib); not traced: {}",
+                why.join("; ")
             );
         }
     }

@@ -7,12 +7,16 @@
 //! 1. One untraced run gives the benchmark's own wall time, the base of the overhead budget.
 //! 2. One traced run with every planned function probed, in survey mode: the BPF program keeps
 //!    per-function totals (calls, inclusive time, probe cost of descendants) that perfgate reads every
-//!    20 ms while the benchmark runs. A function with at least [`SurveySettings::min_calls`] calls whose
+//!    20 ms while the benchmark runs. A function with at least [`SurveySettings::min_calls`] calls (or
+//!    whose probes have cost a millisecond already, after 20 calls at least) whose
 //!    mean inclusive time, probe costs taken out, is under [`SurveySettings::size_factor`] times its own
 //!    probe's cost is *too hot for its size*: its file's probes are re-attached without it at once, so the
 //!    survey stops paying for it (that keeps the survey itself cheap on code made of tiny hot functions).
-//! 3. After the run, while the remaining probes would still cost more than the budget (a fraction of the
-//!    untraced time), the functions costing the most (calls × probe cost) are left to their callers too.
+//!    When the probes still probed have already cost more than the budget (a fraction of the untraced
+//!    time) the whole run may spend, the budget pass below runs at once too, down to half the budget.
+//! 3. After the run, while the remaining probes would still cost more than the budget, the functions whose
+//!    probe is largest against their own time are left to their callers too (the long calls a reader
+//!    looks at, an API entry point or a main loop, keep their probes).
 //!
 //! A function never called in the survey stays probed: it costs nothing, and a call appearing later is a
 //! certain signal. The result goes into the baseline, so `check` probes exactly the same set.
@@ -33,7 +37,9 @@ pub struct SurveySettings {
     pub budget: f64,
     /// Calls before a function can be judged.
     pub min_calls: u64,
-    /// A function is too hot when its mean time is under this many times its probe's cost.
+    /// A function is too hot when its mean time is under this many times its probe's cost. 1: the probe
+    /// costs more than the function (compensation makes a function of one or two probe costs measurable;
+    /// the budget pass, most distorted first, decides among those).
     pub size_factor: f64,
 }
 
@@ -42,7 +48,7 @@ impl Default for SurveySettings {
         SurveySettings {
             budget: 1.0,
             min_calls: 200,
-            size_factor: 4.0,
+            size_factor: 1.0,
         }
     }
 }
@@ -82,15 +88,34 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
     let mut hot: BTreeSet<FuncId> = BTreeSet::new();
     let mut relinks = 0usize;
     let mut last_totals: Vec<bpf::SurveyTotal> = Vec::new();
+    let budget_ns = s.budget * untraced.as_nanos() as f64;
     let mut tick = |program: &mut Program<'_>| -> Result<()> {
         let totals = program.survey_totals(plan.functions.len());
         let mut found = Vec::new();
         for (id, t) in totals.iter().enumerate() {
             let id = id as FuncId;
-            if t.calls >= s.min_calls && !hot.contains(&id) && too_hot(t, cost(id), s) {
+            if judged(t.calls, cost(id), s) && !hot.contains(&id) && too_hot(t, cost(id), s) {
                 found.push(id);
             }
         }
+        // The probes have already cost more than the budget allows for the whole run: the final pass
+        // would drop at least these, so drop them now and stop paying for them (on code made of
+        // thousands of small, hot functions this keeps the survey itself a few times the untraced run).
+        let so_far: Vec<(u64, f64)> = totals
+            .iter()
+            .map(|t| (t.calls, t.inclusive_ns as f64 - t.overhead_ns as f64))
+            .collect();
+        let mut hot_now = hot.clone();
+        hot_now.extend(found.iter().copied());
+        let (over, _) = over_budget(
+            &so_far,
+            &hot_now,
+            &cost,
+            &|id| costs.inside(plan.probe_kind(id)),
+            s,
+            (budget_ns, MIDRUN_TARGET * budget_ns),
+        );
+        found.extend(over);
         if !found.is_empty() {
             hot.extend(found);
             relink(program, target, &hot)?;
@@ -118,39 +143,16 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
     for (i, t) in last_totals.iter().enumerate() {
         calls[i] = calls[i].max(t.calls);
     }
-    let budget_ns = s.budget * untraced.as_nanos() as f64;
-    let mut kept: Vec<Kept> = (0..plan.functions.len() as FuncId)
-        .filter(|id| !hot.contains(id))
-        .map(|id| {
-            let n = calls[id as usize] as f64;
-            let own = costs.inside(plan.probe_kind(id));
-            Kept {
-                id,
-                cost: n * cost(id),
-                distortion: if n > 0.0 {
-                    cost(id) / (incl[id as usize] / n - own).max(1.0)
-                } else {
-                    0.0
-                },
-            }
-        })
-        .collect();
-    kept.sort_by(Kept::first_to_go);
-    let mut kept_cost: f64 = kept.iter().map(|k| k.cost).sum();
-    // Over budget: the functions whose probe is largest against their own time go first (their figures are
-    // the least faithful, and their time is measured in their callers anyway), so the long calls a reader
-    // looks at (an API entry point, a main loop) keep their probes. Never one called fewer than min_calls
-    // times: it costs little.
-    for k in &kept {
-        if kept_cost <= budget_ns {
-            break;
-        }
-        if calls[k.id as usize] < s.min_calls {
-            continue;
-        }
-        hot.insert(k.id);
-        kept_cost -= k.cost;
-    }
+    let figures: Vec<(u64, f64)> = calls.iter().copied().zip(incl.iter().copied()).collect();
+    let (over, kept_cost) = over_budget(
+        &figures,
+        &hot,
+        &cost,
+        &|id| costs.inside(plan.probe_kind(id)),
+        s,
+        (budget_ns, budget_ns),
+    );
+    hot.extend(over);
     let too_hot = hot
         .iter()
         .filter_map(|&id| {
@@ -178,7 +180,7 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
         surveyed: traced.finished.wall,
         total: started.elapsed(),
         relinks,
-        kept_cost_ns: kept_cost.max(0.0),
+        kept_cost_ns: kept_cost,
     })
 }
 
@@ -186,6 +188,8 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Kept {
     id: FuncId,
+    /// Its calls over the run.
+    calls: u64,
     /// Its probes' cost over the run, ns.
     cost: f64,
     /// Its probe's cost over its own mean time (compensated inclusive).
@@ -201,9 +205,78 @@ impl Kept {
     }
 }
 
+/// While the survey runs, an overrun of the budget is cut down to this fraction of it: each cut costs a
+/// relink (about 0.1 s on a library of a thousand probes), and cutting to the budget exactly would overrun
+/// again at the next tick.
+const MIDRUN_TARGET: f64 = 0.5;
+
+/// The budget pass: when the still-probed functions' probes (`figures`: calls and compensated inclusive
+/// time summed, per function) cost more than `budget_ns`, until they cost at most `target_ns`, the
+/// functions whose probe is largest against
+/// their own time go first (their figures are the least faithful, and their time is measured in their
+/// callers anyway), so the long calls a reader looks at (an API entry point, a main loop) keep their
+/// probes. Never one called fewer than `min_calls` times: it costs little. Returns the functions to drop
+/// and the cost of the rest, ns.
+fn over_budget(
+    figures: &[(u64, f64)],
+    hot: &BTreeSet<FuncId>,
+    cost: &dyn Fn(FuncId) -> f64,
+    inside: &dyn Fn(FuncId) -> f64,
+    s: &SurveySettings,
+    (budget_ns, target_ns): (f64, f64),
+) -> (Vec<FuncId>, f64) {
+    let mut kept: Vec<Kept> = (0..figures.len() as FuncId)
+        .filter(|id| !hot.contains(id))
+        .map(|id| {
+            let (calls, incl) = figures[id as usize];
+            let n = calls as f64;
+            Kept {
+                id,
+                calls,
+                cost: n * cost(id),
+                distortion: if n > 0.0 {
+                    cost(id) / (incl / n - inside(id)).max(1.0)
+                } else {
+                    0.0
+                },
+            }
+        })
+        .collect();
+    kept.sort_by(Kept::first_to_go);
+    let mut kept_cost: f64 = kept.iter().map(|k| k.cost).sum();
+    let mut drop = Vec::new();
+    if kept_cost <= budget_ns {
+        return (drop, kept_cost);
+    }
+    for k in &kept {
+        if kept_cost <= target_ns {
+            break;
+        }
+        if k.calls < s.min_calls {
+            continue;
+        }
+        drop.push(k.id);
+        kept_cost -= k.cost;
+    }
+    (drop, kept_cost.max(0.0))
+}
+
 /// What one traced call of function `f` costs, ns.
 fn plan_cost(target: &Target, costs: &ProbeCosts, f: FuncId) -> f64 {
     costs.of(target.plan.probe_kind(f))
+}
+
+/// A function whose probes have cost this much is judged even before `min_calls` calls: a single-stepped
+/// probe (~15 µs) would otherwise cost 3 ms per function before its first judgement, seconds on a library
+/// of hundreds of them.
+const JUDGE_AFTER_NS: f64 = 1e6;
+/// Calls before any judgement: a mean of fewer says little.
+const MIN_JUDGED_CALLS: u64 = 20;
+
+/// Whether a function with `calls` calls so far, `probe_cost` ns each, can be judged while the survey runs.
+fn judged(calls: u64, probe_cost: f64, s: &SurveySettings) -> bool {
+    calls >= s.min_calls
+        || (calls >= MIN_JUDGED_CALLS && calls as f64 * probe_cost >= JUDGE_AFTER_NS)
 }
 
 /// Whether a function's totals say it is too hot for its size.
@@ -245,6 +318,7 @@ mod tests {
     fn the_budget_drops_the_most_distorted_first() {
         let k = |id, cost, distortion| Kept {
             id,
+            calls: 1000,
             cost,
             distortion,
         };
@@ -252,6 +326,40 @@ mod tests {
         let mut v = [k(0, 9e6, 0.05), k(1, 1e6, 0.5), k(2, 2e6, 0.5)];
         v.sort_by(Kept::first_to_go);
         assert_eq!(v.iter().map(|k| k.id).collect::<Vec<_>>(), [2, 1, 0]);
+    }
+
+    #[test]
+    fn the_budget_pass_cuts_only_an_overrun_and_down_to_its_target() {
+        let s = SurveySettings::default();
+        // Three functions of 1,000 calls at 1 µs per probe: a helper of 0.5 µs (distortion 2), one of
+        // 2 µs (0.5), an API call of 100 µs (0.01); 1 ms of probes each.
+        let figures = [
+            (1000, 1000.0 * 500.0),
+            (1000, 1000.0 * 2000.0),
+            (1000, 1000.0 * 1e5),
+        ];
+        let none = BTreeSet::new();
+        let pass = |budget, target| {
+            over_budget(&figures, &none, &|_| 1000.0, &|_| 0.0, &s, (budget, target))
+        };
+        assert_eq!(pass(3e6, 3e6), (vec![], 3e6));
+        assert_eq!(pass(2.5e6, 2.5e6), (vec![0], 2e6));
+        // While the survey runs: the same overrun cut to half the budget.
+        assert_eq!(pass(2.5e6, 1.25e6), (vec![0, 1], 1e6));
+        // Functions below min_calls are never cut.
+        let few = [(10, 10.0 * 500.0), (1000, 1000.0 * 1e5)];
+        let r = over_budget(&few, &none, &|_| 1000.0, &|_| 0.0, &s, (0.0, 0.0));
+        assert_eq!(r.0, vec![1]);
+    }
+
+    #[test]
+    fn a_costly_probe_is_judged_sooner() {
+        let s = SurveySettings::default();
+        assert!(!judged(100, 700.0, &s));
+        assert!(judged(200, 700.0, &s));
+        // 70 single-stepped calls have cost 1.05 ms: judged; 19 never, whatever they cost.
+        assert!(judged(70, 15_000.0, &s));
+        assert!(!judged(19, 1e6, &s));
     }
 
     #[test]

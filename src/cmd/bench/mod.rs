@@ -3,7 +3,8 @@
 //! instruction (`overhead.rs`), trace throughput (`trace.rs`), the cost of tracing real libraries and what
 //! the cost-aware probe set buys (`cost.rs`), the gate's false-alarm rate and power against injected
 //! slowdowns of known size (`gate.rs`), what following a benchmark's processes costs per process
-//! (`follow.rs`), and the cost of exceptions through traced functions (`unwind.rs`).
+//! (`follow.rs`), the cost of exceptions through traced functions (`unwind.rs`), and perfgate's own
+//! peak memory against the number of calls (`memory.rs`).
 //!
 //! These are measurements, not timed tests: nothing here fails on a slow machine; the aims are printed beside
 //! the figures. Every ratio is computed from figures measured in the same invocation.
@@ -31,6 +32,7 @@ mod attach;
 mod cost;
 mod follow;
 mod gate;
+mod memory;
 mod overhead;
 mod trace;
 mod unwind;
@@ -71,11 +73,12 @@ pub(super) fn run(a: &BenchArgs) -> Result<Exit> {
     )?;
     out.flush()?;
     type Part = fn(&BenchArgs, &PrivateDir) -> Result<String>;
-    let parts: [(BenchWhat, Part); 7] = [
+    let parts: [(BenchWhat, Part); 8] = [
         (BenchWhat::Attach, attach::run),
         (BenchWhat::Follow, follow::run),
         (BenchWhat::Overhead, overhead::run),
         (BenchWhat::Trace, trace::run),
+        (BenchWhat::Memory, memory::run),
         (BenchWhat::Cost, cost::run),
         (BenchWhat::Exceptions, unwind::run),
         (BenchWhat::Gate, gate::run),
