@@ -26,15 +26,20 @@ if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
 fi
 
 # One annotation per failing function; names escaped for the workflow-command syntax (%, CR, LF, and
-# : , in properties).
+# : , in properties), and every other control character (a terminal escape in a function's name would
+# colour or rewrite the CI log) and bidirectional control shown as \u{..}, as perfgate's terminal does.
 counts=$(python3 - "$json" <<'PY'
-import json, sys
+import json, sys, unicodedata
 try:
     doc = json.load(open(sys.argv[1]))
 except Exception as e:
     print(0, 0); sys.exit(0)
 benchmarks = doc["benchmarks"] if "benchmarks" in doc else [doc]
-def esc(s): return s.replace('%', '%25').replace('\r', '%0D').replace('\n', '%0A')
+def visible(c):
+    bidi = '\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069'
+    hidden = (unicodedata.category(c) == 'Cc' and c not in '\r\n') or c in bidi
+    return '\\u{%x}' % ord(c) if hidden else c
+def esc(s): return ''.join(map(visible, s)).replace('%', '%25').replace('\r', '%0D').replace('\n', '%0A')
 def esc_prop(s): return esc(s).replace(':', '%3A').replace(',', '%2C')
 n = 0
 undecided = 0

@@ -155,7 +155,7 @@ fn print_result(a: &CheckArgs, outputs: &Outputs, r: &BenchmarkReport) {
     if outputs.to_stdout() {
         eprint!("{text}");
     } else {
-        print!("{text}");
+        super::print_stdout(&text);
     }
 }
 

@@ -94,7 +94,7 @@ pub(super) fn run(a: CompareArgs) -> Result<Exit> {
     if outputs.to_stdout() {
         eprint!("{table}");
     } else {
-        print!("{table}");
+        super::print_stdout(&table);
     }
     outputs.write_single(&report, &crate::report::json::Context::default(), false)?;
     outputs.announce();

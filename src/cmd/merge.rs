@@ -13,8 +13,9 @@ use crate::cli::MergeArgs;
 use crate::report::check_table;
 use crate::report::json::{BenchmarkReport, Context, Outcome, Suite, SUITE_SCHEMA};
 
-/// A shard's report is a few functions per benchmark; anything this large is not one.
-const MAX_REPORT_BYTES: u64 = 256 << 20;
+/// A shard's report is about 1 KB per function of its benchmarks; anything this large is not one. Read
+/// as a JSON tree first (32 bytes a value, and a value can be 2 bytes), so this bounds the memory too.
+const MAX_REPORT_BYTES: u64 = 32 << 20;
 
 pub(super) fn run(a: MergeArgs) -> Result<Exit> {
     let outputs = Outputs {
@@ -82,7 +83,7 @@ pub(super) fn run(a: MergeArgs) -> Result<Exit> {
         if outputs.to_stdout() {
             eprint!("{text}");
         } else {
-            print!("{text}");
+            super::print_stdout(&text);
         }
     }
     outputs.announce();

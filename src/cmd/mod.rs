@@ -13,7 +13,7 @@ use crate::cli::{Cli, Command, GateArgs, MetricArg, ProbesArg, RuleArg, RunArgs,
 use crate::gate::baseline::GateOverrides;
 use crate::gate::model::{Metric, Rule};
 use crate::plan::Selection;
-use crate::report::escape::terminal;
+use crate::report::escape::{cut_long, terminal};
 use crate::run::RunAs;
 use crate::session::runs::Observer;
 use crate::session::{RunOptions, Target, TraceOptions};
@@ -73,9 +73,24 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// An error as one line: the context chain joined, control characters escaped.
+/// Writes a table or summary to stdout. A reader that went away (`perfgate check … | head -3`) or
+/// another write error must not change what the command does or its exit code (`print!` would panic):
+/// a closed pipe is ignored like in the views, any other error is a warning.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("perfgate: warning: writing to stdout: {e}");
+        }
+    }
+}
+
+/// An error as one line: the context chain joined, control characters escaped, and cut in the middle
+/// past 1 KiB (a parser's message may quote a value of a hostile file whole; the file's name comes
+/// first and the reason last, and both stay).
 pub fn one_line(e: &anyhow::Error) -> String {
-    terminal(&format!("{e:#}").replace('\n', " "))
+    cut_long(&terminal(&format!("{e:#}").replace('\n', " "))).into_owned()
 }
 
 /// How a table for stdout (or stderr, when a report took stdout) is drawn: as wide as `$COLUMNS` or the
@@ -316,12 +331,16 @@ pub fn surveyed(target: &Target, opts: &RunOptions, budget: f64) -> Result<Targe
     Target::for_run(&target.argv, &sel, opts.follow)
 }
 
-/// Writes a report to `path`, or to stdout for `-`.
+/// Writes a report to `path`, or to stdout for `-`. A reader of stdout that went away is ignored:
+/// as an error it would end `check` with the success of a closed pipe (exit 0) whatever the verdict.
 pub fn write_report(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     if path.as_os_str() == "-" {
-        std::io::stdout().write_all(bytes)?;
-        return Ok(());
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(bytes).and_then(|()| out.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        };
     }
     crate::files::write_atomic(path, bytes)
 }

@@ -100,20 +100,17 @@ fn events_spinner(trace: bool) -> indicatif::ProgressBar {
 }
 
 fn print_table(a: &RecordArgs, profile: &crate::profile::Profile) {
-    print!(
-        "{}",
-        summary::table(
-            profile,
-            SummaryOptions {
-                per_thread: a.per_thread,
-                limit: a.limit,
-                verbose: a.verbose,
-                compensated: a.compensated,
-                full_names: a.full_names,
-                width: super::terminal_width(false),
-            },
-        )
-    );
+    super::print_stdout(&summary::table(
+        profile,
+        SummaryOptions {
+            per_thread: a.per_thread,
+            limit: a.limit,
+            verbose: a.verbose,
+            compensated: a.compensated,
+            full_names: a.full_names,
+            width: super::terminal_width(false),
+        },
+    ));
 }
 
 /// `record --pid`: attach to a running process, record until --duration, Ctrl-C or its exit, detach.

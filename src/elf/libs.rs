@@ -200,16 +200,11 @@ impl LdCache {
     ///
     /// A one-line description naming the file if it can't be read or parsed.
     pub fn load(path: &Path) -> Result<LdCache, String> {
-        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-        let meta = std::fs::metadata(path).map_err(|e| err(&e))?;
-        if !meta.is_file() {
-            return Err(err(&"not a regular file"));
-        }
-        if meta.len() > MAX_CACHE_SIZE {
-            return Err(err(&format!("{} bytes, too large", meta.len())));
-        }
-        let bytes = std::fs::read(path).map_err(|e| err(&e))?;
-        LdCache::parse(&bytes).map_err(|e| err(&e))
+        // Through `files::read_regular`: the file read is the one whose type and size were checked
+        // (a FIFO swapped in after a `stat` would block the read forever).
+        let bytes = crate::files::read_regular(path, MAX_CACHE_SIZE, "ld.so cache")
+            .map_err(|e| format!("{e:#}"))?;
+        LdCache::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// The x86-64 library cached under `name` as `ld.so` picks it on a CPU
@@ -1027,7 +1022,9 @@ mod tests {
         assert!(LdCache::parse(&bomb).unwrap_err().contains("4 times"));
         assert!(LdCache::load(Path::new("/nonexistent/ld.so.cache"))
             .unwrap_err()
-            .starts_with("/nonexistent/ld.so.cache: "));
+            .contains("/nonexistent/ld.so.cache: "));
+        let e = LdCache::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("/dev/zero: not a regular file"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,15 @@ pub const BASELINE_SCHEMA: u32 = 1;
 /// The largest file read as a baseline (a 30-run baseline of 10,000 functions is about 20 MiB).
 pub const MAX_BASELINE_BYTES: u64 = 64 << 20;
 
+/// Most memory the runs of a baseline may take as figures per byte of its file, plus
+/// [`FIGURES_SLACK`] (see `Baseline::check_figures_fit`).
+const FIGURES_PER_BYTE: usize = 32;
+const FIGURES_SLACK: usize = 16 << 20;
+/// Memory of one function's figures in one run besides its names: the map entry, nine numbers.
+const FIGURE_BYTES: usize = 256;
+/// What the TOML parser takes per value (measured: 190 bytes for the values of a baseline's arrays).
+const TOML_BYTES_PER_VALUE: usize = 200;
+
 /// Gate settings stored in a baseline's `[gate]` table; every one optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -473,9 +482,14 @@ impl Baseline {
 
     /// Parses baseline text.
     pub fn parse(text: &str) -> Result<Baseline> {
-        let table: toml::Table =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", toml_error(&e, text)))?;
-        match table.get("schema").and_then(|v| v.as_integer()) {
+        check_parse_fits(text)?;
+        // The tree is dropped before the baseline is parsed: the two never take memory together.
+        let schema = {
+            let table: toml::Table =
+                toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", toml_error(&e, text)))?;
+            table.get("schema").and_then(|v| v.as_integer())
+        };
+        match schema {
             None => bail!("no `schema = {BASELINE_SCHEMA}` line: not a perfgate baseline"),
             Some(s) if s > BASELINE_SCHEMA as i64 => bail!(
                 "schema {s} was written by a newer perfgate; this one ({}) reads schema {BASELINE_SCHEMA}: upgrade perfgate",
@@ -489,7 +503,37 @@ impl Baseline {
         let b: Baseline =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", toml_error(&e, text)))?;
         b.validate()?;
+        b.check_figures_fit(text.len())?;
         Ok(b)
+    }
+
+    /// Refuses a baseline whose runs as figures ([`Baseline::run_figures`], which copies a function's
+    /// names into every run that called it) would take more than [`FIGURES_PER_BYTE`] bytes per byte
+    /// of the file: a real one needs a few (30 runs of short names), a crafted one (20,000 runs of a
+    /// 200 KB name in 10 MB) asked for 7.9 GB.
+    fn check_figures_fit(&self, file_bytes: usize) -> Result<()> {
+        let need = self
+            .functions
+            .iter()
+            .map(|f| {
+                let called = f.calls.iter().filter(|&&c| c > 0).count();
+                let names = f.name.len() + f.module.len() + f.symbol.len();
+                called.saturating_mul(names.saturating_add(FIGURE_BYTES))
+            })
+            .fold(0usize, usize::saturating_add);
+        let budget = file_bytes
+            .saturating_mul(FIGURES_PER_BYTE)
+            .saturating_add(FIGURES_SLACK);
+        if need > budget {
+            bail!(
+                "{} runs of its functions' names would take {} MiB of memory, more than a baseline of \
+                 {file_bytes} bytes can need ({} MiB)",
+                self.runs,
+                need >> 20,
+                budget >> 20
+            );
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<()> {
@@ -609,6 +653,26 @@ impl Baseline {
 }
 
 /// toml's message is several lines with a source excerpt; keep its first line, which names line and column.
+/// Refuses a text the TOML parser would turn into a tree much larger than the file: it takes about
+/// [`TOML_BYTES_PER_VALUE`] bytes per value before anything is checked, and a value can be 2 bytes
+/// (`1,`), so 10 MB of them would take 1 GB. A real baseline has a value per 10 bytes or so; values
+/// are counted as at most one per `,` or line.
+fn check_parse_fits(text: &str) -> Result<()> {
+    let values = text.bytes().filter(|&b| b == b',' || b == b'\n').count() + 1;
+    let need = values.saturating_mul(TOML_BYTES_PER_VALUE);
+    let budget = text
+        .len()
+        .saturating_mul(FIGURES_PER_BYTE)
+        .saturating_add(FIGURES_SLACK);
+    if need > budget {
+        bail!(
+            "{values} values in {} bytes: denser than any baseline perfgate writes, and too many to parse",
+            text.len()
+        );
+    }
+    Ok(())
+}
+
 fn toml_error(e: &toml::de::Error, text: &str) -> String {
     let line = e
         .span()

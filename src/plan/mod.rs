@@ -36,8 +36,10 @@ pub enum PlanError {
         soname: String,
     },
     /// Filters left nothing.
-    #[error("no function matched the filters ({candidates} candidates in {files} file(s); see --function/--no-function)")]
+    #[error("no function matched the filters in {} ({candidates} candidates in {files} file(s); see --function/--no-function)", program.display())]
     NothingMatched {
+        /// The executable planned.
+        program: PathBuf,
         /// Functions considered.
         candidates: usize,
         /// Files they were in.
@@ -214,6 +216,7 @@ fn build_with(exe: &Path, sel: &Selection, require_functions: bool) -> Result<Pl
     unwind::plan_hooks(&files.elf, &mut plan);
     if require_functions && plan.functions.is_empty() {
         return Err(PlanError::NothingMatched {
+            program: exe.to_path_buf(),
             candidates,
             files: files.elf.len(),
         });

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::calls::MAX_LEVEL;
 use super::{FuncId, FunctionInfo, Nanos, Profile};
 
 const MAGIC: &[u8; 8] = b"PERFGATE";
@@ -189,6 +190,9 @@ pub struct Recording {
     pub header: Header,
     /// The profile from the trailer.
     pub profile: Profile,
+    /// The file opened and checked by [`Recording::open`]: the events are read from it, never from the
+    /// path again (which may name another file by then, even a FIFO).
+    file: File,
     events_start: u64,
     events_len: u64,
 }
@@ -197,6 +201,7 @@ impl Recording {
     /// Opens and validates a recording file.
     pub fn open(path: &Path) -> Result<Recording> {
         let shown = path.display();
+        let io = || format!("cannot read recording {shown}");
         // Recordings hold an event stream of any length: the cap only refuses what no disk holds.
         let (mut f, size) = crate::files::open_regular(path, 1 << 50, "recording")?;
         let mut head = [0u8; 16];
@@ -212,12 +217,12 @@ impl Recording {
             bail!("{shown}: truncated recording (the header runs past the end; was the recording interrupted?)");
         }
         let mut hjson = vec![0u8; header_len as usize];
-        f.read_exact(&mut hjson)?;
+        f.read_exact(&mut hjson).with_context(io)?;
         let header: Header = serde_json::from_slice(&hjson)
             .with_context(|| format!("{shown}: damaged recording header"))?;
         let mut tail = [0u8; 16];
-        f.seek(SeekFrom::Start(size - 16))?;
-        f.read_exact(&mut tail)?;
+        f.seek(SeekFrom::Start(size - 16)).with_context(io)?;
+        f.read_exact(&mut tail).with_context(io)?;
         if &tail[8..16] != END_MAGIC {
             bail!("{shown}: truncated recording (no trailer; was the recording interrupted?)");
         }
@@ -229,23 +234,17 @@ impl Recording {
             bail!("{shown}: damaged recording (trailer length {plen} does not fit the file)");
         }
         let pstart = size - 16 - plen;
-        f.seek(SeekFrom::Start(pstart))?;
+        f.seek(SeekFrom::Start(pstart)).with_context(io)?;
         let mut pjson = vec![0u8; plen as usize];
-        f.read_exact(&mut pjson)?;
+        f.read_exact(&mut pjson).with_context(io)?;
         let profile: Profile = serde_json::from_slice(&pjson)
             .with_context(|| format!("{shown}: damaged recording trailer"))?;
         let events_len = pstart - events_start;
         if events_len % EVENT_BYTES != 0 {
             bail!("{shown}: damaged recording (event section is not a whole number of events)");
         }
-        if profile
-            .stats
-            .iter()
-            .any(|s| s.func as usize >= profile.functions.len())
-        {
-            bail!(
-                "{shown}: damaged recording (statistics name a function that is not in its table)"
-            );
+        if let Err(why) = profile.check_consistent() {
+            bail!("{shown}: damaged recording ({why})");
         }
         if let Some(e) = profile
             .stats
@@ -259,6 +258,7 @@ impl Recording {
             path: path.to_path_buf(),
             header,
             profile,
+            file: f,
             events_start,
             events_len,
         })
@@ -269,24 +269,51 @@ impl Recording {
         self.events_len / EVENT_BYTES
     }
 
-    /// Streams the events in file order. Malformed records end the stream with an error.
+    /// Streams the events in file order. A malformed record (an unknown kind, a function not in the
+    /// table, a level deeper than the kernel's shadow stack) ends the stream with an error naming the
+    /// file.
     pub fn events(&self) -> Result<EventIter> {
-        let mut f = File::open(&self.path)
+        let file = self
+            .file
+            .try_clone()
             .with_context(|| format!("cannot read {}", self.path.display()))?;
-        f.seek(SeekFrom::Start(self.events_start))?;
+        let at = ReadAt {
+            file,
+            pos: self.events_start,
+        };
         Ok(EventIter {
-            r: BufReader::with_capacity(1 << 20, f),
+            r: BufReader::with_capacity(1 << 20, at),
             left: self.event_count(),
+            index: 0,
             nfuncs: self.profile.functions.len(),
+            path: self.path.clone(),
         })
+    }
+}
+
+/// Reads a file from its own position with `pread`, so several iterators over one open file (a
+/// `try_clone` shares the file offset) never disturb each other.
+struct ReadAt {
+    file: File,
+    pos: u64,
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
 /// Iterator over a recording's events.
 pub struct EventIter {
-    r: BufReader<File>,
+    r: BufReader<ReadAt>,
     left: u64,
+    index: u64,
     nfuncs: usize,
+    path: PathBuf,
 }
 
 impl Iterator for EventIter {
@@ -296,17 +323,31 @@ impl Iterator for EventIter {
             return None;
         }
         self.left -= 1;
+        self.index += 1;
         let mut b = [0u8; EVENT_BYTES as usize];
         if let Err(e) = self.r.read_exact(&mut b) {
             self.left = 0;
-            return Some(Err(e.into()));
+            let e = anyhow::Error::new(e);
+            return Some(Err(
+                e.context(format!("cannot read {}", self.path.display()))
+            ));
         }
-        match Event::decode(&b) {
-            Some(e) if (e.func as usize) < self.nfuncs => Some(Ok(e)),
-            _ => {
-                self.left = 0;
-                Some(Err(anyhow::anyhow!("damaged event in the recording")))
+        let damaged = match Event::decode(&b) {
+            None => "an unknown kind".to_string(),
+            Some(e) if e.func as usize >= self.nfuncs => {
+                format!("function #{} of a table of {}", e.func, self.nfuncs)
             }
-        }
+            Some(e) if e.depth > MAX_LEVEL => format!(
+                "nesting level {}, deeper than the {MAX_LEVEL} levels the kernel records",
+                e.depth
+            ),
+            Some(e) => return Some(Ok(e)),
+        };
+        self.left = 0;
+        Some(Err(anyhow::anyhow!(
+            "{}: damaged recording (event {} has {damaged})",
+            self.path.display(),
+            self.index
+        )))
     }
 }

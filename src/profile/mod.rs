@@ -672,6 +672,46 @@ impl Profile {
         v
     }
 
+    /// Checks what the views and the gate rely on in a profile read from a file: every statistic names
+    /// a function of the table, its shortest call is not longer than its longest, its histogram's
+    /// buckets exist and ascend, and no count summed over threads and functions overflows (so every
+    /// later sum is exact). The kernel never writes anything else; a file that does is damaged.
+    pub fn check_consistent(&self) -> Result<(), String> {
+        let mut calls = 0u64;
+        let mut counted = 0u64;
+        for s in &self.stats {
+            if s.func as usize >= self.functions.len() {
+                return Err("statistics name a function that is not in its table".into());
+            }
+            calls = calls
+                .checked_add(s.calls)
+                .ok_or("call counts add up past 2^64")?;
+            for (what, t) in [("inclusive", &s.inclusive), ("self", &s.self_time)] {
+                if (s.calls > 0 || !t.hist.buckets.is_empty()) && t.min_ns > t.max_ns {
+                    return Err(format!(
+                        "{what} time of function #{} has its shortest call ({} ns) longer than its longest ({} ns)",
+                        s.func, t.min_ns, t.max_ns
+                    ));
+                }
+                let mut prev = None;
+                for &(b, c) in &t.hist.buckets {
+                    if usize::from(b) >= hist::BUCKETS || prev.is_some_and(|p| p >= b) {
+                        return Err(format!(
+                            "{what} histogram of function #{} has bucket {b} out of order or past the last ({})",
+                            s.func,
+                            hist::BUCKETS - 1
+                        ));
+                    }
+                    prev = Some(b);
+                    counted = counted
+                        .checked_add(c)
+                        .ok_or("histogram counts add up past 2^64")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The function with this id, if the file is consistent.
     pub fn function(&self, id: FuncId) -> Option<&FunctionInfo> {
         self.functions.get(id as usize)

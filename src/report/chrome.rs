@@ -10,6 +10,7 @@ use std::io::{BufWriter, Write};
 
 use anyhow::Result;
 
+use super::escape::cut_long;
 use crate::profile::calls::{Call, CallSink, EndedBy, Gap, Reconstructor};
 use crate::profile::file::Event;
 use crate::profile::{FuncId, Nanos, Profile};
@@ -75,7 +76,7 @@ impl<W: Write> CallSink for Sink<'_, W> {
     fn call(&mut self, c: &Call, _ancestors: &[FuncId]) -> Result<()> {
         self.thread(c.tid)?;
         let (name, cat) = match self.profile.function(c.func) {
-            Some(f) => (json(&f.name)?, json(&f.module)?),
+            Some(f) => (json(&cut_long(&f.name))?, json(&cut_long(&f.module))?),
             None => (json(&format!("#{}", c.func))?, "\"?\"".to_string()),
         };
         let unfinished = match (c.unfinished, c.ended_by) {

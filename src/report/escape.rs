@@ -1,5 +1,27 @@
 //! The one place where text from untrusted files (symbol names, commands) is made safe for its destination.
 
+/// Longest name a view shows, in bytes: longer ones (only a hostile file has them; C++ names of deep
+/// templates reach a few hundred) lose their middle. Views that repeat a name per line, per call or
+/// per stack frame then write at most a fixed multiple of their input, whatever the names.
+pub const MAX_SHOWN_NAME: usize = 1024;
+
+/// A name cut to [`MAX_SHOWN_NAME`] bytes: its start and its end, with ` … ` between them.
+pub fn cut_long(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= MAX_SHOWN_NAME {
+        return s.into();
+    }
+    let keep = (MAX_SHOWN_NAME - " … ".len()) / 2;
+    let mut head = keep;
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len() - keep;
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{} … {}", &s[..head], &s[tail..]).into()
+}
+
 /// For a terminal: control characters (ANSI escapes included) and the bidirectional controls of "Trojan
 /// Source" (U+202E shows the rest of a line reversed) become visible `\u{..}` escapes.
 pub fn terminal(s: &str) -> String {
@@ -96,6 +118,21 @@ pub fn svg_text(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_lose_their_middle_on_a_char_boundary() {
+        assert_eq!(cut_long("short"), "short");
+        let exact = "x".repeat(MAX_SHOWN_NAME);
+        assert_eq!(cut_long(&exact), exact);
+        let long = format!("start{}end", "é".repeat(100_000));
+        let cut = cut_long(&long);
+        assert!(cut.len() <= MAX_SHOWN_NAME, "{}", cut.len());
+        assert!(
+            cut.starts_with("startéé") && cut.ends_with("ééend"),
+            "{cut}"
+        );
+        assert!(cut.contains(" … "));
+    }
 
     #[test]
     fn terminal_escapes_ansi() {

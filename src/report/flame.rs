@@ -7,7 +7,10 @@
 //!
 //! Frame names are the demangled names, with `;` (the folded separator) replaced by `:`, and control
 //! characters and U+FFFE/U+FFFF by U+FFFD (neither fits a line-based format nor XML). XML escaping of
-//! names and titles in the SVG is inferno's: it writes every text through quick-xml's escaping.
+//! names and titles in the SVG is inferno's: it writes every text through quick-xml's escaping. Names
+//! longer than `escape::MAX_SHOWN_NAME` lose their middle: a line holds at most 64 frames (the kernel's
+//! depth), and there are at most as many stacks as entry events (20 bytes each), so the folded text is
+//! at most about 64 × 1 KiB per 20 bytes of recording, whatever its names.
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
@@ -86,8 +89,16 @@ pub fn diff_flame_graph_svg(
     title: &str,
     out: &mut dyn Write,
 ) -> Result<()> {
+    // inferno colours a frame by `150 * delta` in an isize: each side's total stays below 2^55 ns
+    // (a year of traced time; only damaged timestamps reach it), the excess dropped.
     let bytes = |f: &[(String, u64)]| -> Vec<u8> {
+        let mut room = 1u64 << 55;
         f.iter()
+            .map(|(s, v)| {
+                let v = (*v).min(room);
+                room -= v;
+                (s, v)
+            })
             .filter(|(_, v)| *v > 0)
             .flat_map(|(s, v)| format!("{s} {v}\n").into_bytes())
             .collect()
@@ -125,7 +136,7 @@ fn render<'a>(
 
 /// A name made safe for a folded line (`;` separates frames) and for the SVG.
 fn frame_name(s: &str) -> String {
-    super::escape::svg_text(s).replace(';', ":")
+    super::escape::cut_long(&super::escape::svg_text(s)).replace(';', ":")
 }
 
 /// A trie of stacks: node 0 is the root; a node's label is a function or a thread.
@@ -216,7 +227,12 @@ fn fold(
     // Two functions may share a name (one per module): their stacks merge.
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
     let mut path = Vec::new();
+    // The values of all lines must add up within u64 (inferno sums them): only damaged timestamps
+    // (2^64 ns is 584 years) come near, and their excess is dropped rather than wrapped.
+    let mut room = u64::MAX;
     for (i, &(_, _, v)) in f.nodes.iter().enumerate().skip(1) {
+        let v = v.min(room);
+        room -= v;
         if v == 0 {
             continue;
         }

@@ -4,7 +4,7 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, Table};
 
 use super::cells;
-use super::escape::terminal;
+use super::escape::{cut_long, terminal};
 use super::units::{count, duration, plural};
 use crate::profile::names::ShortNames;
 use crate::profile::{Accounting, FuncStats, LossCounters, ProbeKind, Profile, Unwinding};
@@ -57,7 +57,11 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
     let name_cell = |s: &FuncStats, width: Option<usize>| {
         profile.function(s.func).map_or_else(
             || format!("#{}", s.func),
-            |f| cells::name_and_module(&terminal(names.get(&f.name)), &terminal(&f.module), width),
+            |f| {
+                let name = cut_long(&terminal(names.get(&f.name))).into_owned();
+                let module = cut_long(&terminal(&f.module)).into_owned();
+                cells::name_and_module(&name, &module, width)
+            },
         )
     };
     // Layouts for narrow terminals, each dropping one more column (never cutting a number).
