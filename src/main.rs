@@ -24,6 +24,18 @@ fn main() -> ExitCode {
         _ => {}
     }
     let cli = perfgate::cli::Cli::parse();
+    let code = run(cli);
+    // `perfgate bench memory` measures perfgate's own peak this way: a child's ru_maxrss would include
+    // the memory of the process that spawned it (the kernel counts the old image's peak at exec).
+    if let Some(path) = std::env::var_os(cmd::PEAK_RSS_FILE_ENV) {
+        if let Some(bytes) = perfgate::sys::peak_rss() {
+            let _ = std::fs::write(path, bytes.to_string());
+        }
+    }
+    code
+}
+
+fn run(cli: perfgate::cli::Cli) -> ExitCode {
     match cmd::run(cli) {
         Ok(code) => code.into(),
         // A reader that went away (`| head`) is not an error.

@@ -2,6 +2,10 @@
 //!
 //! Invariant: this is the only layer that knows clap's types (`cli/`), prints status lines, reads the
 //! terminal and chooses exit codes. Everything below returns values and errors.
+/// Set by `perfgate bench memory` on the perfgate processes it measures: the file each writes its peak
+/// resident set size to (bytes, decimal) as it exits.
+pub const PEAK_RSS_FILE_ENV: &str = "PERFGATE_PEAK_RSS_FILE";
+
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;

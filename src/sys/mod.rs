@@ -211,31 +211,12 @@ pub fn reap(pid: u32) -> bool {
     r == pid || r < 0
 }
 
-/// Waits for `child` to exit and returns its exit status with its peak resident set size in bytes
-/// (`ru_maxrss` of the child alone, which `getrusage(RUSAGE_CHILDREN)` would mix with every other child).
-pub fn wait_with_peak_rss(
-    child: std::process::Child,
-) -> io::Result<(std::process::ExitStatus, u64)> {
-    use std::os::unix::process::ExitStatusExt;
-    let pid = libc::pid_t::try_from(child.id())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: status and usage are valid for wait4 to fill; pid is our own child, not yet reaped
-        // (`child` is consumed, so std never waits for it).
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-    let kib = u64::try_from(usage.ru_maxrss).unwrap_or(0);
-    Ok((std::process::ExitStatus::from_raw(status), kib * 1024))
+/// This process's peak resident set size in bytes (`VmHWM` of /proc/self/status).
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Waits until `fd` is readable (data or end of file) or `timeout` passes; `true` if readable.

@@ -1,6 +1,7 @@
 //! perfgate's own peak memory (resident set) against the number of calls: gate mode, trace mode, and the
-//! views that read a trace (replay, Chrome JSON, flame graph), each run as its own `perfgate` process so
-//! its peak is its own (`wait4`'s `ru_maxrss`). Gate mode aggregates in the kernel and the views stream,
+//! views that read a trace (replay, Chrome JSON, flame graph), each run as its own `perfgate` process that
+//! writes its own `VmHWM` as it exits ([`crate::cmd::PEAK_RSS_FILE_ENV`]; `wait4`'s `ru_maxrss` would
+//! count the bench's own memory too, which the child shares until its exec). Gate mode aggregates in the kernel and the views stream,
 //! so every figure should stay flat from 1 M to 10 M calls while the recording grows with the calls.
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,10 +28,19 @@ struct Peak {
 }
 
 /// Runs this perfgate binary with `args`, stdout to `stdout` (or nowhere), and measures it.
-fn perfgate(args: &[&std::ffi::OsStr], stdout: Option<&Path>) -> Result<Peak> {
+fn perfgate(
+    args: &[&std::ffi::OsStr],
+    stdout: Option<&Path>,
+    scratch: &PrivateDir,
+) -> Result<Peak> {
     let exe = std::env::current_exe().context("finding perfgate's own executable")?;
+    let peak_file = scratch.file("memory-peak");
+    let _ = std::fs::remove_file(&peak_file);
     let mut cmd = Command::new(exe);
-    cmd.args(args).stdin(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(args)
+        .env(crate::cmd::PEAK_RSS_FILE_ENV, &peak_file)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
     match stdout {
         Some(p) => cmd.stdout(std::fs::File::create(p)?),
         None => cmd.stdout(Stdio::null()),
@@ -46,7 +56,7 @@ fn perfgate(args: &[&std::ffi::OsStr], stdout: Option<&Path>) -> Result<Peak> {
         }
         s
     });
-    let (exit, rss) = crate::sys::wait_with_peak_rss(child)?;
+    let exit = child.wait()?;
     let wall_ns = t0.elapsed().as_nanos() as f64;
     let err = reader.join().unwrap_or_default();
     if !exit.success() {
@@ -57,6 +67,15 @@ fn perfgate(args: &[&std::ffi::OsStr], stdout: Option<&Path>) -> Result<Peak> {
             err.lines().last().unwrap_or("")
         );
     }
+    let rss = std::fs::read_to_string(&peak_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .with_context(|| {
+            format!(
+                "perfgate did not write its peak memory to {}",
+                peak_file.display()
+            )
+        })?;
     Ok(Peak { wall_ns, rss })
 }
 
@@ -82,7 +101,7 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
             args.extend([os("-o"), out.as_os_str().to_os_string(), os("--")]);
             args.extend([program.as_os_str().to_os_string(), os(&depth), os(&reps)]);
             let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-            perfgate(&refs, None)
+            perfgate(&refs, None, scratch)
         };
         status(&format!(
             "bench memory: {} calls in gate mode",
@@ -102,7 +121,7 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
         let view = |args: &[&str]| -> Result<Peak> {
             let mut v: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
             v.extend([std::ffi::OsStr::new("-i"), input]);
-            perfgate(&v, None)
+            perfgate(&v, None, scratch)
         };
         status(&format!("bench memory: replay of {} calls", count(calls)));
         let replay = view(&["replay"])?;
@@ -152,7 +171,7 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
         let _ = std::fs::remove_file(&trace_out);
     }
     let mut s = format!(
-        "MEMORY: perfgate's peak resident set (each step its own process, wait4's ru_maxrss), \
+        "MEMORY: perfgate's peak resident set (each step its own process, its VmHWM at exit), \
          `recursive {DEPTH} N` (tiny calls, 50 deep)\n"
     );
     s.push_str(&table(
