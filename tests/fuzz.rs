@@ -18,9 +18,6 @@ use fuzz_support::*;
 use perfgate::profile::file::{Event, EventKind, Recording};
 use perfgate::report::{chrome, flame, replay, summary};
 
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
 /// An error as the binary prints it (`perfgate: error: …`): one line, cut past 1 KiB.
 fn user_sees(e: impl Into<anyhow::Error>) -> String {
     perfgate::cmd::one_line(&e.into())

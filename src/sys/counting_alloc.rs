@@ -1,6 +1,7 @@
 //! The test binary's allocator: the system allocator, counting per thread, so a test can measure what one
 //! call allocates at most (hostile input must not make perfgate allocate beyond its input's size). Test
-//! builds only; the `unsafe` of implementing `GlobalAlloc` lives here with the rest of perfgate's.
+//! builds only: the library's unit tests, and tests/fuzz_support, which compiles this same file into the
+//! fuzz binary; the `unsafe` of implementing `GlobalAlloc` lives here with the rest of perfgate's.
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 

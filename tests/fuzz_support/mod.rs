@@ -6,79 +6,14 @@
 //! reproduced by running the test again); no input is larger than its seed plus a fixed slack, so the
 //! bounds asserted stay meaningful; the allocator only counts, it never changes what is allocated.
 #![allow(dead_code)]
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Write;
 
-thread_local! {
-    /// Bytes this thread holds (allocated minus freed by it), and the peak since the last reset.
-    static HELD: Cell<usize> = const { Cell::new(0) };
-    static PEAK: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The system allocator, counting per thread (cargo runs tests in parallel threads).
-pub struct Counting;
-
-fn held_add(n: usize) {
-    // `try_with`: the thread's counters may already be gone while it exits.
-    let _ = HELD.try_with(|h| {
-        let v = h.get().saturating_add(n);
-        h.set(v);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
-    });
-}
-
-fn held_sub(n: usize) {
-    let _ = HELD.try_with(|h| h.set(h.get().saturating_sub(n)));
-}
-
-// SAFETY: every call is forwarded to `System` with the caller's arguments unchanged; the counters only
-// touch thread-locals with const initialisers, which neither allocate nor re-enter the allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            held_add(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            held_add(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged; `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.dealloc(ptr, layout) };
-        held_sub(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded unchanged.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            held_sub(layout.size());
-            held_add(new_size);
-        }
-        p
-    }
-}
-
-/// Runs `f` and returns its result with the most bytes this thread held at once during it, beyond
-/// what it held before (memory freed by another thread is not seen; the code measured is single-threaded).
-pub fn peak_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = HELD.with(Cell::get);
-    PEAK.with(|p| p.set(before));
-    let out = f();
-    let peak = PEAK.with(Cell::get);
-    (out, peak.saturating_sub(before))
-}
+// The counting allocator is the library's unit-test one (src/sys/counting_alloc.rs, `#[cfg(test)]` there
+// and so out of an integration test's reach): the same file, compiled into this test binary, where it is
+// the `#[global_allocator]`.
+#[path = "../../src/sys/counting_alloc.rs"]
+mod counting_alloc;
+pub use counting_alloc::peak_allocation;
 
 /// SplitMix64: small, fast, and the same sequence on every machine.
 pub struct Rng(u64);
