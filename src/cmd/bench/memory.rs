@@ -27,12 +27,8 @@ struct Peak {
     rss: u64,
 }
 
-/// Runs this perfgate binary with `args`, stdout to `stdout` (or nowhere), and measures it.
-fn perfgate(
-    args: &[&std::ffi::OsStr],
-    stdout: Option<&Path>,
-    scratch: &PrivateDir,
-) -> Result<Peak> {
+/// Runs this perfgate binary with `args`, its stdout discarded, and measures it.
+fn perfgate(args: &[&std::ffi::OsStr], scratch: &PrivateDir) -> Result<Peak> {
     let exe = std::env::current_exe().context("finding perfgate's own executable")?;
     let peak_file = scratch.file("memory-peak");
     let _ = std::fs::remove_file(&peak_file);
@@ -40,11 +36,8 @@ fn perfgate(
     cmd.args(args)
         .env(crate::cmd::PEAK_RSS_FILE_ENV, &peak_file)
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    match stdout {
-        Some(p) => cmd.stdout(std::fs::File::create(p)?),
-        None => cmd.stdout(Stdio::null()),
-    };
     let t0 = Instant::now();
     let mut child = cmd.spawn().context("starting perfgate")?;
     // Read stderr on a thread: a child blocked on a full pipe would never exit.
@@ -101,7 +94,7 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
             args.extend([os("-o"), out.as_os_str().to_os_string(), os("--")]);
             args.extend([program.as_os_str().to_os_string(), os(&depth), os(&reps)]);
             let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-            perfgate(&refs, None, scratch)
+            perfgate(&refs, scratch)
         };
         status(&format!(
             "bench memory: {} calls in gate mode",
@@ -121,7 +114,7 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
         let view = |args: &[&str]| -> Result<Peak> {
             let mut v: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
             v.extend([std::ffi::OsStr::new("-i"), input]);
-            perfgate(&v, None, scratch)
+            perfgate(&v, scratch)
         };
         status(&format!("bench memory: replay of {} calls", count(calls)));
         let replay = view(&["replay"])?;
