@@ -612,7 +612,10 @@ fn the_baseline_stores_the_surveyed_probe_set_and_check_probes_exactly_it() {
         .collect();
     assert_eq!(hot, ["f_sstep"]);
     let h = &base.select.too_hot[0];
-    assert!(h.calls >= 200 && h.probe_cost_ns > h.mean_ns, "{h:?}");
+    assert!(h.calls >= 20 && h.probe_cost_ns > h.mean_ns, "{h:?}");
+    // The survey stopped probing it while the benchmark ran (its group re-attached without it), long
+    // before the 20,000th call: ~0.3 s of single-stepped calls against a look every 5 ms.
+    assert!(h.calls < 10_000, "still probed to the end: {h:?}");
     assert!(!base.functions.iter().any(|f| f.name == "f_sstep"));
     // check plans with the stored set: f_sstep is not probed, so it is neither new nor slow.
     let json = dir.path().join("c.json");

@@ -56,19 +56,17 @@ impl Program<'_> {
     /// back to an older probe interface), the links handed to the caller.
     pub fn attach_functions_owned(&mut self, path: &Path, probes: &[Probe]) -> Result<Links> {
         // attach_functions keeps a file's links per path (for replace_functions): take the new ones out.
-        let links_of = |p: &Program<'_>| {
-            p.file_links
-                .iter()
-                .find(|(f, _)| f == path)
-                .map_or(0, |(_, l)| l.len())
-        };
-        let before = links_of(self);
+        let before = self.file_links.len();
+        let kept: Vec<usize> = self.file_links.iter().map(|f| f.links.len()).collect();
         self.attach_functions(path, probes)?;
-        let new = match self.file_links.iter_mut().find(|(f, _)| f == path) {
-            Some((_, l)) => l.drain(before..).collect(),
-            None => Vec::new(),
-        };
-        self.file_links.retain(|(_, l)| !l.is_empty());
+        let mut new = Vec::new();
+        for (i, f) in self.file_links.iter_mut().enumerate() {
+            let from = kept.get(i).copied().unwrap_or(0);
+            if i >= before || f.path == path {
+                new.extend(f.links.drain(from..));
+            }
+        }
+        self.file_links.retain(|f| !f.links.is_empty());
         Ok(Links(new))
     }
 

@@ -206,12 +206,44 @@ pub struct Measured {
     pub unwinding: crate::profile::Unwinding,
 }
 
+/// A surveyed file's probes are attached in groups of this many functions (by function id), each group
+/// its own links: dropping a hot function then re-attaches its group only. Attaching to a running process
+/// writes every breakpoint into its mapped pages, ~0.1 ms per probe while it runs (against ~5 µs per probe
+/// for a held process, whose libraries are mapped after the attach): re-attaching the whole of libsqlite3
+/// (1,300 probes) took 60–165 ms per relink, 2.7 s of a 3.3 s survey.
+const SURVEY_GROUP: u32 = 32;
+
+/// `probes` split into groups of [`SURVEY_GROUP`] function ids when `grouped` (else one group, 0), in
+/// order of first appearance, each in the order given.
+fn probe_groups(probes: &[Probe], grouped: bool) -> Vec<(u32, Vec<Probe>)> {
+    let mut groups: Vec<(u32, Vec<Probe>)> = Vec::new();
+    for p in probes {
+        let g = if grouped { p.func / SURVEY_GROUP } else { 0 };
+        match groups.iter_mut().find(|(k, _)| *k == g) {
+            Some((_, v)) => v.push(*p),
+            None => groups.push((g, vec![*p])),
+        }
+    }
+    groups
+}
+
+/// The links of one file's function probes, or of one group of them.
+struct FileLinks {
+    path: PathBuf,
+    /// `func / SURVEY_GROUP` in a survey, 0 otherwise (one group per file).
+    group: u32,
+    /// The functions probed by `links`, in the order given.
+    funcs: Vec<FuncId>,
+    links: Vec<Link>,
+}
+
 /// The loaded program and its links.
 pub struct Program<'obj> {
     skel: PerfgateSkel<'obj>,
     links: Vec<Link>,
-    /// The function probes' links, per file, so one file's probe set can be replaced while it runs.
-    file_links: Vec<(PathBuf, Vec<Link>)>,
+    /// The function probes' links, per file (and, in a survey, per group of its functions), so part of
+    /// a file's probe set can be replaced while it runs.
+    file_links: Vec<FileLinks>,
     /// Links being closed in the background (a close waits for pending return probes).
     closing: Vec<std::thread::JoinHandle<()>>,
     ring: Option<libbpf_rs::RingBuffer<'static>>,
@@ -445,6 +477,18 @@ impl<'obj> Program<'obj> {
     /// Attaches the probes of one file, filtered on the target PID: one `uprobe_multi` link (session
     /// mode), two (entry + return), or two per function (classic).
     pub fn attach_functions(&mut self, path: &Path, probes: &[Probe]) -> Result<()> {
+        for (group, part) in self.groups(probes) {
+            self.attach_group(path, group, &part)?;
+        }
+        Ok(())
+    }
+
+    /// `probes` split into the groups they are attached in.
+    fn groups(&self, probes: &[Probe]) -> Vec<(u32, Vec<Probe>)> {
+        probe_groups(probes, self.config.survey)
+    }
+
+    fn attach_group(&mut self, path: &Path, group: u32, probes: &[Probe]) -> Result<()> {
         let t0 = Instant::now();
         let pid = self.config.target_pid;
         let result = match self.config.mode {
@@ -454,9 +498,22 @@ impl<'obj> Program<'obj> {
         self.attach += t0.elapsed();
         match result {
             Ok(l) => {
-                match self.file_links.iter_mut().find(|(p, _)| p == path) {
-                    Some((_, links)) => links.extend(l),
-                    None => self.file_links.push((path.to_path_buf(), l)),
+                let funcs = probes.iter().map(|p| p.func);
+                match self
+                    .file_links
+                    .iter_mut()
+                    .find(|f| f.path == path && f.group == group)
+                {
+                    Some(f) => {
+                        f.links.extend(l);
+                        f.funcs.extend(funcs);
+                    }
+                    None => self.file_links.push(FileLinks {
+                        path: path.to_path_buf(),
+                        group,
+                        funcs: funcs.collect(),
+                        links: l,
+                    }),
                 }
                 Ok(())
             }
@@ -641,21 +698,41 @@ impl<'obj> Program<'obj> {
         batch.iter().try_for_each(on_event)
     }
 
-    /// Replaces the probes of one file while the benchmark runs: the old links are closed in the
-    /// background (the kernel removes their breakpoints at once; the close itself then waits for
-    /// pending return probes, possibly until the benchmark ends), then the new set is attached. Calls
-    /// in between are not seen.
+    /// Replaces the probes of one file while the benchmark runs: the links of every group whose functions
+    /// changed are closed in the background (the kernel removes their breakpoints at once; the close itself
+    /// then waits for pending return probes, possibly until the benchmark ends), then each such group is
+    /// attached again with its new functions. Calls of a replaced group in between are not seen; the other
+    /// groups keep probing throughout.
     pub fn replace_functions(&mut self, path: &Path, probes: &[Probe]) -> Result<()> {
-        if let Some(i) = self.file_links.iter().position(|(p, _)| p == path) {
-            let (_, old) = self.file_links.remove(i);
-            self.closing.push(std::thread::spawn(move || drop(old)));
+        let wanted = self.groups(probes);
+        let unchanged = |f: &FileLinks| {
+            wanted.iter().any(|(g, part)| {
+                *g == f.group && part.iter().map(|p| p.func).eq(f.funcs.iter().copied())
+            })
+        };
+        let (old, kept): (Vec<FileLinks>, Vec<FileLinks>) = std::mem::take(&mut self.file_links)
+            .into_iter()
+            .partition(|f| f.path == path && !unchanged(f));
+        self.file_links = kept;
+        if !old.is_empty() {
+            // One thread per link: a close can wait until the benchmark ends (a return probe of a call
+            // still running), and the links after it would keep their breakpoints until then.
+            for link in old.into_iter().flat_map(|f| f.links) {
+                self.closing.push(std::thread::spawn(move || drop(link)));
+            }
             // Let the unregistration reach the kernel before the same offsets are registered again.
             std::thread::sleep(Duration::from_millis(2));
         }
-        if probes.is_empty() {
-            return Ok(());
+        for (group, part) in wanted {
+            let present = self
+                .file_links
+                .iter()
+                .any(|f| f.path == path && f.group == group);
+            if !present {
+                self.attach_group(path, group, &part)?;
+            }
         }
-        self.attach_functions(path, probes)
+        Ok(())
     }
 
     /// Per-function totals of the survey so far, for function ids below [`SURVEY_MAX`]: calls,
@@ -686,8 +763,8 @@ impl<'obj> Program<'obj> {
     pub fn detach(&mut self) {
         let t0 = Instant::now();
         let mut links = std::mem::take(&mut self.links);
-        for (_, l) in self.file_links.drain(..) {
-            links.extend(l);
+        for f in self.file_links.drain(..) {
+            links.extend(f.links);
         }
         let per_thread = links.len().div_ceil(DETACH_THREADS).max(1);
         std::thread::scope(|scope| {
@@ -763,5 +840,37 @@ impl<'obj> Program<'obj> {
 impl Drop for Program<'_> {
     fn drop(&mut self) {
         self.detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(func: FuncId) -> Probe {
+        Probe {
+            offset: FileOffset(0x1000 + u64::from(func) * 16),
+            func,
+            kind: ProbeKind::Emulated,
+        }
+    }
+
+    #[test]
+    fn a_survey_attaches_its_probes_in_groups_of_function_ids() {
+        let probes: Vec<Probe> = [0, 31, 32, 5, 70, 33].into_iter().map(probe).collect();
+        let funcs = |g: &[(u32, Vec<Probe>)]| -> Vec<(u32, Vec<FuncId>)> {
+            g.iter()
+                .map(|(k, v)| (*k, v.iter().map(|p| p.func).collect()))
+                .collect()
+        };
+        assert_eq!(
+            funcs(&probe_groups(&probes, true)),
+            [(0, vec![0, 31, 5]), (1, vec![32, 33]), (2, vec![70])]
+        );
+        // Outside a survey, one group per file: one link, as the kernel likes it.
+        assert_eq!(
+            funcs(&probe_groups(&probes, false)),
+            [(0, vec![0, 31, 32, 5, 70, 33])]
+        );
     }
 }

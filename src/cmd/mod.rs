@@ -323,12 +323,13 @@ pub fn surveyed(target: &Target, opts: &RunOptions, budget: f64) -> Result<Targe
     let ratio = r.total.as_secs_f64() / r.untraced.as_secs_f64().max(1e-9);
     status(&format!(
         "survey: {} of {} too hot for their probe, left to their callers (their time is in the callers' \
-         self time); untraced run {}, survey {} ({ratio:.1}×), {}",
+         self time); untraced run {}, survey {} ({ratio:.1}×), {} ({} re-attaching)",
         r.too_hot.len(),
         target.plan.functions.len(),
         crate::report::units::duration(r.untraced.as_nanos() as f64),
         crate::report::units::duration(r.total.as_nanos() as f64),
-        crate::report::units::plural(r.relinks, "relink")
+        crate::report::units::plural(r.relinks, "relink"),
+        crate::report::units::duration(r.relinking.as_nanos() as f64)
     ));
     let mut sel = target.selection.clone();
     sel.too_hot = r.too_hot;

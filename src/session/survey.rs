@@ -7,10 +7,10 @@
 //! 1. One untraced run gives the benchmark's own wall time, the base of the overhead budget.
 //! 2. One traced run with every planned function probed, in survey mode: the BPF program keeps
 //!    per-function totals (calls, inclusive time, probe cost of descendants) that perfgate reads every
-//!    20 ms while the benchmark runs. A function with at least [`SurveySettings::min_calls`] calls (or
+//!    5 ms while the benchmark runs. A function with at least [`SurveySettings::min_calls`] calls (or
 //!    whose probes have cost a millisecond already, after 20 calls at least) whose
 //!    mean inclusive time, probe costs taken out, is under [`SurveySettings::size_factor`] times its own
-//!    probe's cost is *too hot for its size*: its file's probes are re-attached without it at once, so the
+//!    probe's cost is *too hot for its size*: the probes of its group (32 functions, see `bpf`) are re-attached without it at once, so the
 //!    survey stops paying for it (that keeps the survey itself cheap on code made of tiny hot functions).
 //!    When the probes still probed have already cost more than the budget (a fraction of the untraced
 //!    time) the whole run may spend, the budget pass below runs at once too, down to half the budget.
@@ -66,6 +66,8 @@ pub struct SurveyResult {
     pub total: Duration,
     /// Times probes were re-attached without newly found hot functions.
     pub relinks: usize,
+    /// Time spent re-attaching (the benchmark runs meanwhile, slowed by the breakpoints being written).
+    pub relinking: Duration,
     /// Estimated probe cost of the kept set over a run, ns.
     pub kept_cost_ns: f64,
 }
@@ -87,6 +89,7 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
     let cost = |f: FuncId| plan_cost(target, &costs, f);
     let mut hot: BTreeSet<FuncId> = BTreeSet::new();
     let mut relinks = 0usize;
+    let mut relinking = Duration::ZERO;
     let mut last_totals: Vec<bpf::SurveyTotal> = Vec::new();
     let budget_ns = s.budget * untraced.as_nanos() as f64;
     let mut tick = |program: &mut Program<'_>| -> Result<()> {
@@ -118,7 +121,9 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
         found.extend(over);
         if !found.is_empty() {
             hot.extend(found);
+            let t = Instant::now();
             relink(program, target, &hot)?;
+            relinking += t.elapsed();
             relinks += 1;
         }
         last_totals = totals;
@@ -180,6 +185,7 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
         surveyed: traced.finished.wall,
         total: started.elapsed(),
         relinks,
+        relinking,
         kept_cost_ns: kept_cost,
     })
 }
@@ -208,7 +214,7 @@ impl Kept {
 /// While the survey runs, an overrun of the budget is cut down to this fraction of it: each cut costs a
 /// relink (about 0.1 s on a library of a thousand probes), and cutting to the budget exactly would overrun
 /// again at the next tick.
-const MIDRUN_TARGET: f64 = 0.5;
+const MIDRUN_TARGET: f64 = 0.25;
 
 /// The budget pass: when the still-probed functions' probes (`figures`: calls and compensated inclusive
 /// time summed, per function) cost more than `budget_ns`, until they cost at most `target_ns`, the

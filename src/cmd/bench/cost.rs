@@ -300,6 +300,8 @@ struct Measured {
     fixed: Vec<String>,
     gated_ratio: f64,
     survey_ratio: f64,
+    /// The survey less perfgate's fixed cost of one traced run (the survey's untraced run has none).
+    survey_net_ratio: f64,
 }
 
 fn workload(a: &BenchArgs, w: &Workload, costs: ProbeCosts, stdout: &Path) -> Result<Measured> {
@@ -397,7 +399,11 @@ fn workload(a: &BenchArgs, w: &Workload, costs: ProbeCosts, stdout: &Path) -> Re
         ],
         vec![
             String::new(),
-            format!("survey (both runs, {} relinks)", s.relinks),
+            format!(
+                "survey (both runs, {} relinks, {})",
+                s.relinks,
+                duration(s.relinking.as_nanos() as f64)
+            ),
             probed(&placed),
             kinds(&placed.plan),
             "-".into(),
@@ -430,6 +436,7 @@ fn workload(a: &BenchArgs, w: &Workload, costs: ProbeCosts, stdout: &Path) -> Re
         fixed,
         gated_ratio: gated_wall / untraced,
         survey_ratio: survey_ns / untraced,
+        survey_net_ratio: (survey_ns - pick(|t| t.fixed)).max(0.0) / untraced,
     })
 }
 
@@ -641,7 +648,8 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
         ]);
         fixed.push(m.fixed);
         aims.push(format!(
-            "{}: gated {} (aim ≤ 3×) {}, survey {} (aim ≤ 10×) {}, knob {}, A/A {}",
+            "{}: gated {} (aim ≤ 3×, perfgate's fixed cost apart) {}, survey {} in all, {} without one \
+             run's fixed cost (aim ≤ 10×, judged as the gated run is) {}, knob {}, A/A {}",
             w.fixture,
             ratio(m.gated_ratio),
             if m.gated_ratio <= 3.0 {
@@ -650,7 +658,8 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
                 "MISSED"
             },
             ratio(m.survey_ratio),
-            if m.survey_ratio <= 10.0 {
+            ratio(m.survey_net_ratio),
+            if m.survey_net_ratio <= 10.0 {
                 "met"
             } else {
                 "MISSED"
