@@ -231,3 +231,55 @@ fn a_a_with_the_tail_metric_passes_and_report_diff_shows_two_recordings() {
         assert!(block.contains(want), "{want} in {block}");
     }
 }
+
+#[test]
+fn the_kernels_histograms_are_the_ones_rebuilt_from_every_calls_exact_duration() {
+    // Trace mode streams every entry and exit besides the in-kernel aggregation: the inclusive histogram
+    // the BPF program keeps per function must be the one the exact durations give, bucket for bucket
+    // (the BPF side computes the bucket branch-free, the Rust side with leading_zeros).
+    use perfgate::profile::calls::reconstruct;
+    use perfgate::profile::file::Recording;
+    use perfgate::profile::hist::Histogram;
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("t.data");
+    let out = perfgate()
+        .env("TAILBENCH_CALLS", "300")
+        .args(["record", "--trace", "--no-calibrate", "-o"])
+        .arg(&data)
+        .arg("--")
+        .arg(fixture("tailbench"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rec = Recording::open(&data).unwrap();
+    assert_eq!(rec.profile.accounting.lost.events_dropped, 0);
+    let calls = reconstruct(rec.events().unwrap(), None).unwrap();
+    let mut rebuilt: BTreeMap<u32, Histogram> = BTreeMap::new();
+    for c in calls.calls.iter().filter(|c| !c.unfinished) {
+        rebuilt
+            .entry(c.func)
+            .or_insert_with(|| Histogram::at(perfgate::profile::hist::SUB_BITS))
+            .record(c.duration());
+    }
+    let kernel = rec.profile.per_function();
+    let mut compared = 0;
+    for s in &kernel {
+        let name = &rec.profile.function(s.func).unwrap().name;
+        if [
+            "lookup",
+            "decode",
+            "insert",
+            "reduce",
+            "scan",
+            "encode",
+            "run_round",
+        ]
+        .contains(&name.as_str())
+        {
+            assert_eq!(Some(&s.inclusive.hist), rebuilt.get(&s.func), "{name}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 7);
+}
