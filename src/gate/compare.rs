@@ -76,6 +76,7 @@ impl Override {
     fn threshold_of(&self, m: Metric, settings: &GateSettings) -> f64 {
         let own = if m.is_quantile() {
             self.quantile_threshold
+                .map(|t| t * m.statistic.threshold_scale())
         } else {
             self.threshold
         };
@@ -1241,8 +1242,8 @@ mod tests {
             "{f2:#?}"
         );
         assert!((1.8..2.2).contains(&f2.ratio.unwrap()), "{f2:?}");
-        // Its threshold is the quantiles', and the distribution is shown.
-        assert_eq!(f2.threshold, 0.10);
+        // Its threshold is p99's (2.5× the quantile threshold), and the distribution is shown.
+        assert!((f2.threshold - 0.25).abs() < 1e-12, "{}", f2.threshold);
         let d = f2.distribution.as_ref().unwrap();
         assert_eq!(d.time, Some(TimeKind::Inclusive));
         assert!(d.head.p99 > 1.8 * d.base.p99, "{d:?}");

@@ -500,7 +500,7 @@ mod tests {
             ),
             "{t}"
         );
-        assert!(t.contains("threshold 5% (mean), 10% (quantiles)"), "{t}");
+        assert!(t.contains("threshold 5% (mean), 25% (p99)"), "{t}");
     }
 
     #[test]

@@ -940,7 +940,7 @@ pub(crate) mod tests {
             md.contains("metrics: mean self time per call and p99 of inclusive time per call"),
             "{md}"
         );
-        assert!(md.contains("threshold 5% (mean), 10% (quantiles)"), "{md}");
+        assert!(md.contains("threshold 5% (mean), 25% (p99)"), "{md}");
     }
 
     #[test]
