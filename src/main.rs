@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     }
     let cli = perfgate::cli::Cli::parse();
     let code = run(cli);
+    perfgate::bpf::finish_closing();
     // `perfgate bench memory` measures perfgate's own peak this way: a child's ru_maxrss would include
     // the memory of the process that spawned it (the kernel counts the old image's peak at exec).
     if let Some(path) = std::env::var_os(cmd::PEAK_RSS_FILE_ENV) {

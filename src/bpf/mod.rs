@@ -34,6 +34,19 @@ pub use writer::{bpf_writes_allowed, QueuedStore, SlotQueue, SlotWriter};
 /// Threads that close links at once.
 pub const DETACH_THREADS: usize = 32;
 
+/// Threads closing the links of finished runs ([`Program::detach_in_background`]).
+static CLOSING: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits until every link handed to [`Program::detach_in_background`] is closed: before perfgate exits,
+/// so that no probe of a finished run is still registered when it says it is done.
+pub fn finish_closing() {
+    let handles = std::mem::take(&mut *CLOSING.lock().unwrap_or_else(|e| e.into_inner()));
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
 /// Settings of the program, fixed before it is loaded.
 #[derive(Debug, Clone)]
 pub struct ProgramConfig {
@@ -762,21 +775,38 @@ impl<'obj> Program<'obj> {
     /// The maps stay readable.
     pub fn detach(&mut self) {
         let t0 = Instant::now();
+        for h in self.close_links() {
+            let _ = h.join();
+        }
+        self.detach += t0.elapsed();
+    }
+
+    /// [`Program::detach`] without waiting: the links close on threads that outlive this program, joined
+    /// by [`finish_closing`] (a close waits for grace periods, 60–90 ms a run, not for the CPU, so the next
+    /// run loads, spawns and runs meanwhile). Only once every process the links could fire for has ended:
+    /// then no probe writes the maps, and they are as final as after a detach.
+    pub fn detach_in_background(&mut self) {
+        let t0 = Instant::now();
+        let handles = self.close_links();
+        let mut closing = CLOSING.lock().unwrap_or_else(|e| e.into_inner());
+        closing.extend(handles);
+        self.detach += t0.elapsed();
+    }
+
+    /// Starts closing every link, in at most [`DETACH_THREADS`] threads (with the threads still closing
+    /// links replaced while the benchmark ran); their handles.
+    fn close_links(&mut self) -> Vec<std::thread::JoinHandle<()>> {
         let mut links = std::mem::take(&mut self.links);
         for f in self.file_links.drain(..) {
             links.extend(f.links);
         }
         let per_thread = links.len().div_ceil(DETACH_THREADS).max(1);
-        std::thread::scope(|scope| {
-            while !links.is_empty() {
-                let batch: Vec<Link> = links.drain(..per_thread.min(links.len())).collect();
-                scope.spawn(move || drop(batch));
-            }
-        });
-        for h in self.closing.drain(..) {
-            let _ = h.join();
+        let mut handles: Vec<_> = self.closing.drain(..).collect();
+        while !links.is_empty() {
+            let batch: Vec<Link> = links.drain(..per_thread.min(links.len())).collect();
+            handles.push(std::thread::spawn(move || drop(batch)));
         }
-        self.detach += t0.elapsed();
+        handles
     }
 
     /// Reads what the kernel measured: per (thread, function) statistics, loss counters, the loader's

@@ -184,9 +184,10 @@ fn run_with<'t>(
     };
     let pauses = writer.map(unwind::StopWriter::finish).unwrap_or_default();
     program.drain_events(on_event)?;
-    // The session's links of followed processes close first (they have all exited), then the program's.
+    // The session's links of followed processes close first (they have all exited), then the program's,
+    // in the background: every process they could fire for has ended, so the maps are final.
     let outcome = following.map(|f: Follow| f.finish(&program));
-    program.detach();
+    program.detach_in_background();
     let mut measured = program.measured()?;
     measured.unwinding.pauses = pauses.pauses;
     measured.unwinding.paused_ns = pauses.paused_ns;

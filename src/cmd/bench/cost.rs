@@ -713,7 +713,8 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
     ));
     s.push_str(&format!(
         "\nFIXED COST (perfgate's time outside the benchmark's, per gated run, median of {REPEATS}; calibration \
-         once per check/baseline: {})\n",
+         once per check/baseline: {}; detach: starting to close the links, which then close in the background \
+         while the next run starts)\n",
         duration(calibration_ns)
     ));
     s.push_str(&table(
