@@ -453,6 +453,32 @@ int pg_thread_exit(void *ctx)
 /* A global function: verified once on its own, not inside each loader-hook program's own walk. */
 __noinline int pg_dl_follow(__u64 r_debug);
 
+/* Entries of a loader's link map walked at most. */
+#define PG_LINK_MAP_MAX 128
+
+/* One entry of the link map for dl_change: remember its path; `ctx` is the entry's address, advanced to the
+ * next. In bpf_loop, so the verifier checks one step instead of every one of PG_LINK_MAP_MAX. */
+static long dl_change_step(__u64 i, void *ctx)
+{
+	__u64 *lm = ctx;
+	if (!*lm)
+		return 1;
+	__u32 zero = 0;
+	__u8 one = 1;
+	struct pg_lib_name *n = bpf_map_lookup_elem(&lib_scratch, &zero);
+	if (!n)
+		return 1;
+	for (int k = 0; k < PG_LIB_NAME / 8; k++)
+		((__u64 *)n->name)[k] = 0;
+	__u64 name = 0;
+	bpf_probe_read_user(&name, sizeof(name), (void *)(*lm + 8));
+	if (name && bpf_probe_read_user_str(n->name, sizeof(n->name), (void *)name) > 1)
+		bpf_map_update_elem(&dl_libs, n, &one, BPF_ANY);
+	if (bpf_probe_read_user(lm, sizeof(*lm), (void *)(*lm + 24)))
+		return 1;
+	return 0;
+}
+
 /* The loader calls _dl_debug_state after every change of its link map (start-up, dlopen, dlclose): walk the
  * list (struct r_debug { int; struct link_map *r_map; ... }, struct link_map { addr; char *l_name; dyn *;
  * struct link_map *l_next; ... }) and remember every path. */
@@ -466,21 +492,7 @@ static __always_inline int dl_change(__u64 ip, __u64 cookie)
 	__u64 lm = 0;
 	if (bpf_probe_read_user(&lm, sizeof(lm), (void *)(r_debug + 8)))
 		return 0;
-	__u32 zero = 0;
-	__u8 one = 1;
-	for (int i = 0; i < 128 && lm; i++) {
-		struct pg_lib_name *n = bpf_map_lookup_elem(&lib_scratch, &zero);
-		if (!n)
-			return 0;
-		for (int k = 0; k < PG_LIB_NAME / 8; k++)
-			((__u64 *)n->name)[k] = 0;
-		__u64 name = 0;
-		bpf_probe_read_user(&name, sizeof(name), (void *)(lm + 8));
-		if (name && bpf_probe_read_user_str(n->name, sizeof(n->name), (void *)name) > 1)
-			bpf_map_update_elem(&dl_libs, n, &one, BPF_ANY);
-		if (bpf_probe_read_user(&lm, sizeof(lm), (void *)(lm + 24)))
-			break;
-	}
+	bpf_loop(PG_LINK_MAP_MAX, dl_change_step, &lm, 0);
 	return 0;
 }
 
@@ -577,6 +589,43 @@ static __always_inline void pg_unmatched_return(__u64 pid_tgid)
 /* At a consistent link map: note every name not seen before in this image; if there is one and the
  * process is held by perfgate's tracer, stop this thread (it is inside dlopen, before dlopen returns and
  * before the new library's constructors run) until perfgate has attached what the selection covers. */
+/* One entry of the link map for pg_dl_follow: a name this process image has not had is recorded in
+ * dl_seen (the walk's scratch in dl_scratch counts the new ones). In bpf_loop, as dl_change_step. */
+struct dl_follow_walk {
+	__u64 lm;
+	__u8 when;
+};
+
+static long dl_follow_step(__u64 i, void *ctx)
+{
+	struct dl_follow_walk *c = ctx;
+	if (!c->lm)
+		return 1;
+	__u32 zero = 0;
+	struct pg_dl_walk *w = bpf_map_lookup_elem(&dl_scratch, &zero);
+	if (!w)
+		return 1;
+	for (int k = 0; k < PG_LIB_NAME / 8; k++)
+		((__u64 *)w->key.name)[k] = 0;
+	__u64 name = 0;
+	bpf_probe_read_user(&name, sizeof(name), (void *)(c->lm + 8));
+	if (name && bpf_probe_read_user_str(w->key.name, sizeof(w->key.name), (void *)name) > 1 &&
+	    !bpf_map_lookup_elem(&dl_seen, &w->key)) {
+		w->value = c->when;
+		if (w->parent_key.tgid) {
+			/* A fork child's names are new only if its parent's image did not have them. */
+			__builtin_memcpy(w->parent_key.name, w->key.name, sizeof(w->key.name));
+			if (bpf_map_lookup_elem(&dl_seen, &w->parent_key))
+				w->value = PG_DL_AT_START;
+		}
+		bpf_map_update_elem(&dl_seen, &w->key, &w->value, BPF_ANY);
+		w->added += w->value == PG_DL_AT_START && w->parent_key.tgid ? 0 : 1;
+	}
+	if (bpf_probe_read_user(&c->lm, sizeof(c->lm), (void *)(c->lm + 24)))
+		return 1;
+	return 0;
+}
+
 __noinline int pg_dl_follow(__u64 r_debug)
 {
 	__u32 state = 1;
@@ -606,26 +655,8 @@ __noinline int pg_dl_follow(__u64 r_debug)
 	__u64 lm = 0;
 	if (bpf_probe_read_user(&lm, sizeof(lm), (void *)(r_debug + 8)))
 		return 0;
-	for (int i = 0; i < 128 && lm; i++) {
-		for (int k = 0; k < PG_LIB_NAME / 8; k++)
-			((__u64 *)w->key.name)[k] = 0;
-		__u64 name = 0;
-		bpf_probe_read_user(&name, sizeof(name), (void *)(lm + 8));
-		if (name && bpf_probe_read_user_str(w->key.name, sizeof(w->key.name), (void *)name) > 1 &&
-		    !bpf_map_lookup_elem(&dl_seen, &w->key)) {
-			w->value = when;
-			if (w->parent_key.tgid) {
-				/* A fork child's names are new only if its parent's image did not have them. */
-				__builtin_memcpy(w->parent_key.name, w->key.name, sizeof(w->key.name));
-				if (bpf_map_lookup_elem(&dl_seen, &w->parent_key))
-					w->value = PG_DL_AT_START;
-			}
-			bpf_map_update_elem(&dl_seen, &w->key, &w->value, BPF_ANY);
-			w->added += w->value == PG_DL_AT_START && w->parent_key.tgid ? 0 : 1;
-		}
-		if (bpf_probe_read_user(&lm, sizeof(lm), (void *)(lm + 24)))
-			break;
-	}
+	struct dl_follow_walk c = { .lm = lm, .when = when };
+	bpf_loop(PG_LINK_MAP_MAX, dl_follow_step, &c, 0);
 	if (!w->added || !hold_dlopen || !(p->flags & PG_PROC_HOLDS))
 		return 0;
 	__u32 tid = (__u32)pid_tgid, one = 1;
