@@ -5,23 +5,9 @@ use common::*;
 
 use perfgate::gate::baseline::Baseline;
 
-/// A fresh baseline of gatebench (30 runs, as the sequential rule expects) in a temp dir, shared by the tests of this file.
+/// The baseline of gatebench shared by the tests of this file.
 fn baseline() -> &'static std::path::Path {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = perfgate()
-            .arg("baseline")
-            .arg("-o")
-            .arg(dir.path().join("gatebench.toml"))
-            .args(["--runs", "30", "--"])
-            .arg(fixture("gatebench"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        dir
-    });
-    Box::leak(dir.path().join("gatebench.toml").into_boxed_path())
+    shared_baseline("gatebench")
 }
 
 fn check(extra: &[&str], slow: Option<&str>) -> (std::process::Output, serde_json::Value) {

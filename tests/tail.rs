@@ -6,24 +6,9 @@ use common::*;
 
 use perfgate::gate::baseline::Baseline;
 
-/// A fresh baseline of tailbench (30 runs, as the sequential rule expects), shared by the tests of this
-/// file.
+/// The baseline of tailbench shared by the tests of this file.
 fn baseline() -> &'static std::path::Path {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = perfgate()
-            .arg("baseline")
-            .arg("-o")
-            .arg(dir.path().join("tailbench.toml"))
-            .args(["--runs", "30", "--"])
-            .arg(fixture("tailbench"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        dir
-    });
-    Box::leak(dir.path().join("tailbench.toml").into_boxed_path())
+    shared_baseline("tailbench")
 }
 
 /// `perfgate check` against the shared baseline with the knobs and options given; its output and JSON.
