@@ -238,25 +238,21 @@ fn coverage_line(profile: &Profile) -> String {
 }
 
 fn loss_lines(l: &LossCounters) -> String {
-    let mut out = String::new();
-    let losses = [
+    let mut out = counted_lines(&[
         (
+            "lost",
             l.depth_exceeded,
             "calls deeper than 64 frames not measured (their time stays in the caller)",
         ),
-        (l.return_without_entry, "returns without a matching entry"),
-        (l.stats_map_full, "calls not stored: statistics map full"),
-        (l.stack_map_full, "calls not measured: too many threads"),
+        ("lost", l.return_without_entry, "returns without a matching entry"),
+        ("lost", l.stats_map_full, "calls not stored: statistics map full"),
+        ("lost", l.stack_map_full, "calls not measured: too many threads"),
         (
+            "lost",
             l.events_dropped,
             "trace events dropped: ring buffer full (raise --buffer-size)",
         ),
-    ];
-    for (n, what) in losses {
-        if n > 0 {
-            out.push_str(&format!("  lost: {} {what}\n", count(n)));
-        }
-    }
+    ]);
     if l.events_dropped > 0 {
         let per_cpu: Vec<String> = l
             .events_dropped_per_cpu
@@ -270,47 +266,53 @@ fn loss_lines(l: &LossCounters) -> String {
             per_cpu.join(", ")
         ));
     }
-    if l.frames_abandoned > 0 {
-        out.push_str(&format!(
-            "  note: {} calls were left by longjmp without returning; their time is in their caller\n",
-            count(l.frames_abandoned)
-        ));
-    }
-    if l.open_at_exec > 0 {
-        out.push_str(&format!(
-            "  note: {} calls were still running when their process exec'd another program (never returned)\n",
-            count(l.open_at_exec)
-        ));
-    }
-    if l.in_progress_at_attach > 0 {
-        out.push_str(&format!(
-            "  note: {} calls were already running when perfgate attached (not measured: they began before the probes)\n",
-            count(l.in_progress_at_attach)
-        ));
-    }
-    if l.open_at_detach > 0 {
-        out.push_str(&format!(
-            "  note: {} calls were still running when perfgate detached (not measured)\n",
-            count(l.open_at_detach)
-        ));
-    }
-    if l.returned_before_attach > 0 {
-        out.push_str(&format!(
-            "  note: {} calls already running when their process was attached returned (not measured: they began before the probes)\n",
-            count(l.returned_before_attach)
-        ));
-    }
-    if l.holds_failed > 0 {
-        out.push_str(&format!(
-            "  lost: {} library loads could not hold their thread: the library's first calls may be missing\n",
-            count(l.holds_failed)
-        ));
-    }
-    if l.unfinished_at_exit > 0 {
-        out.push_str(&format!(
-            "  note: {} calls were still running when their thread exited (e.g. exit() or pthread_exit())\n",
-            count(l.unfinished_at_exit)
-        ));
+    out.push_str(&counted_lines(&[
+        (
+            "note",
+            l.frames_abandoned,
+            "calls were left by longjmp without returning; their time is in their caller",
+        ),
+        (
+            "note",
+            l.open_at_exec,
+            "calls were still running when their process exec'd another program (never returned)",
+        ),
+        (
+            "note",
+            l.in_progress_at_attach,
+            "calls were already running when perfgate attached (not measured: they began before the probes)",
+        ),
+        (
+            "note",
+            l.open_at_detach,
+            "calls were still running when perfgate detached (not measured)",
+        ),
+        (
+            "note",
+            l.returned_before_attach,
+            "calls already running when their process was attached returned (not measured: they began before the probes)",
+        ),
+        (
+            "lost",
+            l.holds_failed,
+            "library loads could not hold their thread: the library's first calls may be missing",
+        ),
+        (
+            "note",
+            l.unfinished_at_exit,
+            "calls were still running when their thread exited (e.g. exit() or pthread_exit())",
+        ),
+    ]));
+    out
+}
+
+/// `  lost: 3 returns without a matching entry`: one line per counter that is not zero, in order.
+fn counted_lines(counters: &[(&str, u64, &str)]) -> String {
+    let mut out = String::new();
+    for &(label, n, what) in counters {
+        if n > 0 {
+            out.push_str(&format!("  {label}: {} {what}\n", count(n)));
+        }
     }
     out
 }
