@@ -357,17 +357,7 @@ impl Follow {
                 })
                 .collect();
             self.modules.insert(f.module.clone(), id);
-            let ranges = ranges(&probes, &self.functions);
-            self.files.insert(
-                id,
-                Arc::new(Attachable {
-                    path: f.path.clone(),
-                    build_id: f.build_id.clone(),
-                    probes,
-                    ranges,
-                }),
-            );
-            self.file_order.push(id);
+            self.add_file(id, f, probes);
             self.root_files.push(id);
             root.files.insert(id, links.remove(&id));
         }
@@ -491,6 +481,22 @@ impl Follow {
         *self.not_traced.entry(reason.into()).or_insert(0) += 1;
     }
 
+    /// Makes file `id` ready to attach, with its probes (their function ids already the run's), in the
+    /// order files are attached.
+    fn add_file(&mut self, id: FileIdentity, f: &plan::PlannedFile, probes: Vec<bpf::Probe>) {
+        let ranges = ranges(&probes, &self.functions);
+        self.files.insert(
+            id,
+            Arc::new(Attachable {
+                path: f.path.clone(),
+                build_id: f.build_id.clone(),
+                probes,
+                ranges,
+            }),
+        );
+        self.file_order.push(id);
+    }
+
     /// Gives the plan's functions ids of the run and returns the identities of its files (each file is
     /// registered once per run, its skipped functions counted once).
     fn register(&mut self, plan: &Plan) -> Vec<FileIdentity> {
@@ -530,17 +536,7 @@ impl Follow {
                 });
                 self.functions.push(info);
             }
-            let ranges = ranges(&probes, &self.functions);
-            self.files.insert(
-                id,
-                Arc::new(Attachable {
-                    path: f.path.clone(),
-                    build_id: f.build_id.clone(),
-                    probes,
-                    ranges,
-                }),
-            );
-            self.file_order.push(id);
+            self.add_file(id, f, probes);
         }
         if fresh {
             for (r, n) in &plan.skipped {
