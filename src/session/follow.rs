@@ -27,7 +27,7 @@ use crate::profile::{
     SkippedFunction, TracedFile,
 };
 use crate::run::follow::{Stop, Tracer};
-use crate::run::{tree, Finished, HeldChild};
+use crate::run::{mapped_executables, tree, Finished, HeldChild};
 
 /// How long processes killed at the timeout may take to be reported gone.
 const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -1148,23 +1148,6 @@ fn file_name(p: &Path) -> String {
         || p.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
-}
-
-/// Files mapped executable by process `pid` now (from `/proc/PID/maps`).
-pub(super) fn mapped_executables(pid: u32) -> Vec<PathBuf> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    let mut files: Vec<PathBuf> = maps
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let perms = f.nth(1)?;
-            let path = f.nth(3)?;
-            (perms.contains('x') && path.starts_with('/')).then(|| PathBuf::from(path))
-        })
-        .collect();
-    files.sort();
-    files.dedup();
-    files
 }
 
 impl Outcome {
