@@ -38,10 +38,10 @@ pub(crate) struct Symbols {
     pub(crate) skipped: SkipCounts,
 }
 
-/// A `STT_FUNC` or `STT_GNU_IFUNC` symbol as read from a table.
-pub(crate) struct RawSym {
-    /// `None` if the name could not be read.
-    name: Option<String>,
+/// What a table says of a function symbol besides its name: kept as read through the merge of the two
+/// tables.
+#[derive(Clone, Copy)]
+struct SymFacts {
     value: u64,
     size: u64,
     ifunc: bool,
@@ -49,6 +49,13 @@ pub(crate) struct RawSym {
     undefined: bool,
     /// Defined in a PLT section of the file whose table it comes from.
     in_plt_section: bool,
+}
+
+/// A `STT_FUNC` or `STT_GNU_IFUNC` symbol as read from a table.
+pub(crate) struct RawSym {
+    /// `None` if the name could not be read.
+    name: Option<String>,
+    facts: SymFacts,
     source: SymbolSource,
 }
 
@@ -62,12 +69,7 @@ pub(crate) struct Table {
 /// A unique symbol after merging the two tables.
 struct Unique {
     raw: String,
-    value: u64,
-    size: u64,
-    ifunc: bool,
-    bind: elf::SymbolBind,
-    undefined: bool,
-    in_plt_section: bool,
+    facts: SymFacts,
     in_symtab: bool,
 }
 
@@ -171,12 +173,14 @@ pub(crate) fn read_table(file: &Elf, sh_type: elf::SectionType) -> Result<Table,
         })?;
         out.push(RawSym {
             name,
-            value: sym.st_value(endian),
-            size: sym.st_size(endian),
-            ifunc: sym_type == elf::STT_GNU_IFUNC,
-            bind: sym.st_bind(),
-            undefined,
-            in_plt_section,
+            facts: SymFacts {
+                value: sym.st_value(endian),
+                size: sym.st_size(endian),
+                ifunc: sym_type == elf::STT_GNU_IFUNC,
+                bind: sym.st_bind(),
+                undefined,
+                in_plt_section,
+            },
             source,
         });
     }
@@ -246,7 +250,7 @@ fn linked_versym(file: &Elf) -> Option<SectionIndex> {
 fn rank(u: &Unique) -> (bool, bool, bool, usize, &str) {
     let base = base_name(&u.raw);
     (
-        u.bind == elf::STB_LOCAL,
+        u.facts.bind == elf::STB_LOCAL,
         !u.in_symtab,
         base.starts_with('_'),
         base.len(),
@@ -280,12 +284,12 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
             skipped.bad_name += 1;
             continue;
         };
-        let key_name = if s.undefined {
+        let key_name = if s.facts.undefined {
             base_name(&name)
         } else {
             same_symbol_name(&name)
         };
-        let key = (key_name.to_string(), s.value, s.undefined);
+        let key = (key_name.to_string(), s.facts.value, s.facts.undefined);
         if let Some(&i) = seen.get(&key) {
             if let Some(u) = uniques.get_mut(i) {
                 u.in_symtab |= s.source == SymbolSource::Symtab;
@@ -295,12 +299,7 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
         seen.insert(key, uniques.len());
         uniques.push(Unique {
             raw: name,
-            value: s.value,
-            size: s.size,
-            ifunc: s.ifunc,
-            bind: s.bind,
-            undefined: s.undefined,
-            in_plt_section: s.in_plt_section,
+            facts: s.facts,
             in_symtab: s.source == SymbolSource::Symtab,
         });
     }
@@ -308,18 +307,19 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
     // Filter, then group by address.
     let mut by_addr: BTreeMap<u64, Vec<Unique>> = BTreeMap::new();
     for u in uniques {
-        if u.undefined {
+        let f = u.facts;
+        if f.undefined {
             skipped.undefined += 1;
-        } else if u.ifunc {
+        } else if f.ifunc {
             skipped.ifunc += 1;
-        } else if u.in_plt_section || u.raw.ends_with("@plt") {
+        } else if f.in_plt_section || u.raw.ends_with("@plt") {
             skipped.plt += 1;
-        } else if u.size == 0 {
+        } else if f.size == 0 {
             skipped.zero_size += 1;
-        } else if file.exec_segment_for(u.value).is_none() {
+        } else if file.exec_segment_for(f.value).is_none() {
             skipped.not_executable += 1;
         } else {
-            by_addr.entry(u.value).or_default().push(u);
+            by_addr.entry(f.value).or_default().push(u);
         }
     }
 
@@ -340,7 +340,7 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
             skipped.not_executable += 1;
             continue;
         };
-        let entry_bytes = file.code_at(addr, ENTRY_BYTES.min(primary.size)).to_vec();
+        let entry_bytes = file.code_at(addr, ENTRY_BYTES.min(primary.facts.size)).to_vec();
         let name = if demangle_budget > 0 {
             let d = demangle(base_name(&primary.raw));
             demangle_budget = demangle_budget.saturating_sub(d.len());
@@ -354,14 +354,14 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
             raw_name: primary.raw,
             aliases,
             addr,
-            size: primary.size,
+            size: primary.facts.size,
             offset: FileOffset(offset),
             source: if primary.in_symtab {
                 SymbolSource::Symtab
             } else {
                 SymbolSource::Dynsym
             },
-            binding: binding(primary.bind),
+            binding: binding(primary.facts.bind),
             entry_bytes,
         });
     }
