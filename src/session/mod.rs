@@ -46,40 +46,38 @@ pub struct Target {
 impl Target {
     /// Resolves `argv[0]` and plans the probes; every bad input is a one-line error.
     pub fn new(argv: &[OsString], sel: &Selection) -> Result<Target> {
-        let Some(first) = argv.first() else {
-            bail!(
-                "no command given: put the benchmark after `--`, e.g. perfgate record -- ./bench"
-            );
-        };
-        let program = run::resolve_program(first)?;
-        let plan = plan::build(&program, sel)?;
-        Ok(Target {
-            argv: argv.to_vec(),
-            program,
-            plan,
-            selection: sel.clone(),
-            plan_cache: SharedPlanCache::default(),
-        })
+        Target::planned(argv, sel, |program| Ok(plan::build(program, sel)?))
     }
 
     /// A command for a run that follows the processes it starts: a script is accepted (its interpreter
     /// is planned when it execs), and so is a command none of whose own functions is selected (a shell
     /// wrapper: what it runs is).
     pub fn following(argv: &[OsString], sel: &Selection) -> Result<Target> {
+        Target::planned(argv, sel, |program| {
+            if is_script(program) {
+                Ok(Plan {
+                    program: program.to_path_buf(),
+                    ..Plan::default()
+                })
+            } else {
+                Ok(plan::build_lenient(program, sel)?)
+            }
+        })
+    }
+
+    /// The command with `argv[0]` resolved and planned by `plan_of`.
+    fn planned(
+        argv: &[OsString],
+        sel: &Selection,
+        plan_of: impl FnOnce(&std::path::Path) -> Result<Plan>,
+    ) -> Result<Target> {
         let Some(first) = argv.first() else {
             bail!(
                 "no command given: put the benchmark after `--`, e.g. perfgate record -- ./bench"
             );
         };
         let program = run::resolve_program(first)?;
-        let plan = if is_script(&program) {
-            Plan {
-                program: program.clone(),
-                ..Plan::default()
-            }
-        } else {
-            plan::build_lenient(&program, sel)?
-        };
+        let plan = plan_of(&program)?;
         Ok(Target {
             argv: argv.to_vec(),
             program,
