@@ -75,6 +75,18 @@ fn ranges(probes: &[bpf::Probe], functions: &[FunctionInfo]) -> Vec<(u64, u64, u
         .collect()
 }
 
+/// The probes of one file of `plan`, as the BPF program attaches them (function ids the plan's).
+pub(super) fn probes_of(plan: &Plan, file: &plan::PlannedFile) -> Vec<bpf::Probe> {
+    file.probes
+        .iter()
+        .map(|p| bpf::Probe {
+            offset: p.offset,
+            func: p.func,
+            kind: plan.probe_kind(p.func),
+        })
+        .collect()
+}
+
 /// A followed process.
 #[derive(Default)]
 struct Proc {
@@ -204,15 +216,7 @@ impl Start {
         let mut links = HashMap::new();
         for file in &plan.files {
             file.check_unchanged()?;
-            let probes: Vec<bpf::Probe> = file
-                .probes
-                .iter()
-                .map(|p| bpf::Probe {
-                    offset: p.offset,
-                    func: p.func,
-                    kind: plan.probe_kind(p.func),
-                })
-                .collect();
+            let probes = probes_of(plan, file);
             let l = program.attach_functions_owned(&file.path, &probes)?;
             if let Some(id) = file.identity {
                 links.insert(id, l);
@@ -347,15 +351,7 @@ impl Follow {
         let mut root = Proc::default();
         for f in &plan.files {
             let Some(id) = f.identity else { continue };
-            let probes: Vec<bpf::Probe> = f
-                .probes
-                .iter()
-                .map(|p| bpf::Probe {
-                    offset: p.offset,
-                    func: p.func,
-                    kind: plan.probe_kind(p.func),
-                })
-                .collect();
+            let probes = probes_of(plan, f);
             self.modules.insert(f.module.clone(), id);
             self.add_file(id, f, probes);
             self.root_files.push(id);
