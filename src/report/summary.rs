@@ -45,61 +45,22 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
     } else {
         profile.per_function()
     };
+    let total = rows.len();
     let shown = if opts.limit == 0 {
-        rows.len()
+        total
     } else {
-        rows.len().min(opts.limit)
+        total.min(opts.limit)
     };
     let names = ShortNames::new(
         profile.functions.iter().map(|f| f.name.as_str()),
         opts.full_names,
     );
-    let name_cell = |s: &FuncStats, width: Option<usize>| {
-        profile.function(s.func).map_or_else(
-            || format!("#{}", s.func),
-            |f| {
-                let name = cut_long(&terminal(names.get(&f.name))).into_owned();
-                let module = cut_long(&terminal(&f.module)).into_owned();
-                cells::name_and_module(&name, &module, width)
-            },
-        )
-    };
-    // Layouts for narrow terminals, each dropping one more column (never cutting a number).
-    const DROPPED: [&[&str]; 4] = [&[], &["MAX"], &["MAX", "P50"], &["MAX", "P50", "P99"]];
-    let render = |layout: usize, width: Option<usize>| {
-        let dropped = DROPPED[layout.min(DROPPED.len() - 1)];
-        let mut header = HEADER.to_vec();
-        if opts.per_thread {
-            header.insert(0, "TID");
-        }
-        let keep: Vec<bool> = header.iter().map(|h| !dropped.contains(h)).collect();
-        let pick = |cells: Vec<String>| -> Vec<String> {
-            cells
-                .into_iter()
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .map(|(c, _)| c)
-                .collect()
-        };
-        let mut t = Table::new();
-        t.load_style(UTF8_BORDERS_ONLY);
-        t.force_no_tty();
-        let columns = keep.iter().filter(|k| **k).count();
-        t.set_header(pick(header.iter().map(|h| h.to_string()).collect()));
-        for s in &rows[..shown] {
-            t.add_row(pick(row(profile, s, opts, name_cell(s, width))));
-        }
-        // Every column but the function name (the last) holds a number.
-        for i in 0..columns - 1 {
-            if let Some(c) = t.column_mut(i) {
-                c.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-        t.to_string()
-    };
-    let longest = rows[..shown]
+    let rows = &rows[..shown];
+    let render =
+        |layout: usize, width: Option<usize>| draw(profile, rows, opts, &names, layout, width);
+    let longest = rows
         .iter()
-        .map(|s| cells::width(&name_cell(s, None)))
+        .map(|s| cells::width(&name_cell(profile, &names, s, None)))
         .max()
         .unwrap_or(0);
     let (layout, width) = cells::fit(render, DROPPED.len(), opts.width, longest);
@@ -111,15 +72,75 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
         ));
     }
     out.push('\n');
-    if shown < rows.len() {
+    if shown < total {
         out.push_str(&format!(
             "… {} more rows (--limit 0 shows all)\n",
-            rows.len() - shown
+            total - shown
         ));
     }
     out.push_str(&footnotes(profile, opts));
     out.push_str(&accounting(profile, opts.verbose));
     out
+}
+
+/// Layouts for narrow terminals, each dropping one more column (never cutting a number).
+const DROPPED: [&[&str]; 4] = [&[], &["MAX"], &["MAX", "P50"], &["MAX", "P50", "P99"]];
+
+/// The table of `rows` in one layout (the columns of `DROPPED[layout]` left out), names cut to `width`.
+fn draw(
+    profile: &Profile,
+    rows: &[FuncStats],
+    opts: SummaryOptions,
+    names: &ShortNames,
+    layout: usize,
+    width: Option<usize>,
+) -> String {
+    let dropped = DROPPED[layout.min(DROPPED.len() - 1)];
+    let mut header = HEADER.to_vec();
+    if opts.per_thread {
+        header.insert(0, "TID");
+    }
+    let keep: Vec<bool> = header.iter().map(|h| !dropped.contains(h)).collect();
+    let pick = |cells: Vec<String>| -> Vec<String> {
+        cells
+            .into_iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(c, _)| c)
+            .collect()
+    };
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY);
+    t.force_no_tty();
+    let columns = keep.iter().filter(|k| **k).count();
+    t.set_header(pick(header.iter().map(|h| h.to_string()).collect()));
+    for s in rows {
+        t.add_row(pick(row(
+            profile,
+            s,
+            opts,
+            name_cell(profile, names, s, width),
+        )));
+    }
+    // Every column but the function name (the last) holds a number.
+    for i in 0..columns - 1 {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t.to_string()
+}
+
+/// `name (module)` of a row, cut to `width`; `#id` for a function the profile does not list.
+fn name_cell(profile: &Profile, names: &ShortNames, s: &FuncStats, width: Option<usize>) -> String {
+    profile.function(s.func).map_or_else(
+        || format!("#{}", s.func),
+        |f| {
+            let name = cut_long(&terminal(names.get(&f.name))).into_owned();
+            let module = cut_long(&terminal(&f.module)).into_owned();
+            cells::name_and_module(&name, &module, width)
+        },
+    )
 }
 
 /// One row of the table.
@@ -244,9 +265,21 @@ fn loss_lines(l: &LossCounters) -> String {
             l.depth_exceeded,
             "calls deeper than 64 frames not measured (their time stays in the caller)",
         ),
-        ("lost", l.return_without_entry, "returns without a matching entry"),
-        ("lost", l.stats_map_full, "calls not stored: statistics map full"),
-        ("lost", l.stack_map_full, "calls not measured: too many threads"),
+        (
+            "lost",
+            l.return_without_entry,
+            "returns without a matching entry",
+        ),
+        (
+            "lost",
+            l.stats_map_full,
+            "calls not stored: statistics map full",
+        ),
+        (
+            "lost",
+            l.stack_map_full,
+            "calls not measured: too many threads",
+        ),
         (
             "lost",
             l.events_dropped,
