@@ -276,28 +276,7 @@ fn assemble(
     followed: bool,
 ) -> Profile {
     let plan = &target.plan;
-    let mut warnings = plan.warnings.clone();
-    if f.timed_out {
-        warnings.push(format!(
-            "the benchmark was killed by the timeout after {}",
-            secs(f.wall)
-        ));
-    }
-    if m.mode == crate::bpf::ProbeMode::Classic {
-        warnings.push(format!(
-            "classic uprobes (two perf events per function, for kernels before 6.6 or --probes classic): \
-             attach took {}, detach {} for {} functions; uprobe_multi (Linux 6.6+) does it in milliseconds",
-            secs(m.attach),
-            secs(m.detach),
-            plan.functions.len()
-        ));
-    }
-    if let Some(stop) = f.stopped {
-        warnings.push(format!(
-            "stopped by {}: the profile covers the run up to that point",
-            stop.name()
-        ));
-    }
+    let warnings = run_warnings(plan, &m, &f);
     Profile {
         schema: PROFILE_SCHEMA,
         perfgate_version: env!("CARGO_PKG_VERSION").into(),
@@ -311,15 +290,7 @@ fn assemble(
         functions: plan.functions.clone(),
         stats: m.stats,
         accounting: Accounting {
-            files: plan
-                .files
-                .iter()
-                .map(|p| TracedFile {
-                    path: p.path.clone(),
-                    build_id: p.build_id.clone(),
-                    functions: p.probes.len() as u64,
-                })
-                .collect(),
+            files: traced_files(plan),
             skipped: plan.skipped.clone(),
             skipped_names: plan.skipped_names.clone(),
             libraries_not_found: plan.libraries_not_found.clone(),
@@ -349,6 +320,45 @@ fn assemble(
         },
         has_events,
     }
+}
+
+/// The plan's warnings, then what the run itself warns of: the timeout, slow classic probes, a stop.
+fn run_warnings(plan: &Plan, m: &Measured, f: &Finished) -> Vec<String> {
+    let mut warnings = plan.warnings.clone();
+    if f.timed_out {
+        warnings.push(format!(
+            "the benchmark was killed by the timeout after {}",
+            secs(f.wall)
+        ));
+    }
+    if m.mode == crate::bpf::ProbeMode::Classic {
+        warnings.push(format!(
+            "classic uprobes (two perf events per function, for kernels before 6.6 or --probes classic): \
+             attach took {}, detach {} for {} functions; uprobe_multi (Linux 6.6+) does it in milliseconds",
+            secs(m.attach),
+            secs(m.detach),
+            plan.functions.len()
+        ));
+    }
+    if let Some(stop) = f.stopped {
+        warnings.push(format!(
+            "stopped by {}: the profile covers the run up to that point",
+            stop.name()
+        ));
+    }
+    warnings
+}
+
+/// The files of the plan with their probe counts.
+fn traced_files(plan: &Plan) -> Vec<TracedFile> {
+    plan.files
+        .iter()
+        .map(|p| TracedFile {
+            path: p.path.clone(),
+            build_id: p.build_id.clone(),
+            functions: p.probes.len() as u64,
+        })
+        .collect()
 }
 
 /// Files the benchmark mapped (sampled) or its loader listed that are neither the program nor a library
