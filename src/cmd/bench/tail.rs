@@ -26,7 +26,7 @@ use crate::plan::Selection;
 use crate::profile::calls::reconstruct;
 use crate::profile::file::Event;
 use crate::profile::hist::{buckets_at, Histogram, SUB_BITS};
-use crate::profile::Machine;
+use crate::profile::{Machine, Profile};
 use crate::report::units::{change, duration};
 use crate::session::runs::{self, Quiet};
 use crate::session::{self, Target};
@@ -117,17 +117,15 @@ struct QuantileError {
 }
 
 /// The error of per-run quantiles read from histograms of each resolution against exact quantiles, and
-/// whether the kernel's own histogram is the one rebuilt from the exact durations. One piece: the traced
-/// runs, their reconstruction and the per-resolution tally are one loop over the same calls.
+/// whether the kernel's own histogram is the one rebuilt from the exact durations.
 fn resolution(target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<String> {
     let shapes: [(&'static str, Option<&str>, Option<&str>); 3] = [
         ("as built", None, None),
         ("tail 1.5% ×10", Some("lookup:15:10"), None),
         ("median +25%", None, Some("lookup:25")),
     ];
-    // (resolution, quantile) → errors
-    let mut errors: BTreeMap<(u32, usize), Vec<QuantileError>> = BTreeMap::new();
-    let (mut kernel_same, mut kernel_compared) = (0usize, 0usize);
+    let mut errors = Errors::new();
+    let mut kernel = (0usize, 0usize);
     let stdout = scratch.file("tailbench.out");
     let opts = run_options(true, &stdout)?;
     for (shape, tail, med) in shapes {
@@ -150,75 +148,12 @@ fn resolution(target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<St
                     p.accounting.lost.events_dropped
                 );
             }
-            let calls = reconstruct(events.into_iter().map(Ok), None)?;
-            let mut durations: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-            for c in calls.calls.iter().filter(|c| !c.unfinished) {
-                durations.entry(c.func).or_default().push(c.duration());
-            }
-            let kernel: BTreeMap<u32, Histogram> = p
-                .per_function()
-                .into_iter()
-                .map(|s| (s.func, s.inclusive.hist))
-                .collect();
-            for (func, mut d) in durations {
-                let Some(name) = p.function(func).map(|f| f.name.clone()) else {
-                    continue;
-                };
-                if !MEASURED.contains(&name.as_str()) {
-                    continue;
-                }
-                d.sort_unstable();
-                let (min, max) = (d[0], d[d.len() - 1]);
-                for k in RESOLUTIONS {
-                    let mut h = Histogram::at(k);
-                    for &v in &d {
-                        h.record(v);
-                    }
-                    if k == SUB_BITS {
-                        kernel_compared += 1;
-                        kernel_same += usize::from(kernel.get(&func) == Some(&h));
-                    }
-                    for (qi, &q) in QUANTILES.iter().enumerate() {
-                        let (Some(exact), Some(est)) =
-                            (exact_quantile(&d, q), h.quantile(q, min, max))
-                        else {
-                            continue;
-                        };
-                        if exact > 0.0 {
-                            errors.entry((k, qi)).or_default().push(QuantileError {
-                                error: (est / exact - 1.0).abs(),
-                                function: name.clone(),
-                                shape,
-                            });
-                        }
-                    }
-                }
-            }
+            tally_run(&p, events, shape, &mut errors, &mut kernel)?;
         }
     }
     knobs.set(None, None);
-    let mut rows = Vec::new();
-    for k in RESOLUTIONS {
-        let mut row = vec![
-            format!("{}{k} sub-bits", if k == SUB_BITS { "▶ " } else { "" }),
-            format!("{} ({:.2}% wide)", 1u32 << k, 100.0 / f64::from(1u32 << k)),
-            buckets_at(k).to_string(),
-            format!("{:.1} KiB", stats_bytes_at(k) as f64 / 1024.0),
-        ];
-        for qi in 0..QUANTILES.len() {
-            let e = errors.get(&(k, qi)).map_or(&[][..], Vec::as_slice);
-            let v: Vec<f64> = e.iter().map(|x| x.error).collect();
-            let worst = e
-                .iter()
-                .max_by(|a, b| a.error.total_cmp(&b.error))
-                .map_or("-".to_string(), |w| {
-                    format!("{:.2}% ({}, {})", w.error * 100.0, w.function, w.shape)
-                });
-            row.push(format!("{:.2}%", median(&v) * 100.0));
-            row.push(worst);
-        }
-        rows.push(row);
-    }
+    let rows = resolution_rows(&errors);
+    let (kernel_same, kernel_compared) = kernel;
     let samples = errors.get(&(SUB_BITS, 0)).map_or(0, Vec::len);
     let mut s = format!(
         "QUANTILE RESOLUTION: tailbench, {TRACE_RUNS} traced runs of each of 3 shapes, every call recorded; per run and \
@@ -250,6 +185,94 @@ fn resolution(target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<St
          4,194,304 (src/bpf/mod.rs).\n"
     ));
     Ok(s)
+}
+
+/// Per (resolution, index in [`QUANTILES`]), the errors of the runs tallied so far.
+type Errors = BTreeMap<(u32, usize), Vec<QuantileError>>;
+
+/// Tallies one traced run of shape `shape` (its profile `p` and every event): per measured function,
+/// the error of each resolution's quantiles against the exact ones of its calls, and in `kernel_counts`
+/// (same, compared) whether the kernel's histogram is the one rebuilt at its resolution.
+fn tally_run(
+    p: &Profile,
+    events: Vec<Event>,
+    shape: &'static str,
+    errors: &mut Errors,
+    kernel_counts: &mut (usize, usize),
+) -> Result<()> {
+    let calls = reconstruct(events.into_iter().map(Ok), None)?;
+    let mut durations: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for c in calls.calls.iter().filter(|c| !c.unfinished) {
+        durations.entry(c.func).or_default().push(c.duration());
+    }
+    let kernel: BTreeMap<u32, Histogram> = p
+        .per_function()
+        .into_iter()
+        .map(|s| (s.func, s.inclusive.hist))
+        .collect();
+    for (func, mut d) in durations {
+        let Some(name) = p.function(func).map(|f| f.name.clone()) else {
+            continue;
+        };
+        if !MEASURED.contains(&name.as_str()) {
+            continue;
+        }
+        d.sort_unstable();
+        let (min, max) = (d[0], d[d.len() - 1]);
+        for k in RESOLUTIONS {
+            let mut h = Histogram::at(k);
+            for &v in &d {
+                h.record(v);
+            }
+            if k == SUB_BITS {
+                kernel_counts.1 += 1;
+                kernel_counts.0 += usize::from(kernel.get(&func) == Some(&h));
+            }
+            for (qi, &q) in QUANTILES.iter().enumerate() {
+                let (Some(exact), Some(est)) =
+                    (exact_quantile(&d, q), h.quantile(q, min, max))
+                else {
+                    continue;
+                };
+                if exact > 0.0 {
+                    errors.entry((k, qi)).or_default().push(QuantileError {
+                        error: (est / exact - 1.0).abs(),
+                        function: name.clone(),
+                        shape,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One row per resolution: its bucket width, buckets and kernel memory, then per quantile the median
+/// and the worst error (with where it happened).
+fn resolution_rows(errors: &Errors) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for k in RESOLUTIONS {
+        let mut row = vec![
+            format!("{}{k} sub-bits", if k == SUB_BITS { "▶ " } else { "" }),
+            format!("{} ({:.2}% wide)", 1u32 << k, 100.0 / f64::from(1u32 << k)),
+            buckets_at(k).to_string(),
+            format!("{:.1} KiB", stats_bytes_at(k) as f64 / 1024.0),
+        ];
+        for qi in 0..QUANTILES.len() {
+            let e = errors.get(&(k, qi)).map_or(&[][..], Vec::as_slice);
+            let v: Vec<f64> = e.iter().map(|x| x.error).collect();
+            let worst = e
+                .iter()
+                .max_by(|a, b| a.error.total_cmp(&b.error))
+                .map_or("-".to_string(), |w| {
+                    format!("{:.2}% ({}, {})", w.error * 100.0, w.function, w.shape)
+                });
+            row.push(format!("{:.2}%", median(&v) * 100.0));
+            row.push(worst);
+        }
+        rows.push(row);
+    }
+    rows
 }
 
 /// A scenario of the gate part: a knob setting, the metrics checked, what should be caught.
