@@ -29,7 +29,7 @@ use crate::profile::hist::{buckets_at, Histogram, SUB_BITS};
 use crate::profile::{Machine, Profile};
 use crate::report::units::{change, duration};
 use crate::session::runs::{self, Quiet};
-use crate::session::{self, Target};
+use crate::session::{self, RunOptions, Target};
 
 const TAIL_VAR: &str = "TAILBENCH_TAIL";
 const MEDIAN_VAR: &str = "TAILBENCH_MEDIAN";
@@ -336,40 +336,12 @@ fn judge(c: &Comparison, s: &Scenario) -> Outcome {
     }
 }
 
-/// False alarms and detection, check by check. One piece: the baseline, the scenarios and their tally
-/// share the knobs' state, which must be set in this order.
-fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<String> {
-    let started = Instant::now();
-    let stdout = scratch.file("tailbench-gate.out");
-    let mut opts = run_options(false, &stdout)?;
-    // As `perfgate check` and `baseline` do: without it a parent's self time is mostly its children's
-    // probe cost, which moves with the machine's load and not with the code.
-    status("bench tail: calibrating the probe cost, as perfgate check does");
-    opts.trace.probe_cost = Some(crate::session::calibrate::calibrate(&opts.trace)?);
-    knobs.set(None, None);
-    status(&format!(
-        "bench tail: recording a baseline of {DEFAULT_BASE_RUNS} runs of tailbench (no knob)"
-    ));
-    let mut base_runs = Vec::new();
-    runs::run_batch(
-        target,
-        &opts,
-        DEFAULT_BASE_RUNS,
-        DEFAULT_BASE_RUNS,
-        &mut base_runs,
-        &mut Quiet,
-    )?;
-    let base = Baseline::from_runs(
-        target.command(),
-        target.plan.build_id.clone(),
-        Machine::current(),
-        GateOverrides::default(),
-        &Selection::default(),
-        &base_runs,
-    );
+/// The scenarios of the gate part: A/A and the tail-only changes with the default metrics, then A/A and
+/// the median-only changes with p50 gated too.
+fn scenarios() -> Vec<Scenario> {
     let defaults = Metric::defaults();
     let with_median = vec![Metric::MEAN_SELF, P50_INCLUSIVE, Metric::P99_INCLUSIVE];
-    let scenarios = vec![
+    vec![
         Scenario {
             label: "A/A".into(),
             tail: None,
@@ -412,7 +384,120 @@ fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> 
             metrics: with_median,
             expect: Some(P50_INCLUSIVE),
         },
-    ];
+    ]
+}
+
+/// `a.checks` checks of scenario `s` (its knobs set) against `base`, each said in a status line.
+fn check_scenario(
+    a: &BenchArgs,
+    target: &Target,
+    opts: &RunOptions,
+    base: &Baseline,
+    settings: &GateSettings,
+    s: &Scenario,
+    started: Instant,
+) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for i in 1..=a.checks {
+        let load_before = Machine::load_average().unwrap_or(f64::NAN);
+        let r = runs::check(target, opts, base, settings, "tailbench", &mut Quiet)?;
+        let mut o = judge(&r.comparison, s);
+        o.load = load_before.max(Machine::load_average().unwrap_or(f64::NAN));
+        status(&format!(
+            "bench tail: {}: check {i}/{}: {}{}, mean self {}, {} runs{}, load {:.2} [{} elapsed]",
+            s.label,
+            a.checks,
+            match (s.expect, o.caught) {
+                (None, _) => String::new(),
+                (Some(m), true) => format!("{TARGET} {} regressed, ", m.short()),
+                (Some(m), false) => format!("{TARGET} {} NOT caught, ", m.short()),
+            },
+            if o.false_alarm.is_empty() {
+                "no false alarm".to_string()
+            } else {
+                format!("FALSE ALARM: {}", o.false_alarm.join(", "))
+            },
+            o.mean_verdict.map_or("-", |v| v.label()),
+            o.runs,
+            if o.inconclusive { ", functions left undecided" } else { "" },
+            o.load,
+            duration(started.elapsed().as_nanos() as f64)
+        ));
+        outcomes.push(o);
+    }
+    Ok(outcomes)
+}
+
+/// The row of one scenario: how often it was caught, false alarms, the mean's verdicts, undecided
+/// checks, runs, the catching metric's change and the load.
+fn scenario_row(s: &Scenario, outcomes: &[Outcome]) -> Vec<String> {
+    let n = outcomes.len();
+    let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let caught = count(&|o| o.caught);
+    let false_alarms = count(&|o| !o.false_alarm.is_empty());
+    let mean_unchanged = count(&|o| o.mean_verdict == Some(Verdict::Unchanged));
+    let mean_failed = count(&|o| o.mean_verdict.is_some_and(|v| v.fails()));
+    let changes: Vec<f64> = outcomes.iter().filter_map(|o| o.change).collect();
+    let runs: usize = outcomes.iter().map(|o| o.runs).sum();
+    let load = outcomes.iter().map(|o| o.load).fold(f64::NAN, f64::max);
+    vec![
+        s.label.clone(),
+        s.metrics
+            .iter()
+            .map(Metric::short)
+            .collect::<Vec<_>>()
+            .join(", "),
+        if s.expect.is_some() {
+            percent(caught, n)
+        } else {
+            "-".into()
+        },
+        percent(false_alarms, n),
+        format!(
+            "{} unchanged, {} regressed",
+            percent(mean_unchanged, n),
+            mean_failed
+        ),
+        percent(count(&|o| o.inconclusive), n),
+        format!("{:.1}", runs as f64 / n.max(1) as f64),
+        change(median(&changes)),
+        format!("{load:.2}"),
+    ]
+}
+
+/// False alarms and detection, check by check: the baseline without a knob, then each scenario with its
+/// knobs set (they are process state, set in this order).
+fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<String> {
+    let started = Instant::now();
+    let stdout = scratch.file("tailbench-gate.out");
+    let mut opts = run_options(false, &stdout)?;
+    // As `perfgate check` and `baseline` do: without it a parent's self time is mostly its children's
+    // probe cost, which moves with the machine's load and not with the code.
+    status("bench tail: calibrating the probe cost, as perfgate check does");
+    opts.trace.probe_cost = Some(crate::session::calibrate::calibrate(&opts.trace)?);
+    knobs.set(None, None);
+    status(&format!(
+        "bench tail: recording a baseline of {DEFAULT_BASE_RUNS} runs of tailbench (no knob)"
+    ));
+    let mut base_runs = Vec::new();
+    runs::run_batch(
+        target,
+        &opts,
+        DEFAULT_BASE_RUNS,
+        DEFAULT_BASE_RUNS,
+        &mut base_runs,
+        &mut Quiet,
+    )?;
+    let base = Baseline::from_runs(
+        target.command(),
+        target.plan.build_id.clone(),
+        Machine::current(),
+        GateOverrides::default(),
+        &Selection::default(),
+        &base_runs,
+    );
+    let defaults = Metric::defaults();
+    let scenarios = scenarios();
     let mut rows = Vec::new();
     let mut aa_default_false = 0;
     let mut tail10_caught = 0;
@@ -423,74 +508,28 @@ fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> 
             ..GateSettings::default()
         };
         validate_settings(&settings)?;
-        let mut outcomes = Vec::new();
-        for i in 1..=a.checks {
-            let load_before = Machine::load_average().unwrap_or(f64::NAN);
-            let r = runs::check(target, &opts, &base, &settings, "tailbench", &mut Quiet)?;
-            let mut o = judge(&r.comparison, s);
-            o.load = load_before.max(Machine::load_average().unwrap_or(f64::NAN));
-            status(&format!(
-                "bench tail: {}: check {i}/{}: {}{}, mean self {}, {} runs{}, load {:.2} [{} elapsed]",
-                s.label,
-                a.checks,
-                match (s.expect, o.caught) {
-                    (None, _) => String::new(),
-                    (Some(m), true) => format!("{TARGET} {} regressed, ", m.short()),
-                    (Some(m), false) => format!("{TARGET} {} NOT caught, ", m.short()),
-                },
-                if o.false_alarm.is_empty() {
-                    "no false alarm".to_string()
-                } else {
-                    format!("FALSE ALARM: {}", o.false_alarm.join(", "))
-                },
-                o.mean_verdict.map_or("-", |v| v.label()),
-                o.runs,
-                if o.inconclusive { ", functions left undecided" } else { "" },
-                o.load,
-                duration(started.elapsed().as_nanos() as f64)
-            ));
-            outcomes.push(o);
-        }
-        let n = outcomes.len();
+        let outcomes = check_scenario(a, target, &opts, &base, &settings, s, started)?;
         let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
-        let caught = count(&|o| o.caught);
-        let false_alarms = count(&|o| !o.false_alarm.is_empty());
         if s.expect.is_none() && s.metrics == defaults {
-            aa_default_false = false_alarms;
+            aa_default_false = count(&|o| !o.false_alarm.is_empty());
         }
         if s.tail == Some("lookup:15:10") {
-            tail10_caught = caught;
+            tail10_caught = count(&|o| o.caught);
         }
-        let mean_unchanged = count(&|o| o.mean_verdict == Some(Verdict::Unchanged));
-        let mean_failed = count(&|o| o.mean_verdict.is_some_and(|v| v.fails()));
-        let changes: Vec<f64> = outcomes.iter().filter_map(|o| o.change).collect();
-        let runs: usize = outcomes.iter().map(|o| o.runs).sum();
-        let load = outcomes.iter().map(|o| o.load).fold(f64::NAN, f64::max);
-        rows.push(vec![
-            s.label.clone(),
-            s.metrics
-                .iter()
-                .map(Metric::short)
-                .collect::<Vec<_>>()
-                .join(", "),
-            if s.expect.is_some() {
-                percent(caught, n)
-            } else {
-                "-".into()
-            },
-            percent(false_alarms, n),
-            format!(
-                "{} unchanged, {} regressed",
-                percent(mean_unchanged, n),
-                mean_failed
-            ),
-            percent(count(&|o| o.inconclusive), n),
-            format!("{:.1}", runs as f64 / n.max(1) as f64),
-            change(median(&changes)),
-            format!("{load:.2}"),
-        ]);
+        rows.push(scenario_row(s, &outcomes));
     }
     knobs.set(None, None);
+    Ok(gate_report(rows, aa_default_false, tail10_caught, a.checks))
+}
+
+/// The gate part's text: the settings, the table of `rows`, and whether the aim was met (no A/A false
+/// alarm with the default metrics, the tail-only ×10 change caught in 95% of `checks`).
+fn gate_report(
+    rows: Vec<Vec<String>>,
+    aa_default_false: usize,
+    tail10_caught: usize,
+    checks: usize,
+) -> String {
     let settings = GateSettings::default();
     let mut s = format!(
         "TAIL GATE: tailbench, baseline of {DEFAULT_BASE_RUNS} runs without a knob; each check starts with {} head runs \
@@ -518,7 +557,6 @@ fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> 
         rows,
         2,
     ));
-    let checks = a.checks;
     let met = aa_default_false == 0 && tail10_caught as f64 >= 0.95 * checks as f64;
     s.push_str(&format!(
         "aim: 0 false alarms in {checks} A/A checks with the default metrics and the tail-only change caught and \
@@ -526,5 +564,5 @@ fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> 
         percent(tail10_caught, checks),
         if met { "met" } else { "NOT met" }
     ));
-    Ok(s)
+    s
 }
