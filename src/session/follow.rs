@@ -733,13 +733,69 @@ impl Follow {
         Ok(())
     }
 
+    /// What a process that exec'd `path` (identity `id`) gets attached: the identities of its files,
+    /// its loader hook and its number of functions (planned on first sight, from the cache after); why
+    /// it is not traced, when it is not, counted.
+    fn plan_image(
+        &mut self,
+        path: &Path,
+        id: FileIdentity,
+    ) -> (Vec<FileIdentity>, Option<LoaderHook>, u64) {
+        if Some(id) == self.root_exe && self.root_unwinds {
+            self.not_traced(unwinding(path));
+            (Vec::new(), self.root_hook.clone(), 0)
+        } else if Some(id) == self.root_exe {
+            // The command's executable: its plan (the command's own process has it attached already).
+            let wanted = self.root_files.clone();
+            let functions = self.root_functions(&wanted);
+            (wanted, self.root_hook.clone(), functions)
+        } else {
+            let t0 = Instant::now();
+            let plan = self.executable_plan(path, id);
+            self.counts.plan_ns += t0.elapsed().as_nanos() as u64;
+            match plan.as_ref() {
+                Ok(plan)
+                    if plan.can_unwind() == plan::Unwinds::Exceptions
+                        && !plan.functions.is_empty() =>
+                {
+                    self.not_traced(unwinding(path));
+                    (Vec::new(), plan.loader_hook.clone(), 0)
+                }
+                Ok(plan) => {
+                    if plan.can_unwind() == plan::Unwinds::Rarely && !plan.functions.is_empty() {
+                        let w = format!(
+                            "{} is traced in a followed process, where a panic (or forced unwind) through a \
+                             traced call aborts it instead of unwinding: run it as the command itself to have \
+                             panics behave as untraced",
+                            file_name(path)
+                        );
+                        self.warnings.insert(w);
+                    }
+                    let wanted = self.register(plan);
+                    if plan.functions.is_empty() {
+                        self.not_traced(format!(
+                            "processes running {} (no function selected)",
+                            file_name(path)
+                        ));
+                    }
+                    (
+                        wanted,
+                        plan.loader_hook.clone(),
+                        plan.functions.len() as u64,
+                    )
+                }
+                Err(e) => {
+                    self.not_traced(format!("processes running {}: {e}", file_name(path)));
+                    (Vec::new(), None, 0)
+                }
+            }
+        }
+    }
+
     /// `pid` exec'd: plan its new image, keep the links of files it still maps, attach the others.
     /// `from_thread`: a thread other than the first exec'd; the task the links were attached to (the
     /// first thread) is gone, so none of them fires any more and every file is attached again.
-    ///
-    /// Why this function is one piece: the steps (close stale links, identify and plan the image, keep
-    /// or attach each file, the loader hook, the BPF process entry) share the held process's record,
-    /// taken out of the table for the duration and put back at the end.
+    /// The held process's record is taken out of the table for the duration and put back at the end.
     fn on_exec(&mut self, program: &Program<'_>, pid: u32, from_thread: bool) {
         self.counts.execs += 1;
         let mut proc = self.procs.remove(&pid).unwrap_or_default();
@@ -771,55 +827,7 @@ impl Follow {
             self.procs.insert(pid, proc);
             return;
         };
-        let (wanted, hook, functions) = if Some(id) == self.root_exe && self.root_unwinds {
-            self.not_traced(unwinding(&path));
-            (Vec::new(), self.root_hook.clone(), 0)
-        } else if Some(id) == self.root_exe {
-            // The command's executable: its plan (the command's own process has it attached already).
-            let wanted = self.root_files.clone();
-            let functions = self.root_functions(&wanted);
-            (wanted, self.root_hook.clone(), functions)
-        } else {
-            let t0 = Instant::now();
-            let plan = self.executable_plan(&path, id);
-            self.counts.plan_ns += t0.elapsed().as_nanos() as u64;
-            match plan.as_ref() {
-                Ok(plan)
-                    if plan.can_unwind() == plan::Unwinds::Exceptions
-                        && !plan.functions.is_empty() =>
-                {
-                    self.not_traced(unwinding(&path));
-                    (Vec::new(), plan.loader_hook.clone(), 0)
-                }
-                Ok(plan) => {
-                    if plan.can_unwind() == plan::Unwinds::Rarely && !plan.functions.is_empty() {
-                        let w = format!(
-                            "{} is traced in a followed process, where a panic (or forced unwind) through a \
-                             traced call aborts it instead of unwinding: run it as the command itself to have \
-                             panics behave as untraced",
-                            file_name(&path)
-                        );
-                        self.warnings.insert(w);
-                    }
-                    let wanted = self.register(plan);
-                    if plan.functions.is_empty() {
-                        self.not_traced(format!(
-                            "processes running {} (no function selected)",
-                            file_name(&path)
-                        ));
-                    }
-                    (
-                        wanted,
-                        plan.loader_hook.clone(),
-                        plan.functions.len() as u64,
-                    )
-                }
-                Err(e) => {
-                    self.not_traced(format!("processes running {}: {e}", file_name(&path)));
-                    (Vec::new(), None, 0)
-                }
-            }
-        };
+        let (wanted, hook, functions) = self.plan_image(&path, id);
         self.count_binary(&path, functions);
         // The links of the old image's files stay: a file the new image does not map gets no
         // breakpoint, and one it maps (libc, with --lib) is attached already. Closing and attaching
