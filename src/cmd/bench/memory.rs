@@ -78,8 +78,11 @@ fn mib(bytes: u64) -> String {
 
 /// The rows of one size (`calls` calls of `program`, the `recursive` fixture): each step's wall time
 /// and peak RSS; and the peaks in the order gate, trace, replay, Chrome, flame graph.
-fn measure(program: &Path, calls: u64, scratch: &PrivateDir) -> Result<(Vec<Vec<String>>, [u64; 5])> {
-    let mut rows = Vec::new();
+fn measure(
+    program: &Path,
+    calls: u64,
+    scratch: &PrivateDir,
+) -> Result<(Vec<Vec<String>>, [u64; 5])> {
     let reps = (calls / (DEPTH + 1)).to_string();
     let depth = DEPTH.to_string();
     let gate_out = scratch.file("memory-gate.data");
@@ -127,17 +130,34 @@ fn measure(program: &Path, calls: u64, scratch: &PrivateDir) -> Result<(Vec<Vec<
         count(calls)
     ));
     let flame = view(&["report", "--format", "flame-graph"])?;
-    for (what, p, note) in [
-        ("record (gate mode)", &gate, String::new()),
-        (
-            "record --trace",
-            &trace,
-            format!("{} events lost; recording {}", count(lost), mib(size)),
-        ),
-        ("replay", &replay, String::new()),
-        ("report --format chrome", &chrome, String::new()),
-        ("report --format flame-graph", &flame, String::new()),
-    ] {
+    let rows = step_rows(
+        calls,
+        traced,
+        [
+            ("record (gate mode)", &gate, String::new()),
+            (
+                "record --trace",
+                &trace,
+                format!("{} events lost; recording {}", count(lost), mib(size)),
+            ),
+            ("replay", &replay, String::new()),
+            ("report --format chrome", &chrome, String::new()),
+            ("report --format flame-graph", &flame, String::new()),
+        ],
+    );
+    let _ = std::fs::remove_file(&gate_out);
+    let _ = std::fs::remove_file(&trace_out);
+    Ok((
+        rows,
+        [gate.rss, trace.rss, replay.rss, chrome.rss, flame.rss],
+    ))
+}
+
+/// The rows of one size: per step its wall time, peak RSS and note; then a row saying so when fewer
+/// than the `calls` made were traced.
+fn step_rows(calls: u64, traced: u64, steps: [(&str, &Peak, String); 5]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (what, p, note) in steps {
         rows.push(vec![
             count(calls),
             what.to_string(),
@@ -155,12 +175,7 @@ fn measure(program: &Path, calls: u64, scratch: &PrivateDir) -> Result<(Vec<Vec<
             "-".into(),
         ]);
     }
-    let _ = std::fs::remove_file(&gate_out);
-    let _ = std::fs::remove_file(&trace_out);
-    Ok((
-        rows,
-        [gate.rss, trace.rss, replay.rss, chrome.rss, flame.rss],
-    ))
+    rows
 }
 
 pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
