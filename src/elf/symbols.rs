@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use object::elf;
-use object::read::elf::{SectionHeader, Sym, SymbolTable};
+use object::read::elf::{SectionHeader, Sym, SymbolTable, VersionTable};
 use object::read::SectionIndex;
 
 use super::file::{Elf, Elf64};
@@ -103,7 +103,7 @@ fn name_budget(strtab_len: usize) -> usize {
 /// One piece because every field of a symbol is read and checked in the same loop, against the same
 /// tables (names, extended indices, versions, section names).
 pub(crate) fn read_table(file: &Elf, sh_type: elf::SectionType) -> Result<Table, ElfError> {
-    let (endian, data) = (file.endian, file.data);
+    let endian = file.endian;
     let (source, what) = if sh_type == elf::SHT_SYMTAB {
         (SymbolSource::Symtab, ".symtab")
     } else {
@@ -123,12 +123,7 @@ pub(crate) fn read_table(file: &Elf, sh_type: elf::SectionType) -> Result<Table,
             usize::try_from(s.sh_size(endian)).unwrap_or(usize::MAX)
         });
     let versions = if source == SymbolSource::Dynsym {
-        match file.sections.versions(endian, data) {
-            // Only a version table that belongs to this symbol table.
-            Ok(Some(v)) if linked_versym(file) == Some(index) => Some(v),
-            Ok(_) => None,
-            Err(e) => return Err(file.malformed(format!("symbol versions: {e}"))),
-        }
+        versions_of(file, index)?
     } else {
         None
     };
@@ -188,6 +183,19 @@ pub(crate) fn read_table(file: &Elf, sh_type: elf::SectionType) -> Result<Table,
         symbols: out,
         non_empty: table.len() >= 2,
     })
+}
+
+/// The version table of the symbol table at `index`, if the file has one that belongs to it.
+fn versions_of<'data>(
+    file: &Elf<'data>,
+    index: SectionIndex,
+) -> Result<Option<VersionTable<'data, Elf64>>, ElfError> {
+    match file.sections.versions(file.endian, file.data) {
+        // Only a version table that belongs to this symbol table.
+        Ok(Some(v)) if linked_versym(file) == Some(index) => Ok(Some(v)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(file.malformed(format!("symbol versions: {e}"))),
+    }
 }
 
 /// The first symbol table of type `sh_type` with its section index; `None` if there is none or its
@@ -267,16 +275,10 @@ fn binding(bind: elf::SymbolBind) -> Binding {
     }
 }
 
-/// Builds the function list from the function symbols of `symtab` and `dynsym`, placed in `file` (the
-/// file itself: its executable segments give offsets and entry bytes).
-///
-/// One piece because it is one pipeline (merge, filter, group by address, rank, read bytes) whose
-/// stages share the skip counts.
-pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
-    let mut skipped = SkipCounts::default();
-    // Merge the two tables: the same (name, value, defined) seen twice is one
-    // symbol (see `same_symbol_name`; undefined symbols are compared without
-    // version); `.symtab` comes first and its raw name wins.
+/// The symbols of both tables, each once: the same (name, value, defined) seen twice is one symbol
+/// (see `same_symbol_name`; undefined symbols are compared without version); `.symtab` comes first
+/// and its raw name wins. Symbols without a readable name are counted in `skipped`.
+fn merge_tables(symtab: Table, dynsym: Table, skipped: &mut SkipCounts) -> Vec<Unique> {
     let mut uniques: Vec<Unique> = Vec::new();
     let mut seen: HashMap<(String, u64, bool), usize> = HashMap::new();
     for s in symtab.symbols.into_iter().chain(dynsym.symbols) {
@@ -303,8 +305,16 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
             in_symtab: s.source == SymbolSource::Symtab,
         });
     }
+    uniques
+}
 
-    // Filter, then group by address.
+/// The symbols that are functions perfgate can probe, grouped by address; the others counted in
+/// `skipped` by why (undefined, ifunc, PLT, no size, not in an executable segment of `file`).
+fn by_address(
+    file: &Elf,
+    uniques: Vec<Unique>,
+    skipped: &mut SkipCounts,
+) -> BTreeMap<u64, Vec<Unique>> {
     let mut by_addr: BTreeMap<u64, Vec<Unique>> = BTreeMap::new();
     for u in uniques {
         let f = u.facts;
@@ -322,7 +332,17 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
             by_addr.entry(f.value).or_default().push(u);
         }
     }
+    by_addr
+}
 
+/// Builds the function list from the function symbols of `symtab` and `dynsym`, placed in `file` (the
+/// file itself: its executable segments give offsets and entry bytes): the tables merged
+/// ([`merge_tables`]), filtered and grouped by address ([`by_address`]), each group's best-ranked name
+/// the function's, the others its aliases. Every stage counts what it skips in the same counts.
+pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
+    let mut skipped = SkipCounts::default();
+    let uniques = merge_tables(symtab, dynsym, &mut skipped);
+    let by_addr = by_address(file, uniques, &mut skipped);
     let mut demangle_budget = DEMANGLE_BUDGET;
     let mut functions = Vec::with_capacity(by_addr.len());
     for (addr, mut group) in by_addr {
@@ -340,7 +360,9 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
             skipped.not_executable += 1;
             continue;
         };
-        let entry_bytes = file.code_at(addr, ENTRY_BYTES.min(primary.facts.size)).to_vec();
+        let entry_bytes = file
+            .code_at(addr, ENTRY_BYTES.min(primary.facts.size))
+            .to_vec();
         let name = if demangle_budget > 0 {
             let d = demangle(base_name(&primary.raw));
             demangle_budget = demangle_budget.saturating_sub(d.len());
