@@ -25,7 +25,7 @@ use super::RunOptions;
 use crate::bpf::{Features, Measured, ModeUnsupported, ProbeMode, Program, ProgramConfig};
 use crate::plan::{self, FileIdentity, Plan, Selection};
 use crate::profile::file::{Event, Header};
-use crate::profile::{Accounting, ExitInfo, Machine, Profile, PROFILE_SCHEMA};
+use crate::profile::{ExitInfo, Machine, Profile, PROFILE_SCHEMA};
 use crate::run::follow::Tracer;
 
 /// How often the loop looks at the clock, the stop signals and the tracer.
@@ -204,7 +204,14 @@ pub fn trace_live(
         threads,
     });
     let recording = Instant::now();
-    let end = record_until(&mut follow, &mut program, t.pid, threads, duration, on_event)?;
+    let end = record_until(
+        &mut follow,
+        &mut program,
+        t.pid,
+        threads,
+        duration,
+        on_event,
+    )?;
     let wall = recording.elapsed();
     if !matches!(end, LiveEnd::Exited(_)) {
         follow.detach_live(&program, t.pid)?;
@@ -304,17 +311,8 @@ fn live_profile(
         wall_ns: wall.as_nanos() as u64,
         exit,
         functions: Vec::new(),
+        accounting: super::measured_accounting(&measured, warnings, opts.trace.probe_cost),
         stats: measured.stats,
-        accounting: Accounting {
-            lost: measured.lost,
-            session_probes: measured.mode == crate::bpf::ProbeMode::Session,
-            probe_mode: Some(measured.mode.name().to_string()),
-            warnings,
-            attach_ns: measured.attach.as_nanos() as u64,
-            detach_ns: measured.detach.as_nanos() as u64,
-            probe_cost: opts.trace.probe_cost,
-            ..Accounting::default()
-        },
         has_events: opts.trace.events,
     }
 }

@@ -276,7 +276,7 @@ fn assemble(
     followed: bool,
 ) -> Profile {
     let plan = &target.plan;
-    let warnings = run_warnings(plan, &m, &f);
+    let measured = measured_accounting(&m, run_warnings(plan, &m, &f), probe_cost);
     Profile {
         schema: PROFILE_SCHEMA,
         perfgate_version: env!("CARGO_PKG_VERSION").into(),
@@ -302,23 +302,34 @@ fn assemble(
             } else {
                 loaded_later(plan, mapped, &m.loader_paths)
             },
-            lost: m.lost,
-            session_probes: m.mode == crate::bpf::ProbeMode::Session,
-            probe_mode: Some(m.mode.name().to_string()),
-            warnings,
-            attach_ns: m.attach.as_nanos() as u64,
-            detach_ns: m.detach.as_nanos() as u64,
-            probe_cost,
             count_hits: m.count_hits,
-            processes: None,
-            libraries_attached_late: Vec::new(),
-            running_at_attach: Vec::new(),
             unwinding: crate::profile::Unwinding {
                 switchers_used: plan.switchers_used.clone(),
                 ..m.unwinding
             },
+            ..measured
         },
         has_events,
+    }
+}
+
+/// The accounting of what the BPF program measured (losses, the probe interface, attach and detach
+/// times), with `warnings` and the calibrated `probe_cost`; what the run followed and planned is the
+/// caller's to add.
+fn measured_accounting(
+    m: &Measured,
+    warnings: Vec<String>,
+    probe_cost: Option<ProbeCosts>,
+) -> Accounting {
+    Accounting {
+        lost: m.lost.clone(),
+        session_probes: m.mode == crate::bpf::ProbeMode::Session,
+        probe_mode: Some(m.mode.name().to_string()),
+        warnings,
+        attach_ns: m.attach.as_nanos() as u64,
+        detach_ns: m.detach.as_nanos() as u64,
+        probe_cost,
+        ..Accounting::default()
     }
 }
 
