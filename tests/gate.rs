@@ -10,25 +10,13 @@ fn baseline() -> &'static std::path::Path {
     shared_baseline("gatebench")
 }
 
+/// `perfgate check` against the shared baseline, gatebench slowed as `slow` says; its output and JSON.
 fn check(extra: &[&str], slow: Option<&str>) -> (std::process::Output, serde_json::Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("c.json");
     let mut c = perfgate();
     if let Some(s) = slow {
         c.env("GATEBENCH_SLOW", s);
     }
-    c.arg("check")
-        .arg("--baseline")
-        .arg(baseline())
-        .arg("--json")
-        .arg(&json)
-        .args(extra);
-    let out = c.output().unwrap();
-    let v = std::fs::read(&json)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    (out, v)
+    check_json(c, baseline(), extra)
 }
 
 fn failing(v: &serde_json::Value) -> Vec<String> {

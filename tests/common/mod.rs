@@ -66,6 +66,25 @@ pub fn shared_baseline(bench: &str) -> &'static Path {
     path
 }
 
+/// Runs `c` (a [`perfgate`] command with its environment set) as `check --baseline BASELINE --json
+/// <tmp> EXTRA…`; its output and the JSON report (`Null` when none was written).
+pub fn check_json(mut c: Command, baseline: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
+    let dir = scratch();
+    let json = dir.path().join("c.json");
+    c.arg("check")
+        .arg("--baseline")
+        .arg(baseline)
+        .arg("--json")
+        .arg(&json)
+        .args(extra);
+    let out = c.output().unwrap();
+    let v = std::fs::read(&json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (out, v)
+}
+
 /// `perfgate record -o OUT`, to which a test adds its options and `-- CMD…`.
 pub fn record_to(out: &Path) -> Command {
     let mut c = perfgate();
