@@ -16,7 +16,11 @@ use crate::session::Target;
 
 pub(super) fn run(a: CompareArgs) -> Result<Exit> {
     let settings = settings_of(&a)?;
-    for out in [&a.junit, &a.markdown, &a.json].into_iter().flatten() {
+    let outputs = Outputs::of(&a.reports);
+    for out in [&outputs.junit, &outputs.markdown, &outputs.json]
+        .into_iter()
+        .flatten()
+    {
         if out.as_os_str() != "-" {
             crate::files::check_writable(out)?;
         }
@@ -52,11 +56,6 @@ pub(super) fn run(a: CompareArgs) -> Result<Exit> {
         "compare",
         &mut RunProgress::new(settings.runs * 2),
     )?;
-    let outputs = Outputs {
-        junit: a.junit.clone(),
-        markdown: a.markdown.clone(),
-        json: a.json.clone(),
-    };
     let failed = !r.comparison.passed();
     let report = report_of(&a, r.comparison);
     let table = check_table::table(
