@@ -14,12 +14,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use super::{argv, fixture, median, percent, run_options, table};
+use super::{argv, fixture, median, percent, quiet_baseline, run_options, table};
 use crate::bpf::kernel::stats_bytes_at;
 use crate::cli::BenchArgs;
 use crate::cmd::status;
 use crate::files::PrivateDir;
-use crate::gate::baseline::{validate_settings, Baseline, GateOverrides};
+use crate::gate::baseline::{validate_settings, Baseline};
 use crate::gate::model::{Comparison, GateSettings, Metric, Statistic, TimeKind, Verdict};
 use crate::gate::sequential::DEFAULT_BASE_RUNS;
 use crate::plan::Selection;
@@ -229,8 +229,7 @@ fn tally_run(
                 kernel_counts.0 += usize::from(kernel.get(&func) == Some(&h));
             }
             for (qi, &q) in QUANTILES.iter().enumerate() {
-                let (Some(exact), Some(est)) =
-                    (exact_quantile(&d, q), h.quantile(q, min, max))
+                let (Some(exact), Some(est)) = (exact_quantile(&d, q), h.quantile(q, min, max))
                 else {
                     continue;
                 };
@@ -419,7 +418,11 @@ fn check_scenario(
             },
             o.mean_verdict.map_or("-", |v| v.label()),
             o.runs,
-            if o.inconclusive { ", functions left undecided" } else { "" },
+            if o.inconclusive {
+                ", functions left undecided"
+            } else {
+                ""
+            },
             o.load,
             duration(started.elapsed().as_nanos() as f64)
         ));
@@ -479,23 +482,7 @@ fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> 
     status(&format!(
         "bench tail: recording a baseline of {DEFAULT_BASE_RUNS} runs of tailbench (no knob)"
     ));
-    let mut base_runs = Vec::new();
-    runs::run_batch(
-        target,
-        &opts,
-        DEFAULT_BASE_RUNS,
-        DEFAULT_BASE_RUNS,
-        &mut base_runs,
-        &mut Quiet,
-    )?;
-    let base = Baseline::from_runs(
-        target.command(),
-        target.plan.build_id.clone(),
-        Machine::current(),
-        GateOverrides::default(),
-        &Selection::default(),
-        &base_runs,
-    );
+    let base = quiet_baseline(target, &opts, DEFAULT_BASE_RUNS, &Selection::default())?;
     let defaults = Metric::defaults();
     let scenarios = scenarios();
     let mut rows = Vec::new();
