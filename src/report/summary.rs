@@ -487,25 +487,15 @@ fn library_lines(a: &Accounting) -> String {
         out.push_str(&format!("  libraries not found: {}\n", names.join(", ")));
     }
     if !a.debug_files.is_empty() {
-        let paths: Vec<String> = a
-            .debug_files
-            .iter()
-            .map(|p| terminal(&p.display().to_string()))
-            .collect();
         out.push_str(&format!(
             "  symbols from debug files: {}\n",
-            paths.join(", ")
+            paths(&a.debug_files)
         ));
     }
     if !a.libraries_loaded_later.is_empty() {
-        let paths: Vec<String> = a
-            .libraries_loaded_later
-            .iter()
-            .map(|p| terminal(&p.display().to_string()))
-            .collect();
         out.push_str(&format!(
             "  not traced: loaded at run time (dlopen): {}\n",
-            paths.join(", ")
+            paths(&a.libraries_loaded_later)
         ));
     }
     if !a.libraries_attached_late.is_empty() {
@@ -641,4 +631,13 @@ fn verbose_lines(profile: &Profile) -> String {
         ));
     }
     out
+}
+
+/// Paths as the terminal may show them, separated by commas.
+fn paths(list: &[std::path::PathBuf]) -> String {
+    let shown: Vec<String> = list
+        .iter()
+        .map(|p| terminal(&p.display().to_string()))
+        .collect();
+    shown.join(", ")
 }
