@@ -5,44 +5,18 @@ use common::*;
 
 use perfgate::gate::baseline::Baseline;
 
-/// A fresh baseline of gatebench (30 runs, as the sequential rule expects) in a temp dir, shared by the tests of this file.
+/// The baseline of gatebench shared by the tests of this file.
 fn baseline() -> &'static std::path::Path {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = perfgate()
-            .arg("baseline")
-            .arg("-o")
-            .arg(dir.path().join("gatebench.toml"))
-            .args(["--runs", "30", "--"])
-            .arg(fixture("gatebench"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        dir
-    });
-    Box::leak(dir.path().join("gatebench.toml").into_boxed_path())
+    shared_baseline("gatebench")
 }
 
+/// `perfgate check` against the shared baseline, gatebench slowed as `slow` says; its output and JSON.
 fn check(extra: &[&str], slow: Option<&str>) -> (std::process::Output, serde_json::Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("c.json");
     let mut c = perfgate();
     if let Some(s) = slow {
         c.env("GATEBENCH_SLOW", s);
     }
-    c.arg("check")
-        .arg("--baseline")
-        .arg(baseline())
-        .arg("--json")
-        .arg(&json)
-        .args(extra);
-    let out = c.output().unwrap();
-    let v = std::fs::read(&json)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    (out, v)
+    check_json(c, baseline(), extra)
 }
 
 fn failing(v: &serde_json::Value) -> Vec<String> {

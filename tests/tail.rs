@@ -6,48 +6,20 @@ use common::*;
 
 use perfgate::gate::baseline::Baseline;
 
-/// A fresh baseline of tailbench (30 runs, as the sequential rule expects), shared by the tests of this
-/// file.
+/// The baseline of tailbench shared by the tests of this file.
 fn baseline() -> &'static std::path::Path {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = perfgate()
-            .arg("baseline")
-            .arg("-o")
-            .arg(dir.path().join("tailbench.toml"))
-            .args(["--runs", "30", "--"])
-            .arg(fixture("tailbench"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        dir
-    });
-    Box::leak(dir.path().join("tailbench.toml").into_boxed_path())
+    shared_baseline("tailbench")
 }
 
 /// `perfgate check` against the shared baseline with the knobs and options given; its output and JSON.
 fn check(env: &[(&str, &str)], extra: &[&str]) -> (std::process::Output, serde_json::Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("c.json");
     let mut c = perfgate();
     c.env_remove("TAILBENCH_TAIL")
         .env_remove("TAILBENCH_MEDIAN");
     for (k, v) in env {
         c.env(k, v);
     }
-    c.arg("check")
-        .arg("--baseline")
-        .arg(baseline())
-        .arg("--json")
-        .arg(&json)
-        .args(extra);
-    let out = c.output().unwrap();
-    let v = std::fs::read(&json)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    (out, v)
+    check_json(c, baseline(), extra)
 }
 
 fn function<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

@@ -328,15 +328,9 @@ pub struct CheckArgs {
     /// Gate settings.
     #[command(flatten)]
     pub gate: GateArgs,
-    /// Write JUnit XML here (- for stdout).
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Write the markdown diff here (- for stdout).
-    #[arg(long, value_name = "FILE")]
-    pub markdown: Option<PathBuf>,
-    /// Write the whole comparison as JSON here (- for stdout).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    /// The report files.
+    #[command(flatten)]
+    pub reports: ReportFiles,
     /// Accept the new numbers: rewrite the baseline from this check's runs (exit 0).
     #[arg(long)]
     pub update: bool,
@@ -372,6 +366,17 @@ pub struct CompareArgs {
     /// Which functions (the same selection for both commands).
     #[command(flatten)]
     pub select: SelectArgs,
+    /// The report files.
+    #[command(flatten)]
+    pub reports: ReportFiles,
+    /// How to run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The report files of `check` and `compare`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReportFiles {
     /// Write JUnit XML here (- for stdout).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -381,9 +386,6 @@ pub struct CompareArgs {
     /// Write the whole comparison as JSON here (- for stdout).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// How to run.
-    #[command(flatten)]
-    pub run: RunArgs,
 }
 
 /// Which functions to trace.

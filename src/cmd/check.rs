@@ -26,11 +26,7 @@ const QUICK_RUNS: usize = 5;
 const QUICK_MAX_RUNS: usize = 10;
 
 pub(super) fn run(a: CheckArgs) -> Result<Exit> {
-    let outputs = Outputs {
-        junit: a.junit.clone(),
-        markdown: a.markdown.clone(),
-        json: a.json.clone(),
-    };
+    let outputs = Outputs::of(&a.reports);
     outputs.check()?;
     let ctx = suite::context(&a.links, a.quick);
     let Some(baseline) = &a.baseline else {

@@ -7,7 +7,7 @@ use super::suite::Outputs;
 use super::{overrides, run_options, selection, status, Exit, RunProgress};
 use crate::cli::{CompareArgs, FailOnArg};
 use crate::gate::baseline::validate_settings;
-use crate::gate::model::GateSettings;
+use crate::gate::model::{Comparison, GateSettings};
 use crate::report::check_table;
 use crate::report::escape::terminal;
 use crate::report::json::{BenchmarkReport, FailOn};
@@ -15,18 +15,12 @@ use crate::session::runs;
 use crate::session::Target;
 
 pub(super) fn run(a: CompareArgs) -> Result<Exit> {
-    let mut settings = GateSettings::default();
-    overrides(&a.gate).apply(&mut settings);
-    if let Some(r) = a.runs {
-        settings.runs = r;
-    }
-    if let Some(m) = a.max_runs {
-        settings.max_runs = m;
-    }
-    settings.fail_on_inconclusive = a.fail_on == FailOnArg::Inconclusive;
-    validate_settings(&settings)?;
-    settings.max_runs = settings.max_runs.max(settings.runs);
-    for out in [&a.junit, &a.markdown, &a.json].into_iter().flatten() {
+    let settings = settings_of(&a)?;
+    let outputs = Outputs::of(&a.reports);
+    for out in [&outputs.junit, &outputs.markdown, &outputs.json]
+        .into_iter()
+        .flatten()
+    {
         if out.as_os_str() != "-" {
             crate::files::check_writable(out)?;
         }
@@ -62,13 +56,41 @@ pub(super) fn run(a: CompareArgs) -> Result<Exit> {
         "compare",
         &mut RunProgress::new(settings.runs * 2),
     )?;
-    let outputs = Outputs {
-        junit: a.junit.clone(),
-        markdown: a.markdown.clone(),
-        json: a.json.clone(),
-    };
     let failed = !r.comparison.passed();
-    let report = BenchmarkReport {
+    let report = report_of(&a, r.comparison);
+    let table = check_table::table(
+        report.comparison.as_ref().unwrap_or(&Default::default()),
+        &super::table_style(outputs.to_stdout()),
+    );
+    if outputs.to_stdout() {
+        eprint!("{table}");
+    } else {
+        super::print_stdout(&table);
+    }
+    outputs.write_single(&report, &crate::report::json::Context::default(), false)?;
+    outputs.announce();
+    Ok(if failed { Exit::Regression } else { Exit::Ok })
+}
+
+/// The gate settings of the options, validated (`--max-runs` raised to `--runs`).
+fn settings_of(a: &CompareArgs) -> Result<GateSettings> {
+    let mut settings = GateSettings::default();
+    overrides(&a.gate).apply(&mut settings);
+    if let Some(r) = a.runs {
+        settings.runs = r;
+    }
+    if let Some(m) = a.max_runs {
+        settings.max_runs = m;
+    }
+    settings.fail_on_inconclusive = a.fail_on == FailOnArg::Inconclusive;
+    validate_settings(&settings)?;
+    settings.max_runs = settings.max_runs.max(settings.runs);
+    Ok(settings)
+}
+
+/// The report of the comparison, with the command that reproduces it.
+fn report_of(a: &CompareArgs, comparison: Comparison) -> BenchmarkReport {
+    BenchmarkReport {
         name: "compare".into(),
         baseline: String::new(),
         base_commit: None,
@@ -85,18 +107,6 @@ pub(super) fn run(a: CompareArgs) -> Result<Exit> {
         } else {
             FailOn::Regression
         },
-        comparison: Some(r.comparison),
-    };
-    let table = check_table::table(
-        report.comparison.as_ref().unwrap_or(&Default::default()),
-        &super::table_style(outputs.to_stdout()),
-    );
-    if outputs.to_stdout() {
-        eprint!("{table}");
-    } else {
-        super::print_stdout(&table);
+        comparison: Some(comparison),
     }
-    outputs.write_single(&report, &crate::report::json::Context::default(), false)?;
-    outputs.announce();
-    Ok(if failed { Exit::Regression } else { Exit::Ok })
 }

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context as _, Result};
 
 use super::{shown, status, write_report};
-use crate::cli::{LinkArgs, ProjectArgs, SelectArgs};
+use crate::cli::{LinkArgs, ProjectArgs, ReportFiles, SelectArgs};
 use crate::config::{Config, Shard, CONFIG_FILE};
 use crate::gate::baseline::GateOverrides;
 use crate::plan::Selection;
@@ -284,6 +284,15 @@ pub(super) struct Outputs {
 }
 
 impl Outputs {
+    /// The report files `check` and `compare` were given.
+    pub fn of(r: &ReportFiles) -> Outputs {
+        Outputs {
+            junit: r.junit.clone(),
+            markdown: r.markdown.clone(),
+            json: r.json.clone(),
+        }
+    }
+
     /// Whether a report goes to stdout (then tables go to stderr).
     pub fn to_stdout(&self) -> bool {
         [&self.junit, &self.markdown, &self.json]

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use object::elf;
-use object::read::elf::{SectionHeader, Sym, SymbolTable};
+use object::read::elf::{SectionHeader, Sym, SymbolTable, VersionTable};
 use object::read::SectionIndex;
 
 use super::file::{Elf, Elf64};
@@ -38,10 +38,10 @@ pub(crate) struct Symbols {
     pub(crate) skipped: SkipCounts,
 }
 
-/// A `STT_FUNC` or `STT_GNU_IFUNC` symbol as read from a table.
-pub(crate) struct RawSym {
-    /// `None` if the name could not be read.
-    name: Option<String>,
+/// What a table says of a function symbol besides its name: kept as read through the merge of the two
+/// tables.
+#[derive(Clone, Copy)]
+struct SymFacts {
     value: u64,
     size: u64,
     ifunc: bool,
@@ -49,6 +49,13 @@ pub(crate) struct RawSym {
     undefined: bool,
     /// Defined in a PLT section of the file whose table it comes from.
     in_plt_section: bool,
+}
+
+/// A `STT_FUNC` or `STT_GNU_IFUNC` symbol as read from a table.
+pub(crate) struct RawSym {
+    /// `None` if the name could not be read.
+    name: Option<String>,
+    facts: SymFacts,
     source: SymbolSource,
 }
 
@@ -62,12 +69,7 @@ pub(crate) struct Table {
 /// A unique symbol after merging the two tables.
 struct Unique {
     raw: String,
-    value: u64,
-    size: u64,
-    ifunc: bool,
-    bind: elf::SymbolBind,
-    undefined: bool,
-    in_plt_section: bool,
+    facts: SymFacts,
     in_symtab: bool,
 }
 
@@ -101,7 +103,7 @@ fn name_budget(strtab_len: usize) -> usize {
 /// One piece because every field of a symbol is read and checked in the same loop, against the same
 /// tables (names, extended indices, versions, section names).
 pub(crate) fn read_table(file: &Elf, sh_type: elf::SectionType) -> Result<Table, ElfError> {
-    let (endian, data) = (file.endian, file.data);
+    let endian = file.endian;
     let (source, what) = if sh_type == elf::SHT_SYMTAB {
         (SymbolSource::Symtab, ".symtab")
     } else {
@@ -121,12 +123,7 @@ pub(crate) fn read_table(file: &Elf, sh_type: elf::SectionType) -> Result<Table,
             usize::try_from(s.sh_size(endian)).unwrap_or(usize::MAX)
         });
     let versions = if source == SymbolSource::Dynsym {
-        match file.sections.versions(endian, data) {
-            // Only a version table that belongs to this symbol table.
-            Ok(Some(v)) if linked_versym(file) == Some(index) => Some(v),
-            Ok(_) => None,
-            Err(e) => return Err(file.malformed(format!("symbol versions: {e}"))),
-        }
+        versions_of(file, index)?
     } else {
         None
     };
@@ -171,12 +168,14 @@ pub(crate) fn read_table(file: &Elf, sh_type: elf::SectionType) -> Result<Table,
         })?;
         out.push(RawSym {
             name,
-            value: sym.st_value(endian),
-            size: sym.st_size(endian),
-            ifunc: sym_type == elf::STT_GNU_IFUNC,
-            bind: sym.st_bind(),
-            undefined,
-            in_plt_section,
+            facts: SymFacts {
+                value: sym.st_value(endian),
+                size: sym.st_size(endian),
+                ifunc: sym_type == elf::STT_GNU_IFUNC,
+                bind: sym.st_bind(),
+                undefined,
+                in_plt_section,
+            },
             source,
         });
     }
@@ -184,6 +183,19 @@ pub(crate) fn read_table(file: &Elf, sh_type: elf::SectionType) -> Result<Table,
         symbols: out,
         non_empty: table.len() >= 2,
     })
+}
+
+/// The version table of the symbol table at `index`, if the file has one that belongs to it.
+fn versions_of<'data>(
+    file: &Elf<'data>,
+    index: SectionIndex,
+) -> Result<Option<VersionTable<'data, Elf64>>, ElfError> {
+    match file.sections.versions(file.endian, file.data) {
+        // Only a version table that belongs to this symbol table.
+        Ok(Some(v)) if linked_versym(file) == Some(index) => Ok(Some(v)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(file.malformed(format!("symbol versions: {e}"))),
+    }
 }
 
 /// The first symbol table of type `sh_type` with its section index; `None` if there is none or its
@@ -246,7 +258,7 @@ fn linked_versym(file: &Elf) -> Option<SectionIndex> {
 fn rank(u: &Unique) -> (bool, bool, bool, usize, &str) {
     let base = base_name(&u.raw);
     (
-        u.bind == elf::STB_LOCAL,
+        u.facts.bind == elf::STB_LOCAL,
         !u.in_symtab,
         base.starts_with('_'),
         base.len(),
@@ -263,16 +275,10 @@ fn binding(bind: elf::SymbolBind) -> Binding {
     }
 }
 
-/// Builds the function list from the function symbols of `symtab` and `dynsym`, placed in `file` (the
-/// file itself: its executable segments give offsets and entry bytes).
-///
-/// One piece because it is one pipeline (merge, filter, group by address, rank, read bytes) whose
-/// stages share the skip counts.
-pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
-    let mut skipped = SkipCounts::default();
-    // Merge the two tables: the same (name, value, defined) seen twice is one
-    // symbol (see `same_symbol_name`; undefined symbols are compared without
-    // version); `.symtab` comes first and its raw name wins.
+/// The symbols of both tables, each once: the same (name, value, defined) seen twice is one symbol
+/// (see `same_symbol_name`; undefined symbols are compared without version); `.symtab` comes first
+/// and its raw name wins. Symbols without a readable name are counted in `skipped`.
+fn merge_tables(symtab: Table, dynsym: Table, skipped: &mut SkipCounts) -> Vec<Unique> {
     let mut uniques: Vec<Unique> = Vec::new();
     let mut seen: HashMap<(String, u64, bool), usize> = HashMap::new();
     for s in symtab.symbols.into_iter().chain(dynsym.symbols) {
@@ -280,12 +286,12 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
             skipped.bad_name += 1;
             continue;
         };
-        let key_name = if s.undefined {
+        let key_name = if s.facts.undefined {
             base_name(&name)
         } else {
             same_symbol_name(&name)
         };
-        let key = (key_name.to_string(), s.value, s.undefined);
+        let key = (key_name.to_string(), s.facts.value, s.facts.undefined);
         if let Some(&i) = seen.get(&key) {
             if let Some(u) = uniques.get_mut(i) {
                 u.in_symtab |= s.source == SymbolSource::Symtab;
@@ -295,34 +301,48 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
         seen.insert(key, uniques.len());
         uniques.push(Unique {
             raw: name,
-            value: s.value,
-            size: s.size,
-            ifunc: s.ifunc,
-            bind: s.bind,
-            undefined: s.undefined,
-            in_plt_section: s.in_plt_section,
+            facts: s.facts,
             in_symtab: s.source == SymbolSource::Symtab,
         });
     }
+    uniques
+}
 
-    // Filter, then group by address.
+/// The symbols that are functions perfgate can probe, grouped by address; the others counted in
+/// `skipped` by why (undefined, ifunc, PLT, no size, not in an executable segment of `file`).
+fn by_address(
+    file: &Elf,
+    uniques: Vec<Unique>,
+    skipped: &mut SkipCounts,
+) -> BTreeMap<u64, Vec<Unique>> {
     let mut by_addr: BTreeMap<u64, Vec<Unique>> = BTreeMap::new();
     for u in uniques {
-        if u.undefined {
+        let f = u.facts;
+        if f.undefined {
             skipped.undefined += 1;
-        } else if u.ifunc {
+        } else if f.ifunc {
             skipped.ifunc += 1;
-        } else if u.in_plt_section || u.raw.ends_with("@plt") {
+        } else if f.in_plt_section || u.raw.ends_with("@plt") {
             skipped.plt += 1;
-        } else if u.size == 0 {
+        } else if f.size == 0 {
             skipped.zero_size += 1;
-        } else if file.exec_segment_for(u.value).is_none() {
+        } else if file.exec_segment_for(f.value).is_none() {
             skipped.not_executable += 1;
         } else {
-            by_addr.entry(u.value).or_default().push(u);
+            by_addr.entry(f.value).or_default().push(u);
         }
     }
+    by_addr
+}
 
+/// Builds the function list from the function symbols of `symtab` and `dynsym`, placed in `file` (the
+/// file itself: its executable segments give offsets and entry bytes): the tables merged
+/// ([`merge_tables`]), filtered and grouped by address ([`by_address`]), each group's best-ranked name
+/// the function's, the others its aliases. Every stage counts what it skips in the same counts.
+pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
+    let mut skipped = SkipCounts::default();
+    let uniques = merge_tables(symtab, dynsym, &mut skipped);
+    let by_addr = by_address(file, uniques, &mut skipped);
     let mut demangle_budget = DEMANGLE_BUDGET;
     let mut functions = Vec::with_capacity(by_addr.len());
     for (addr, mut group) in by_addr {
@@ -340,7 +360,9 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
             skipped.not_executable += 1;
             continue;
         };
-        let entry_bytes = file.code_at(addr, ENTRY_BYTES.min(primary.size)).to_vec();
+        let entry_bytes = file
+            .code_at(addr, ENTRY_BYTES.min(primary.facts.size))
+            .to_vec();
         let name = if demangle_budget > 0 {
             let d = demangle(base_name(&primary.raw));
             demangle_budget = demangle_budget.saturating_sub(d.len());
@@ -354,14 +376,14 @@ pub(crate) fn collect(file: &Elf, symtab: Table, dynsym: Table) -> Symbols {
             raw_name: primary.raw,
             aliases,
             addr,
-            size: primary.size,
+            size: primary.facts.size,
             offset: FileOffset(offset),
             source: if primary.in_symtab {
                 SymbolSource::Symtab
             } else {
                 SymbolSource::Dynsym
             },
-            binding: binding(primary.bind),
+            binding: binding(primary.facts.bind),
             entry_bytes,
         });
     }

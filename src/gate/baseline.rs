@@ -559,78 +559,7 @@ impl Baseline {
         self.gate.apply(&mut s);
         validate_settings(&s).context("[gate]")?;
         for f in &self.functions {
-            let arrays = [
-                ("mean_ns", &f.mean_ns),
-                ("p50_ns", &f.p50_ns),
-                ("p90_ns", &f.p90_ns),
-                ("p99_ns", &f.p99_ns),
-                ("self_mean_ns", &f.self_mean_ns),
-                ("self_p50_ns", &f.self_p50_ns),
-                ("total_ns", &f.total_ns),
-                ("self_total_ns", &f.self_total_ns),
-            ];
-            for (what, v) in [
-                ("self_p90_ns", &f.self_p90_ns),
-                ("self_p99_ns", &f.self_p99_ns),
-                ("max_ns", &f.max_ns),
-                ("self_max_ns", &f.self_max_ns),
-            ] {
-                if !v.is_empty() && v.len() != n {
-                    bail!(
-                        "function {:?}: `{what}` has {} entries, runs = {n}",
-                        f.name,
-                        v.len()
-                    );
-                }
-                if v.iter().any(|x| !x.is_finite() || *x < 0.0) {
-                    bail!(
-                        "function {:?}: `{what}` has a negative or non-finite value",
-                        f.name
-                    );
-                }
-            }
-            for h in [&f.incl_hist, &f.self_hist].into_iter().flatten() {
-                h.validate()
-                    .map_err(|e| anyhow::anyhow!("function {:?}: {e}", f.name))?;
-            }
-            if let Some(t) = f.quantile_threshold {
-                if !(t.is_finite() && (0.0..=10.0).contains(&t)) {
-                    bail!(
-                        "function {:?}: quantile_threshold = {t}: must be a fraction between 0 and 10",
-                        f.name
-                    );
-                }
-            }
-            if f.calls.len() != n {
-                bail!(
-                    "function {:?}: `calls` has {} entries, runs = {n}",
-                    f.name,
-                    f.calls.len()
-                );
-            }
-            for (what, v) in arrays {
-                if v.len() != n {
-                    bail!(
-                        "function {:?}: `{what}` has {} entries, runs = {n}",
-                        f.name,
-                        v.len()
-                    );
-                }
-                if v.iter().any(|x| !x.is_finite() || *x < 0.0) {
-                    bail!(
-                        "function {:?}: `{what}` has a negative or non-finite value",
-                        f.name
-                    );
-                }
-            }
-            if let Some(t) = f.threshold {
-                if !(t.is_finite() && (0.0..=10.0).contains(&t)) {
-                    bail!(
-                        "function {:?}: threshold = {t}: must be a fraction between 0 and 10",
-                        f.name
-                    );
-                }
-            }
+            f.validate(n)?;
         }
         Ok(())
     }
@@ -650,6 +579,77 @@ impl Baseline {
         crate::files::write_atomic(path, self.to_toml()?.as_bytes())
             .with_context(|| format!("baseline {}", path.display()))
     }
+}
+
+impl BaselineFunction {
+    /// Checks one function's figures against the baseline's `runs`; every error names the function.
+    fn validate(&self, runs: usize) -> Result<()> {
+        let name = &self.name;
+        // Figures added since the first baselines: absent in older files.
+        for (what, v) in [
+            ("self_p90_ns", &self.self_p90_ns),
+            ("self_p99_ns", &self.self_p99_ns),
+            ("max_ns", &self.max_ns),
+            ("self_max_ns", &self.self_max_ns),
+        ] {
+            per_run_figures(name, what, v, runs, true)?;
+        }
+        for h in [&self.incl_hist, &self.self_hist].into_iter().flatten() {
+            h.validate()
+                .map_err(|e| anyhow::anyhow!("function {name:?}: {e}"))?;
+        }
+        fraction_override(name, "quantile_threshold", self.quantile_threshold)?;
+        if self.calls.len() != runs {
+            bail!(
+                "function {name:?}: `calls` has {} entries, runs = {runs}",
+                self.calls.len()
+            );
+        }
+        for (what, v) in [
+            ("mean_ns", &self.mean_ns),
+            ("p50_ns", &self.p50_ns),
+            ("p90_ns", &self.p90_ns),
+            ("p99_ns", &self.p99_ns),
+            ("self_mean_ns", &self.self_mean_ns),
+            ("self_p50_ns", &self.self_p50_ns),
+            ("total_ns", &self.total_ns),
+            ("self_total_ns", &self.self_total_ns),
+        ] {
+            per_run_figures(name, what, v, runs, false)?;
+        }
+        fraction_override(name, "threshold", self.threshold)
+    }
+}
+
+/// Figure `what` of `function` has one entry per run (or none, when `optional`: a baseline older than
+/// the figure), each finite and not negative.
+fn per_run_figures(
+    function: &str,
+    what: &str,
+    v: &[f64],
+    runs: usize,
+    optional: bool,
+) -> Result<()> {
+    if v.len() != runs && !(optional && v.is_empty()) {
+        bail!(
+            "function {function:?}: `{what}` has {} entries, runs = {runs}",
+            v.len()
+        );
+    }
+    if v.iter().any(|x| !x.is_finite() || *x < 0.0) {
+        bail!("function {function:?}: `{what}` has a negative or non-finite value");
+    }
+    Ok(())
+}
+
+/// A per-function threshold `key`, when set, is a fraction between 0 and 10.
+fn fraction_override(function: &str, key: &str, value: Option<f64>) -> Result<()> {
+    if let Some(t) = value {
+        if !(t.is_finite() && (0.0..=10.0).contains(&t)) {
+            bail!("function {function:?}: {key} = {t}: must be a fraction between 0 and 10");
+        }
+    }
+    Ok(())
 }
 
 /// toml's message is several lines with a source excerpt; keep its first line, which names line and column.

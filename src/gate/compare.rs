@@ -328,9 +328,9 @@ fn not_gated_because(base: &Base, b: &Side, h: &Side, key: &FuncKey, m: Metric) 
 }
 
 /// Compares base runs with head runs. `previous` is the comparison of the look before (its confirmed
-/// verdicts are kept); the first rule (`Rule::Legacy`) ignores it. One piece: the (function, metric) pairs
-/// are laid out, decided together (one Benjamini–Hochberg over all of them) and folded back into rows in
-/// one pass, and splitting it would only pass those three indexings around.
+/// verdicts are kept); the first rule (`Rule::Legacy`) ignores it. The (function, metric) pairs are laid
+/// out ([`metric_plans`], [`lay_out`]), decided together ([`decide`]: one Benjamini–Hochberg over all
+/// of them) and folded back into the rows.
 pub fn compare_with(
     base: &Base,
     head: &[RunFigures],
@@ -354,15 +354,77 @@ pub fn compare_with(
         .chain(head.iter())
         .flat_map(|r| r.functions.keys())
         .collect();
-    let override_of = |k: &FuncKey| base.override_of(k);
     let sides: BTreeMap<&FuncKey, (Side, Side)> = keys
         .iter()
         .map(|&k| (k, (Side::of(&base.runs, k), Side::of(head, k))))
         .collect();
     let gated = gated_keys(&sides, settings, base);
-    // Every metric in use: the settings' first, in their order, then the per-function ones.
+    let (plans, notes) = metric_plans(base, head, settings, &sides, &gated);
+    let rule = rule_for(settings, base);
+    let (mut rows, row_keys, pairs) = lay_out(base, head, settings, &sides, &plans, notes);
+    let mut warnings = Vec::new();
+    let (look, looks, complete) = match &rule {
+        Ok(rule) => decide(rule, previous, &pairs, &plans, &mut rows, head.len()),
+        Err(e) => {
+            warnings.push(format!(
+                "the sequential rule could not be set up ({e:#}): nothing was decided"
+            ));
+            (None, Vec::new(), true)
+        }
+    };
+    if settings.gate_calls {
+        gate_calls(&mut rows);
+    }
+    finish_rows(&mut rows, &row_keys, base, head);
+    warnings.extend(figure_warnings(base, &plans, settings));
+    let primary = &plans[0].norm;
+    let total = rule
+        .as_ref()
+        .ok()
+        .and_then(|r| total_of(r, base, head, settings));
+    Comparison {
+        benchmark: benchmark.to_string(),
+        command: base.command.clone(),
+        base_runs: base.runs.len(),
+        head_runs: head.len(),
+        settings: settings.clone(),
+        machine_mismatch: base
+            .machine
+            .as_ref()
+            .and_then(|m| machine_mismatch(m, head_machine)),
+        speed_factor: primary.head_speed(),
+        wall_ns: Some(head.iter().map(|r| r.wall_ns).sum()),
+        functions: rows,
+        warnings,
+        normalisation: Some(describe(primary)),
+        total,
+        mode: Some(
+            if base.interleaved {
+                "interleaved"
+            } else {
+                "baseline"
+            }
+            .into(),
+        ),
+        looks,
+        look,
+        complete,
+    }
+}
+
+/// Every metric in use (the settings' first, in their order, then the per-function ones), each with
+/// the gated functions it is gated for and their runs' speed factors; and per function, why a metric of
+/// it is not gated.
+fn metric_plans<'a>(
+    base: &Base,
+    head: &[RunFigures],
+    settings: &GateSettings,
+    sides: &BTreeMap<&'a FuncKey, (Side, Side)>,
+    gated: &[&'a FuncKey],
+) -> (Vec<MetricPlan<'a>>, BTreeMap<&'a FuncKey, Vec<String>>) {
+    let override_of = |k: &FuncKey| base.override_of(k);
     let mut metrics: Vec<Metric> = settings.metrics.clone();
-    for k in &gated {
+    for k in gated {
         for m in override_of(k).metrics(settings) {
             if !metrics.contains(m) {
                 metrics.push(*m);
@@ -404,13 +466,24 @@ pub fn compare_with(
             }
         })
         .collect();
-    let rule = rule_for(settings, base);
-    let mut warnings = Vec::new();
+    (plans, notes)
+}
+
+/// One row per function with the figures of its first metric (and its notes), the key of each row,
+/// and the gated (function, metric) pairs of the rows the rule has to decide.
+fn lay_out<'a>(
+    base: &Base,
+    head: &[RunFigures],
+    settings: &GateSettings,
+    sides: &BTreeMap<&'a FuncKey, (Side, Side)>,
+    plans: &[MetricPlan],
+    mut notes: BTreeMap<&'a FuncKey, Vec<String>>,
+) -> (Vec<FunctionComparison>, Vec<&'a FuncKey>, Vec<Pair>) {
     let mut rows: Vec<FunctionComparison> = Vec::new();
     let mut row_keys: Vec<&FuncKey> = Vec::new();
     let mut pairs: Vec<Pair> = Vec::new();
-    for (&key, (b, h)) in &sides {
-        let o = override_of(key);
+    for (&key, (b, h)) in sides {
+        let o = base.override_of(key);
         let first = o.metrics(settings).first().copied().unwrap_or_default();
         let first_plan = plans.iter().find(|p| p.metric == first);
         let (bv, hv) = match first_plan {
@@ -452,48 +525,57 @@ pub fn compare_with(
         rows.push(row);
         row_keys.push(key);
     }
-    let (look, looks, complete) = match &rule {
-        Ok(rule) => {
-            let look = rule.look_at(head.len()).unwrap_or(0);
-            let before = previous_decisions(
-                previous,
-                &pairs
-                    .iter()
-                    .map(|p| (&rows[p.row], plans[p.plan].metric))
-                    .collect::<Vec<_>>(),
-            );
-            let functions: Vec<FunctionRuns> = pairs
-                .iter()
-                .map(|p| FunctionRuns {
-                    base: &p.base,
-                    head: &p.head,
-                    threshold: p.threshold,
-                })
-                .collect();
-            let decisions = rule.decide(&functions, look, before.as_deref());
-            for (p, d) in pairs.iter().zip(&decisions) {
-                let mc = metric_comparison(plans[p.plan].metric, p, d);
-                rows[p.row].metrics.push(mc);
-            }
-            for row in &mut rows {
-                settle(row);
-            }
-            let complete =
-                rule.should_stop(look, &decisions) || rule.next_look(head.len()).is_none();
-            let looks = rule.looks().iter().map(|l| l.head_runs).collect();
-            (Some(look), looks, complete)
-        }
-        Err(e) => {
-            warnings.push(format!(
-                "the sequential rule could not be set up ({e:#}): nothing was decided"
-            ));
-            (None, Vec::new(), true)
-        }
-    };
-    if settings.gate_calls {
-        gate_calls(&mut rows);
+    (rows, row_keys, pairs)
+}
+
+/// The rule's decisions on every pair at the look `head_runs` reaches, put into their rows (each row
+/// then settled to its worst metric): the look, the rule's looks, and whether the check is complete.
+fn decide(
+    rule: &SequentialRule,
+    previous: Option<&Comparison>,
+    pairs: &[Pair],
+    plans: &[MetricPlan],
+    rows: &mut [FunctionComparison],
+    head_runs: usize,
+) -> (Option<usize>, Vec<usize>, bool) {
+    let look = rule.look_at(head_runs).unwrap_or(0);
+    let before = previous_decisions(
+        previous,
+        &pairs
+            .iter()
+            .map(|p| (&rows[p.row], plans[p.plan].metric))
+            .collect::<Vec<_>>(),
+    );
+    let functions: Vec<FunctionRuns> = pairs
+        .iter()
+        .map(|p| FunctionRuns {
+            base: &p.base,
+            head: &p.head,
+            threshold: p.threshold,
+        })
+        .collect();
+    let decisions = rule.decide(&functions, look, before.as_deref());
+    for (p, d) in pairs.iter().zip(&decisions) {
+        let mc = metric_comparison(plans[p.plan].metric, p, d);
+        rows[p.row].metrics.push(mc);
     }
-    for (row, key) in rows.iter_mut().zip(&row_keys) {
+    for row in rows.iter_mut() {
+        settle(row);
+    }
+    let complete = rule.should_stop(look, &decisions) || rule.next_look(head_runs).is_none();
+    let looks = rule.looks().iter().map(|l| l.head_runs).collect();
+    (Some(look), looks, complete)
+}
+
+/// The distribution of each regressed or improved function, then the rows in order of verdict and,
+/// within one, of share (largest first).
+fn finish_rows(
+    rows: &mut [FunctionComparison],
+    row_keys: &[&FuncKey],
+    base: &Base,
+    head: &[RunFigures],
+) {
+    for (row, key) in rows.iter_mut().zip(row_keys) {
         if matches!(row.verdict, Verdict::Regressed | Verdict::Improved) {
             let time = row.metric.unwrap_or_default().time;
             row.distribution = Some(distribution(base, head, key, time));
@@ -506,8 +588,13 @@ pub fn compare_with(
                 .unwrap_or(std::cmp::Ordering::Equal),
         )
     });
-    let primary = &plans[0].norm;
-    if let (Normalisation::Absolute { reason, .. }, true) = (primary, settings.normalise) {
+}
+
+/// What the figures compared lack: a metric not normalised per run although asked, a baseline of fewer
+/// runs than the rule is designed for.
+fn figure_warnings(base: &Base, plans: &[MetricPlan], settings: &GateSettings) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let (Normalisation::Absolute { reason, .. }, true) = (&plans[0].norm, settings.normalise) {
         warnings.push(format!(
             "figures compared as measured, not normalised per run: {reason}"
         ));
@@ -531,38 +618,7 @@ pub fn compare_with(
             super::sequential::DEFAULT_BASE_RUNS
         ));
     }
-    let total = rule
-        .as_ref()
-        .ok()
-        .and_then(|r| total_of(r, base, head, settings));
-    Comparison {
-        benchmark: benchmark.to_string(),
-        command: base.command.clone(),
-        base_runs: base.runs.len(),
-        head_runs: head.len(),
-        settings: settings.clone(),
-        machine_mismatch: base
-            .machine
-            .as_ref()
-            .and_then(|m| machine_mismatch(m, head_machine)),
-        speed_factor: primary.head_speed(),
-        wall_ns: Some(head.iter().map(|r| r.wall_ns).sum()),
-        functions: rows,
-        warnings,
-        normalisation: Some(describe(primary)),
-        total,
-        mode: Some(
-            if base.interleaved {
-                "interleaved"
-            } else {
-                "baseline"
-            }
-            .into(),
-        ),
-        looks,
-        look,
-        complete,
-    }
+    warnings
 }
 
 /// The functions the rule decides on: in both sides, not ignored, at least `min_share` of the traced

@@ -409,10 +409,85 @@ pub fn run_check(
     base: &Figures,
     head: &Figures,
 ) -> CheckOutcome {
-    let take = |m: &Figures, n: usize| -> Figures {
-        m.iter().map(|v| v[..n.min(v.len())].to_vec()).collect()
-    };
-    let outcome = |verdicts: &[Verdict], head_runs: usize| {
+    match design {
+        Design::Today {
+            base_runs,
+            runs,
+            max_runs,
+            relative,
+        } => {
+            let base = first_runs(base, *base_runs);
+            let mut n = *runs;
+            loop {
+                let verdicts = today_verdicts(&base, &first_runs(head, n), *relative);
+                if !verdicts.contains(&Verdict::Inconclusive) || n >= *max_runs {
+                    return CheckOutcome::of(&verdicts, n);
+                }
+                n += 5.min(max_runs - n);
+            }
+        }
+        Design::Sequential {
+            settings,
+            normalise,
+        } => match rule {
+            Some(rule) => sequential_check(settings, *normalise, rule, base, head),
+            None => CheckOutcome::of(&[], 0),
+        },
+    }
+}
+
+/// A check under the group-sequential rule: looks at its schedule until it stops.
+fn sequential_check(
+    settings: &SequentialSettings,
+    normalise: bool,
+    rule: &SequentialRule,
+    base: &Figures,
+    head: &Figures,
+) -> CheckOutcome {
+    let base = first_runs(base, settings.base_runs);
+    let mut n = settings.looks.first().copied().unwrap_or(1);
+    let mut look = 0;
+    let mut previous: Option<Vec<FunctionDecision>> = None;
+    loop {
+        let head_now = first_runs(head, n);
+        let (b, h) = if normalise {
+            normalised(&base, &head_now)
+        } else {
+            (base.clone(), head_now)
+        };
+        let functions: Vec<FunctionRuns> = b
+            .iter()
+            .zip(&h)
+            .map(|(b, h)| FunctionRuns {
+                base: b,
+                head: h,
+                threshold: settings.threshold,
+            })
+            .collect();
+        let decisions = rule.decide(&functions, look, previous.as_deref());
+        match rule.runs_to_add(look, n, &decisions) {
+            Some(more) => {
+                n += more;
+                look += 1;
+                previous = Some(decisions);
+            }
+            None => {
+                let verdicts: Vec<Verdict> = decisions.iter().map(|d| d.verdict).collect();
+                return CheckOutcome::of(&verdicts, n);
+            }
+        }
+    }
+}
+
+/// The first `n` runs of every function (all of them when it has fewer).
+fn first_runs(m: &Figures, n: usize) -> Figures {
+    m.iter().map(|v| v[..n.min(v.len())].to_vec()).collect()
+}
+
+impl CheckOutcome {
+    /// The outcome of a check that ended with these verdicts (function 0 the slowed one) after
+    /// `head_runs` head runs.
+    fn of(verdicts: &[Verdict], head_runs: usize) -> CheckOutcome {
         let regressed = |v: &Verdict| *v == Verdict::Regressed;
         let slowed_regressed = verdicts.first().is_some_and(regressed);
         let other_regressed = verdicts.iter().skip(1).any(regressed);
@@ -423,65 +498,6 @@ pub fn run_check(
             undecided: !slowed_regressed
                 && !other_regressed
                 && verdicts.contains(&Verdict::Inconclusive),
-        }
-    };
-    match design {
-        Design::Today {
-            base_runs,
-            runs,
-            max_runs,
-            relative,
-        } => {
-            let base = take(base, *base_runs);
-            let mut n = *runs;
-            loop {
-                let verdicts = today_verdicts(&base, &take(head, n), *relative);
-                if !verdicts.contains(&Verdict::Inconclusive) || n >= *max_runs {
-                    return outcome(&verdicts, n);
-                }
-                n += 5.min(max_runs - n);
-            }
-        }
-        Design::Sequential {
-            settings,
-            normalise,
-        } => {
-            let Some(rule) = rule else {
-                return outcome(&[], 0);
-            };
-            let base = take(base, settings.base_runs);
-            let mut n = settings.looks.first().copied().unwrap_or(1);
-            let mut look = 0;
-            let mut previous: Option<Vec<FunctionDecision>> = None;
-            loop {
-                let head_now = take(head, n);
-                let (b, h) = if *normalise {
-                    normalised(&base, &head_now)
-                } else {
-                    (base.clone(), head_now)
-                };
-                let functions: Vec<FunctionRuns> = b
-                    .iter()
-                    .zip(&h)
-                    .map(|(b, h)| FunctionRuns {
-                        base: b,
-                        head: h,
-                        threshold: settings.threshold,
-                    })
-                    .collect();
-                let decisions = rule.decide(&functions, look, previous.as_deref());
-                match rule.runs_to_add(look, n, &decisions) {
-                    Some(more) => {
-                        n += more;
-                        look += 1;
-                        previous = Some(decisions);
-                    }
-                    None => {
-                        let verdicts: Vec<Verdict> = decisions.iter().map(|d| d.verdict).collect();
-                        return outcome(&verdicts, n);
-                    }
-                }
-            }
         }
     }
 }

@@ -276,6 +276,98 @@ impl Thread {
         sink.call(&call, &self.known)
     }
 
+    /// The entry `e` of a call at level `d` (at `ts`): frames at its level or deeper are closed, levels
+    /// skipped below it become one unknown frame, and the gaps this reveals are reported.
+    fn enter(
+        &mut self,
+        e: &Event,
+        ts: Nanos,
+        d: u16,
+        c: &mut Counters,
+        sink: &mut dyn CallSink,
+    ) -> Result<()> {
+        let tid = e.tid;
+        let mut missing = self.close_above(d - 1, tid, ts, c, sink)?;
+        let below = self.stack.last().map_or(0, |f| f.hi);
+        if below + 1 < d {
+            missing += u64::from(d - 1 - below);
+            self.stack.push(Frame {
+                func: None,
+                lo: below + 1,
+                hi: d - 1,
+                start: ts,
+                child_ns: 0,
+                children: 0,
+                entry_seq: 0,
+            });
+        }
+        if missing > 0 {
+            c.gap(tid, ts, missing, sink)?;
+        }
+        let entry_seq = c.next();
+        self.stack.push(Frame {
+            func: Some(e.func),
+            lo: d,
+            hi: d,
+            start: ts,
+            child_ns: 0,
+            children: 0,
+            entry_seq,
+        });
+        let entry = Entry {
+            tid,
+            func: e.func,
+            depth: usize::from(d - 1),
+            start: ts,
+            entry_seq,
+        };
+        sink.entered(&entry, &self.known)?;
+        self.known.push(e.func);
+        Ok(())
+    }
+
+    /// The end `e` of a call at level `d` (at `ts`), returned or `ended_by` something else: the call
+    /// closes if its frame is on top at that level; otherwise what was lost is counted as a gap.
+    fn leave(
+        &mut self,
+        e: &Event,
+        ts: Nanos,
+        d: u16,
+        ended_by: Option<EndedBy>,
+        c: &mut Counters,
+        sink: &mut dyn CallSink,
+    ) -> Result<()> {
+        let tid = e.tid;
+        let mut missing = self.close_above(d, tid, ts, c, sink)?;
+        match self.stack.last_mut() {
+            Some(top) if top.hi == d && top.func == Some(e.func) => {
+                if missing > 0 {
+                    c.gap(tid, ts, missing, sink)?;
+                }
+                return self.close_top_ended(tid, ts, false, ended_by, c, sink);
+            }
+            // The exit of a frame whose entry was lost: already counted when it was found.
+            Some(top) if top.hi == d && top.func.is_none() => {
+                if top.lo == d {
+                    self.stack.pop();
+                } else {
+                    top.hi = d - 1;
+                }
+            }
+            // Another function at this level: its exit and this call's entry were lost.
+            Some(top) if top.hi == d => {
+                missing += 2;
+                self.close_top(tid, ts, true, c, sink)?;
+            }
+            // Nothing at this level: this call's entry was lost.
+            _ => missing += 1,
+        }
+        if missing > 0 {
+            c.gap(tid, ts, missing, sink)?;
+        }
+        Ok(())
+    }
+
     /// Closes, as unfinished, every frame above level `level`; an unknown frame straddling it is cut.
     /// Returns the events this reveals as missing (one exit per level closed).
     fn close_above(
@@ -345,88 +437,15 @@ impl Reconstructor {
         let th = self.threads.entry(e.tid).or_default();
         let ts = e.ts.max(th.last_ts);
         th.last_ts = ts;
-        let tid = e.tid;
         let d = e.depth.max(1);
-        match e.kind {
-            EventKind::Entry => {
-                let mut missing = th.close_above(d - 1, tid, ts, c, sink)?;
-                let below = th.stack.last().map_or(0, |f| f.hi);
-                if below + 1 < d {
-                    missing += u64::from(d - 1 - below);
-                    th.stack.push(Frame {
-                        func: None,
-                        lo: below + 1,
-                        hi: d - 1,
-                        start: ts,
-                        child_ns: 0,
-                        children: 0,
-                        entry_seq: 0,
-                    });
-                }
-                if missing > 0 {
-                    c.gap(tid, ts, missing, sink)?;
-                }
-                let entry_seq = c.next();
-                th.stack.push(Frame {
-                    func: Some(e.func),
-                    lo: d,
-                    hi: d,
-                    start: ts,
-                    child_ns: 0,
-                    children: 0,
-                    entry_seq,
-                });
-                let entry = Entry {
-                    tid,
-                    func: e.func,
-                    depth: usize::from(d - 1),
-                    start: ts,
-                    entry_seq,
-                };
-                sink.entered(&entry, &th.known)?;
-                th.known.push(e.func);
-            }
-            EventKind::Exit
-            | EventKind::Unwound
-            | EventKind::Abandoned
-            | EventKind::SwitchedAway => {
-                let ended_by = match e.kind {
-                    EventKind::Unwound => Some(EndedBy::Exception),
-                    EventKind::Abandoned => Some(EndedBy::Jump),
-                    EventKind::SwitchedAway => Some(EndedBy::Switch),
-                    _ => None,
-                };
-                let mut missing = th.close_above(d, tid, ts, c, sink)?;
-                match th.stack.last_mut() {
-                    Some(top) if top.hi == d && top.func == Some(e.func) => {
-                        if missing > 0 {
-                            c.gap(tid, ts, missing, sink)?;
-                        }
-                        th.close_top_ended(tid, ts, false, ended_by, c, sink)?;
-                        return Ok(());
-                    }
-                    // The exit of a frame whose entry was lost: already counted when it was found.
-                    Some(top) if top.hi == d && top.func.is_none() => {
-                        if top.lo == d {
-                            th.stack.pop();
-                        } else {
-                            top.hi = d - 1;
-                        }
-                    }
-                    // Another function at this level: its exit and this call's entry were lost.
-                    Some(top) if top.hi == d => {
-                        missing += 2;
-                        th.close_top(tid, ts, true, c, sink)?;
-                    }
-                    // Nothing at this level: this call's entry was lost.
-                    _ => missing += 1,
-                }
-                if missing > 0 {
-                    c.gap(tid, ts, missing, sink)?;
-                }
-            }
-        }
-        Ok(())
+        let ended_by = match e.kind {
+            EventKind::Entry => return th.enter(e, ts, d, c, sink),
+            EventKind::Exit => None,
+            EventKind::Unwound => Some(EndedBy::Exception),
+            EventKind::Abandoned => Some(EndedBy::Jump),
+            EventKind::SwitchedAway => Some(EndedBy::Switch),
+        };
+        th.leave(e, ts, d, ended_by, c, sink)
     }
 
     /// Closes every call still open, at the last timestamp seen, as unfinished (threads in id order),

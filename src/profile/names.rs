@@ -269,14 +269,7 @@ fn simplify_nested(name: &str, keep_templates: bool, nesting: usize) -> String {
                     out.push_str(&name[i..]);
                     break;
                 };
-                let inner = &name[i + 1..end];
-                let sides: Vec<String> = inner
-                    .split(" as ")
-                    .map(|s| simplify_nested(s, keep_templates, nesting + 1))
-                    .collect();
-                out.push('<');
-                out.push_str(&sides.join(" as "));
-                out.push('>');
+                out.push_str(&qualified_path(&name[i + 1..end], keep_templates, nesting));
                 i = end + 1;
                 component_start = false;
             }
@@ -307,13 +300,10 @@ fn simplify_nested(name: &str, keep_templates: bool, nesting: usize) -> String {
                     out.push_str(&name[i..]);
                     break;
                 };
-                out.push('{');
-                out.push_str(&simplify_nested(
-                    &name[i + 1..end],
-                    keep_templates,
-                    nesting + 1,
+                out.push_str(&format!(
+                    "{{{}}}",
+                    simplify_nested(&name[i + 1..end], keep_templates, nesting + 1)
                 ));
-                out.push('}');
                 i = end + 1;
                 component_start = false;
             }
@@ -332,6 +322,15 @@ fn simplify_nested(name: &str, keep_templates: bool, nesting: usize) -> String {
         }
     }
     out
+}
+
+/// `<A as B>` from the inside of a Rust qualified path, each side simplified one nesting deeper.
+fn qualified_path(inner: &str, keep_templates: bool, nesting: usize) -> String {
+    let sides: Vec<String> = inner
+        .split(" as ")
+        .map(|s| simplify_nested(s, keep_templates, nesting + 1))
+        .collect();
+    format!("<{}>", sides.join(" as "))
 }
 
 /// The index of the bracket closing the one at `open_at`, counting nesting of the same pair only

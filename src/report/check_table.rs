@@ -137,8 +137,8 @@ fn draw(
     t.to_string()
 }
 
-/// The table and the lines under it. One piece: the lines under the table (hidden functions, settings,
-/// verdict) read the same filtered rows and style as the table they describe.
+/// The table and the lines under it (hidden functions, inconclusive ones, distributions, settings,
+/// verdict), which read the same filtered rows and style as the table they describe.
 pub fn table(c: &Comparison, style: &TableStyle) -> String {
     let mut out = String::new();
     if let Some(m) = &c.machine_mismatch {
@@ -198,6 +198,21 @@ pub fn table(c: &Comparison, style: &TableStyle) -> String {
             if hidden == 1 { "is" } else { "are" }
         ));
     }
+    out.push_str(&inconclusive_lines(c, &names));
+    out.push_str(&distributions(c, &names));
+    if let Some(total) = total_line(c) {
+        out.push_str(&total);
+        out.push('\n');
+    }
+    out.push_str(&settings_line(c));
+    out.push_str(&styled_verdict(c, &names, style));
+    out.push('\n');
+    out
+}
+
+/// `inconclusive: f (why)` for each inconclusive function that has a note on what it still needs.
+fn inconclusive_lines(c: &Comparison, names: &ShortNames) -> String {
+    let mut out = String::new();
     for f in c.with(Verdict::Inconclusive) {
         if let Some(note) = undecided_note(f) {
             let metric = if cells::several_metrics(c) {
@@ -211,11 +226,11 @@ pub fn table(c: &Comparison, style: &TableStyle) -> String {
             ));
         }
     }
-    out.push_str(&distributions(c, &names));
-    if let Some(total) = total_line(c) {
-        out.push_str(&total);
-        out.push('\n');
-    }
+    out
+}
+
+/// `compared mean self time (normalised …) over 30 base runs and 10 head runs; thresholds …`.
+fn settings_line(c: &Comparison) -> String {
     let intervals = if c.look.is_some() {
         "intervals at each look's confidence".to_string()
     } else {
@@ -226,7 +241,7 @@ pub fn table(c: &Comparison, style: &TableStyle) -> String {
     } else {
         "base run"
     };
-    out.push_str(&format!(
+    format!(
         "compared {} ({}) over {} and {}; {}, alpha {}, {intervals}\n",
         cells::metrics_compared(c),
         normalisation(c),
@@ -234,21 +249,23 @@ pub fn table(c: &Comparison, style: &TableStyle) -> String {
         plural(c.head_runs, "head run"),
         c.settings.thresholds_label(),
         c.settings.alpha,
-    ));
-    let verdict = verdict_line(c, &names);
+    )
+}
+
+/// The verdict line, marked quick when it is, in colour when the style has colour.
+fn styled_verdict(c: &Comparison, names: &ShortNames, style: &TableStyle) -> String {
+    let verdict = verdict_line(c, names);
     let verdict = if style.quick {
         format!("{verdict} [quick verdict: {}]", plural(c.head_runs, "run"))
     } else {
         verdict
     };
-    out.push_str(&if style.color {
+    if style.color {
         let code = if c.passed() { "32" } else { "1;31" };
         format!("\x1b[{code}m{verdict}\x1b[0m")
     } else {
         verdict
-    });
-    out.push('\n');
-    out
+    }
 }
 
 /// For each regressed or improved function: its metrics' verdicts, then base against head quantiles and

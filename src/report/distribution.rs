@@ -181,48 +181,12 @@ pub fn diff(base: &Profile, head: &Profile, limit: usize, full_names: bool) -> S
     };
     let mut out = String::new();
     for (key, hf) in keys.iter().take(shown) {
-        let bf = &b.functions[*key];
-        let ratio = |x: f64, y: f64| {
-            if x > 0.0 {
-                units::change(y / x)
-            } else {
-                "-".into()
-            }
-        };
-        let calls = if bf.calls == hf.calls {
-            units::plural(hf.calls, "call")
-        } else {
-            format!(
-                "{} → {} calls",
-                units::count(bf.calls),
-                units::count(hf.calls)
-            )
-        };
-        out.push_str(&format!(
-            "{} ({}): {}, mean {}, p99 {}\n",
-            escape::terminal(names.get(&hf.name)),
-            escape::terminal(&key.module),
-            calls,
-            ratio(bf.mean, hf.mean),
-            ratio(bf.p99, hf.p99),
+        out.push_str(&function_diff(
+            key,
+            &b.functions[*key],
+            hf,
+            names.get(&hf.name),
         ));
-        let one = |f: &FuncRun| RunFigures {
-            functions: [((*key).clone(), f.clone())].into_iter().collect(),
-            ..RunFigures::default()
-        };
-        let (br, hr) = ([one(bf)], [one(hf)]);
-        let d = Distribution {
-            time: Some(TimeKind::Inclusive),
-            base: quantiles_of(&br, key, TimeKind::Inclusive),
-            head: quantiles_of(&hr, key, TimeKind::Inclusive),
-            base_histogram: buckets(&bf.incl_hist),
-            head_histogram: buckets(&hf.incl_hist),
-        };
-        for line in lines(&d, "  ") {
-            out.push_str(&line);
-            out.push('\n');
-        }
-        out.push('\n');
     }
     let only_base = b
         .functions
@@ -250,6 +214,53 @@ pub fn diff(base: &Profile, head: &Profile, limit: usize, full_names: bool) -> S
     if keys.is_empty() {
         out.push_str("no function was called in both recordings\n");
     }
+    out
+}
+
+/// One function of [`diff`], shown as `name`: its calls, its changes of mean and p99, and its
+/// distribution of inclusive time, base (`bf`) against head (`hf`).
+fn function_diff(key: &FuncKey, bf: &FuncRun, hf: &FuncRun, name: &str) -> String {
+    let ratio = |x: f64, y: f64| {
+        if x > 0.0 {
+            units::change(y / x)
+        } else {
+            "-".into()
+        }
+    };
+    let calls = if bf.calls == hf.calls {
+        units::plural(hf.calls, "call")
+    } else {
+        format!(
+            "{} → {} calls",
+            units::count(bf.calls),
+            units::count(hf.calls)
+        )
+    };
+    let mut out = format!(
+        "{} ({}): {}, mean {}, p99 {}\n",
+        escape::terminal(name),
+        escape::terminal(&key.module),
+        calls,
+        ratio(bf.mean, hf.mean),
+        ratio(bf.p99, hf.p99),
+    );
+    let one = |f: &FuncRun| RunFigures {
+        functions: [(key.clone(), f.clone())].into_iter().collect(),
+        ..RunFigures::default()
+    };
+    let (br, hr) = ([one(bf)], [one(hf)]);
+    let d = Distribution {
+        time: Some(TimeKind::Inclusive),
+        base: quantiles_of(&br, key, TimeKind::Inclusive),
+        head: quantiles_of(&hr, key, TimeKind::Inclusive),
+        base_histogram: buckets(&bf.incl_hist),
+        head_histogram: buckets(&hf.incl_hist),
+    };
+    for line in lines(&d, "  ") {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push('\n');
     out
 }
 

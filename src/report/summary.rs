@@ -45,61 +45,22 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
     } else {
         profile.per_function()
     };
+    let total = rows.len();
     let shown = if opts.limit == 0 {
-        rows.len()
+        total
     } else {
-        rows.len().min(opts.limit)
+        total.min(opts.limit)
     };
     let names = ShortNames::new(
         profile.functions.iter().map(|f| f.name.as_str()),
         opts.full_names,
     );
-    let name_cell = |s: &FuncStats, width: Option<usize>| {
-        profile.function(s.func).map_or_else(
-            || format!("#{}", s.func),
-            |f| {
-                let name = cut_long(&terminal(names.get(&f.name))).into_owned();
-                let module = cut_long(&terminal(&f.module)).into_owned();
-                cells::name_and_module(&name, &module, width)
-            },
-        )
-    };
-    // Layouts for narrow terminals, each dropping one more column (never cutting a number).
-    const DROPPED: [&[&str]; 4] = [&[], &["MAX"], &["MAX", "P50"], &["MAX", "P50", "P99"]];
-    let render = |layout: usize, width: Option<usize>| {
-        let dropped = DROPPED[layout.min(DROPPED.len() - 1)];
-        let mut header = HEADER.to_vec();
-        if opts.per_thread {
-            header.insert(0, "TID");
-        }
-        let keep: Vec<bool> = header.iter().map(|h| !dropped.contains(h)).collect();
-        let pick = |cells: Vec<String>| -> Vec<String> {
-            cells
-                .into_iter()
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .map(|(c, _)| c)
-                .collect()
-        };
-        let mut t = Table::new();
-        t.load_style(UTF8_BORDERS_ONLY);
-        t.force_no_tty();
-        let columns = keep.iter().filter(|k| **k).count();
-        t.set_header(pick(header.iter().map(|h| h.to_string()).collect()));
-        for s in &rows[..shown] {
-            t.add_row(pick(row(profile, s, opts, name_cell(s, width))));
-        }
-        // Every column but the function name (the last) holds a number.
-        for i in 0..columns - 1 {
-            if let Some(c) = t.column_mut(i) {
-                c.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-        t.to_string()
-    };
-    let longest = rows[..shown]
+    let rows = &rows[..shown];
+    let render =
+        |layout: usize, width: Option<usize>| draw(profile, rows, opts, &names, layout, width);
+    let longest = rows
         .iter()
-        .map(|s| cells::width(&name_cell(s, None)))
+        .map(|s| cells::width(&name_cell(profile, &names, s, None)))
         .max()
         .unwrap_or(0);
     let (layout, width) = cells::fit(render, DROPPED.len(), opts.width, longest);
@@ -111,15 +72,75 @@ pub fn table(profile: &Profile, opts: SummaryOptions) -> String {
         ));
     }
     out.push('\n');
-    if shown < rows.len() {
+    if shown < total {
         out.push_str(&format!(
             "… {} more rows (--limit 0 shows all)\n",
-            rows.len() - shown
+            total - shown
         ));
     }
     out.push_str(&footnotes(profile, opts));
     out.push_str(&accounting(profile, opts.verbose));
     out
+}
+
+/// Layouts for narrow terminals, each dropping one more column (never cutting a number).
+const DROPPED: [&[&str]; 4] = [&[], &["MAX"], &["MAX", "P50"], &["MAX", "P50", "P99"]];
+
+/// The table of `rows` in one layout (the columns of `DROPPED[layout]` left out), names cut to `width`.
+fn draw(
+    profile: &Profile,
+    rows: &[FuncStats],
+    opts: SummaryOptions,
+    names: &ShortNames,
+    layout: usize,
+    width: Option<usize>,
+) -> String {
+    let dropped = DROPPED[layout.min(DROPPED.len() - 1)];
+    let mut header = HEADER.to_vec();
+    if opts.per_thread {
+        header.insert(0, "TID");
+    }
+    let keep: Vec<bool> = header.iter().map(|h| !dropped.contains(h)).collect();
+    let pick = |cells: Vec<String>| -> Vec<String> {
+        cells
+            .into_iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(c, _)| c)
+            .collect()
+    };
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY);
+    t.force_no_tty();
+    let columns = keep.iter().filter(|k| **k).count();
+    t.set_header(pick(header.iter().map(|h| h.to_string()).collect()));
+    for s in rows {
+        t.add_row(pick(row(
+            profile,
+            s,
+            opts,
+            name_cell(profile, names, s, width),
+        )));
+    }
+    // Every column but the function name (the last) holds a number.
+    for i in 0..columns - 1 {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t.to_string()
+}
+
+/// `name (module)` of a row, cut to `width`; `#id` for a function the profile does not list.
+fn name_cell(profile: &Profile, names: &ShortNames, s: &FuncStats, width: Option<usize>) -> String {
+    profile.function(s.func).map_or_else(
+        || format!("#{}", s.func),
+        |f| {
+            let name = cut_long(&terminal(names.get(&f.name))).into_owned();
+            let module = cut_long(&terminal(&f.module)).into_owned();
+            cells::name_and_module(&name, &module, width)
+        },
+    )
 }
 
 /// One row of the table.
@@ -238,25 +259,33 @@ fn coverage_line(profile: &Profile) -> String {
 }
 
 fn loss_lines(l: &LossCounters) -> String {
-    let mut out = String::new();
-    let losses = [
+    let mut out = counted_lines(&[
         (
+            "lost",
             l.depth_exceeded,
             "calls deeper than 64 frames not measured (their time stays in the caller)",
         ),
-        (l.return_without_entry, "returns without a matching entry"),
-        (l.stats_map_full, "calls not stored: statistics map full"),
-        (l.stack_map_full, "calls not measured: too many threads"),
         (
+            "lost",
+            l.return_without_entry,
+            "returns without a matching entry",
+        ),
+        (
+            "lost",
+            l.stats_map_full,
+            "calls not stored: statistics map full",
+        ),
+        (
+            "lost",
+            l.stack_map_full,
+            "calls not measured: too many threads",
+        ),
+        (
+            "lost",
             l.events_dropped,
             "trace events dropped: ring buffer full (raise --buffer-size)",
         ),
-    ];
-    for (n, what) in losses {
-        if n > 0 {
-            out.push_str(&format!("  lost: {} {what}\n", count(n)));
-        }
-    }
+    ]);
     if l.events_dropped > 0 {
         let per_cpu: Vec<String> = l
             .events_dropped_per_cpu
@@ -270,47 +299,53 @@ fn loss_lines(l: &LossCounters) -> String {
             per_cpu.join(", ")
         ));
     }
-    if l.frames_abandoned > 0 {
-        out.push_str(&format!(
-            "  note: {} calls were left by longjmp without returning; their time is in their caller\n",
-            count(l.frames_abandoned)
-        ));
-    }
-    if l.open_at_exec > 0 {
-        out.push_str(&format!(
-            "  note: {} calls were still running when their process exec'd another program (never returned)\n",
-            count(l.open_at_exec)
-        ));
-    }
-    if l.in_progress_at_attach > 0 {
-        out.push_str(&format!(
-            "  note: {} calls were already running when perfgate attached (not measured: they began before the probes)\n",
-            count(l.in_progress_at_attach)
-        ));
-    }
-    if l.open_at_detach > 0 {
-        out.push_str(&format!(
-            "  note: {} calls were still running when perfgate detached (not measured)\n",
-            count(l.open_at_detach)
-        ));
-    }
-    if l.returned_before_attach > 0 {
-        out.push_str(&format!(
-            "  note: {} calls already running when their process was attached returned (not measured: they began before the probes)\n",
-            count(l.returned_before_attach)
-        ));
-    }
-    if l.holds_failed > 0 {
-        out.push_str(&format!(
-            "  lost: {} library loads could not hold their thread: the library's first calls may be missing\n",
-            count(l.holds_failed)
-        ));
-    }
-    if l.unfinished_at_exit > 0 {
-        out.push_str(&format!(
-            "  note: {} calls were still running when their thread exited (e.g. exit() or pthread_exit())\n",
-            count(l.unfinished_at_exit)
-        ));
+    out.push_str(&counted_lines(&[
+        (
+            "note",
+            l.frames_abandoned,
+            "calls were left by longjmp without returning; their time is in their caller",
+        ),
+        (
+            "note",
+            l.open_at_exec,
+            "calls were still running when their process exec'd another program (never returned)",
+        ),
+        (
+            "note",
+            l.in_progress_at_attach,
+            "calls were already running when perfgate attached (not measured: they began before the probes)",
+        ),
+        (
+            "note",
+            l.open_at_detach,
+            "calls were still running when perfgate detached (not measured)",
+        ),
+        (
+            "note",
+            l.returned_before_attach,
+            "calls already running when their process was attached returned (not measured: they began before the probes)",
+        ),
+        (
+            "lost",
+            l.holds_failed,
+            "library loads could not hold their thread: the library's first calls may be missing",
+        ),
+        (
+            "note",
+            l.unfinished_at_exit,
+            "calls were still running when their thread exited (e.g. exit() or pthread_exit())",
+        ),
+    ]));
+    out
+}
+
+/// `  lost: 3 returns without a matching entry`: one line per counter that is not zero, in order.
+fn counted_lines(counters: &[(&str, u64, &str)]) -> String {
+    let mut out = String::new();
+    for &(label, n, what) in counters {
+        if n > 0 {
+            out.push_str(&format!("  {label}: {} {what}\n", count(n)));
+        }
     }
     out
 }
@@ -452,25 +487,15 @@ fn library_lines(a: &Accounting) -> String {
         out.push_str(&format!("  libraries not found: {}\n", names.join(", ")));
     }
     if !a.debug_files.is_empty() {
-        let paths: Vec<String> = a
-            .debug_files
-            .iter()
-            .map(|p| terminal(&p.display().to_string()))
-            .collect();
         out.push_str(&format!(
             "  symbols from debug files: {}\n",
-            paths.join(", ")
+            paths(&a.debug_files)
         ));
     }
     if !a.libraries_loaded_later.is_empty() {
-        let paths: Vec<String> = a
-            .libraries_loaded_later
-            .iter()
-            .map(|p| terminal(&p.display().to_string()))
-            .collect();
         out.push_str(&format!(
             "  not traced: loaded at run time (dlopen): {}\n",
-            paths.join(", ")
+            paths(&a.libraries_loaded_later)
         ));
     }
     if !a.libraries_attached_late.is_empty() {
@@ -606,4 +631,13 @@ fn verbose_lines(profile: &Profile) -> String {
         ));
     }
     out
+}
+
+/// Paths as the terminal may show them, separated by commas.
+fn paths(list: &[std::path::PathBuf]) -> String {
+    let shown: Vec<String> = list
+        .iter()
+        .map(|p| terminal(&p.display().to_string()))
+        .collect();
+    shown.join(", ")
 }

@@ -718,23 +718,18 @@ impl Tracing {
         };
         let new = new as u32;
         let tgid = self.threads.get(&tid).copied().unwrap_or(tid);
-        let born = match event {
-            libc::PTRACE_EVENT_FORK => Newborn::Process {
+        let vfork = event == libc::PTRACE_EVENT_VFORK;
+        // clone without SIGCHLD as exit signal: almost always a thread; a process when its own tgid.
+        let process = event == libc::PTRACE_EVENT_FORK
+            || vfork
+            || crate::run::tree::tgid(new).is_some_and(|g| g == new);
+        let born = if process {
+            Newborn::Process {
                 parent: tgid,
-                vfork: false,
-            },
-            libc::PTRACE_EVENT_VFORK => Newborn::Process {
-                parent: tgid,
-                vfork: true,
-            },
-            // clone without SIGCHLD as exit signal: almost always a thread; a process when its own tgid.
-            _ => match crate::run::tree::tgid(new) {
-                Some(g) if g == new => Newborn::Process {
-                    parent: tgid,
-                    vfork: false,
-                },
-                _ => Newborn::Thread { tgid },
-            },
+                vfork,
+            }
+        } else {
+            Newborn::Thread { tgid }
         };
         if let Newborn::Process { parent, vfork } = born {
             if vfork {

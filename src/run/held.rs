@@ -22,6 +22,24 @@ use super::signals::{self, Stop};
 use super::{tree, watch, RunAs, Stdout};
 use crate::profile::ExitInfo;
 
+/// Files mapped executable by process `pid` now (from `/proc/PID/maps`), sorted, each once; empty when
+/// the maps cannot be read (the process is gone).
+pub fn mapped_executables(pid: u32) -> Vec<PathBuf> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let mut files: Vec<PathBuf> = maps
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let perms = f.nth(1)?;
+            let path = f.nth(3)?;
+            (perms.contains('x') && path.starts_with('/')).then(|| PathBuf::from(path))
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
 /// The hidden first argument of the hold mode.
 pub const HELD_EXEC_ARG: &str = "__held-exec";
 /// The descriptor the held child reads its go byte from.
@@ -184,19 +202,7 @@ impl HeldChild {
         if exe.is_none() || exe != program {
             return Vec::new();
         }
-        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-        let mut files: Vec<PathBuf> = maps
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                let perms = f.nth(1)?;
-                let path = f.nth(3)?;
-                (perms.contains('x') && path.starts_with('/')).then(|| PathBuf::from(path))
-            })
-            .collect();
-        files.sort();
-        files.dedup();
-        files
+        mapped_executables(pid)
     }
 
     /// Kills the benchmark and every process below it, and the orphans it left with perfgate.

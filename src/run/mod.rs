@@ -13,7 +13,7 @@ pub mod signals;
 pub mod tree;
 pub mod watch;
 
-pub use held::{held_exec_main, Finished, HeldChild, HELD_EXEC_ARG};
+pub use held::{held_exec_main, mapped_executables, Finished, HeldChild, HELD_EXEC_ARG};
 
 /// Whom the benchmark runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use crate::profile::{
     SkippedFunction, TracedFile,
 };
 use crate::run::follow::{Stop, Tracer};
-use crate::run::{tree, Finished, HeldChild};
+use crate::run::{mapped_executables, tree, Finished, HeldChild};
 
 /// How long processes killed at the timeout may take to be reported gone.
 const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -71,6 +71,18 @@ fn ranges(probes: &[bpf::Probe], functions: &[FunctionInfo]) -> Vec<(u64, u64, u
             let f = functions.get(p.func as usize)?;
             let start = p.offset.0.checked_sub(f.probe_offset)?;
             Some((start, start + f.size.max(1), p.func))
+        })
+        .collect()
+}
+
+/// The probes of one file of `plan`, as the BPF program attaches them (function ids the plan's).
+pub(super) fn probes_of(plan: &Plan, file: &plan::PlannedFile) -> Vec<bpf::Probe> {
+    file.probes
+        .iter()
+        .map(|p| bpf::Probe {
+            offset: p.offset,
+            func: p.func,
+            kind: plan.probe_kind(p.func),
         })
         .collect()
 }
@@ -204,15 +216,7 @@ impl Start {
         let mut links = HashMap::new();
         for file in &plan.files {
             file.check_unchanged()?;
-            let probes: Vec<bpf::Probe> = file
-                .probes
-                .iter()
-                .map(|p| bpf::Probe {
-                    offset: p.offset,
-                    func: p.func,
-                    kind: plan.probe_kind(p.func),
-                })
-                .collect();
+            let probes = probes_of(plan, file);
             let l = program.attach_functions_owned(&file.path, &probes)?;
             if let Some(id) = file.identity {
                 links.insert(id, l);
@@ -347,27 +351,9 @@ impl Follow {
         let mut root = Proc::default();
         for f in &plan.files {
             let Some(id) = f.identity else { continue };
-            let probes: Vec<bpf::Probe> = f
-                .probes
-                .iter()
-                .map(|p| bpf::Probe {
-                    offset: p.offset,
-                    func: p.func,
-                    kind: plan.probe_kind(p.func),
-                })
-                .collect();
+            let probes = probes_of(plan, f);
             self.modules.insert(f.module.clone(), id);
-            let ranges = ranges(&probes, &self.functions);
-            self.files.insert(
-                id,
-                Arc::new(Attachable {
-                    path: f.path.clone(),
-                    build_id: f.build_id.clone(),
-                    probes,
-                    ranges,
-                }),
-            );
-            self.file_order.push(id);
+            self.add_file(id, f, probes);
             self.root_files.push(id);
             root.files.insert(id, links.remove(&id));
         }
@@ -491,6 +477,22 @@ impl Follow {
         *self.not_traced.entry(reason.into()).or_insert(0) += 1;
     }
 
+    /// Makes file `id` ready to attach, with its probes (their function ids already the run's), in the
+    /// order files are attached.
+    fn add_file(&mut self, id: FileIdentity, f: &plan::PlannedFile, probes: Vec<bpf::Probe>) {
+        let ranges = ranges(&probes, &self.functions);
+        self.files.insert(
+            id,
+            Arc::new(Attachable {
+                path: f.path.clone(),
+                build_id: f.build_id.clone(),
+                probes,
+                ranges,
+            }),
+        );
+        self.file_order.push(id);
+    }
+
     /// Gives the plan's functions ids of the run and returns the identities of its files (each file is
     /// registered once per run, its skipped functions counted once).
     fn register(&mut self, plan: &Plan) -> Vec<FileIdentity> {
@@ -530,17 +532,7 @@ impl Follow {
                 });
                 self.functions.push(info);
             }
-            let ranges = ranges(&probes, &self.functions);
-            self.files.insert(
-                id,
-                Arc::new(Attachable {
-                    path: f.path.clone(),
-                    build_id: f.build_id.clone(),
-                    probes,
-                    ranges,
-                }),
-            );
-            self.file_order.push(id);
+            self.add_file(id, f, probes);
         }
         if fresh {
             for (r, n) in &plan.skipped {
@@ -741,13 +733,69 @@ impl Follow {
         Ok(())
     }
 
+    /// What a process that exec'd `path` (identity `id`) gets attached: the identities of its files,
+    /// its loader hook and its number of functions (planned on first sight, from the cache after); why
+    /// it is not traced, when it is not, counted.
+    fn plan_image(
+        &mut self,
+        path: &Path,
+        id: FileIdentity,
+    ) -> (Vec<FileIdentity>, Option<LoaderHook>, u64) {
+        if Some(id) == self.root_exe && self.root_unwinds {
+            self.not_traced(unwinding(path));
+            (Vec::new(), self.root_hook.clone(), 0)
+        } else if Some(id) == self.root_exe {
+            // The command's executable: its plan (the command's own process has it attached already).
+            let wanted = self.root_files.clone();
+            let functions = self.root_functions(&wanted);
+            (wanted, self.root_hook.clone(), functions)
+        } else {
+            let t0 = Instant::now();
+            let plan = self.executable_plan(path, id);
+            self.counts.plan_ns += t0.elapsed().as_nanos() as u64;
+            match plan.as_ref() {
+                Ok(plan)
+                    if plan.can_unwind() == plan::Unwinds::Exceptions
+                        && !plan.functions.is_empty() =>
+                {
+                    self.not_traced(unwinding(path));
+                    (Vec::new(), plan.loader_hook.clone(), 0)
+                }
+                Ok(plan) => {
+                    if plan.can_unwind() == plan::Unwinds::Rarely && !plan.functions.is_empty() {
+                        let w = format!(
+                            "{} is traced in a followed process, where a panic (or forced unwind) through a \
+                             traced call aborts it instead of unwinding: run it as the command itself to have \
+                             panics behave as untraced",
+                            file_name(path)
+                        );
+                        self.warnings.insert(w);
+                    }
+                    let wanted = self.register(plan);
+                    if plan.functions.is_empty() {
+                        self.not_traced(format!(
+                            "processes running {} (no function selected)",
+                            file_name(path)
+                        ));
+                    }
+                    (
+                        wanted,
+                        plan.loader_hook.clone(),
+                        plan.functions.len() as u64,
+                    )
+                }
+                Err(e) => {
+                    self.not_traced(format!("processes running {}: {e}", file_name(path)));
+                    (Vec::new(), None, 0)
+                }
+            }
+        }
+    }
+
     /// `pid` exec'd: plan its new image, keep the links of files it still maps, attach the others.
     /// `from_thread`: a thread other than the first exec'd; the task the links were attached to (the
     /// first thread) is gone, so none of them fires any more and every file is attached again.
-    ///
-    /// Why this function is one piece: the steps (close stale links, identify and plan the image, keep
-    /// or attach each file, the loader hook, the BPF process entry) share the held process's record,
-    /// taken out of the table for the duration and put back at the end.
+    /// The held process's record is taken out of the table for the duration and put back at the end.
     fn on_exec(&mut self, program: &Program<'_>, pid: u32, from_thread: bool) {
         self.counts.execs += 1;
         let mut proc = self.procs.remove(&pid).unwrap_or_default();
@@ -779,55 +827,7 @@ impl Follow {
             self.procs.insert(pid, proc);
             return;
         };
-        let (wanted, hook, functions) = if Some(id) == self.root_exe && self.root_unwinds {
-            self.not_traced(unwinding(&path));
-            (Vec::new(), self.root_hook.clone(), 0)
-        } else if Some(id) == self.root_exe {
-            // The command's executable: its plan (the command's own process has it attached already).
-            let wanted = self.root_files.clone();
-            let functions = self.root_functions(&wanted);
-            (wanted, self.root_hook.clone(), functions)
-        } else {
-            let t0 = Instant::now();
-            let plan = self.executable_plan(&path, id);
-            self.counts.plan_ns += t0.elapsed().as_nanos() as u64;
-            match plan.as_ref() {
-                Ok(plan)
-                    if plan.can_unwind() == plan::Unwinds::Exceptions
-                        && !plan.functions.is_empty() =>
-                {
-                    self.not_traced(unwinding(&path));
-                    (Vec::new(), plan.loader_hook.clone(), 0)
-                }
-                Ok(plan) => {
-                    if plan.can_unwind() == plan::Unwinds::Rarely && !plan.functions.is_empty() {
-                        let w = format!(
-                            "{} is traced in a followed process, where a panic (or forced unwind) through a \
-                             traced call aborts it instead of unwinding: run it as the command itself to have \
-                             panics behave as untraced",
-                            file_name(&path)
-                        );
-                        self.warnings.insert(w);
-                    }
-                    let wanted = self.register(plan);
-                    if plan.functions.is_empty() {
-                        self.not_traced(format!(
-                            "processes running {} (no function selected)",
-                            file_name(&path)
-                        ));
-                    }
-                    (
-                        wanted,
-                        plan.loader_hook.clone(),
-                        plan.functions.len() as u64,
-                    )
-                }
-                Err(e) => {
-                    self.not_traced(format!("processes running {}: {e}", file_name(&path)));
-                    (Vec::new(), None, 0)
-                }
-            }
-        };
+        let (wanted, hook, functions) = self.plan_image(&path, id);
         self.count_binary(&path, functions);
         // The links of the old image's files stay: a file the new image does not map gets no
         // breakpoint, and one it maps (libc, with --lib) is attached already. Closing and attaching
@@ -1152,23 +1152,6 @@ fn file_name(p: &Path) -> String {
         || p.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
-}
-
-/// Files mapped executable by process `pid` now (from `/proc/PID/maps`).
-pub(super) fn mapped_executables(pid: u32) -> Vec<PathBuf> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    let mut files: Vec<PathBuf> = maps
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let perms = f.nth(1)?;
-            let path = f.nth(3)?;
-            (perms.contains('x') && path.starts_with('/')).then(|| PathBuf::from(path))
-        })
-        .collect();
-    files.sort();
-    files.dedup();
-    files
 }
 
 impl Outcome {

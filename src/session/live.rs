@@ -22,10 +22,10 @@ use anyhow::{bail, Context, Result};
 
 use super::follow::{Follow, Mode, SharedPlanCache};
 use super::RunOptions;
-use crate::bpf::{Features, ModeUnsupported, Program, ProgramConfig};
+use crate::bpf::{Features, Measured, ModeUnsupported, ProbeMode, Program, ProgramConfig};
 use crate::plan::{self, FileIdentity, Plan, Selection};
 use crate::profile::file::{Event, Header};
-use crate::profile::{Accounting, ExitInfo, Machine, Profile, PROFILE_SCHEMA};
+use crate::profile::{ExitInfo, Machine, Profile, PROFILE_SCHEMA};
 use crate::run::follow::Tracer;
 
 /// How often the loop looks at the clock, the stop signals and the tracer.
@@ -96,6 +96,29 @@ impl LiveTarget {
         })
     }
 
+    /// The BPF program's settings for tracing it with probe interface `mode`; `holds`: the tracer holds
+    /// its threads in dlopen.
+    fn program_config(&self, opts: &RunOptions, mode: ProbeMode, holds: bool) -> ProgramConfig {
+        ProgramConfig {
+            target_pid: self.pid,
+            events: opts.trace.events,
+            ringbuf_bytes: opts.trace.ringbuf_bytes,
+            mode,
+            probe_cost: opts.trace.probe_cost,
+            r_debug_delta: self
+                .plan
+                .loader_hook
+                .as_ref()
+                .map_or(0, |h| h.r_debug_delta),
+            functions: self.plan.functions.len(),
+            survey: false,
+            count_only: false,
+            bpf_writes: opts.trace.bpf_writes,
+            follow: true,
+            hold_dlopen: holds,
+        }
+    }
+
     /// The header of a recording of it.
     pub fn header(&self) -> Header {
         Header {
@@ -135,10 +158,8 @@ pub enum LiveEnd {
 }
 
 /// Traces the live process until `duration`, a stop signal or its exit; `on_attached` hears when the
-/// probes are in. The profile's exit is the process's if it exited, unknown otherwise.
-///
-/// Why this function is one piece: attach, loop and detach share the program, the tracer and the
-/// following, whose order of release is the whole point (holds off, ptrace off, links off).
+/// probes are in. The profile's exit is the process's if it exited, unknown otherwise. The order of
+/// release after the recording (holds off, ptrace off, links off) is the point of keeping the steps here.
 pub fn trace_live(
     t: &LiveTarget,
     opts: &RunOptions,
@@ -161,53 +182,13 @@ pub fn trace_live(
         }
     };
     let holds = threads > 0 && !t.selection.libs.is_empty();
-    let first = opts
-        .trace
-        .probes
-        .unwrap_or_else(|| Features::detect().best_mode());
-    let config = |mode| ProgramConfig {
-        target_pid: t.pid,
-        events: opts.trace.events,
-        ringbuf_bytes: opts.trace.ringbuf_bytes,
-        mode,
-        probe_cost: opts.trace.probe_cost,
-        r_debug_delta: t.plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta),
-        functions: t.plan.functions.len(),
-        survey: false,
-        count_only: false,
-        bpf_writes: opts.trace.bpf_writes,
-        follow: true,
-        hold_dlopen: holds,
-    };
-    // The kernel refusing an interface shows at load: fall back as for a benchmark (one object
-    // storage per attempt, each living as long as the program loaded in it).
     let mut storages: [MaybeUninit<libbpf_rs::OpenObject>; 3] = [
         MaybeUninit::uninit(),
         MaybeUninit::uninit(),
         MaybeUninit::uninit(),
     ];
-    let mut mode = Some(first);
-    let mut loaded = None;
-    for storage in storages.iter_mut() {
-        let Some(m) = mode else { break };
-        match Program::load(&config(m), storage) {
-            Err(e)
-                if e.downcast_ref::<ModeUnsupported>().is_some() && opts.trace.probes.is_none() =>
-            {
-                mode = m.fallback();
-                if mode.is_none() {
-                    return Err(e);
-                }
-            }
-            r => {
-                loaded = Some(r?);
-                break;
-            }
-        }
-    }
-    let Some(mut program) = loaded else {
-        bail!("no probe interface of this kernel could be loaded");
-    };
+    let config = |mode| t.program_config(opts, mode, holds);
+    let mut program = load_program(config, opts.trace.probes, &mut storages)?;
     let mut follow = Follow::new(tracer, Mode::Live, &t.selection, t.cache.clone(), holds);
     let t0 = Instant::now();
     follow.seed_live(&program, t.pid, &t.exe, &t.plan)?;
@@ -223,22 +204,14 @@ pub fn trace_live(
         threads,
     });
     let recording = Instant::now();
-    let end = loop {
-        if duration.is_some_and(|d| recording.elapsed() >= d) {
-            break LiveEnd::Duration;
-        }
-        if crate::run::signals::stop_requested().is_some() {
-            break LiveEnd::Stopped;
-        }
-        if let Some(exit) = follow.exit_of(t.pid) {
-            break LiveEnd::Exited(Some(exit));
-        }
-        if follow.running() == 0 || (threads == 0 && crate::run::tree::exiting(t.pid)) {
-            break LiveEnd::Exited(None);
-        }
-        follow.serve(&program, POLL)?;
-        program.poll_events(Duration::ZERO, on_event)?;
-    };
+    let end = record_until(
+        &mut follow,
+        &mut program,
+        t.pid,
+        threads,
+        duration,
+        on_event,
+    )?;
     let wall = recording.elapsed();
     if !matches!(end, LiveEnd::Exited(_)) {
         follow.detach_live(&program, t.pid)?;
@@ -248,11 +221,86 @@ pub fn trace_live(
     program.detach();
     let mut measured = program.measured()?;
     measured.lost.open_at_detach = program.open_frames();
+    measured.attach += attach;
     let exit = match end {
         LiveEnd::Exited(Some(e)) => e,
         _ => ExitInfo::default(),
     };
-    let mut profile = Profile {
+    let mut profile = live_profile(t, opts, started_at, wall, exit, measured, notes);
+    outcome.apply(&mut profile);
+    if profile.functions.is_empty() {
+        bail!(
+            "--pid {}: no function matched the filters (see --function, --lib)",
+            t.pid
+        );
+    }
+    Ok((profile, end))
+}
+
+/// The program loaded with the probe interface `chosen` or, when none was chosen, the newest this
+/// kernel has: the kernel refusing an interface shows at load, and the next older one is tried, as for
+/// a benchmark (one object storage per attempt, each living as long as the program loaded in it).
+fn load_program<'obj>(
+    config: impl Fn(ProbeMode) -> ProgramConfig,
+    chosen: Option<ProbeMode>,
+    storages: &'obj mut [MaybeUninit<libbpf_rs::OpenObject>; 3],
+) -> Result<Program<'obj>> {
+    let mut mode = Some(chosen.unwrap_or_else(|| Features::detect().best_mode()));
+    for storage in storages.iter_mut() {
+        let Some(m) = mode else { break };
+        match Program::load(&config(m), storage) {
+            Err(e) if e.downcast_ref::<ModeUnsupported>().is_some() && chosen.is_none() => {
+                mode = m.fallback();
+                if mode.is_none() {
+                    return Err(e);
+                }
+            }
+            r => return r,
+        }
+    }
+    bail!("no probe interface of this kernel could be loaded");
+}
+
+/// Serves the following and hands on the events until `duration` has passed, a stop signal comes or
+/// the process exits (or is exiting, when its threads could not be seized).
+fn record_until(
+    follow: &mut Follow,
+    program: &mut Program<'_>,
+    pid: u32,
+    threads: u32,
+    duration: Option<Duration>,
+    on_event: &mut dyn FnMut(&Event) -> Result<()>,
+) -> Result<LiveEnd> {
+    let recording = Instant::now();
+    loop {
+        if duration.is_some_and(|d| recording.elapsed() >= d) {
+            return Ok(LiveEnd::Duration);
+        }
+        if crate::run::signals::stop_requested().is_some() {
+            return Ok(LiveEnd::Stopped);
+        }
+        if let Some(exit) = follow.exit_of(pid) {
+            return Ok(LiveEnd::Exited(Some(exit)));
+        }
+        if follow.running() == 0 || (threads == 0 && crate::run::tree::exiting(pid)) {
+            return Ok(LiveEnd::Exited(None));
+        }
+        follow.serve(program, POLL)?;
+        program.poll_events(Duration::ZERO, on_event)?;
+    }
+}
+
+/// The profile of the recording before the following's outcome is put in (functions, files).
+fn live_profile(
+    t: &LiveTarget,
+    opts: &RunOptions,
+    started_at: u64,
+    wall: Duration,
+    exit: ExitInfo,
+    measured: Measured,
+    warnings: Vec<String>,
+) -> Profile {
+    Profile {
         schema: PROFILE_SCHEMA,
         perfgate_version: env!("CARGO_PKG_VERSION").into(),
         command: t.command.clone(),
@@ -263,25 +311,8 @@ pub fn trace_live(
         wall_ns: wall.as_nanos() as u64,
         exit,
         functions: Vec::new(),
+        accounting: super::measured_accounting(&measured, warnings, opts.trace.probe_cost),
         stats: measured.stats,
-        accounting: Accounting {
-            lost: measured.lost,
-            session_probes: measured.mode == crate::bpf::ProbeMode::Session,
-            probe_mode: Some(measured.mode.name().to_string()),
-            warnings: notes,
-            attach_ns: (attach + measured.attach).as_nanos() as u64,
-            detach_ns: measured.detach.as_nanos() as u64,
-            probe_cost: opts.trace.probe_cost,
-            ..Accounting::default()
-        },
         has_events: opts.trace.events,
-    };
-    outcome.apply(&mut profile);
-    if profile.functions.is_empty() {
-        bail!(
-            "--pid {}: no function matched the filters (see --function, --lib)",
-            t.pid
-        );
     }
-    Ok((profile, end))
 }

@@ -46,40 +46,38 @@ pub struct Target {
 impl Target {
     /// Resolves `argv[0]` and plans the probes; every bad input is a one-line error.
     pub fn new(argv: &[OsString], sel: &Selection) -> Result<Target> {
-        let Some(first) = argv.first() else {
-            bail!(
-                "no command given: put the benchmark after `--`, e.g. perfgate record -- ./bench"
-            );
-        };
-        let program = run::resolve_program(first)?;
-        let plan = plan::build(&program, sel)?;
-        Ok(Target {
-            argv: argv.to_vec(),
-            program,
-            plan,
-            selection: sel.clone(),
-            plan_cache: SharedPlanCache::default(),
-        })
+        Target::planned(argv, sel, |program| Ok(plan::build(program, sel)?))
     }
 
     /// A command for a run that follows the processes it starts: a script is accepted (its interpreter
     /// is planned when it execs), and so is a command none of whose own functions is selected (a shell
     /// wrapper: what it runs is).
     pub fn following(argv: &[OsString], sel: &Selection) -> Result<Target> {
+        Target::planned(argv, sel, |program| {
+            if is_script(program) {
+                Ok(Plan {
+                    program: program.to_path_buf(),
+                    ..Plan::default()
+                })
+            } else {
+                Ok(plan::build_lenient(program, sel)?)
+            }
+        })
+    }
+
+    /// The command with `argv[0]` resolved and planned by `plan_of`.
+    fn planned(
+        argv: &[OsString],
+        sel: &Selection,
+        plan_of: impl FnOnce(&std::path::Path) -> Result<Plan>,
+    ) -> Result<Target> {
         let Some(first) = argv.first() else {
             bail!(
                 "no command given: put the benchmark after `--`, e.g. perfgate record -- ./bench"
             );
         };
         let program = run::resolve_program(first)?;
-        let plan = if is_script(&program) {
-            Plan {
-                program: program.clone(),
-                ..Plan::default()
-            }
-        } else {
-            plan::build_lenient(&program, sel)?
-        };
+        let plan = plan_of(&program)?;
         Ok(Target {
             argv: argv.to_vec(),
             program,
@@ -278,6 +276,65 @@ fn assemble(
     followed: bool,
 ) -> Profile {
     let plan = &target.plan;
+    let measured = measured_accounting(&m, run_warnings(plan, &m, &f), probe_cost);
+    Profile {
+        schema: PROFILE_SCHEMA,
+        perfgate_version: env!("CARGO_PKG_VERSION").into(),
+        command: target.command(),
+        binary: target.program.clone(),
+        build_id: plan.build_id.clone(),
+        machine: Machine::current(),
+        started_at,
+        wall_ns: f.wall.as_nanos() as u64,
+        exit: f.exit,
+        functions: plan.functions.clone(),
+        stats: m.stats,
+        accounting: Accounting {
+            files: traced_files(plan),
+            skipped: plan.skipped.clone(),
+            skipped_names: plan.skipped_names.clone(),
+            libraries_not_found: plan.libraries_not_found.clone(),
+            debug_files: plan.debug_files.clone(),
+            // Following, the loader hook tells start-up from dlopen per process (`follow.rs`); the
+            // global list of link-map names would count every child's start-up libraries.
+            libraries_loaded_later: if followed {
+                loaded_later(plan, mapped, &[])
+            } else {
+                loaded_later(plan, mapped, &m.loader_paths)
+            },
+            count_hits: m.count_hits,
+            unwinding: crate::profile::Unwinding {
+                switchers_used: plan.switchers_used.clone(),
+                ..m.unwinding
+            },
+            ..measured
+        },
+        has_events,
+    }
+}
+
+/// The accounting of what the BPF program measured (losses, the probe interface, attach and detach
+/// times), with `warnings` and the calibrated `probe_cost`; what the run followed and planned is the
+/// caller's to add.
+fn measured_accounting(
+    m: &Measured,
+    warnings: Vec<String>,
+    probe_cost: Option<ProbeCosts>,
+) -> Accounting {
+    Accounting {
+        lost: m.lost.clone(),
+        session_probes: m.mode == crate::bpf::ProbeMode::Session,
+        probe_mode: Some(m.mode.name().to_string()),
+        warnings,
+        attach_ns: m.attach.as_nanos() as u64,
+        detach_ns: m.detach.as_nanos() as u64,
+        probe_cost,
+        ..Accounting::default()
+    }
+}
+
+/// The plan's warnings, then what the run itself warns of: the timeout, slow classic probes, a stop.
+fn run_warnings(plan: &Plan, m: &Measured, f: &Finished) -> Vec<String> {
     let mut warnings = plan.warnings.clone();
     if f.timed_out {
         warnings.push(format!(
@@ -300,57 +357,19 @@ fn assemble(
             stop.name()
         ));
     }
-    Profile {
-        schema: PROFILE_SCHEMA,
-        perfgate_version: env!("CARGO_PKG_VERSION").into(),
-        command: target.command(),
-        binary: target.program.clone(),
-        build_id: plan.build_id.clone(),
-        machine: Machine::current(),
-        started_at,
-        wall_ns: f.wall.as_nanos() as u64,
-        exit: f.exit,
-        functions: plan.functions.clone(),
-        stats: m.stats,
-        accounting: Accounting {
-            files: plan
-                .files
-                .iter()
-                .map(|p| TracedFile {
-                    path: p.path.clone(),
-                    build_id: p.build_id.clone(),
-                    functions: p.probes.len() as u64,
-                })
-                .collect(),
-            skipped: plan.skipped.clone(),
-            skipped_names: plan.skipped_names.clone(),
-            libraries_not_found: plan.libraries_not_found.clone(),
-            debug_files: plan.debug_files.clone(),
-            // Following, the loader hook tells start-up from dlopen per process (`follow.rs`); the
-            // global list of link-map names would count every child's start-up libraries.
-            libraries_loaded_later: if followed {
-                loaded_later(plan, mapped, &[])
-            } else {
-                loaded_later(plan, mapped, &m.loader_paths)
-            },
-            lost: m.lost,
-            session_probes: m.mode == crate::bpf::ProbeMode::Session,
-            probe_mode: Some(m.mode.name().to_string()),
-            warnings,
-            attach_ns: m.attach.as_nanos() as u64,
-            detach_ns: m.detach.as_nanos() as u64,
-            probe_cost,
-            count_hits: m.count_hits,
-            processes: None,
-            libraries_attached_late: Vec::new(),
-            running_at_attach: Vec::new(),
-            unwinding: crate::profile::Unwinding {
-                switchers_used: plan.switchers_used.clone(),
-                ..m.unwinding
-            },
-        },
-        has_events,
-    }
+    warnings
+}
+
+/// The files of the plan with their probe counts.
+fn traced_files(plan: &Plan) -> Vec<TracedFile> {
+    plan.files
+        .iter()
+        .map(|p| TracedFile {
+            path: p.path.clone(),
+            build_id: p.build_id.clone(),
+            functions: p.probes.len() as u64,
+        })
+        .collect()
 }
 
 /// Files the benchmark mapped (sampled) or its loader listed that are neither the program nor a library

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use assert_cmd::Command;
 use perfgate::profile::file::Recording;
@@ -41,6 +41,48 @@ pub fn perfgate() -> Command {
 /// Output as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// A fresh baseline of fixture `bench` (30 runs, as the sequential rule expects), recorded on first use
+/// into a temporary directory that lives as long as the test binary, and shared by its tests. Every test
+/// binary has its own copy of this module, hence one benchmark per binary (asked for another, it panics).
+pub fn shared_baseline(bench: &str) -> &'static Path {
+    static BASELINE: OnceLock<(tempfile::TempDir, PathBuf, String)> = OnceLock::new();
+    let (_, path, of) = BASELINE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("{bench}.toml"));
+        let out = perfgate()
+            .arg("baseline")
+            .arg("-o")
+            .arg(&path)
+            .args(["--runs", "30", "--"])
+            .arg(fixture(bench))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (dir, path, bench.to_string())
+    });
+    assert_eq!(of, bench, "one shared baseline per test binary");
+    path
+}
+
+/// Runs `c` (a [`perfgate`] command with its environment set) as `check --baseline BASELINE --json
+/// <tmp> EXTRA…`; its output and the JSON report (`Null` when none was written).
+pub fn check_json(mut c: Command, baseline: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
+    let dir = scratch();
+    let json = dir.path().join("c.json");
+    c.arg("check")
+        .arg("--baseline")
+        .arg(baseline)
+        .arg("--json")
+        .arg(&json)
+        .args(extra);
+    let out = c.output().unwrap();
+    let v = std::fs::read(&json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (out, v)
 }
 
 /// `perfgate record -o OUT`, to which a test adds its options and `-- CMD…`.

@@ -39,6 +39,53 @@ fn run_once(target: &Target, follow: bool, stdout: &std::path::Path) -> Result<(
     Ok((p, wall))
 }
 
+/// The row of one scenario: `argv`, starting `processes` processes, run [`REPEATS`] times untraced,
+/// traced with `--no-follow` and traced following its processes.
+fn scenario_row(
+    name: String,
+    argv: &[String],
+    processes: usize,
+    stdout: &std::path::Path,
+) -> Result<Vec<String>> {
+    let args: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+    let target = Target::following(&args, &Selection::default())?;
+    let (mut plain, mut alone, mut followed, mut whole) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut held, mut longest, mut plan, mut attach, mut seen) =
+        (Vec::new(), 0f64, Vec::new(), Vec::new(), 0u64);
+    for i in 1..=REPEATS {
+        status(&format!("bench follow: {name}, run {i}/{REPEATS}"));
+        let rest: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+        plain.push(untraced(std::path::Path::new(&argv[0]), &rest)?.1);
+        alone.push(run_once(&target, false, stdout)?.0.wall_ns as f64);
+        let (p, wall) = run_once(&target, true, stdout)?;
+        followed.push(p.wall_ns as f64);
+        whole.push(wall);
+        if let Some(f) = &p.accounting.processes {
+            seen = f.followed;
+            held.push(f.held_ns as f64 / f.holds.max(1) as f64);
+            longest = longest.max(f.held_max_ns as f64);
+            // The first run plans; later runs of the command find the plans in its cache.
+            plan.push(f.plan_ns as f64);
+            attach.push(f.attach_ns as f64 / f.followed.max(1) as f64);
+        }
+    }
+    let added = (median(&followed) - median(&alone)) / processes as f64;
+    Ok(vec![
+        name,
+        count(seen),
+        duration(median(&held)),
+        duration(longest),
+        duration(plan.first().copied().unwrap_or(f64::NAN)),
+        duration(median(&attach)),
+        duration(median(&plain)),
+        duration(median(&alone)),
+        duration(median(&followed)),
+        duration(added),
+        duration(median(&whole)),
+    ])
+}
+
 pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
     let procs = fixture(a, "procs")?;
     let stdout = scratch.file("follow.out");
@@ -61,43 +108,7 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
     ];
     let mut rows = Vec::new();
     for (name, argv, processes) in scenarios {
-        let args: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
-        let target = Target::following(&args, &Selection::default())?;
-        let (mut plain, mut alone, mut followed, mut whole) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut held, mut longest, mut plan, mut attach, mut seen) =
-            (Vec::new(), 0f64, Vec::new(), Vec::new(), 0u64);
-        for i in 1..=REPEATS {
-            status(&format!("bench follow: {name}, run {i}/{REPEATS}"));
-            let rest: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
-            plain.push(untraced(std::path::Path::new(&argv[0]), &rest)?.1);
-            alone.push(run_once(&target, false, &stdout)?.0.wall_ns as f64);
-            let (p, wall) = run_once(&target, true, &stdout)?;
-            followed.push(p.wall_ns as f64);
-            whole.push(wall);
-            if let Some(f) = &p.accounting.processes {
-                seen = f.followed;
-                held.push(f.held_ns as f64 / f.holds.max(1) as f64);
-                longest = longest.max(f.held_max_ns as f64);
-                // The first run plans; later runs of the command find the plans in its cache.
-                plan.push(f.plan_ns as f64);
-                attach.push(f.attach_ns as f64 / f.followed.max(1) as f64);
-            }
-        }
-        let added = (median(&followed) - median(&alone)) / processes as f64;
-        rows.push(vec![
-            name,
-            count(seen),
-            duration(median(&held)),
-            duration(longest),
-            duration(plan.first().copied().unwrap_or(f64::NAN)),
-            duration(median(&attach)),
-            duration(median(&plain)),
-            duration(median(&alone)),
-            duration(median(&followed)),
-            duration(added),
-            duration(median(&whole)),
-        ]);
+        rows.push(scenario_row(name, &argv, processes, &stdout)?);
     }
     let mut s = format!(
         "FOLLOWING PROCESSES: each held at exec or birth while perfgate plans and attaches it ({REPEATS} runs, medians)\n"

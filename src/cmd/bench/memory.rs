@@ -76,59 +76,64 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
-    let program = fixture(a, "recursive")?;
-    let mut rows = Vec::new();
-    let mut peaks: Vec<(u64, [u64; 5])> = Vec::new();
-    for calls in SIZES {
-        let reps = (calls / (DEPTH + 1)).to_string();
-        let depth = DEPTH.to_string();
-        let gate_out = scratch.file("memory-gate.data");
-        let trace_out = scratch.file("memory-trace.data");
-        let os = |s: &str| std::ffi::OsString::from(s);
-        let record = |trace: bool, out: &Path| -> Result<Peak> {
-            let mut args = vec![os("record"), os("--no-calibrate"), os("--no-follow")];
-            if trace {
-                args.push(os("--trace"));
-            }
-            args.extend([os("-o"), out.as_os_str().to_os_string(), os("--")]);
-            args.extend([program.as_os_str().to_os_string(), os(&depth), os(&reps)]);
-            let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-            perfgate(&refs, scratch)
-        };
-        status(&format!(
-            "bench memory: {} calls in gate mode",
-            count(calls)
-        ));
-        let gate = record(false, &gate_out)?;
-        status(&format!(
-            "bench memory: {} calls in trace mode",
-            count(calls)
-        ));
-        let trace = record(true, &trace_out)?;
-        let rec = Recording::open(&trace_out)?;
-        let traced = rec.profile.stats.iter().map(|s| s.calls).sum::<u64>();
-        let lost = rec.profile.accounting.lost.events_dropped;
-        let size = std::fs::metadata(&trace_out)?.len();
-        let input = trace_out.as_os_str();
-        let view = |args: &[&str]| -> Result<Peak> {
-            let mut v: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-            v.extend([std::ffi::OsStr::new("-i"), input]);
-            perfgate(&v, scratch)
-        };
-        status(&format!("bench memory: replay of {} calls", count(calls)));
-        let replay = view(&["replay"])?;
-        status(&format!(
-            "bench memory: Chrome JSON of {} calls",
-            count(calls)
-        ));
-        let chrome = view(&["report", "--format", "chrome"])?;
-        status(&format!(
-            "bench memory: flame graph of {} calls",
-            count(calls)
-        ));
-        let flame = view(&["report", "--format", "flame-graph"])?;
-        for (what, p, note) in [
+/// The rows of one size (`calls` calls of `program`, the `recursive` fixture): each step's wall time
+/// and peak RSS; and the peaks in the order gate, trace, replay, Chrome, flame graph.
+fn measure(
+    program: &Path,
+    calls: u64,
+    scratch: &PrivateDir,
+) -> Result<(Vec<Vec<String>>, [u64; 5])> {
+    let reps = (calls / (DEPTH + 1)).to_string();
+    let depth = DEPTH.to_string();
+    let gate_out = scratch.file("memory-gate.data");
+    let trace_out = scratch.file("memory-trace.data");
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let record = |trace: bool, out: &Path| -> Result<Peak> {
+        let mut args = vec![os("record"), os("--no-calibrate"), os("--no-follow")];
+        if trace {
+            args.push(os("--trace"));
+        }
+        args.extend([os("-o"), out.as_os_str().to_os_string(), os("--")]);
+        args.extend([program.as_os_str().to_os_string(), os(&depth), os(&reps)]);
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        perfgate(&refs, scratch)
+    };
+    status(&format!(
+        "bench memory: {} calls in gate mode",
+        count(calls)
+    ));
+    let gate = record(false, &gate_out)?;
+    status(&format!(
+        "bench memory: {} calls in trace mode",
+        count(calls)
+    ));
+    let trace = record(true, &trace_out)?;
+    let rec = Recording::open(&trace_out)?;
+    let traced = rec.profile.stats.iter().map(|s| s.calls).sum::<u64>();
+    let lost = rec.profile.accounting.lost.events_dropped;
+    let size = std::fs::metadata(&trace_out)?.len();
+    let input = trace_out.as_os_str();
+    let view = |args: &[&str]| -> Result<Peak> {
+        let mut v: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        v.extend([std::ffi::OsStr::new("-i"), input]);
+        perfgate(&v, scratch)
+    };
+    status(&format!("bench memory: replay of {} calls", count(calls)));
+    let replay = view(&["replay"])?;
+    status(&format!(
+        "bench memory: Chrome JSON of {} calls",
+        count(calls)
+    ));
+    let chrome = view(&["report", "--format", "chrome"])?;
+    status(&format!(
+        "bench memory: flame graph of {} calls",
+        count(calls)
+    ));
+    let flame = view(&["report", "--format", "flame-graph"])?;
+    let rows = step_rows(
+        calls,
+        traced,
+        [
             ("record (gate mode)", &gate, String::new()),
             (
                 "record --trace",
@@ -138,30 +143,49 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
             ("replay", &replay, String::new()),
             ("report --format chrome", &chrome, String::new()),
             ("report --format flame-graph", &flame, String::new()),
-        ] {
-            rows.push(vec![
-                count(calls),
-                what.to_string(),
-                duration(p.wall_ns),
-                mib(p.rss),
-                if note.is_empty() { "-".into() } else { note },
-            ]);
-        }
-        if traced < calls {
-            rows.push(vec![
-                count(calls),
-                format!("(only {} calls traced)", count(traced)),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-            ]);
-        }
-        peaks.push((
-            calls,
-            [gate.rss, trace.rss, replay.rss, chrome.rss, flame.rss],
-        ));
-        let _ = std::fs::remove_file(&gate_out);
-        let _ = std::fs::remove_file(&trace_out);
+        ],
+    );
+    let _ = std::fs::remove_file(&gate_out);
+    let _ = std::fs::remove_file(&trace_out);
+    Ok((
+        rows,
+        [gate.rss, trace.rss, replay.rss, chrome.rss, flame.rss],
+    ))
+}
+
+/// The rows of one size: per step its wall time, peak RSS and note; then a row saying so when fewer
+/// than the `calls` made were traced.
+fn step_rows(calls: u64, traced: u64, steps: [(&str, &Peak, String); 5]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (what, p, note) in steps {
+        rows.push(vec![
+            count(calls),
+            what.to_string(),
+            duration(p.wall_ns),
+            mib(p.rss),
+            if note.is_empty() { "-".into() } else { note },
+        ]);
+    }
+    if traced < calls {
+        rows.push(vec![
+            count(calls),
+            format!("(only {} calls traced)", count(traced)),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]);
+    }
+    rows
+}
+
+pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
+    let program = fixture(a, "recursive")?;
+    let mut rows = Vec::new();
+    let mut peaks: Vec<(u64, [u64; 5])> = Vec::new();
+    for calls in SIZES {
+        let (size_rows, peak) = measure(&program, calls, scratch)?;
+        rows.extend(size_rows);
+        peaks.push((calls, peak));
     }
     let mut s = format!(
         "MEMORY: perfgate's peak resident set (each step its own process, its VmHWM at exit), \

@@ -22,6 +22,7 @@ use comfy_table::{CellAlignment, Table};
 use super::Exit;
 use crate::cli::{BenchArgs, BenchWhat};
 use crate::files::PrivateDir;
+use crate::gate::baseline::{Baseline, GateOverrides};
 use crate::plan::Selection;
 use crate::profile::file::Writer;
 use crate::profile::{Machine, Profile};
@@ -195,6 +196,33 @@ fn untraced(program: &Path, args: &[&str]) -> Result<(String, f64)> {
 }
 
 /// The gate's own median; NaN (printed as `-`) when there is nothing to take it of.
+/// A baseline of `runs` runs of `target`, made quietly (the bench prints its own status), recording
+/// `select` as what was traced.
+fn quiet_baseline(
+    target: &Target,
+    opts: &RunOptions,
+    runs: usize,
+    select: &Selection,
+) -> Result<Baseline> {
+    let mut figures = Vec::new();
+    session::runs::run_batch(
+        target,
+        opts,
+        runs,
+        runs,
+        &mut figures,
+        &mut session::runs::Quiet,
+    )?;
+    Ok(Baseline::from_runs(
+        target.command(),
+        target.plan.build_id.clone(),
+        Machine::current(),
+        GateOverrides::default(),
+        select,
+        &figures,
+    ))
+}
+
 fn median(v: &[f64]) -> f64 {
     crate::gate::stats::median(v).unwrap_or(f64::NAN)
 }

@@ -14,22 +14,22 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use super::{argv, fixture, median, percent, run_options, table};
+use super::{argv, fixture, median, percent, quiet_baseline, run_options, table};
 use crate::bpf::kernel::stats_bytes_at;
 use crate::cli::BenchArgs;
 use crate::cmd::status;
 use crate::files::PrivateDir;
-use crate::gate::baseline::{validate_settings, Baseline, GateOverrides};
+use crate::gate::baseline::{validate_settings, Baseline};
 use crate::gate::model::{Comparison, GateSettings, Metric, Statistic, TimeKind, Verdict};
 use crate::gate::sequential::DEFAULT_BASE_RUNS;
 use crate::plan::Selection;
 use crate::profile::calls::reconstruct;
 use crate::profile::file::Event;
 use crate::profile::hist::{buckets_at, Histogram, SUB_BITS};
-use crate::profile::Machine;
+use crate::profile::{Machine, Profile};
 use crate::report::units::{change, duration};
 use crate::session::runs::{self, Quiet};
-use crate::session::{self, Target};
+use crate::session::{self, RunOptions, Target};
 
 const TAIL_VAR: &str = "TAILBENCH_TAIL";
 const MEDIAN_VAR: &str = "TAILBENCH_MEDIAN";
@@ -117,17 +117,15 @@ struct QuantileError {
 }
 
 /// The error of per-run quantiles read from histograms of each resolution against exact quantiles, and
-/// whether the kernel's own histogram is the one rebuilt from the exact durations. One piece: the traced
-/// runs, their reconstruction and the per-resolution tally are one loop over the same calls.
+/// whether the kernel's own histogram is the one rebuilt from the exact durations.
 fn resolution(target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<String> {
     let shapes: [(&'static str, Option<&str>, Option<&str>); 3] = [
         ("as built", None, None),
         ("tail 1.5% ×10", Some("lookup:15:10"), None),
         ("median +25%", None, Some("lookup:25")),
     ];
-    // (resolution, quantile) → errors
-    let mut errors: BTreeMap<(u32, usize), Vec<QuantileError>> = BTreeMap::new();
-    let (mut kernel_same, mut kernel_compared) = (0usize, 0usize);
+    let mut errors = Errors::new();
+    let mut kernel = (0usize, 0usize);
     let stdout = scratch.file("tailbench.out");
     let opts = run_options(true, &stdout)?;
     for (shape, tail, med) in shapes {
@@ -150,75 +148,12 @@ fn resolution(target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<St
                     p.accounting.lost.events_dropped
                 );
             }
-            let calls = reconstruct(events.into_iter().map(Ok), None)?;
-            let mut durations: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-            for c in calls.calls.iter().filter(|c| !c.unfinished) {
-                durations.entry(c.func).or_default().push(c.duration());
-            }
-            let kernel: BTreeMap<u32, Histogram> = p
-                .per_function()
-                .into_iter()
-                .map(|s| (s.func, s.inclusive.hist))
-                .collect();
-            for (func, mut d) in durations {
-                let Some(name) = p.function(func).map(|f| f.name.clone()) else {
-                    continue;
-                };
-                if !MEASURED.contains(&name.as_str()) {
-                    continue;
-                }
-                d.sort_unstable();
-                let (min, max) = (d[0], d[d.len() - 1]);
-                for k in RESOLUTIONS {
-                    let mut h = Histogram::at(k);
-                    for &v in &d {
-                        h.record(v);
-                    }
-                    if k == SUB_BITS {
-                        kernel_compared += 1;
-                        kernel_same += usize::from(kernel.get(&func) == Some(&h));
-                    }
-                    for (qi, &q) in QUANTILES.iter().enumerate() {
-                        let (Some(exact), Some(est)) =
-                            (exact_quantile(&d, q), h.quantile(q, min, max))
-                        else {
-                            continue;
-                        };
-                        if exact > 0.0 {
-                            errors.entry((k, qi)).or_default().push(QuantileError {
-                                error: (est / exact - 1.0).abs(),
-                                function: name.clone(),
-                                shape,
-                            });
-                        }
-                    }
-                }
-            }
+            tally_run(&p, events, shape, &mut errors, &mut kernel)?;
         }
     }
     knobs.set(None, None);
-    let mut rows = Vec::new();
-    for k in RESOLUTIONS {
-        let mut row = vec![
-            format!("{}{k} sub-bits", if k == SUB_BITS { "▶ " } else { "" }),
-            format!("{} ({:.2}% wide)", 1u32 << k, 100.0 / f64::from(1u32 << k)),
-            buckets_at(k).to_string(),
-            format!("{:.1} KiB", stats_bytes_at(k) as f64 / 1024.0),
-        ];
-        for qi in 0..QUANTILES.len() {
-            let e = errors.get(&(k, qi)).map_or(&[][..], Vec::as_slice);
-            let v: Vec<f64> = e.iter().map(|x| x.error).collect();
-            let worst = e
-                .iter()
-                .max_by(|a, b| a.error.total_cmp(&b.error))
-                .map_or("-".to_string(), |w| {
-                    format!("{:.2}% ({}, {})", w.error * 100.0, w.function, w.shape)
-                });
-            row.push(format!("{:.2}%", median(&v) * 100.0));
-            row.push(worst);
-        }
-        rows.push(row);
-    }
+    let rows = resolution_rows(&errors);
+    let (kernel_same, kernel_compared) = kernel;
     let samples = errors.get(&(SUB_BITS, 0)).map_or(0, Vec::len);
     let mut s = format!(
         "QUANTILE RESOLUTION: tailbench, {TRACE_RUNS} traced runs of each of 3 shapes, every call recorded; per run and \
@@ -250,6 +185,93 @@ fn resolution(target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<St
          4,194,304 (src/bpf/mod.rs).\n"
     ));
     Ok(s)
+}
+
+/// Per (resolution, index in [`QUANTILES`]), the errors of the runs tallied so far.
+type Errors = BTreeMap<(u32, usize), Vec<QuantileError>>;
+
+/// Tallies one traced run of shape `shape` (its profile `p` and every event): per measured function,
+/// the error of each resolution's quantiles against the exact ones of its calls, and in `kernel_counts`
+/// (same, compared) whether the kernel's histogram is the one rebuilt at its resolution.
+fn tally_run(
+    p: &Profile,
+    events: Vec<Event>,
+    shape: &'static str,
+    errors: &mut Errors,
+    kernel_counts: &mut (usize, usize),
+) -> Result<()> {
+    let calls = reconstruct(events.into_iter().map(Ok), None)?;
+    let mut durations: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for c in calls.calls.iter().filter(|c| !c.unfinished) {
+        durations.entry(c.func).or_default().push(c.duration());
+    }
+    let kernel: BTreeMap<u32, Histogram> = p
+        .per_function()
+        .into_iter()
+        .map(|s| (s.func, s.inclusive.hist))
+        .collect();
+    for (func, mut d) in durations {
+        let Some(name) = p.function(func).map(|f| f.name.clone()) else {
+            continue;
+        };
+        if !MEASURED.contains(&name.as_str()) {
+            continue;
+        }
+        d.sort_unstable();
+        let (min, max) = (d[0], d[d.len() - 1]);
+        for k in RESOLUTIONS {
+            let mut h = Histogram::at(k);
+            for &v in &d {
+                h.record(v);
+            }
+            if k == SUB_BITS {
+                kernel_counts.1 += 1;
+                kernel_counts.0 += usize::from(kernel.get(&func) == Some(&h));
+            }
+            for (qi, &q) in QUANTILES.iter().enumerate() {
+                let (Some(exact), Some(est)) = (exact_quantile(&d, q), h.quantile(q, min, max))
+                else {
+                    continue;
+                };
+                if exact > 0.0 {
+                    errors.entry((k, qi)).or_default().push(QuantileError {
+                        error: (est / exact - 1.0).abs(),
+                        function: name.clone(),
+                        shape,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One row per resolution: its bucket width, buckets and kernel memory, then per quantile the median
+/// and the worst error (with where it happened).
+fn resolution_rows(errors: &Errors) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for k in RESOLUTIONS {
+        let mut row = vec![
+            format!("{}{k} sub-bits", if k == SUB_BITS { "▶ " } else { "" }),
+            format!("{} ({:.2}% wide)", 1u32 << k, 100.0 / f64::from(1u32 << k)),
+            buckets_at(k).to_string(),
+            format!("{:.1} KiB", stats_bytes_at(k) as f64 / 1024.0),
+        ];
+        for qi in 0..QUANTILES.len() {
+            let e = errors.get(&(k, qi)).map_or(&[][..], Vec::as_slice);
+            let v: Vec<f64> = e.iter().map(|x| x.error).collect();
+            let worst = e
+                .iter()
+                .max_by(|a, b| a.error.total_cmp(&b.error))
+                .map_or("-".to_string(), |w| {
+                    format!("{:.2}% ({}, {})", w.error * 100.0, w.function, w.shape)
+                });
+            row.push(format!("{:.2}%", median(&v) * 100.0));
+            row.push(worst);
+        }
+        rows.push(row);
+    }
+    rows
 }
 
 /// A scenario of the gate part: a knob setting, the metrics checked, what should be caught.
@@ -328,40 +350,12 @@ fn judge(c: &Comparison, s: &Scenario) -> Outcome {
     }
 }
 
-/// False alarms and detection, check by check. One piece: the baseline, the scenarios and their tally
-/// share the knobs' state, which must be set in this order.
-fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<String> {
-    let started = Instant::now();
-    let stdout = scratch.file("tailbench-gate.out");
-    let mut opts = run_options(false, &stdout)?;
-    // As `perfgate check` and `baseline` do: without it a parent's self time is mostly its children's
-    // probe cost, which moves with the machine's load and not with the code.
-    status("bench tail: calibrating the probe cost, as perfgate check does");
-    opts.trace.probe_cost = Some(crate::session::calibrate::calibrate(&opts.trace)?);
-    knobs.set(None, None);
-    status(&format!(
-        "bench tail: recording a baseline of {DEFAULT_BASE_RUNS} runs of tailbench (no knob)"
-    ));
-    let mut base_runs = Vec::new();
-    runs::run_batch(
-        target,
-        &opts,
-        DEFAULT_BASE_RUNS,
-        DEFAULT_BASE_RUNS,
-        &mut base_runs,
-        &mut Quiet,
-    )?;
-    let base = Baseline::from_runs(
-        target.command(),
-        target.plan.build_id.clone(),
-        Machine::current(),
-        GateOverrides::default(),
-        &Selection::default(),
-        &base_runs,
-    );
+/// The scenarios of the gate part: A/A and the tail-only changes with the default metrics, then A/A and
+/// the median-only changes with p50 gated too.
+fn scenarios() -> Vec<Scenario> {
     let defaults = Metric::defaults();
     let with_median = vec![Metric::MEAN_SELF, P50_INCLUSIVE, Metric::P99_INCLUSIVE];
-    let scenarios = vec![
+    vec![
         Scenario {
             label: "A/A".into(),
             tail: None,
@@ -404,7 +398,108 @@ fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> 
             metrics: with_median,
             expect: Some(P50_INCLUSIVE),
         },
-    ];
+    ]
+}
+
+/// `a.checks` checks of scenario `s` (its knobs set) against `base`, each said in a status line.
+fn check_scenario(
+    a: &BenchArgs,
+    target: &Target,
+    opts: &RunOptions,
+    base: &Baseline,
+    settings: &GateSettings,
+    s: &Scenario,
+    started: Instant,
+) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for i in 1..=a.checks {
+        let load_before = Machine::load_average().unwrap_or(f64::NAN);
+        let r = runs::check(target, opts, base, settings, "tailbench", &mut Quiet)?;
+        let mut o = judge(&r.comparison, s);
+        o.load = load_before.max(Machine::load_average().unwrap_or(f64::NAN));
+        status(&format!(
+            "bench tail: {}: check {i}/{}: {}{}, mean self {}, {} runs{}, load {:.2} [{} elapsed]",
+            s.label,
+            a.checks,
+            match (s.expect, o.caught) {
+                (None, _) => String::new(),
+                (Some(m), true) => format!("{TARGET} {} regressed, ", m.short()),
+                (Some(m), false) => format!("{TARGET} {} NOT caught, ", m.short()),
+            },
+            if o.false_alarm.is_empty() {
+                "no false alarm".to_string()
+            } else {
+                format!("FALSE ALARM: {}", o.false_alarm.join(", "))
+            },
+            o.mean_verdict.map_or("-", |v| v.label()),
+            o.runs,
+            if o.inconclusive {
+                ", functions left undecided"
+            } else {
+                ""
+            },
+            o.load,
+            duration(started.elapsed().as_nanos() as f64)
+        ));
+        outcomes.push(o);
+    }
+    Ok(outcomes)
+}
+
+/// The row of one scenario: how often it was caught, false alarms, the mean's verdicts, undecided
+/// checks, runs, the catching metric's change and the load.
+fn scenario_row(s: &Scenario, outcomes: &[Outcome]) -> Vec<String> {
+    let n = outcomes.len();
+    let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let caught = count(&|o| o.caught);
+    let false_alarms = count(&|o| !o.false_alarm.is_empty());
+    let mean_unchanged = count(&|o| o.mean_verdict == Some(Verdict::Unchanged));
+    let mean_failed = count(&|o| o.mean_verdict.is_some_and(|v| v.fails()));
+    let changes: Vec<f64> = outcomes.iter().filter_map(|o| o.change).collect();
+    let runs: usize = outcomes.iter().map(|o| o.runs).sum();
+    let load = outcomes.iter().map(|o| o.load).fold(f64::NAN, f64::max);
+    vec![
+        s.label.clone(),
+        s.metrics
+            .iter()
+            .map(Metric::short)
+            .collect::<Vec<_>>()
+            .join(", "),
+        if s.expect.is_some() {
+            percent(caught, n)
+        } else {
+            "-".into()
+        },
+        percent(false_alarms, n),
+        format!(
+            "{} unchanged, {} regressed",
+            percent(mean_unchanged, n),
+            mean_failed
+        ),
+        percent(count(&|o| o.inconclusive), n),
+        format!("{:.1}", runs as f64 / n.max(1) as f64),
+        change(median(&changes)),
+        format!("{load:.2}"),
+    ]
+}
+
+/// False alarms and detection, check by check: the baseline without a knob, then each scenario with its
+/// knobs set (they are process state, set in this order).
+fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> Result<String> {
+    let started = Instant::now();
+    let stdout = scratch.file("tailbench-gate.out");
+    let mut opts = run_options(false, &stdout)?;
+    // As `perfgate check` and `baseline` do: without it a parent's self time is mostly its children's
+    // probe cost, which moves with the machine's load and not with the code.
+    status("bench tail: calibrating the probe cost, as perfgate check does");
+    opts.trace.probe_cost = Some(crate::session::calibrate::calibrate(&opts.trace)?);
+    knobs.set(None, None);
+    status(&format!(
+        "bench tail: recording a baseline of {DEFAULT_BASE_RUNS} runs of tailbench (no knob)"
+    ));
+    let base = quiet_baseline(target, &opts, DEFAULT_BASE_RUNS, &Selection::default())?;
+    let defaults = Metric::defaults();
+    let scenarios = scenarios();
     let mut rows = Vec::new();
     let mut aa_default_false = 0;
     let mut tail10_caught = 0;
@@ -415,74 +510,28 @@ fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> 
             ..GateSettings::default()
         };
         validate_settings(&settings)?;
-        let mut outcomes = Vec::new();
-        for i in 1..=a.checks {
-            let load_before = Machine::load_average().unwrap_or(f64::NAN);
-            let r = runs::check(target, &opts, &base, &settings, "tailbench", &mut Quiet)?;
-            let mut o = judge(&r.comparison, s);
-            o.load = load_before.max(Machine::load_average().unwrap_or(f64::NAN));
-            status(&format!(
-                "bench tail: {}: check {i}/{}: {}{}, mean self {}, {} runs{}, load {:.2} [{} elapsed]",
-                s.label,
-                a.checks,
-                match (s.expect, o.caught) {
-                    (None, _) => String::new(),
-                    (Some(m), true) => format!("{TARGET} {} regressed, ", m.short()),
-                    (Some(m), false) => format!("{TARGET} {} NOT caught, ", m.short()),
-                },
-                if o.false_alarm.is_empty() {
-                    "no false alarm".to_string()
-                } else {
-                    format!("FALSE ALARM: {}", o.false_alarm.join(", "))
-                },
-                o.mean_verdict.map_or("-", |v| v.label()),
-                o.runs,
-                if o.inconclusive { ", functions left undecided" } else { "" },
-                o.load,
-                duration(started.elapsed().as_nanos() as f64)
-            ));
-            outcomes.push(o);
-        }
-        let n = outcomes.len();
+        let outcomes = check_scenario(a, target, &opts, &base, &settings, s, started)?;
         let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
-        let caught = count(&|o| o.caught);
-        let false_alarms = count(&|o| !o.false_alarm.is_empty());
         if s.expect.is_none() && s.metrics == defaults {
-            aa_default_false = false_alarms;
+            aa_default_false = count(&|o| !o.false_alarm.is_empty());
         }
         if s.tail == Some("lookup:15:10") {
-            tail10_caught = caught;
+            tail10_caught = count(&|o| o.caught);
         }
-        let mean_unchanged = count(&|o| o.mean_verdict == Some(Verdict::Unchanged));
-        let mean_failed = count(&|o| o.mean_verdict.is_some_and(|v| v.fails()));
-        let changes: Vec<f64> = outcomes.iter().filter_map(|o| o.change).collect();
-        let runs: usize = outcomes.iter().map(|o| o.runs).sum();
-        let load = outcomes.iter().map(|o| o.load).fold(f64::NAN, f64::max);
-        rows.push(vec![
-            s.label.clone(),
-            s.metrics
-                .iter()
-                .map(Metric::short)
-                .collect::<Vec<_>>()
-                .join(", "),
-            if s.expect.is_some() {
-                percent(caught, n)
-            } else {
-                "-".into()
-            },
-            percent(false_alarms, n),
-            format!(
-                "{} unchanged, {} regressed",
-                percent(mean_unchanged, n),
-                mean_failed
-            ),
-            percent(count(&|o| o.inconclusive), n),
-            format!("{:.1}", runs as f64 / n.max(1) as f64),
-            change(median(&changes)),
-            format!("{load:.2}"),
-        ]);
+        rows.push(scenario_row(s, &outcomes));
     }
     knobs.set(None, None);
+    Ok(gate_report(rows, aa_default_false, tail10_caught, a.checks))
+}
+
+/// The gate part's text: the settings, the table of `rows`, and whether the aim was met (no A/A false
+/// alarm with the default metrics, the tail-only ×10 change caught in 95% of `checks`).
+fn gate_report(
+    rows: Vec<Vec<String>>,
+    aa_default_false: usize,
+    tail10_caught: usize,
+    checks: usize,
+) -> String {
     let settings = GateSettings::default();
     let mut s = format!(
         "TAIL GATE: tailbench, baseline of {DEFAULT_BASE_RUNS} runs without a knob; each check starts with {} head runs \
@@ -510,7 +559,6 @@ fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> 
         rows,
         2,
     ));
-    let checks = a.checks;
     let met = aa_default_false == 0 && tail10_caught as f64 >= 0.95 * checks as f64;
     s.push_str(&format!(
         "aim: 0 false alarms in {checks} A/A checks with the default metrics and the tail-only change caught and \
@@ -518,5 +566,5 @@ fn gate(a: &BenchArgs, target: &Target, scratch: &PrivateDir, knobs: &Knobs) -> 
         percent(tail10_caught, checks),
         if met { "met" } else { "NOT met" }
     ));
-    Ok(s)
+    s
 }
