@@ -301,15 +301,9 @@ fn relink(program: &mut Program<'_>, target: &Target, hot: &BTreeSet<FuncId>) ->
         if !file.probes.iter().any(|p| hot.contains(&p.func)) {
             continue;
         }
-        let probes: Vec<bpf::Probe> = file
-            .probes
-            .iter()
+        let probes: Vec<bpf::Probe> = super::follow::probes_of(plan, file)
+            .into_iter()
             .filter(|p| !hot.contains(&p.func))
-            .map(|p| bpf::Probe {
-                offset: p.offset,
-                func: p.func,
-                kind: plan.probe_kind(p.func),
-            })
             .collect();
         program.replace_functions(&file.path, &probes)?;
     }

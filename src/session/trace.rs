@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 
 use super::follow::{self, Follow};
 use super::{unwind, RunOptions, Target};
-use crate::bpf::{self, Features, Measured, ModeUnsupported, ProbeMode, Program, ProgramConfig};
+use crate::bpf::{Features, Measured, ModeUnsupported, ProbeMode, Program, ProgramConfig};
 use crate::profile::file::Event;
 use crate::run::{Finished, HeldChild};
 
@@ -138,16 +138,7 @@ fn run_with<'t>(
     } else {
         for file in &plan.files {
             file.check_unchanged()?;
-            let probes: Vec<bpf::Probe> = file
-                .probes
-                .iter()
-                .map(|p| bpf::Probe {
-                    offset: p.offset,
-                    func: p.func,
-                    kind: plan.probe_kind(p.func),
-                })
-                .collect();
-            program.attach_functions(&file.path, &probes)?;
+            program.attach_functions(&file.path, &follow::probes_of(plan, file))?;
         }
         // Best effort: without the loader hook, sampling /proc/PID/maps still notices most dlopen'd
         // libraries.
