@@ -297,10 +297,13 @@ fn two_checks_in_one_job_keep_their_reports_apart_and_one_pr_comment_is_updated_
     let patches: Vec<_> = reqs.iter().filter(|r| r.method == "PATCH").collect();
     assert_eq!(posts.len(), 2, "{reqs:?}");
     assert_eq!(patches.len(), 0, "two report names, two comments: {reqs:?}");
-    assert!(posts[1].body["body"]
-        .as_str()
-        .unwrap()
-        .starts_with("<!-- perfgate:gatebench-2 -->\n✅ **gatebench**"));
+    // The second check's comment passes, or (a busy machine) says it was inconclusive: both exit 0.
+    let second = posts[1].body["body"].as_str().unwrap();
+    assert!(
+        second.starts_with("<!-- perfgate:gatebench-2 -->\n✅ **gatebench**")
+            || second.starts_with("<!-- perfgate:gatebench-2 -->\n⚠\u{fe0f} **gatebench**"),
+        "{second}"
+    );
     assert!(posts[0]
         .path
         .starts_with("/repos/octo/bench/issues/7/comments"));

@@ -302,6 +302,41 @@ fn quiet_libbpf() {
     }
 }
 
+/// Loads only the programs of the probe interface `config.mode` (and the counting program when asked):
+/// the verifier's time is perfgate's fixed cost per run.
+fn choose_programs(
+    open: &mut kernel::skel::OpenPerfgateSkel<'_>,
+    config: &ProgramConfig,
+) -> Result<()> {
+    let mode = config.mode;
+    if config.count_only && mode != ProbeMode::Session {
+        bail!("the minimal counting program needs session probes (Linux 6.12+)");
+    }
+    open.progs
+        .pg_session
+        .set_autoload(mode == ProbeMode::Session);
+    open.progs.pg_count.set_autoload(config.count_only);
+    open.progs.pg_entry.set_autoload(mode == ProbeMode::Multi);
+    open.progs.pg_return.set_autoload(mode == ProbeMode::Multi);
+    open.progs
+        .pg_dl_change
+        .set_autoload(mode != ProbeMode::Classic);
+    open.progs
+        .pg_entry_classic
+        .set_autoload(mode == ProbeMode::Classic);
+    open.progs
+        .pg_return_classic
+        .set_autoload(mode == ProbeMode::Classic);
+    open.progs
+        .pg_dl_change_classic
+        .set_autoload(mode == ProbeMode::Classic);
+    open.progs.pg_hook.set_autoload(mode != ProbeMode::Classic);
+    open.progs
+        .pg_hook_classic
+        .set_autoload(mode == ProbeMode::Classic);
+    Ok(())
+}
+
 impl<'obj> Program<'obj> {
     /// Opens, configures and loads the program. `storage` holds libbpf's object for the program's
     /// lifetime (the libbpf-rs idiom: `let mut storage = MaybeUninit::uninit();`).
@@ -359,31 +394,7 @@ impl<'obj> Program<'obj> {
             .clamp(least, 1 << 22);
         open.maps.stats.set_max_entries(entries)?;
         let mode = config.mode;
-        if config.count_only && mode != ProbeMode::Session {
-            bail!("the minimal counting program needs session probes (Linux 6.12+)");
-        }
-        open.progs
-            .pg_session
-            .set_autoload(mode == ProbeMode::Session);
-        open.progs.pg_count.set_autoload(config.count_only);
-        open.progs.pg_entry.set_autoload(mode == ProbeMode::Multi);
-        open.progs.pg_return.set_autoload(mode == ProbeMode::Multi);
-        open.progs
-            .pg_dl_change
-            .set_autoload(mode != ProbeMode::Classic);
-        open.progs
-            .pg_entry_classic
-            .set_autoload(mode == ProbeMode::Classic);
-        open.progs
-            .pg_return_classic
-            .set_autoload(mode == ProbeMode::Classic);
-        open.progs
-            .pg_dl_change_classic
-            .set_autoload(mode == ProbeMode::Classic);
-        open.progs.pg_hook.set_autoload(mode != ProbeMode::Classic);
-        open.progs
-            .pg_hook_classic
-            .set_autoload(mode == ProbeMode::Classic);
+        choose_programs(&mut open, config)?;
         let skel = match open.load() {
             Ok(s) => s,
             // As root, EACCES at load is the verifier refusing the program, not a missing privilege.

@@ -137,17 +137,7 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
         );
     }
     // The totals at the end: the tick's last view plus what completed since, from the statistics.
-    let mut calls = vec![0u64; plan.functions.len()];
-    let mut incl = vec![0f64; plan.functions.len()];
-    for st in &traced.measured.stats {
-        if let Some(c) = calls.get_mut(st.func as usize) {
-            *c += st.calls;
-            incl[st.func as usize] += st.inclusive.sum_ns as f64 - st.overhead_ns as f64;
-        }
-    }
-    for (i, t) in last_totals.iter().enumerate() {
-        calls[i] = calls[i].max(t.calls);
-    }
+    let (calls, incl) = run_totals(&traced.measured.stats, &last_totals, plan.functions.len());
     let figures: Vec<(u64, f64)> = calls.iter().copied().zip(incl.iter().copied()).collect();
     let (over, kept_cost) = over_budget(
         &figures,
@@ -162,21 +152,14 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
         .iter()
         .filter_map(|&id| {
             let f = plan.functions.get(id as usize)?;
-            let n = calls[id as usize].max(1);
             let t = last_totals.get(id as usize).copied().unwrap_or_default();
-            let mean = if t.calls > 0 {
-                (t.inclusive_ns as f64 - t.overhead_ns as f64) / t.calls as f64
-            } else {
-                incl[id as usize] / n as f64
-            };
-            Some(HotFunction {
-                module: f.module.clone(),
-                symbol: f.raw_name.clone(),
-                name: f.name.clone(),
-                calls: calls[id as usize],
-                mean_ns: (mean - costs.inside(f.probe)).max(0.0),
-                probe_cost_ns: cost(id),
-            })
+            Some(hot_function(
+                f,
+                &t,
+                (calls[id as usize], incl[id as usize]),
+                costs,
+                cost(id),
+            ))
         })
         .collect();
     Ok(SurveyResult {
@@ -188,6 +171,52 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
         relinking,
         kept_cost_ns: kept_cost,
     })
+}
+
+/// Calls and compensated inclusive time per function over the whole surveyed run: the statistics of the
+/// calls completed while the function was probed, or the tick's last view if it saw more (a function
+/// dropped mid-run is in both).
+fn run_totals(
+    stats: &[crate::profile::FuncStats],
+    last_totals: &[bpf::SurveyTotal],
+    functions: usize,
+) -> (Vec<u64>, Vec<f64>) {
+    let mut calls = vec![0u64; functions];
+    let mut incl = vec![0f64; functions];
+    for st in stats {
+        if let Some(c) = calls.get_mut(st.func as usize) {
+            *c += st.calls;
+            incl[st.func as usize] += st.inclusive.sum_ns as f64 - st.overhead_ns as f64;
+        }
+    }
+    for (i, t) in last_totals.iter().enumerate().take(functions) {
+        calls[i] = calls[i].max(t.calls);
+    }
+    (calls, incl)
+}
+
+/// A function left to its callers, with the figures that decided it: its mean from the survey's totals
+/// when they saw it, else from the run's statistics (`run`: its calls and compensated inclusive time).
+fn hot_function(
+    f: &crate::profile::FunctionInfo,
+    t: &bpf::SurveyTotal,
+    run: (u64, f64),
+    costs: ProbeCosts,
+    probe_cost_ns: f64,
+) -> HotFunction {
+    let mean = if t.calls > 0 {
+        (t.inclusive_ns as f64 - t.overhead_ns as f64) / t.calls as f64
+    } else {
+        run.1 / run.0.max(1) as f64
+    };
+    HotFunction {
+        module: f.module.clone(),
+        symbol: f.raw_name.clone(),
+        name: f.name.clone(),
+        calls: run.0,
+        mean_ns: (mean - costs.inside(f.probe)).max(0.0),
+        probe_cost_ns,
+    }
 }
 
 /// A function still probed after the survey run, as the budget pass weighs it.

@@ -116,20 +116,7 @@ fn run_with<'t>(
     tick: Option<&mut TickFn<'t>>,
 ) -> Result<Traced> {
     let plan = &target.plan;
-    let config = ProgramConfig {
-        target_pid: child.pid(),
-        events: opts.trace.events,
-        ringbuf_bytes: opts.trace.ringbuf_bytes,
-        mode,
-        probe_cost: opts.trace.probe_cost,
-        r_debug_delta: plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta),
-        functions: plan.functions.len(),
-        survey: tick.is_some(),
-        count_only: opts.trace.count_only,
-        follow: start.follows(),
-        hold_dlopen: start.holds(target),
-        bpf_writes: opts.trace.bpf_writes,
-    };
+    let config = program_config(target, opts, child.pid(), start, mode, tick.is_some());
     let mut storage = MaybeUninit::uninit();
     let mut program = Program::load(&config, &mut storage)?;
     let mut following = None;
@@ -190,6 +177,32 @@ fn run_with<'t>(
         follow: outcome,
         notes: start.note().map(str::to_string).into_iter().collect(),
     })
+}
+
+/// The program's settings for one run of `target` in process `target_pid`.
+fn program_config(
+    target: &Target,
+    opts: &RunOptions,
+    target_pid: u32,
+    start: &follow::Start,
+    mode: ProbeMode,
+    survey: bool,
+) -> ProgramConfig {
+    let plan = &target.plan;
+    ProgramConfig {
+        target_pid,
+        events: opts.trace.events,
+        ringbuf_bytes: opts.trace.ringbuf_bytes,
+        mode,
+        probe_cost: opts.trace.probe_cost,
+        r_debug_delta: plan.loader_hook.as_ref().map_or(0, |h| h.r_debug_delta),
+        functions: plan.functions.len(),
+        survey,
+        count_only: opts.trace.count_only,
+        follow: start.follows(),
+        hold_dlopen: start.holds(target),
+        bpf_writes: opts.trace.bpf_writes,
+    }
 }
 
 fn poll(opts: &RunOptions) -> Duration {
