@@ -304,6 +304,9 @@ struct Measured {
     survey_net_ratio: f64,
 }
 
+/// Everything `bench cost` measures on one fixture. One piece: a script of runs in a fixed order (untraced,
+/// first byte, placement, survey, gated runs, the knob's checks), each feeding the table's rows, which
+/// read best next to the runs that produce them.
 fn workload(a: &BenchArgs, w: &Workload, costs: ProbeCosts, stdout: &Path) -> Result<Measured> {
     let program = fixture(a, w.fixture)?;
     let args = argv(&program, &[]);
@@ -614,6 +617,8 @@ fn compensation(a: &BenchArgs, costs: ProbeCosts, stdout: &Path) -> Result<(Stri
     Ok((s, all_within))
 }
 
+/// `perfgate bench cost`. One piece: the calibration, each fixture's figures and the report's tables and
+/// aims are one sequence of sections, in the order they print.
 pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
     let stdout = scratch.file("cost.out");
     status("bench cost: calibrating the probe cost (once, as check and baseline do)");
