@@ -532,16 +532,18 @@ fn gate_report(
     tail10_caught: usize,
     checks: usize,
 ) -> String {
-    let settings = GateSettings::default();
+    let settings = GateSettings {
+        metrics: vec![Metric::MEAN_SELF, P50_INCLUSIVE, Metric::P99_INCLUSIVE],
+        ..GateSettings::default()
+    };
     let mut s = format!(
         "TAIL GATE: tailbench, baseline of {DEFAULT_BASE_RUNS} runs without a knob; each check starts with {} head runs \
-         and looks again at the sequential rule's looks up to {} (as `perfgate check`); thresholds {:.0}% (mean) \
-         and {:.0}% (quantiles), alpha {} over every (function, metric) pair; caught = {TARGET} regressed by the \
-         metric named (p99 incl for the tail knob, p50 incl for the median knob)\n",
+         and looks again at the sequential rule's looks up to {} (as `perfgate check`); {}, alpha {} over every \
+         (function, metric) pair; caught = {TARGET} regressed by the metric named (p99 incl for the tail knob, p50 \
+         incl for the median knob)\n",
         settings.runs,
         settings.max_runs,
-        settings.threshold * 100.0,
-        settings.quantile_threshold * 100.0,
+        settings.thresholds_label(),
         settings.alpha
     );
     s.push_str(&table(
