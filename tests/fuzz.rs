@@ -366,17 +366,9 @@ fn views_of(path: &Path, size: u64, base: &Path, tally: &mut Tally) -> ViewsResu
         peak <= alloc_bound,
         "allocated {peak} bytes for a {size}-byte recording"
     );
-    tally.tried += 1;
     tally.alloc(peak, size);
-    match &result {
-        Ok(written) => {
-            tally.accepted += 1;
-            tally.output(written.iter().map(|(_, n)| n).sum(), size);
-        }
-        Err(msg) => {
-            tally.rejected += 1;
-            assert_names_file(msg, path, "recording");
-        }
+    if let Some(written) = tally.judge(&result, path, "recording") {
+        tally.output(written.iter().map(|(_, n)| n).sum(), size);
     }
     result
 }
@@ -827,14 +819,7 @@ fn elf_files_fuzzed() {
                     );
                     tally.alloc(peak, size);
                 }
-                tally.tried += 1;
-                match result {
-                    Ok(_) => tally.accepted += 1,
-                    Err(msg) => {
-                        tally.rejected += 1;
-                        assert_names_file(&msg, &path, "ELF");
-                    }
-                }
+                tally.judge(&result, &path, "ELF");
             });
         }
     }
@@ -1067,16 +1052,8 @@ fn baselines_fuzzed() {
                 "allocated {peak} bytes for a {size}-byte baseline"
             );
             tally.alloc(peak, size);
-            tally.tried += 1;
-            match result {
-                Ok(written) => {
-                    tally.accepted += 1;
-                    tally.output(written, size);
-                }
-                Err(msg) => {
-                    tally.rejected += 1;
-                    assert_names_file(&msg, &path, "baseline");
-                }
+            if let Some(&written) = tally.judge(&result, &path, "baseline") {
+                tally.output(written, size);
             }
         });
     }
@@ -1211,14 +1188,7 @@ fn project_files_fuzzed() {
                 "allocated {peak} bytes for {size}"
             );
             tally.alloc(peak, size);
-            tally.tried += 1;
-            match result {
-                Ok(_) => tally.accepted += 1,
-                Err(msg) => {
-                    tally.rejected += 1;
-                    assert_names_file(&msg, &path, "perfgate.toml");
-                }
-            }
+            tally.judge(&result, &path, "perfgate.toml");
         });
     }
     tally.report("perfgate.toml files");
@@ -1326,16 +1296,8 @@ fn reports_fuzzed() {
                 "allocated {peak} bytes for {size}"
             );
             tally.alloc(peak, size);
-            tally.tried += 1;
-            match &result {
-                Ok(written) => {
-                    tally.accepted += 1;
-                    tally.output(*written, size);
-                }
-                Err(msg) => {
-                    tally.rejected += 1;
-                    assert_names_file(msg, &path, "report");
-                }
+            if let Some(&written) = tally.judge(&result, &path, "report") {
+                tally.output(written, size);
             }
             // Every 20th through the real binary, under a memory limit: its own messages.
             if case % 20 == 0 {

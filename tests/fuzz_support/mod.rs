@@ -339,6 +339,28 @@ impl Tally {
         }
     }
 
+    /// Counts one input: accepted (its value returned), or rejected, whose message must name the file
+    /// ([`assert_names_file`]).
+    pub fn judge<'r, T>(
+        &mut self,
+        result: &'r Result<T, String>,
+        path: &std::path::Path,
+        what: &str,
+    ) -> Option<&'r T> {
+        self.tried += 1;
+        match result {
+            Ok(v) => {
+                self.accepted += 1;
+                Some(v)
+            }
+            Err(msg) => {
+                self.rejected += 1;
+                assert_names_file(msg, path, what);
+                None
+            }
+        }
+    }
+
     /// Counts one accepted input's output.
     pub fn output(&mut self, written: u64, size: u64) {
         let r = written as f64 / size.max(1) as f64;
