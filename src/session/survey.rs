@@ -10,10 +10,11 @@
 //!    5 ms while the benchmark runs. A function with at least [`SurveySettings::min_calls`] calls (or
 //!    whose probes have cost a millisecond already, after 20 calls at least) whose
 //!    mean inclusive time, probe costs taken out, is under [`SurveySettings::size_factor`] times its own
-//!    probe's cost is *too hot for its size*: the probes of its group (16 functions, see `bpf`) are re-attached without it at once, so the
-//!    survey stops paying for it (that keeps the survey itself cheap on code made of tiny hot functions).
-//!    When the probes still probed have already cost more than the budget (a fraction of the untraced
-//!    time) the whole run may spend, the budget pass below runs at once too, down to half the budget.
+//!    probe's cost is *too hot for its size*: the probes of its group (16 functions, see `bpf`) are
+//!    re-attached without it at once, so the survey stops paying for it (that keeps the survey itself
+//!    cheap on code made of tiny hot functions). When the probes still probed have already cost more than
+//!    the budget (a fraction of the untraced time) the whole run may spend, the budget pass below runs at
+//!    once too, down to `MIDRUN_TARGET` (a quarter) of the budget.
 //! 3. After the run, while the remaining probes would still cost more than the budget, the functions whose
 //!    probe is largest against their own time are left to their callers too (the long calls a reader
 //!    looks at, an API entry point or a main loop, keep their probes).
