@@ -168,7 +168,7 @@ fn a_a_with_the_tail_metric_passes_and_report_diff_shows_two_recordings() {
     assert!(regressed(&v).is_empty(), "{stdout}");
     assert_eq!(
         v["settings"]["metrics"],
-        serde_json::json!(["mean-self", "p99-inclusive"])
+        serde_json::json!(["mean-self", "p99-inclusive", "total-self"])
     );
     // The tail metric was on: lookup had its p99 decided or left undecided, not skipped.
     assert_ne!(metric_verdict(function(&v, "lookup"), "p99-inclusive"), "-");

@@ -142,9 +142,10 @@ pub struct GateArgs {
     #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
     pub min_share: Option<f64>,
     /// What is compared per run, comma-separated; each gets its own verdict and a function regresses
-    /// when any does. mean = mean self time (total cost, pinned on the function that changed); p50, p90,
-    /// p99 = quantiles of inclusive time (the typical call, the slow tail); add -self or -inclusive to
-    /// choose the time. [default: mean-self,p99-inclusive]
+    /// when any does. mean = mean self time per call (a call's cost, pinned on the function that
+    /// changed); p50, p90, p99 = quantiles of inclusive time (the typical call, the slow tail); total =
+    /// self time per run (the same call made more often); add -self or -inclusive to choose the time.
+    /// [default: mean-self,p99-inclusive,total-self]
     #[arg(long, value_enum, value_delimiter = ',', value_name = "METRIC,...")]
     pub metric: Option<Vec<MetricArg>>,
     /// Smallest change of a quantile metric (p50, p90, p99) that fails, e.g. 10% or 0.10. [default: 10%; p90's is 1.5×, p99's 2.5× it]
@@ -210,6 +211,13 @@ pub enum MetricArg {
     /// 99th percentile of self time.
     #[value(name = "p99-self")]
     P99Self,
+    /// Total self time per run (calls × mean): the same cost per call paid more often, e.g. a read
+    /// called thousands of times more once a cache misses.
+    #[value(name = "total-self", alias = "total")]
+    TotalSelf,
+    /// Total inclusive time per run.
+    #[value(name = "total-inclusive")]
+    TotalInclusive,
 }
 
 /// An overhead budget (`None` = off).

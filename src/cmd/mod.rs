@@ -253,6 +253,8 @@ fn metric(m: MetricArg) -> Metric {
         MetricArg::P50Self => (Statistic::P50, TimeKind::SelfTime),
         MetricArg::P90Self => (Statistic::P90, TimeKind::SelfTime),
         MetricArg::P99Self => (Statistic::P99, TimeKind::SelfTime),
+        MetricArg::TotalSelf => (Statistic::Total, TimeKind::SelfTime),
+        MetricArg::TotalInclusive => (Statistic::Total, TimeKind::Inclusive),
     };
     Metric { statistic, time }
 }

@@ -71,6 +71,8 @@ impl FuncRun {
             (TimeKind::Inclusive, Statistic::P50) => self.p50,
             (TimeKind::Inclusive, Statistic::P90) => self.p90,
             (TimeKind::Inclusive, Statistic::P99) => self.p99,
+            (TimeKind::SelfTime, Statistic::Total) => self.self_total,
+            (TimeKind::Inclusive, Statistic::Total) => self.total,
         }
     }
 

@@ -37,12 +37,31 @@ pub fn count(n: u64) -> String {
     out
 }
 
-/// A percentage change from a ratio: 1.25 → `+25.0%`.
+/// A percentage change from a ratio: 1.25 → `+25.0%`; from 10× up, the factor to three significant
+/// digits, which a reader takes in at a glance (and which fits a table cell): 14,241.0 → `×14,200`,
+/// 31.3 → `×31.3`.
 pub fn change(ratio: f64) -> String {
     if !ratio.is_finite() {
         return "-".into();
     }
+    if ratio >= 10.0 {
+        return factor(ratio);
+    }
     format!("{:+.1}%", (ratio - 1.0) * 100.0)
+}
+
+/// `×31.3`, `×142`, `×14,200`: a factor of at least 10 to three significant digits.
+fn factor(ratio: f64) -> String {
+    if ratio < 100.0 {
+        return format!("×{ratio:.1}");
+    }
+    let digits = ratio.log10().floor() as i32;
+    let unit = 10f64.powi(digits - 2);
+    let rounded = (ratio / unit).round() * unit;
+    if rounded >= u64::MAX as f64 {
+        return format!("×{ratio:.2e}");
+    }
+    format!("×{}", count(rounded as u64))
 }
 
 /// A count and its noun: `1 file`, `3 files`, `1,024 calls`, `2 base runs` (regular plurals: the last
@@ -89,6 +108,14 @@ mod tests {
         assert_eq!(count(1234567), "1,234,567");
         assert_eq!(change(1.25), "+25.0%");
         assert_eq!(change(0.9), "-10.0%");
+        assert_eq!(change(9.994), "+899.4%");
+        assert_eq!(change(10.0), "×10.0");
+        assert_eq!(change(31.33), "×31.3");
+        assert_eq!(change(142.4), "×142");
+        assert_eq!(change(14_241.036), "×14,200");
+        assert_eq!(change(23_739_488.0), "×23,700,000");
+        assert_eq!(change(1e300), "×1.00e300");
+        assert_eq!(change(f64::INFINITY), "-");
     }
 
     #[test]
