@@ -98,7 +98,9 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
         let mut found = Vec::new();
         for (id, t) in totals.iter().enumerate() {
             let id = id as FuncId;
-            if judged(t.calls, cost(id), s) && !hot.contains(&id) && too_hot(t, cost(id), s) {
+            let inside = costs.inside(plan.probe_kind(id));
+            if judged(t.calls, cost(id), s) && !hot.contains(&id) && too_hot(t, cost(id), inside, s)
+            {
                 found.push(id);
             }
         }
@@ -315,12 +317,17 @@ fn judged(calls: u64, probe_cost: f64, s: &SurveySettings) -> bool {
         || (calls >= MIN_JUDGED_CALLS && calls as f64 * probe_cost >= JUDGE_AFTER_NS)
 }
 
-/// Whether a function's totals say it is too hot for its size.
-fn too_hot(t: &bpf::SurveyTotal, probe_cost: f64, s: &SurveySettings) -> bool {
+/// Whether a function's totals say it is too hot for its size: its mean inclusive time, every probe's
+/// cost taken out (its descendants' and the part of its own probe inside its interval, `inside`), is
+/// under `size_factor` times its probe's cost. A single-stepped probe's cost is nearly all inside (the
+/// step runs after the entry's timestamp): a leaf of a few ns measures about one probe cost and, judged
+/// with that in, was never too hot (libsqlite3's sqlite3BtreeCursorIsValidNN made ~5,000 calls of
+/// 15 µs of probe until the budget pass cut it).
+fn too_hot(t: &bpf::SurveyTotal, probe_cost: f64, inside: f64, s: &SurveySettings) -> bool {
     if t.calls == 0 || probe_cost <= 0.0 {
         return false;
     }
-    let mean = (t.inclusive_ns as f64 - t.overhead_ns as f64) / t.calls as f64;
+    let mean = (t.inclusive_ns as f64 - t.overhead_ns as f64) / t.calls as f64 - inside;
     mean < s.size_factor * probe_cost
 }
 
@@ -401,10 +408,26 @@ mod tests {
             overhead_ns: 1000 * 9_000,
         };
         // 3 µs of its own per call against a 10 µs probe: too hot.
-        assert!(too_hot(&tiny, 10_000.0, &s));
+        assert!(too_hot(&tiny, 10_000.0, 0.0, &s));
         // The same function with a 0.5 µs probe: 6× the probe, kept.
-        assert!(!too_hot(&tiny, 500.0, &s));
+        assert!(!too_hot(&tiny, 500.0, 0.0, &s));
         let never = bpf::SurveyTotal::default();
-        assert!(!too_hot(&never, 10_000.0, &s));
+        assert!(!too_hot(&never, 10_000.0, 0.0, &s));
+        // A leaf of a few ns under a 15 µs single-step probe, 14.7 µs of it inside its interval: it
+        // measures more than one probe cost, and is too hot once that part is taken out.
+        let leaf = bpf::SurveyTotal {
+            calls: 100,
+            inclusive_ns: 100 * 15_200,
+            overhead_ns: 0,
+        };
+        assert!(!too_hot(&leaf, 15_000.0, 0.0, &s));
+        assert!(too_hot(&leaf, 15_000.0, 14_700.0, &s));
+        // A function of 20 µs of its own under the same probe stays.
+        let long = bpf::SurveyTotal {
+            calls: 100,
+            inclusive_ns: 100 * 34_700,
+            overhead_ns: 0,
+        };
+        assert!(!too_hot(&long, 15_000.0, 14_700.0, &s));
     }
 }
