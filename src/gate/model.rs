@@ -1,4 +1,9 @@
 //! The result of comparing a baseline with new runs: what every report format renders.
+//!
+//! Invariant: the JSON of a function and of one of its metrics keeps the figures' keys (`base`, `ratio`,
+//! `q_value`, …) at the object's top level ([`Figures`] is flattened into both), so reports and merge
+//! inputs written before [`Figures`] existed read unchanged; key order within an object carries no
+//! meaning.
 use serde::{Deserialize, Serialize};
 
 /// Which time of a call a metric reads.
@@ -434,39 +439,29 @@ impl Default for GateSettings {
     }
 }
 
-/// One function compared.
+/// The figures of one gated (function, metric) pair: what the gate measured and decided on. A
+/// [`MetricComparison`] carries its metric's; a [`FunctionComparison`] carries those of its deciding
+/// metric (or, for a function not gated, of its first). Both flatten them, so the JSON keys are the
+/// fields' names at the top level of each object, as before this struct existed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FunctionComparison {
-    /// Demangled name.
-    pub name: String,
-    /// File it lives in.
-    pub module: String,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Median over base runs of the metric, ns.
+pub struct Figures {
+    /// Median over base runs of the metric, ns (normalised per run when the comparison is).
     pub base: Option<f64>,
-    /// Median over head runs of the metric, ns (divided by the speed factor when relative).
+    /// Median over head runs of the metric, ns (likewise; divided by the speed factor when relative).
     pub head: Option<f64>,
     /// Hodges–Lehmann estimate of head/base.
     pub ratio: Option<f64>,
-    /// Lower end of the ratio's confidence interval.
+    /// Lower end of the ratio's confidence interval (at `confidence`).
     pub ratio_low: Option<f64>,
     /// Upper end of the ratio's confidence interval.
     pub ratio_high: Option<f64>,
-    /// Two-sided Mann–Whitney p-value, per function.
+    /// Two-sided Mann–Whitney p-value.
     pub p_value: Option<f64>,
-    /// The p-value adjusted for testing many functions (Benjamini–Hochberg).
+    /// The p-value adjusted for testing many at once (Benjamini–Hochberg): across every (function,
+    /// metric) pair of the look (across the functions under the legacy rule, which gates one metric).
     pub q_value: Option<f64>,
-    /// Share of the total self time in the head runs (base runs for removed functions).
-    pub share: f64,
-    /// Median calls per base run.
-    pub base_calls: Option<u64>,
-    /// Median calls per head run.
-    pub head_calls: Option<u64>,
-    /// The threshold applied to this function (a per-function override or the global one).
+    /// The threshold applied: a per-function override or the global one, the mean's or the quantiles'.
     pub threshold: f64,
-    /// Median head time per run spent in the function (inclusive total), ns; the JUnit `time`.
-    pub head_total_ns: Option<f64>,
     /// Confidence of `ratio_low`/`ratio_high` (the look's, under the sequential rule).
     #[serde(default)]
     pub confidence: Option<f64>,
@@ -480,6 +475,28 @@ pub struct FunctionComparison {
     /// Look (0-based) at which the verdict was reached, under the sequential rule.
     #[serde(default)]
     pub decided_at: Option<usize>,
+}
+
+/// One function compared.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionComparison {
+    /// Demangled name.
+    pub name: String,
+    /// File it lives in.
+    pub module: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The deciding metric's figures (see `metric`).
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// Share of the total self time in the head runs (base runs for removed functions).
+    pub share: f64,
+    /// Median calls per base run.
+    pub base_calls: Option<u64>,
+    /// Median calls per head run.
+    pub head_calls: Option<u64>,
+    /// Median head time per run spent in the function (inclusive total), ns; the JUnit `time`.
+    pub head_total_ns: Option<f64>,
     /// The metric the verdict and figures above are of: the one whose verdict is the function's (its
     /// worst: regressed before improved before inconclusive before unchanged; the first listed on a tie).
     /// `None` in reports written before several metrics were gated (then it is the settings' first).
@@ -504,30 +521,9 @@ pub struct MetricComparison {
     pub metric: Metric,
     /// Its verdict.
     pub verdict: Verdict,
-    /// Median over base runs, ns (normalised per run when the comparison is).
-    pub base: Option<f64>,
-    /// Median over head runs, ns (likewise).
-    pub head: Option<f64>,
-    /// Hodges–Lehmann estimate of head/base.
-    pub ratio: Option<f64>,
-    /// Lower end of the ratio's interval at `confidence`.
-    pub ratio_low: Option<f64>,
-    /// Upper end.
-    pub ratio_high: Option<f64>,
-    /// Two-sided Mann–Whitney p-value.
-    pub p_value: Option<f64>,
-    /// Adjusted across every (function, metric) pair of the look (Benjamini–Hochberg).
-    pub q_value: Option<f64>,
-    /// The threshold applied (the mean's or the quantiles').
-    pub threshold: f64,
-    /// Confidence of the interval (the look's).
-    pub confidence: Option<f64>,
-    /// Run-to-run noise, as a coefficient of variation.
-    pub cv: Option<f64>,
-    /// The smallest ratio this check could have confirmed (80% of the time).
-    pub smallest_detectable: Option<f64>,
-    /// Look at which the verdict was reached.
-    pub decided_at: Option<usize>,
+    /// Its figures.
+    #[serde(flatten)]
+    pub figures: Figures,
 }
 
 /// Quantiles of one side: medians over its runs of each run's figure, ns (probe cost taken out like the
