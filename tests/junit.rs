@@ -13,7 +13,7 @@ use common::*;
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use perfgate::gate::model::{Comparison, FunctionComparison, GateSettings, Verdict};
+use perfgate::gate::model::{Comparison, Figures, FunctionComparison, GateSettings, Verdict};
 use perfgate::report::junit::{report, Provenance};
 use quick_xml::events::Event;
 
@@ -28,13 +28,17 @@ fn function(name: &str, module: &str, verdict: Verdict) -> FunctionComparison {
         name: name.into(),
         module: module.into(),
         verdict,
-        base: (verdict != Verdict::New).then_some(1_200.0),
-        head: (verdict != Verdict::Removed).then_some(1_500.0),
-        ratio: compared.then_some(1.25),
-        ratio_low: compared.then_some(1.2),
-        ratio_high: compared.then_some(1.3),
-        p_value: compared.then_some(0.0002),
-        q_value: compared.then_some(0.001),
+        figures: Figures {
+            base: (verdict != Verdict::New).then_some(1_200.0),
+            head: (verdict != Verdict::Removed).then_some(1_500.0),
+            ratio: compared.then_some(1.25),
+            ratio_low: compared.then_some(1.2),
+            ratio_high: compared.then_some(1.3),
+            p_value: compared.then_some(0.0002),
+            q_value: compared.then_some(0.001),
+            threshold: 0.05,
+            ..Figures::default()
+        },
         share: if verdict == Verdict::BelowFloor {
             0.001
         } else {
@@ -46,7 +50,6 @@ fn function(name: &str, module: &str, verdict: Verdict) -> FunctionComparison {
         } else {
             200
         }),
-        threshold: 0.05,
         head_total_ns: Some(300_000.0),
         ..FunctionComparison::default()
     }

@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::baseline::Baseline;
 use super::figures::{FuncKey, FuncRun, RunFigures};
 use super::model::{
-    Bucket, Comparison, Distribution, FunctionComparison, GateSettings, Metric, MetricComparison,
-    Quantiles, Rule, Statistic, TimeKind, TotalComparison, Verdict,
+    Bucket, Comparison, Distribution, Figures, FunctionComparison, GateSettings, Metric,
+    MetricComparison, Quantiles, Rule, Statistic, TimeKind, TotalComparison, Verdict,
 };
 use super::normalize::{self, Normalisation};
 use super::sequential::{FunctionDecision, FunctionRuns, SequentialRule, SequentialSettings};
@@ -682,17 +682,17 @@ fn decision_of(m: &MetricComparison) -> FunctionDecision {
     };
     FunctionDecision {
         verdict,
-        decided_at: m.decided_at,
-        ratio: m.ratio,
-        low: m.ratio_low,
-        high: m.ratio_high,
-        confidence: m.confidence.unwrap_or(0.0),
+        decided_at: m.figures.decided_at,
+        ratio: m.figures.ratio,
+        low: m.figures.ratio_low,
+        high: m.figures.ratio_high,
+        confidence: m.figures.confidence.unwrap_or(0.0),
         equivalence_low: None,
         equivalence_high: None,
-        p_value: m.p_value,
-        q_value: m.q_value,
-        cv: m.cv,
-        smallest_detectable: m.smallest_detectable,
+        p_value: m.figures.p_value,
+        q_value: m.figures.q_value,
+        cv: m.figures.cv,
+        smallest_detectable: m.figures.smallest_detectable,
     }
 }
 
@@ -700,18 +700,20 @@ fn metric_comparison(metric: Metric, p: &Pair, d: &FunctionDecision) -> MetricCo
     MetricComparison {
         metric,
         verdict: d.verdict,
-        base: stats::median(&p.base),
-        head: stats::median(&p.head),
-        ratio: d.ratio,
-        ratio_low: d.low,
-        ratio_high: d.high,
-        p_value: d.p_value,
-        q_value: d.q_value,
-        threshold: p.threshold,
-        confidence: Some(d.confidence),
-        cv: d.cv,
-        smallest_detectable: d.smallest_detectable,
-        decided_at: d.decided_at,
+        figures: Figures {
+            base: stats::median(&p.base),
+            head: stats::median(&p.head),
+            ratio: d.ratio,
+            ratio_low: d.low,
+            ratio_high: d.high,
+            p_value: d.p_value,
+            q_value: d.q_value,
+            threshold: p.threshold,
+            confidence: Some(d.confidence),
+            cv: d.cv,
+            smallest_detectable: d.smallest_detectable,
+            decided_at: d.decided_at,
+        },
     }
 }
 
@@ -721,21 +723,9 @@ fn settle(row: &mut FunctionComparison) {
     let Some(worst) = row.metrics.iter().min_by_key(|m| m.verdict) else {
         return;
     };
-    let m = worst.clone();
-    row.verdict = m.verdict;
-    row.metric = Some(m.metric);
-    row.base = m.base;
-    row.head = m.head;
-    row.ratio = m.ratio;
-    row.ratio_low = m.ratio_low;
-    row.ratio_high = m.ratio_high;
-    row.p_value = m.p_value;
-    row.q_value = m.q_value;
-    row.threshold = m.threshold;
-    row.confidence = m.confidence;
-    row.cv = m.cv;
-    row.smallest_detectable = m.smallest_detectable;
-    row.decided_at = m.decided_at;
+    row.verdict = worst.verdict;
+    row.metric = Some(worst.metric);
+    row.figures = worst.figures.clone();
 }
 
 /// One function's row with the figures of its first metric; `Inconclusive` until the rule decides
@@ -764,12 +754,15 @@ fn row_of(
             .unwrap_or_else(|| key.symbol.clone()),
         module: key.module.clone(),
         verdict: Verdict::Inconclusive,
-        base: stats::median(base_values),
-        head: stats::median(head_values),
+        figures: Figures {
+            base: stats::median(base_values),
+            head: stats::median(head_values),
+            threshold: o.threshold_of(metric, settings),
+            ..Figures::default()
+        },
         share,
         base_calls: median_u64(&b.calls),
         head_calls: median_u64(&h.calls),
-        threshold: o.threshold_of(metric, settings),
         head_total_ns: stats::median(&h.totals),
         metric: Some(metric),
         ..FunctionComparison::default()
@@ -788,10 +781,10 @@ fn row_of(
     if row.verdict != Verdict::Inconclusive && b.present() && h.present() {
         // Reported, not gated: the figures are still worth showing.
         if let Some(r) = stats::ratio_estimate(base_values, head_values, settings.confidence) {
-            row.ratio = Some(r.estimate);
-            row.ratio_low = Some(r.low);
-            row.ratio_high = Some(r.high);
-            row.confidence = Some(settings.confidence);
+            row.figures.ratio = Some(r.estimate);
+            row.figures.ratio_low = Some(r.low);
+            row.figures.ratio_high = Some(r.high);
+            row.figures.confidence = Some(settings.confidence);
         }
     }
     row
@@ -1072,7 +1065,7 @@ mod tests {
             .find(|m| m.metric == Metric::MEAN_SELF)
             .unwrap();
         assert_ne!(mean.verdict, Verdict::Regressed, "{read:#?}");
-        assert!(read.ratio.unwrap() > 100.0, "{read:#?}");
+        assert!(read.figures.ratio.unwrap() > 100.0, "{read:#?}");
         // The functions whose calls did not change: their totals move with their means, unchanged.
         for f in c.functions.iter().filter(|f| f.name != "read") {
             assert!(
@@ -1106,7 +1099,7 @@ mod tests {
         let failing: Vec<&str> = c.failures().map(|f| f.name.as_str()).collect();
         assert_eq!(failing, ["f3"], "{:#?}", c.functions);
         let f3 = verdict_of(&c, "f3");
-        assert!((1.15..1.35).contains(&f3.ratio.unwrap()), "{f3:?}");
+        assert!((1.15..1.35).contains(&f3.figures.ratio.unwrap()), "{f3:?}");
         assert!(c.normalisation.as_deref().unwrap().starts_with("per run"));
         // The whole run is slower and says so, on its own line.
         let total = c.total.as_ref().unwrap();
@@ -1180,8 +1173,8 @@ mod tests {
         let undecided: Vec<&FunctionComparison> = c.with(Verdict::Inconclusive).collect();
         assert!(!undecided.is_empty(), "{:#?}", c.functions);
         for f in undecided {
-            assert!(f.cv.unwrap() > 0.0, "{f:?}");
-            assert!(f.smallest_detectable.unwrap() > 1.0, "{f:?}");
+            assert!(f.figures.cv.unwrap() > 0.0, "{f:?}");
+            assert!(f.figures.smallest_detectable.unwrap() > 1.0, "{f:?}");
         }
         assert!(!c.complete, "more runs would help");
         assert_eq!(c.outcome(), "inconclusive");
@@ -1372,9 +1365,13 @@ mod tests {
             Some(Verdict::Unchanged),
             "{f2:#?}"
         );
-        assert!((1.8..2.2).contains(&f2.ratio.unwrap()), "{f2:?}");
+        assert!((1.8..2.2).contains(&f2.figures.ratio.unwrap()), "{f2:?}");
         // Its threshold is p99's (2.5× the quantile threshold), and the distribution is shown.
-        assert!((f2.threshold - 0.25).abs() < 1e-12, "{}", f2.threshold);
+        assert!(
+            (f2.figures.threshold - 0.25).abs() < 1e-12,
+            "{}",
+            f2.figures.threshold
+        );
         let d = f2.distribution.as_ref().unwrap();
         assert_eq!(d.time, Some(TimeKind::Inclusive));
         assert!(d.head.p99 > 1.8 * d.base.p99, "{d:?}");
@@ -1449,7 +1446,7 @@ mod tests {
         assert!(c.passed(), "{:#?}", c.functions);
         for f in &c.functions {
             assert_eq!(f.metrics.len(), all.len(), "{f:#?}");
-            assert!(f.metrics.iter().all(|m| m.q_value.is_some()));
+            assert!(f.metrics.iter().all(|m| m.figures.q_value.is_some()));
         }
         assert_eq!(c.outcome(), "pass");
     }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::baseline::Baseline;
 use super::figures::{FuncKey, FuncRun, RunFigures};
-use super::model::{Comparison, FunctionComparison, GateSettings, Metric, Verdict};
+use super::model::{Comparison, Figures, FunctionComparison, GateSettings, Metric, Verdict};
 use super::stats;
 use crate::profile::Machine;
 
@@ -176,7 +176,7 @@ pub fn compare_legacy(
         let o = overrides.get(key).copied().unwrap_or_default();
         let row = row_of(key, &b, &h, o, settings);
         if row.verdict == Verdict::Inconclusive {
-            if let Some(p) = row.p_value {
+            if let Some(p) = row.figures.p_value {
                 tested.push((rows.len(), p));
             }
         }
@@ -186,7 +186,7 @@ pub fn compare_legacy(
     let q = stats::benjamini_hochberg(&tested.iter().map(|&(_, p)| p).collect::<Vec<_>>());
     for (&(i, _), &q) in tested.iter().zip(&q) {
         let row = &mut rows[i];
-        row.q_value = Some(q);
+        row.figures.q_value = Some(q);
         row.verdict = decide(row, q, settings.alpha);
     }
     if settings.gate_calls {
@@ -273,19 +273,17 @@ fn row_of(
             .unwrap_or_else(|| key.symbol.clone()),
         module: key.module.clone(),
         verdict: Verdict::Unchanged,
-        base: stats::median(&b.values),
-        head: stats::median(&h.values),
-        ratio: None,
-        ratio_low: None,
-        ratio_high: None,
-        p_value: None,
-        q_value: None,
+        figures: Figures {
+            base: stats::median(&b.values),
+            head: stats::median(&h.values),
+            threshold: o.threshold.unwrap_or(settings.threshold),
+            confidence: Some(settings.confidence),
+            ..Figures::default()
+        },
         share,
         base_calls: median_u64(&b.calls),
         head_calls: median_u64(&h.calls),
-        threshold: o.threshold.unwrap_or(settings.threshold),
         head_total_ns: stats::median(&h.totals),
-        confidence: Some(settings.confidence),
         ..FunctionComparison::default()
     };
     row.verdict = if o.ignore {
@@ -301,11 +299,11 @@ fn row_of(
     };
     if !b.values.is_empty() && !h.values.is_empty() {
         if let Some(r) = stats::ratio_estimate(&b.values, &h.values, settings.confidence) {
-            row.ratio = Some(r.estimate);
-            row.ratio_low = Some(r.low);
-            row.ratio_high = Some(r.high);
+            row.figures.ratio = Some(r.estimate);
+            row.figures.ratio_low = Some(r.low);
+            row.figures.ratio_high = Some(r.high);
         }
-        row.p_value = stats::mann_whitney(&b.values, &h.values).map(|m| m.p_two_sided);
+        row.figures.p_value = stats::mann_whitney(&b.values, &h.values).map(|m| m.p_two_sided);
     }
     row
 }
@@ -333,7 +331,7 @@ fn warnings(
             settings.alpha
         ));
     }
-    let gated = rows.iter().filter(|r| r.q_value.is_some()).count();
+    let gated = rows.iter().filter(|r| r.figures.q_value.is_some()).count();
     if let Some(k) = factor {
         let up = 1.0 + settings.threshold;
         if !settings.relative && gated >= 3 && (k > up || k < 1.0 / up) {
@@ -349,15 +347,15 @@ fn warnings(
 
 /// The verdict of a gated function from its ratio interval and adjusted p-value.
 fn decide(row: &FunctionComparison, q: f64, alpha: f64) -> Verdict {
-    let (Some(low), Some(high)) = (row.ratio_low, row.ratio_high) else {
+    let (Some(low), Some(high)) = (row.figures.ratio_low, row.figures.ratio_high) else {
         // No ratio (a zero time): only identical figures count as unchanged.
-        return if row.base == row.head {
+        return if row.figures.base == row.figures.head {
             Verdict::Unchanged
         } else {
             Verdict::Inconclusive
         };
     };
-    let up = 1.0 + row.threshold;
+    let up = 1.0 + row.figures.threshold;
     let down = 1.0 / up;
     if q < alpha && low > up {
         Verdict::Regressed
@@ -448,7 +446,10 @@ mod tests {
         let failing: Vec<_> = c.failures().map(|f| f.name.as_str()).collect();
         assert_eq!(failing, ["a"]);
         let a = &c.functions[0];
-        assert!(a.ratio.unwrap() > 1.2 && a.ratio.unwrap() < 1.3, "{a:?}");
+        assert!(
+            a.figures.ratio.unwrap() > 1.2 && a.figures.ratio.unwrap() < 1.3,
+            "{a:?}"
+        );
         assert!(c.with(Verdict::Unchanged).count() == 2);
     }
 

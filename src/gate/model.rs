@@ -1,4 +1,9 @@
 //! The result of comparing a baseline with new runs: what every report format renders.
+//!
+//! Invariant: the JSON of a function and of one of its metrics keeps the figures' keys (`base`, `ratio`,
+//! `q_value`, …) at the object's top level ([`Figures`] is flattened into both), so reports and merge
+//! inputs written before [`Figures`] existed read unchanged; key order within an object carries no
+//! meaning.
 use serde::{Deserialize, Serialize};
 
 /// Which time of a call a metric reads.
@@ -460,39 +465,29 @@ impl Default for GateSettings {
     }
 }
 
-/// One function compared.
+/// The figures of one gated (function, metric) pair: what the gate measured and decided on. A
+/// [`MetricComparison`] carries its metric's; a [`FunctionComparison`] carries those of its deciding
+/// metric (or, for a function not gated, of its first). Both flatten them, so the JSON keys are the
+/// fields' names at the top level of each object, as before this struct existed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FunctionComparison {
-    /// Demangled name.
-    pub name: String,
-    /// File it lives in.
-    pub module: String,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Median over base runs of the metric, ns.
+pub struct Figures {
+    /// Median over base runs of the metric, ns (normalised per run when the comparison is).
     pub base: Option<f64>,
-    /// Median over head runs of the metric, ns (divided by the speed factor when relative).
+    /// Median over head runs of the metric, ns (likewise; divided by the speed factor when relative).
     pub head: Option<f64>,
     /// Hodges–Lehmann estimate of head/base.
     pub ratio: Option<f64>,
-    /// Lower end of the ratio's confidence interval.
+    /// Lower end of the ratio's confidence interval (at `confidence`).
     pub ratio_low: Option<f64>,
     /// Upper end of the ratio's confidence interval.
     pub ratio_high: Option<f64>,
-    /// Two-sided Mann–Whitney p-value, per function.
+    /// Two-sided Mann–Whitney p-value.
     pub p_value: Option<f64>,
-    /// The p-value adjusted for testing many functions (Benjamini–Hochberg).
+    /// The p-value adjusted for testing many at once (Benjamini–Hochberg): across every (function,
+    /// metric) pair of the look (across the functions under the legacy rule, which gates one metric).
     pub q_value: Option<f64>,
-    /// Share of the total self time in the head runs (base runs for removed functions).
-    pub share: f64,
-    /// Median calls per base run.
-    pub base_calls: Option<u64>,
-    /// Median calls per head run.
-    pub head_calls: Option<u64>,
-    /// The threshold applied to this function (a per-function override or the global one).
+    /// The threshold applied: a per-function override or the global one, the mean's or the quantiles'.
     pub threshold: f64,
-    /// Median head time per run spent in the function (inclusive total), ns; the JUnit `time`.
-    pub head_total_ns: Option<f64>,
     /// Confidence of `ratio_low`/`ratio_high` (the look's, under the sequential rule).
     #[serde(default)]
     pub confidence: Option<f64>,
@@ -506,6 +501,28 @@ pub struct FunctionComparison {
     /// Look (0-based) at which the verdict was reached, under the sequential rule.
     #[serde(default)]
     pub decided_at: Option<usize>,
+}
+
+/// One function compared.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionComparison {
+    /// Demangled name.
+    pub name: String,
+    /// File it lives in.
+    pub module: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The deciding metric's figures (see `metric`).
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// Share of the total self time in the head runs (base runs for removed functions).
+    pub share: f64,
+    /// Median calls per base run.
+    pub base_calls: Option<u64>,
+    /// Median calls per head run.
+    pub head_calls: Option<u64>,
+    /// Median head time per run spent in the function (inclusive total), ns; the JUnit `time`.
+    pub head_total_ns: Option<f64>,
     /// The metric the verdict and figures above are of: the one whose verdict is the function's (its
     /// worst: regressed before improved before inconclusive before unchanged; the first listed on a tie).
     /// `None` in reports written before several metrics were gated (then it is the settings' first).
@@ -530,30 +547,9 @@ pub struct MetricComparison {
     pub metric: Metric,
     /// Its verdict.
     pub verdict: Verdict,
-    /// Median over base runs, ns (normalised per run when the comparison is).
-    pub base: Option<f64>,
-    /// Median over head runs, ns (likewise).
-    pub head: Option<f64>,
-    /// Hodges–Lehmann estimate of head/base.
-    pub ratio: Option<f64>,
-    /// Lower end of the ratio's interval at `confidence`.
-    pub ratio_low: Option<f64>,
-    /// Upper end.
-    pub ratio_high: Option<f64>,
-    /// Two-sided Mann–Whitney p-value.
-    pub p_value: Option<f64>,
-    /// Adjusted across every (function, metric) pair of the look (Benjamini–Hochberg).
-    pub q_value: Option<f64>,
-    /// The threshold applied (the mean's or the quantiles').
-    pub threshold: f64,
-    /// Confidence of the interval (the look's).
-    pub confidence: Option<f64>,
-    /// Run-to-run noise, as a coefficient of variation.
-    pub cv: Option<f64>,
-    /// The smallest ratio this check could have confirmed (80% of the time).
-    pub smallest_detectable: Option<f64>,
-    /// Look at which the verdict was reached.
-    pub decided_at: Option<usize>,
+    /// Its figures.
+    #[serde(flatten)]
+    pub figures: Figures,
 }
 
 /// Quantiles of one side: medians over its runs of each run's figure, ns (probe cost taken out like the
@@ -758,5 +754,207 @@ mod tests {
             ..GateSettings::default()
         };
         assert_eq!(three.thresholds_label(), "threshold 25% (p99), 15% (p90)");
+    }
+
+    /// Every figure set, each to a value no other field has, so a key read into the wrong field shows.
+    fn figures(offset: f64, decided_at: usize) -> Figures {
+        Figures {
+            base: Some(1_200.0 + offset),
+            head: Some(1_500.0 + offset),
+            ratio: Some(1.25 + offset),
+            ratio_low: Some(1.2 + offset),
+            ratio_high: Some(1.3 + offset),
+            p_value: Some(0.0002 + offset),
+            q_value: Some(0.001 + offset),
+            threshold: 0.05 + offset,
+            confidence: Some(0.95 + offset),
+            cv: Some(0.03 + offset),
+            smallest_detectable: Some(1.07 + offset),
+            decided_at: Some(decided_at),
+        }
+    }
+
+    /// A function with every field set: decided by its p99, its mean unchanged.
+    fn everything() -> FunctionComparison {
+        let quantiles = |scale: f64| Quantiles {
+            p50: 1_000.0 * scale,
+            p90: 1_100.0 * scale,
+            p99: 1_300.0 * scale,
+            max: 1_400.0 * scale,
+            mean: 1_050.0 * scale,
+        };
+        FunctionComparison {
+            name: "parse_header".into(),
+            module: "libfoo.so".into(),
+            verdict: Verdict::Regressed,
+            figures: figures(0.0, 2),
+            share: 0.2345,
+            base_calls: Some(200),
+            head_calls: Some(250),
+            head_total_ns: Some(300_000.0),
+            metric: Some(Metric::P99_INCLUSIVE),
+            metrics: vec![
+                MetricComparison {
+                    metric: Metric::MEAN_SELF,
+                    verdict: Verdict::Unchanged,
+                    figures: figures(0.5, 1),
+                },
+                MetricComparison {
+                    metric: Metric::P99_INCLUSIVE,
+                    verdict: Verdict::Regressed,
+                    figures: figures(0.0, 2),
+                },
+            ],
+            notes: vec!["p50-self not gated: too few calls".into()],
+            distribution: Some(Distribution {
+                time: Some(TimeKind::Inclusive),
+                base: quantiles(1.0),
+                head: quantiles(1.25),
+                base_histogram: vec![Bucket {
+                    low_ns: 1_024,
+                    high_ns: 2_048,
+                    count: 2_000,
+                }],
+                head_histogram: vec![Bucket {
+                    low_ns: 2_048,
+                    high_ns: 4_096,
+                    count: 2_500,
+                }],
+            }),
+        }
+    }
+
+    fn keys(v: &serde_json::Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        k.sort_unstable();
+        k
+    }
+
+    /// The keys a function had before [`Figures`] existed, sorted.
+    const FUNCTION_KEYS: [&str; 23] = [
+        "base",
+        "base_calls",
+        "confidence",
+        "cv",
+        "decided_at",
+        "distribution",
+        "head",
+        "head_calls",
+        "head_total_ns",
+        "metric",
+        "metrics",
+        "module",
+        "name",
+        "notes",
+        "p_value",
+        "q_value",
+        "ratio",
+        "ratio_high",
+        "ratio_low",
+        "share",
+        "smallest_detectable",
+        "threshold",
+        "verdict",
+    ];
+
+    /// The keys a metric had before [`Figures`] existed, sorted.
+    const METRIC_KEYS: [&str; 14] = [
+        "base",
+        "confidence",
+        "cv",
+        "decided_at",
+        "head",
+        "metric",
+        "p_value",
+        "q_value",
+        "ratio",
+        "ratio_high",
+        "ratio_low",
+        "smallest_detectable",
+        "threshold",
+        "verdict",
+    ];
+
+    #[test]
+    fn a_function_with_every_field_set_round_trips_with_its_figures_at_the_top_level() {
+        let f = everything();
+        let text = serde_json::to_string(&f).unwrap();
+        let back: FunctionComparison = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, f);
+
+        // Flattened: the same keys as before, no `figures` object, each value under its own key.
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(keys(&v), FUNCTION_KEYS, "{text}");
+        assert_eq!(v["ratio_low"], 1.2);
+        assert_eq!(v["ratio_high"], 1.3);
+        assert_eq!(v["q_value"], 0.001);
+        assert_eq!(v["decided_at"], 2);
+        for m in v["metrics"].as_array().unwrap() {
+            assert_eq!(keys(m), METRIC_KEYS, "{m}");
+        }
+        assert_eq!(v["metrics"][0]["metric"], "mean-self");
+        assert_eq!(v["metrics"][0]["ratio"], 1.75);
+        assert_eq!(v["metrics"][0]["decided_at"], 1);
+    }
+
+    /// A function as perfgate wrote it before [`Figures`]: its fields and its metrics' in the old order.
+    const OLD_ORDER: &str = r#"{
+        "name": "parse_header", "module": "libfoo.so", "verdict": "regressed",
+        "base": 1200.0, "head": 1500.0, "ratio": 1.25, "ratio_low": 1.2, "ratio_high": 1.3,
+        "p_value": 0.0002, "q_value": 0.001,
+        "share": 0.2345, "base_calls": 200, "head_calls": 250,
+        "threshold": 0.05, "head_total_ns": 300000.0,
+        "confidence": 0.95, "cv": 0.03, "smallest_detectable": 1.07, "decided_at": 2,
+        "metric": "p99-inclusive",
+        "metrics": [
+            {"metric": "mean-self", "verdict": "unchanged",
+             "base": 1200.5, "head": 1500.5, "ratio": 1.75, "ratio_low": 1.7, "ratio_high": 1.8,
+             "p_value": 0.5002, "q_value": 0.501, "threshold": 0.55,
+             "confidence": 1.45, "cv": 0.53, "smallest_detectable": 1.57, "decided_at": 1},
+            {"metric": "p99-inclusive", "verdict": "regressed",
+             "base": 1200.0, "head": 1500.0, "ratio": 1.25, "ratio_low": 1.2, "ratio_high": 1.3,
+             "p_value": 0.0002, "q_value": 0.001, "threshold": 0.05,
+             "confidence": 0.95, "cv": 0.03, "smallest_detectable": 1.07, "decided_at": 2}
+        ],
+        "notes": ["p50-self not gated: too few calls"],
+        "distribution": {
+            "time": "inclusive",
+            "base": {"p50": 1000.0, "p90": 1100.0, "p99": 1300.0, "max": 1400.0, "mean": 1050.0},
+            "head": {"p50": 1250.0, "p90": 1375.0, "p99": 1625.0, "max": 1750.0, "mean": 1312.5},
+            "base_histogram": [{"low_ns": 1024, "high_ns": 2048, "count": 2000}],
+            "head_histogram": [{"low_ns": 2048, "high_ns": 4096, "count": 2500}]
+        }
+    }"#;
+
+    #[test]
+    fn a_function_written_in_the_old_field_order_reads_the_same() {
+        let f: FunctionComparison = serde_json::from_str(OLD_ORDER).unwrap();
+        assert_eq!(f, everything());
+    }
+
+    #[test]
+    fn a_function_written_before_noise_and_looks_were_reported_reads_them_as_none() {
+        // The oldest reports: no confidence, cv, smallest_detectable, decided_at, metric or metrics.
+        let old = r#"{"name": "flush", "module": "bench", "verdict": "inconclusive",
+            "base": 5000.0, "head": 5300.0, "ratio": 1.06, "ratio_low": 0.98, "ratio_high": 1.15,
+            "p_value": 0.04, "q_value": 0.2, "share": 0.03, "base_calls": 12, "head_calls": 12,
+            "threshold": 0.05, "head_total_ns": 70000.0}"#;
+        let f: FunctionComparison = serde_json::from_str(old).unwrap();
+        assert_eq!(f.figures.ratio_low, Some(0.98));
+        assert_eq!(f.figures.threshold, 0.05);
+        assert_eq!(f.figures.confidence, None);
+        assert_eq!(f.figures.cv, None);
+        assert_eq!(f.figures.smallest_detectable, None);
+        assert_eq!(f.figures.decided_at, None);
+        assert_eq!(f.share, 0.03);
+        assert_eq!(f.metric, None);
+        assert!(f.metrics.is_empty());
+        // A figure without a default is still required.
+        let no_threshold = old.replace(r#""threshold": 0.05, "#, "");
+        let e = serde_json::from_str::<FunctionComparison>(&no_threshold).unwrap_err();
+        assert!(e.to_string().contains("threshold"), "{e}");
     }
 }

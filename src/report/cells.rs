@@ -11,7 +11,7 @@ pub fn figure(v: Option<f64>) -> String {
 
 /// `+25.3% (+21.0% … +29.8%)`: the change with its confidence interval; `-` when there is no ratio.
 pub fn change_with_ci(f: &FunctionComparison) -> String {
-    match (f.ratio, f.ratio_low, f.ratio_high) {
+    match (f.figures.ratio, f.figures.ratio_low, f.figures.ratio_high) {
         (Some(r), Some(lo), Some(hi)) => format!(
             "{} ({} … {})",
             units::change(r),
@@ -64,8 +64,8 @@ pub fn calls_change(f: &FunctionComparison) -> String {
 
 /// What an inconclusive verdict leaves open: `noise 3.1% per run, could have seen +6.2% or more`.
 pub fn undecided_note(f: &FunctionComparison) -> Option<String> {
-    let cv = f.cv?;
-    let seen = f.smallest_detectable.map_or_else(String::new, |r| {
+    let cv = f.figures.cv?;
+    let seen = f.figures.smallest_detectable.map_or_else(String::new, |r| {
         format!(", could have seen {} or more", units::change(r))
     });
     Some(format!("noise {} per run{seen}", percent(cv)))
@@ -147,7 +147,7 @@ pub fn metric_verdicts(f: &FunctionComparison) -> String {
     ms.sort_by_key(|m| (Some(m.metric) != f.metric, m.verdict));
     ms.iter()
         .map(|m| {
-            let change = m.ratio.map_or_else(|| "-".into(), units::change);
+            let change = m.figures.ratio.map_or_else(|| "-".into(), units::change);
             format!("{} {change} {}", m.metric.short(), m.verdict.label())
         })
         .collect::<Vec<_>>()

@@ -102,7 +102,7 @@ fn draw(
         let change = if keep("CI") {
             change_with_ci(f)
         } else {
-            f.ratio.map_or_else(|| "-".into(), units::change)
+            f.figures.ratio.map_or_else(|| "-".into(), units::change)
         };
         let mut row = vec![verdict];
         if metric {
@@ -114,12 +114,12 @@ fn draw(
                 &terminal(&f.module),
                 name_width,
             )),
-            Cell::new(figure(f.base)),
-            Cell::new(figure(f.head)),
+            Cell::new(figure(f.figures.base)),
+            Cell::new(figure(f.figures.head)),
             Cell::new(change),
         ]);
         if keep("P (adj)") {
-            row.push(Cell::new(p_value(f.q_value)));
+            row.push(Cell::new(p_value(f.figures.q_value)));
         }
         if keep("SHARE") {
             row.push(Cell::new(cells::percent(f.share)));
@@ -384,7 +384,10 @@ pub fn brief(r: &BenchmarkReport, quick: bool, full_names: bool) -> String {
         .map(|f| {
             let change = match f.verdict {
                 Verdict::CallsChanged => format!("calls {}", cells::calls(f)),
-                _ => f.ratio.map_or_else(|| "slower".into(), units::change),
+                _ => f
+                    .figures
+                    .ratio
+                    .map_or_else(|| "slower".into(), units::change),
             };
             let metric = match f.verdict {
                 Verdict::Regressed if cells::several_metrics(c) => {

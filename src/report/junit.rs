@@ -265,7 +265,7 @@ fn failure(c: &Comparison, f: &FunctionComparison) -> (&'static str, String) {
             format!(
                 "{metric}{} slower, threshold {}",
                 change_with_ci(c, f),
-                percent(f.threshold)
+                percent(f.figures.threshold)
             ),
         )
     }
@@ -274,11 +274,11 @@ fn failure(c: &Comparison, f: &FunctionComparison) -> (&'static str, String) {
 /// Why a function is not gated, in one line.
 fn skip_reason(c: &Comparison, f: &FunctionComparison) -> String {
     match f.verdict {
-        Verdict::Inconclusive if f.ratio.is_some() => format!(
+        Verdict::Inconclusive if f.figures.ratio.is_some() => format!(
             "inconclusive after {} head runs: {}, threshold {}",
             c.head_runs,
             change_with_ci(c, f),
-            percent(f.threshold)
+            percent(f.figures.threshold)
         ),
         Verdict::Inconclusive => format!("inconclusive after {} head runs", c.head_runs),
         Verdict::New => "new: not in the baseline, nothing to compare with".into(),
@@ -295,7 +295,7 @@ fn skip_reason(c: &Comparison, f: &FunctionComparison) -> String {
 
 /// `+25.3% (95% CI +21.0% … +29.8%)`.
 fn change_with_ci(c: &Comparison, f: &FunctionComparison) -> String {
-    match (f.ratio, f.ratio_low, f.ratio_high) {
+    match (f.figures.ratio, f.figures.ratio_low, f.figures.ratio_high) {
         (Some(r), Some(lo), Some(hi)) => format!(
             "{} ({} CI {} … {})",
             units::change(r),
@@ -320,29 +320,29 @@ fn details(c: &Comparison, f: &FunctionComparison) -> String {
         format!("verdict: {}", f.verdict.label()),
         format!("metric: {}", row_metric_label(c, f)),
     ];
-    if f.base.is_some() {
+    if f.figures.base.is_some() {
         lines.push(format!(
             "base: {}{unit} (median of {} runs)",
-            super::cells::figure(f.base),
+            super::cells::figure(f.figures.base),
             c.base_runs
         ));
     }
-    if f.head.is_some() {
+    if f.figures.head.is_some() {
         lines.push(format!(
             "head: {}{unit} (median of {} runs)",
-            super::cells::figure(f.head),
+            super::cells::figure(f.figures.head),
             c.head_runs
         ));
     }
-    if f.ratio.is_some() {
+    if f.figures.ratio.is_some() {
         lines.push(format!("change: {}", change_with_ci(c, f)));
     }
-    lines.push(format!("threshold: {}", percent(f.threshold)));
-    if f.p_value.is_some() || f.q_value.is_some() {
+    lines.push(format!("threshold: {}", percent(f.figures.threshold)));
+    if f.figures.p_value.is_some() || f.figures.q_value.is_some() {
         lines.push(format!(
             "p: {}, adjusted for all functions (Benjamini–Hochberg): {}, alpha {}",
-            p_value(f.p_value),
-            p_value(f.q_value),
+            p_value(f.figures.p_value),
+            p_value(f.figures.q_value),
             s.alpha
         ));
     }

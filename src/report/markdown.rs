@@ -255,7 +255,10 @@ fn headline(r: &BenchmarkReport, c: &Comparison, names: &ShortNames, head: Optio
             .map(|f| {
                 let change = match f.verdict {
                     Verdict::CallsChanged => format!("calls {}", cells::calls(f)),
-                    _ => f.ratio.map_or_else(|| "slower".into(), units::change),
+                    _ => f
+                        .figures
+                        .ratio
+                        .map_or_else(|| "slower".into(), units::change),
                 };
                 let change = match f.verdict {
                     Verdict::Regressed if cells::several_metrics(c) => {
@@ -467,10 +470,10 @@ fn write_others(out: &mut String, c: &Comparison, names: &ShortNames) -> fmt::Re
             "| {} | {} |{metric} {} | {} | {} | {} | {} | {} |",
             function_cell(f, names),
             f.verdict.label(),
-            units::glued(&cells::figure(f.base)),
-            units::glued(&cells::figure(f.head)),
+            units::glued(&cells::figure(f.figures.base)),
+            units::glued(&cells::figure(f.figures.head)),
             change_with_ci(f),
-            p_value(f.q_value),
+            p_value(f.figures.q_value),
             percent(f.share),
             units::glued(&cells::calls(f))
         )?;
@@ -543,10 +546,10 @@ fn timing_table(
             out,
             "| {} |{metric} {} | {} | {} | {} |",
             function_cell(f, names),
-            units::glued(&cells::figure(f.base)),
-            units::glued(&cells::figure(f.head)),
+            units::glued(&cells::figure(f.figures.base)),
+            units::glued(&cells::figure(f.figures.head)),
             change_with_ci(f),
-            p_value(f.q_value)
+            p_value(f.figures.q_value)
         )?;
     }
     Ok(())
@@ -620,24 +623,17 @@ fn settings_line(c: &Comparison, fail_on: FailOn) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::gate::model::Figures;
 
     fn func(name: &str, module: &str, verdict: Verdict) -> FunctionComparison {
         FunctionComparison {
             name: name.into(),
             module: module.into(),
             verdict,
-            base: None,
-            head: None,
-            ratio: None,
-            ratio_low: None,
-            ratio_high: None,
-            p_value: None,
-            q_value: None,
-            share: 0.0,
-            base_calls: None,
-            head_calls: None,
-            threshold: 0.05,
-            head_total_ns: None,
+            figures: Figures {
+                threshold: 0.05,
+                ..Figures::default()
+            },
             ..FunctionComparison::default()
         }
     }
@@ -654,13 +650,13 @@ pub(crate) mod tests {
         calls: (u64, u64),
         total: f64,
     ) -> FunctionComparison {
-        f.base = Some(base);
-        f.head = Some(head);
-        f.ratio = Some(ratio.0);
-        f.ratio_low = Some(ratio.1);
-        f.ratio_high = Some(ratio.2);
-        f.p_value = Some(pq.0);
-        f.q_value = Some(pq.1);
+        f.figures.base = Some(base);
+        f.figures.head = Some(head);
+        f.figures.ratio = Some(ratio.0);
+        f.figures.ratio_low = Some(ratio.1);
+        f.figures.ratio_high = Some(ratio.2);
+        f.figures.p_value = Some(pq.0);
+        f.figures.q_value = Some(pq.1);
         f.share = share;
         f.base_calls = Some(calls.0);
         f.head_calls = Some(calls.1);
@@ -675,12 +671,12 @@ pub(crate) mod tests {
     pub(crate) fn fixture() -> Comparison {
         use Verdict::*;
         let mut new = func("new_fast_path", "bench", New);
-        new.head = Some(350.0);
+        new.figures.head = Some(350.0);
         new.share = 0.02;
         new.head_calls = Some(40);
         new.head_total_ns = Some(14_000.0);
         let mut removed = func("old_slow_path", "bench", Removed);
-        removed.base = Some(900.0);
+        removed.figures.base = Some(900.0);
         removed.share = 0.05;
         removed.base_calls = Some(40);
         let mut ignored = func("log_debug", "bench", Ignored);
@@ -849,12 +845,14 @@ pub(crate) mod tests {
                 } else {
                     f.verdict
                 },
-                ratio: if f.name == "parse_header" {
-                    Some(1.004)
-                } else {
-                    f.ratio
+                figures: Figures {
+                    ratio: if f.name == "parse_header" {
+                        Some(1.004)
+                    } else {
+                        f.figures.ratio
+                    },
+                    ..Figures::default()
                 },
-                ..MetricComparison::default()
             };
             if matches!(
                 f.verdict,
@@ -868,17 +866,19 @@ pub(crate) mod tests {
         let ph = &mut c.functions[0];
         assert_eq!(ph.name, "parse_header");
         ph.metric = Some(Metric::P99_INCLUSIVE);
-        ph.threshold = 0.10;
+        ph.figures.threshold = 0.10;
         ph.metrics.insert(
             0,
             MetricComparison {
                 metric: Metric::P99_INCLUSIVE,
                 verdict: Verdict::Regressed,
-                ratio: Some(1.253),
-                ratio_low: Some(1.21),
-                ratio_high: Some(1.298),
-                threshold: 0.10,
-                ..MetricComparison::default()
+                figures: Figures {
+                    ratio: Some(1.253),
+                    ratio_low: Some(1.21),
+                    ratio_high: Some(1.298),
+                    threshold: 0.10,
+                    ..Figures::default()
+                },
             },
         );
         ph.distribution = Some(Distribution {

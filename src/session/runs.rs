@@ -95,7 +95,7 @@ pub fn check(
     if !c
         .functions
         .iter()
-        .any(|f| f.base.is_some() && f.head.is_some())
+        .any(|f| f.figures.base.is_some() && f.figures.head.is_some())
     {
         bail!("no function in common between the baseline and this run: is it the same benchmark?");
     }

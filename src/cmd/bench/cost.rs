@@ -261,8 +261,9 @@ fn check_knob(w: &Workload, target: &Target, opts: &RunOptions) -> Result<Checke
 fn flagged(c: &Comparison) -> String {
     let mut failing: Vec<_> = c.failures().collect();
     failing.sort_by(|a, b| {
-        b.ratio
-            .partial_cmp(&a.ratio)
+        b.figures
+            .ratio
+            .partial_cmp(&a.figures.ratio)
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     let mut names: Vec<String> = failing
@@ -270,6 +271,7 @@ fn flagged(c: &Comparison) -> String {
         .take(3)
         .map(|f| {
             let r = f
+                .figures
                 .ratio
                 .map(|r| format!(" {:+.0}%", (r - 1.0) * 100.0))
                 .unwrap_or_default();

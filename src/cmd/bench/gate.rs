@@ -168,7 +168,7 @@ fn judge(c: &Comparison, slowed: bool, runs: usize) -> CheckOutcome {
             .functions
             .iter()
             .find(|f| f.name == SLOW_FUNCTION)
-            .and_then(|f| f.ratio),
+            .and_then(|f| f.figures.ratio),
     }
 }
 

@@ -333,7 +333,7 @@ fn judge(c: &Comparison, s: &Scenario) -> Outcome {
         // A/A: how far the tail drifted with the machine alone, the largest p99 change of any function
         // (what the quantile threshold must stay above).
         change: match s.expect {
-            Some(m) => metric_of(m).and_then(|m| m.ratio),
+            Some(m) => metric_of(m).and_then(|m| m.figures.ratio),
             None => c
                 .functions
                 .iter()
@@ -342,7 +342,7 @@ fn judge(c: &Comparison, s: &Scenario) -> Outcome {
                         .metrics
                         .iter()
                         .find(|x| x.metric == Metric::P99_INCLUSIVE)?;
-                    m.ratio
+                    m.figures.ratio
                 })
                 .max_by(f64::total_cmp),
         },
