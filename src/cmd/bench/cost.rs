@@ -273,7 +273,7 @@ fn flagged(c: &Comparison) -> String {
             let r = f
                 .figures
                 .ratio
-                .map(|r| format!(" {:+.0}%", (r - 1.0) * 100.0))
+                .map(|r| format!(" {}", crate::report::units::change(r)))
                 .unwrap_or_default();
             let v = if f.verdict == Verdict::Regressed {
                 String::new()
