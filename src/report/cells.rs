@@ -62,6 +62,23 @@ pub fn calls_change(f: &FunctionComparison) -> String {
     }
 }
 
+/// What failed a failing function, for the one-line summaries: `calls 200 → 250`, `+25.3%`, and with
+/// several metrics gated, the one that decided first: `p99 incl +25.3%`.
+pub fn failure(c: &Comparison, f: &FunctionComparison) -> String {
+    let change = match f.verdict {
+        Verdict::CallsChanged => return format!("calls {}", calls(f)),
+        _ => f
+            .figures
+            .ratio
+            .map_or_else(|| "slower".into(), units::change),
+    };
+    if f.verdict == Verdict::Regressed && several_metrics(c) {
+        format!("{} {change}", metric(c, f))
+    } else {
+        change
+    }
+}
+
 /// What an inconclusive verdict leaves open: `noise 3.1% per run, could have seen +6.2% or more`.
 pub fn undecided_note(f: &FunctionComparison) -> Option<String> {
     let cv = f.figures.cv?;

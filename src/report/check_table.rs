@@ -381,22 +381,7 @@ pub fn brief(r: &BenchmarkReport, quick: bool, full_names: bool) -> String {
     let failures: Vec<String> = c
         .failures()
         .take(3)
-        .map(|f| {
-            let change = match f.verdict {
-                Verdict::CallsChanged => format!("calls {}", cells::calls(f)),
-                _ => f
-                    .figures
-                    .ratio
-                    .map_or_else(|| "slower".into(), units::change),
-            };
-            let metric = match f.verdict {
-                Verdict::Regressed if cells::several_metrics(c) => {
-                    format!(" {}", cells::metric(c, f))
-                }
-                _ => String::new(),
-            };
-            format!("{}{metric} {change}", terminal(names.get(&f.name)))
-        })
+        .map(|f| format!("{} {}", terminal(names.get(&f.name)), cells::failure(c, f)))
         .collect();
     let n = c.failures().count();
     let what = if n == 0 {

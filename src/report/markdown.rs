@@ -253,23 +253,10 @@ fn headline(r: &BenchmarkReport, c: &Comparison, names: &ShortNames, head: Optio
             .iter()
             .take(NAMED)
             .map(|f| {
-                let change = match f.verdict {
-                    Verdict::CallsChanged => format!("calls {}", cells::calls(f)),
-                    _ => f
-                        .figures
-                        .ratio
-                        .map_or_else(|| "slower".into(), units::change),
-                };
-                let change = match f.verdict {
-                    Verdict::Regressed if cells::several_metrics(c) => {
-                        format!("{} {change}", cells::metric(c, f))
-                    }
-                    _ => change,
-                };
                 format!(
                     "<code>{}</code> {}",
                     escape::markdown(names.get(&f.name)),
-                    units::glued(&change)
+                    units::glued(&cells::failure(c, f))
                 )
             })
             .collect();
