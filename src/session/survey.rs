@@ -88,6 +88,8 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
     let untraced = super::untraced_once(target, opts)?;
     let plan = &target.plan;
     let cost = |f: FuncId| plan_cost(target, &costs, f);
+    // The part of a function's own probe cost inside its measured interval.
+    let inside = |f: FuncId| costs.inside(plan.probe_kind(f));
     let mut hot: BTreeSet<FuncId> = BTreeSet::new();
     let mut relinks = 0usize;
     let mut relinking = Duration::ZERO;
@@ -98,8 +100,9 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
         let mut found = Vec::new();
         for (id, t) in totals.iter().enumerate() {
             let id = id as FuncId;
-            let inside = costs.inside(plan.probe_kind(id));
-            if judged(t.calls, cost(id), s) && !hot.contains(&id) && too_hot(t, cost(id), inside, s)
+            if judged(t.calls, cost(id), s)
+                && !hot.contains(&id)
+                && too_hot(t, cost(id), inside(id), s)
             {
                 found.push(id);
             }
@@ -117,7 +120,7 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
             &so_far,
             &hot_now,
             &cost,
-            &|id| costs.inside(plan.probe_kind(id)),
+            &inside,
             s,
             (budget_ns, MIDRUN_TARGET * budget_ns),
         );
@@ -142,14 +145,7 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
     // The totals at the end: the tick's last view plus what completed since, from the statistics.
     let (calls, incl) = run_totals(&traced.measured.stats, &last_totals, plan.functions.len());
     let figures: Vec<(u64, f64)> = calls.iter().copied().zip(incl.iter().copied()).collect();
-    let (over, kept_cost) = over_budget(
-        &figures,
-        &hot,
-        &cost,
-        &|id| costs.inside(plan.probe_kind(id)),
-        s,
-        (budget_ns, budget_ns),
-    );
+    let (over, kept_cost) = over_budget(&figures, &hot, &cost, &inside, s, (budget_ns, budget_ns));
     hot.extend(over);
     let too_hot = hot
         .iter()
