@@ -148,7 +148,7 @@ pub struct GateArgs {
     /// [default: mean-self,p99-inclusive,total-self]
     #[arg(long, value_enum, value_delimiter = ',', value_name = "METRIC,...")]
     pub metric: Option<Vec<MetricArg>>,
-    /// Smallest change of a quantile metric (p50, p90, p99) that fails, e.g. 10% or 0.10. [default: 10%; p90's is 1.5×, p99's 2.5× it]
+    /// Smallest change of a quantile metric (p50, p90, p99) that fails, e.g. 10% or 0.10. [default: 10%; p90's is 1.5×, p99's 4× it]
     #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
     pub quantile_threshold: Option<f64>,
     /// Fail when a function's call count changes (call counts are exact, no statistics needed).

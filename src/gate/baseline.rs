@@ -845,8 +845,8 @@ mod tests {
         let mut s = GateSettings::default();
         both.apply(&mut s);
         assert_eq!(s.quantile_threshold, 0.2);
-        // p99's is 2.5× the quantile threshold, p90's 1.5×.
-        assert!((s.threshold_of(Metric::P99_INCLUSIVE) - 0.5).abs() < 1e-12);
+        // p99's is 4× the quantile threshold, p90's 1.5×.
+        assert!((s.threshold_of(Metric::P99_INCLUSIVE) - 0.8).abs() < 1e-12);
         assert!((s.threshold_of(both.metrics.as_ref().unwrap()[2]) - 0.3).abs() < 1e-12);
         assert_eq!(s.threshold_of(Metric::MEAN_SELF), 0.05);
         // Written back under the new name.

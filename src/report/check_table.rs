@@ -505,7 +505,7 @@ mod tests {
             ),
             "{t}"
         );
-        assert!(t.contains("threshold 5% (mean), 25% (p99)"), "{t}");
+        assert!(t.contains("threshold 5% (mean), 40% (p99)"), "{t}");
     }
 
     #[test]

@@ -927,7 +927,7 @@ pub(crate) mod tests {
             md.contains("metrics: mean self time per call and p99 of inclusive time per call"),
             "{md}"
         );
-        assert!(md.contains("threshold 5% (mean), 25% (p99)"), "{md}");
+        assert!(md.contains("threshold 5% (mean), 40% (p99)"), "{md}");
     }
 
     #[test]
