@@ -152,7 +152,8 @@ pub fn lines(d: &Distribution, indent: &str) -> Vec<String> {
         let gap = (SPARK_WIDTH + 2).saturating_sub(width(&lo) + width(&hi));
         out.push(format!("{indent}      {lo}{}{hi}", " ".repeat(gap)));
         out.push(format!(
-            "{indent}      {} (log scale; each line scaled to its own peak, the 0.1% beyond each end folded in)",
+            "{indent}      {} as measured, probe cost in (log scale; each line scaled to its own peak, \
+             the 0.1% beyond each end folded in)",
             time_label(d)
         ));
     }

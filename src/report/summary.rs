@@ -610,10 +610,14 @@ fn verbose_lines(profile: &Profile) -> String {
     ));
     if let Some(c) = a.probe_cost {
         out.push_str(&format!(
-            "  probe cost per traced call (calibrated): {} on a 5-byte nop, {} emulated, {} single-stepped\n",
+            "  probe cost per traced call (calibrated): {} on a 5-byte nop, {} emulated, {} single-stepped \
+             (of which inside the call's own time, taken from its self time: {}, {}, {})\n",
             duration(c.nop5_ns),
             duration(c.emulated_ns),
-            duration(c.single_step_ns)
+            duration(c.single_step_ns),
+            duration(c.inside(ProbeKind::Nop5)),
+            duration(c.inside(ProbeKind::Emulated)),
+            duration(c.inside(ProbeKind::SingleStep)),
         ));
     }
     if !a.running_at_attach.is_empty() {
