@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use comfy_table::presets::UTF8_BORDERS_ONLY;
-use comfy_table::{CellAlignment, Table};
+use comfy_table::{CellAlignment, ContentArrangement, Table};
 
 use super::Exit;
 use crate::cli::{BenchArgs, BenchWhat};
@@ -260,10 +260,15 @@ fn percent(part: usize, whole: usize) -> String {
     )
 }
 
-/// A table with the first `left` columns left-aligned and the rest right-aligned.
+/// A table with the first `left` columns left-aligned and the rest right-aligned, its cells wrapped to fit
+/// the terminal (or `$COLUMNS`); as wide as it needs in a pipe or a file.
 fn table(header: &[&str], rows: Vec<Vec<String>>, left: usize) -> String {
     let mut t = Table::new();
     t.load_style(UTF8_BORDERS_ONLY);
+    if let Some(w) = super::terminal_width(false) {
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+        t.set_width(u16::try_from(w).unwrap_or(u16::MAX));
+    }
     t.set_header(header.to_vec());
     for r in rows {
         t.add_row(r);
