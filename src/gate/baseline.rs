@@ -238,6 +238,13 @@ pub struct BaselineFunction {
     pub total_ns: Vec<f64>,
     /// Total self time per run, ns.
     pub self_total_ns: Vec<f64>,
+    /// The calibrated probe cost taken out of `total_ns`, per run, ns (empty in baselines written before
+    /// it was kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_ns: Vec<f64>,
+    /// Likewise taken out of `self_total_ns`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub self_probe_ns: Vec<f64>,
     /// Every run's calls by inclusive time, merged (for the reports' distribution; not gated on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incl_hist: Option<Histogram>,
@@ -365,6 +372,8 @@ impl Baseline {
                 self_max_ns: get(&|f| f.self_max),
                 total_ns: get(&|f| f.total),
                 self_total_ns: get(&|f| f.self_total),
+                probe_ns: get(&|f| f.probe),
+                self_probe_ns: get(&|f| f.self_probe),
                 incl_hist: merged(runs, key, |f| &f.incl_hist),
                 self_hist: merged(runs, key, |f| &f.self_hist),
             });
@@ -453,6 +462,8 @@ impl Baseline {
                             self_max: at(&f.self_max_ns),
                             total: at(&f.total_ns),
                             self_total: at(&f.self_total_ns),
+                            probe: at(&f.probe_ns),
+                            self_probe: at(&f.self_probe_ns),
                             incl_hist: Histogram::default(),
                             self_hist: Histogram::default(),
                         },
@@ -591,6 +602,8 @@ impl BaselineFunction {
             ("self_p99_ns", &self.self_p99_ns),
             ("max_ns", &self.max_ns),
             ("self_max_ns", &self.self_max_ns),
+            ("probe_ns", &self.probe_ns),
+            ("self_probe_ns", &self.self_probe_ns),
         ] {
             per_run_figures(name, what, v, runs, true)?;
         }

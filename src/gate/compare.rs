@@ -305,6 +305,78 @@ struct Pair {
     threshold: f64,
 }
 
+/// How well the probe cost is known: `perfgate record --verbose`, ten calibrations within an hour on an idle
+/// 2-core VM, gave single-step 16.9–18.2 µs, emulated 746–834 ns, 5-byte nop 496–543 ns per call, ±4–5%;
+/// the baseline's and the check's calibrations are separate, so a figure the compensation took much out
+/// of moves by that much of what was taken, though the code did not change.
+const CALIBRATION_SPREAD: f64 = 0.05;
+
+/// Beyond this spread (the calibration's error alone could double the figure, or take all of it) a metric
+/// says nothing: it is not gated, and a note says why.
+const MAX_COMPENSATION_SPREAD: f64 = 1.0;
+
+/// What the compensation's own error can do to one function's time of one kind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CompensationSpread {
+    /// The fraction the figure can move by with the calibration off by [`CALIBRATION_SPREAD`]: probe cost
+    /// taken out over what is left, times that; the larger of base and head (medians over their runs).
+    spread: f64,
+    /// On the side that gave `spread`: probe cost taken out per call, ns (median over its runs).
+    probe_per_call: f64,
+    /// And the time left per call, ns.
+    left_per_call: f64,
+}
+
+/// [`CompensationSpread`] of a function in one kind of time; `None` when no run says what was taken out
+/// (no calibration, or a baseline older than the figure).
+fn compensation_spread(
+    base_runs: &[RunFigures],
+    head: &[RunFigures],
+    b: &Side,
+    h: &Side,
+    key: &FuncKey,
+    time: TimeKind,
+) -> Option<CompensationSpread> {
+    let side = |runs: &[RunFigures], side: &Side| -> Option<CompensationSpread> {
+        let per_run: Vec<(f64, f64, f64)> = side
+            .runs
+            .iter()
+            .filter_map(|&i| runs[i].functions.get(key))
+            .filter(|f| f.calls > 0)
+            .map(|f| {
+                let (left, probe) = f.total_and_probe(time);
+                (probe, left, f.calls as f64)
+            })
+            .collect();
+        if per_run.iter().all(|&(probe, _, _)| probe <= 0.0) {
+            return None;
+        }
+        let of = |g: &dyn Fn(&(f64, f64, f64)) -> f64| {
+            stats::median(&per_run.iter().map(g).collect::<Vec<_>>()).unwrap_or(0.0)
+        };
+        Some(CompensationSpread {
+            spread: CALIBRATION_SPREAD * of(&|&(p, l, _)| p / l.max(RESOLUTION_NS)),
+            probe_per_call: of(&|&(p, _, n)| p / n),
+            left_per_call: of(&|&(_, l, n)| l / n),
+        })
+    };
+    [side(base_runs, b), side(head, h)]
+        .into_iter()
+        .flatten()
+        .max_by(|x, y| x.spread.total_cmp(&y.spread))
+}
+
+/// A duration for a note: `2.05 µs`, `512 ns`.
+fn ns(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} ms", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.2} µs", v / 1e3)
+    } else {
+        format!("{v:.0} ns")
+    }
+}
+
 /// Why metric `m` is not gated for a gated function, or `None` when it is.
 fn not_gated_because(base: &Base, b: &Side, h: &Side, key: &FuncKey, m: Metric) -> Option<String> {
     let need = m.min_calls();
@@ -534,12 +606,39 @@ fn lay_out<'a>(
                     continue;
                 };
                 let norm = &plans[pi].norm;
+                let mut threshold = o.threshold_of(*m, settings);
+                if let Some(c) = compensation_spread(&base.runs, head, b, h, key, m.time) {
+                    if c.spread > MAX_COMPENSATION_SPREAD {
+                        row.notes.push(format!(
+                            "{} not gated: {} of probe cost taken out per call leaves {}, which the \
+                             calibration's ±{:.0}% moves by more than itself",
+                            m.short(),
+                            ns(c.probe_per_call),
+                            ns(c.left_per_call),
+                            CALIBRATION_SPREAD * 100.0
+                        ));
+                        continue;
+                    }
+                    if c.spread > threshold {
+                        row.notes.push(format!(
+                            "{} threshold {:.0}%, not {:.0}%: {} of probe cost taken out per call leaves \
+                             {}, and the calibration is known to ±{:.0}%",
+                            m.short(),
+                            c.spread * 100.0,
+                            threshold * 100.0,
+                            ns(c.probe_per_call),
+                            ns(c.left_per_call),
+                            CALIBRATION_SPREAD * 100.0
+                        ));
+                        threshold = c.spread;
+                    }
+                }
                 pairs.push(Pair {
                     row: rows.len(),
                     plan: pi,
                     base: b.values(&base.runs, key, *m, |i| norm.base_factor(i)),
                     head: h.values(head, key, *m, |j| norm.head_factor(j)),
-                    threshold: o.threshold_of(*m, settings),
+                    threshold,
                 });
             }
             if pairs.len() == before {
@@ -1107,6 +1206,84 @@ mod tests {
         };
         let c = compare(&base, &head, &mean_only, "bench", &Machine::default());
         assert_ne!(verdict_of(&c, "read").verdict, Verdict::Regressed);
+    }
+
+    /// Runs of `functions(6, n, seed)`, f5 `scale` times slower, with `probe` times f5's self time
+    /// taken out of it as probe cost (a parent of many traced calls, or a leaf under a costly probe).
+    fn with_probe(n: usize, seed: u64, scale: f64, probe: f64) -> Vec<RunFigures> {
+        let mut rs = runs(&as_refs(&functions(6, n, seed, |_| 1.0)));
+        for r in &mut rs {
+            for f in r.functions.values_mut() {
+                f.probe = 0.1 * f.total;
+                f.self_probe = 0.1 * f.self_total;
+            }
+            let f5 = r.functions.values_mut().find(|f| f.name == "f5").unwrap();
+            f5.self_probe = probe * f5.self_total;
+            f5.self_mean *= scale;
+            f5.self_total *= scale;
+            r.total_self = r.functions.values().map(|f| f.self_total).sum();
+        }
+        rs
+    }
+
+    #[test]
+    fn a_time_mostly_taken_out_as_probe_cost_gets_the_threshold_the_calibration_allows() {
+        let s = GateSettings {
+            metrics: vec![Metric::MEAN_SELF],
+            ..settings()
+        };
+        let base = baseline_of(&with_probe(10, 1, 1.0, 10.0));
+        assert_eq!(base.functions[5].self_probe_ns.len(), 10);
+        // 10× its own time taken out, the calibration known to ±5%: ±50%. +30% is the calibration's.
+        let head = with_probe(10, 300, 1.3, 10.0);
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        let f5 = verdict_of(&c, "f5");
+        assert!(c.passed(), "{f5:#?}");
+        assert!((f5.figures.threshold - 0.5).abs() < 0.05, "{f5:#?}");
+        assert!(
+            f5.notes
+                .iter()
+                .any(|n| n.starts_with("mean self threshold 5") && n.contains("±5%")),
+            "{:?}",
+            f5.notes
+        );
+        // Three times slower is not.
+        let head = with_probe(10, 300, 3.0, 10.0);
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        assert_eq!(verdict_of(&c, "f5").verdict, Verdict::Regressed);
+        // The others, a tenth taken out (±0.5%), keep the 5% threshold.
+        assert!(c
+            .functions
+            .iter()
+            .filter(|f| f.name != "f5")
+            .all(|f| (f.figures.threshold - 0.05).abs() < 1e-12));
+        // 40× taken out: the calibration alone could double it; not gated, and said.
+        let base = baseline_of(&with_probe(10, 1, 1.0, 40.0));
+        let head = with_probe(10, 300, 3.0, 40.0);
+        let c = compare(&base, &head, &s, "bench", &Machine::default());
+        let f5 = verdict_of(&c, "f5");
+        assert_ne!(f5.verdict, Verdict::Regressed, "{f5:#?}");
+        assert!(
+            f5.notes
+                .iter()
+                .any(|n| n.starts_with("mean self not gated:")),
+            "{:?}",
+            f5.notes
+        );
+        // Without the figure (a baseline written before it was kept), nothing changes.
+        let mut old = baseline_of(&with_probe(10, 1, 1.0, 40.0));
+        for f in &mut old.functions {
+            f.probe_ns.clear();
+            f.self_probe_ns.clear();
+        }
+        let mut head = with_probe(10, 300, 3.0, 40.0);
+        for r in &mut head {
+            for f in r.functions.values_mut() {
+                (f.probe, f.self_probe) = (0.0, 0.0);
+            }
+        }
+        let c = compare(&old, &head, &s, "bench", &Machine::default());
+        assert_eq!(verdict_of(&c, "f5").verdict, Verdict::Regressed);
     }
 
     #[test]

@@ -50,6 +50,13 @@ pub struct FuncRun {
     pub total: f64,
     /// Total self time in the run.
     pub self_total: f64,
+    /// The calibrated probe cost taken out of `total` (its own probe's inside part and its traced
+    /// descendants'), ns; 0 without a calibration and in baselines written before it was kept.
+    #[serde(default)]
+    pub probe: f64,
+    /// Likewise taken out of `self_total`.
+    #[serde(default)]
+    pub self_probe: f64,
     /// The run's calls by inclusive time, as measured (probe cost in); empty from a baseline, which keeps
     /// its runs' histograms merged.
     #[serde(default)]
@@ -81,6 +88,14 @@ impl FuncRun {
         match t {
             TimeKind::SelfTime => &self.self_hist,
             TimeKind::Inclusive => &self.incl_hist,
+        }
+    }
+
+    /// The run's total of one kind of time and the probe cost taken out of it, ns.
+    pub fn total_and_probe(&self, t: TimeKind) -> (f64, f64) {
+        match t {
+            TimeKind::SelfTime => (self.self_total, self.self_probe),
+            TimeKind::Inclusive => (self.total, self.probe),
         }
     }
 
@@ -164,6 +179,8 @@ impl RunFigures {
                 self_max: shifted(s.self_time.max_ns as f64, self_shift),
                 total,
                 self_total,
+                probe: (s.inclusive.sum_ns as f64 - total).max(0.0),
+                self_probe: (s.self_time.sum_ns as f64 - self_total).max(0.0),
                 incl_hist: s.inclusive.hist.clone(),
                 self_hist: s.self_time.hist.clone(),
             };

@@ -257,7 +257,7 @@ fn check_knob(w: &Workload, target: &Target, opts: &RunOptions) -> Result<Checke
     })
 }
 
-/// The failing functions, largest change first (at most three named), e.g. `main +21%`.
+/// The failing functions, largest change first (at most three named), e.g. `main +21% (mean self)`.
 fn flagged(c: &Comparison) -> String {
     let mut failing: Vec<_> = c.failures().collect();
     failing.sort_by(|a, b| {
@@ -275,12 +275,19 @@ fn flagged(c: &Comparison) -> String {
                 .ratio
                 .map(|r| format!(" {}", crate::report::units::change(r)))
                 .unwrap_or_default();
-            let v = if f.verdict == Verdict::Regressed {
+            // What flagged it: the metric, and the verdict when it is not a regression.
+            let why: Vec<String> = f
+                .metric
+                .map(|m| m.short())
+                .into_iter()
+                .chain((f.verdict != Verdict::Regressed).then(|| f.verdict.label().to_string()))
+                .collect();
+            let why = if why.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", f.verdict.label())
+                format!(" ({})", why.join(", "))
             };
-            format!("{}{r}{v}", crate::report::escape::terminal(&f.name))
+            format!("{}{r}{why}", crate::report::escape::terminal(&f.name))
         })
         .collect();
     if failing.len() > 3 {
