@@ -25,6 +25,7 @@ use super::model::{
 use super::normalize::{self, Normalisation};
 use super::sequential::{FunctionDecision, FunctionRuns, SequentialRule, SequentialSettings};
 use super::stats;
+use crate::profile::units::duration;
 use crate::profile::{Histogram, Machine};
 
 /// What differs between the machine of the baseline and this one, if anything.
@@ -366,17 +367,6 @@ fn compensation_spread(
         .max_by(|x, y| x.spread.total_cmp(&y.spread))
 }
 
-/// A duration for a note: `2.05 µs`, `512 ns`.
-fn ns(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2} ms", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.2} µs", v / 1e3)
-    } else {
-        format!("{v:.0} ns")
-    }
-}
-
 /// Why metric `m` is not gated for a gated function, or `None` when it is.
 fn not_gated_because(base: &Base, b: &Side, h: &Side, key: &FuncKey, m: Metric) -> Option<String> {
     let need = m.min_calls();
@@ -613,8 +603,8 @@ fn lay_out<'a>(
                             "{} not gated: {} of probe cost taken out per call leaves {}, which the \
                              calibration's ±{:.0}% moves by more than itself",
                             m.short(),
-                            ns(c.probe_per_call),
-                            ns(c.left_per_call),
+                            duration(c.probe_per_call),
+                            duration(c.left_per_call),
                             CALIBRATION_SPREAD * 100.0
                         ));
                         continue;
@@ -626,8 +616,8 @@ fn lay_out<'a>(
                             m.short(),
                             c.spread * 100.0,
                             threshold * 100.0,
-                            ns(c.probe_per_call),
-                            ns(c.left_per_call),
+                            duration(c.probe_per_call),
+                            duration(c.left_per_call),
                             CALIBRATION_SPREAD * 100.0
                         ));
                         threshold = c.spread;

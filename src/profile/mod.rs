@@ -9,6 +9,7 @@ pub mod calls;
 pub mod file;
 pub mod hist;
 pub mod names;
+pub mod units;
 
 pub use hist::Histogram;
 
