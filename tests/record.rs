@@ -614,7 +614,7 @@ fn the_baseline_stores_the_surveyed_probe_set_and_check_probes_exactly_it() {
     let h = &base.select.too_hot[0];
     assert!(h.calls >= 20 && h.probe_cost_ns > h.mean_ns, "{h:?}");
     // The survey stopped probing it while the benchmark ran (its group re-attached without it), long
-    // before the 20,000th call: ~0.3 s of single-stepped calls against a look every 5 ms.
+    // before the 20,000th call: ~0.3 s of single-stepped calls against a look every 2 ms.
     assert!(h.calls < 10_000, "still probed to the end: {h:?}");
     assert!(!base.functions.iter().any(|f| f.name == "f_sstep"));
     // check plans with the stored set: f_sstep is not probed, so it is neither new nor slow.

@@ -177,6 +177,17 @@ pub struct SurveyTotal {
     pub overhead_ns: u64,
 }
 
+impl SurveyTotal {
+    /// What was added since `earlier`, a view of the same totals taken before.
+    pub fn since(&self, earlier: &SurveyTotal) -> SurveyTotal {
+        SurveyTotal {
+            calls: self.calls.saturating_sub(earlier.calls),
+            inclusive_ns: self.inclusive_ns.saturating_sub(earlier.inclusive_ns),
+            overhead_ns: self.overhead_ns.saturating_sub(earlier.overhead_ns),
+        }
+    }
+}
+
 /// One probe: a function at a file offset, and the kind of instruction there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
@@ -223,10 +234,12 @@ pub struct Measured {
 /// its own links: dropping a hot function then re-attaches its group only. Attaching to a running process
 /// writes every breakpoint into its mapped pages, ~0.1 ms per probe while it runs (against ~5 µs per probe
 /// for a held process, whose libraries are mapped after the attach): re-attaching the whole of libsqlite3
-/// (1,300 probes) took 60–165 ms per relink, 2.7 s of a 3.3 s survey. 16 against 32 on the sqlite fixture:
-/// 200–220 ms against 190–420 ms of re-attaching over ~40 relinks, surveys of 0.86–0.93 s against
-/// 0.83–0.98 s (a busy machine); the groups cost nothing while probing (one link each, ~90 for sqlite).
-const SURVEY_GROUP: u32 = 16;
+/// (1,300 probes) took 60–165 ms per relink, 2.7 s of a 3.3 s survey. On the sqlite fixture, four surveys
+/// each (2026-12-02, relinks deferred until worth it): groups of 16, 207–287 ms of re-attaching over ~30
+/// relinks, surveys of 0.62–0.90 s; 8, 160–179 ms, 0.51–0.76 s; 4, 111–170 ms, 0.47–0.61 s; 2, 145–213 ms,
+/// 0.53–0.74 s; 1, 180–227 ms, 0.54–0.62 s (a close per function, and more links to attach and detach).
+/// The groups cost nothing while probing (one link each, ~350 for sqlite).
+const SURVEY_GROUP: u32 = 4;
 
 /// `probes` split into groups of [`SURVEY_GROUP`] function ids when `grouped` (else one group, 0), in
 /// order of first appearance, each in the order given.
@@ -901,7 +914,7 @@ mod tests {
     #[test]
     fn a_survey_attaches_its_probes_in_groups_of_function_ids() {
         let g = SURVEY_GROUP;
-        let probes: Vec<Probe> = [0, g - 1, g, 5, 4 * g + 6, g + 1]
+        let probes: Vec<Probe> = [0, g - 1, g, 1, 4 * g + 2, g + 1]
             .into_iter()
             .map(probe)
             .collect();
@@ -913,15 +926,15 @@ mod tests {
         assert_eq!(
             funcs(&probe_groups(&probes, true)),
             [
-                (0, vec![0, g - 1, 5]),
+                (0, vec![0, g - 1, 1]),
                 (1, vec![g, g + 1]),
-                (4, vec![4 * g + 6])
+                (4, vec![4 * g + 2])
             ]
         );
         // Outside a survey, one group per file: one link, as the kernel likes it.
         assert_eq!(
             funcs(&probe_groups(&probes, false)),
-            [(0, vec![0, g - 1, g, 5, 4 * g + 6, g + 1])]
+            [(0, vec![0, g - 1, g, 1, 4 * g + 2, g + 1])]
         );
     }
 }

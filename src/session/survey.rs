@@ -7,14 +7,16 @@
 //! 1. One untraced run gives the benchmark's own wall time, the base of the overhead budget.
 //! 2. One traced run with every planned function probed, in survey mode: the BPF program keeps
 //!    per-function totals (calls, inclusive time, probe cost of descendants) that perfgate reads every
-//!    5 ms while the benchmark runs. A function with at least [`SurveySettings::min_calls`] calls (or
-//!    whose probes have cost a millisecond already, after 20 calls at least) whose
+//!    2 ms while the benchmark runs. A function with at least [`SurveySettings::min_calls`] calls (or
+//!    whose probes have cost 0.3 ms already, after 20 calls at least) whose
 //!    mean inclusive time, probe costs taken out, is under [`SurveySettings::size_factor`] times its own
-//!    probe's cost is *too hot for its size*: the probes of its group (16 functions, see `bpf`) are
-//!    re-attached without it at once, so the survey stops paying for it (that keeps the survey itself
-//!    cheap on code made of tiny hot functions). When the probes still probed have already cost more than
+//!    probe's cost, over the run so far or (close to the line) since the last relink, is *too hot for its
+//!    size*: the probes of its group (4 functions, see `bpf`) are re-attached without it, so the survey
+//!    stops paying for it (that keeps the survey itself cheap on code made of tiny hot functions). A
+//!    relink stalls the benchmark, so it waits until the functions found cost enough to be worth one
+//!    (`worth_relinking`). When the probes still probed have already cost more than
 //!    the budget (a fraction of the untraced time) the whole run may spend, the budget pass below runs at
-//!    once too, down to `MIDRUN_TARGET` (a quarter) of the budget.
+//!    once too, down to `MIDRUN_TARGET` (a quarter) of the budget, and relinks at once.
 //! 3. After the run, while the remaining probes would still cost more than the budget, the functions whose
 //!    probe is largest against their own time are left to their callers too (the long calls a reader
 //!    looks at, an API entry point or a main loop, keep their probes).
@@ -95,15 +97,19 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
     let mut relinking = Duration::ZERO;
     let mut last_totals: Vec<bpf::SurveyTotal> = Vec::new();
     let budget_ns = s.budget * untraced.as_nanos() as f64;
+    let mut at_last_relink: Vec<bpf::SurveyTotal> = Vec::new();
+    // The hot functions whose probes are gone (the others found since wait for a relink worth it).
+    let mut unlinked: BTreeSet<FuncId> = BTreeSet::new();
+    let mut last_look: Option<Instant> = None;
+    // About when the benchmark was released: a tick before the first look.
+    let mut released: Option<Instant> = None;
     let mut tick = |program: &mut Program<'_>| -> Result<()> {
         let totals = program.survey_totals(plan.functions.len());
         let mut found = Vec::new();
         for (id, t) in totals.iter().enumerate() {
+            let since = at_last_relink.get(id).map(|e| t.since(e)).unwrap_or(*t);
             let id = id as FuncId;
-            if judged(t.calls, cost(id), s)
-                && !hot.contains(&id)
-                && too_hot(t, cost(id), inside(id), s)
-            {
+            if !hot.contains(&id) && hot_so_far(t, &since, cost(id), inside(id), s) {
                 found.push(id);
             }
         }
@@ -124,14 +130,33 @@ pub fn survey(target: &Target, opts: &RunOptions, s: &SurveySettings) -> Result<
             s,
             (budget_ns, MIDRUN_TARGET * budget_ns),
         );
-        found.extend(over);
-        if !found.is_empty() {
-            hot.extend(found);
+        let now = Instant::now();
+        let forced = !over.is_empty();
+        hot.extend(found);
+        hot.extend(over);
+        // What the functions found but still probed cost now, per ns of the run: worth a relink (which
+        // stalls the benchmark while its breakpoints are rewritten) only when it saves more than it
+        // costs over the rest of the run.
+        let dt = last_look.map_or(super::trace::TICK, |t| now - t).as_nanos() as f64;
+        let rate = hot
+            .difference(&unlinked)
+            .map(|&id| {
+                let i = id as usize;
+                let before = last_totals.get(i).map_or(0, |t| t.calls);
+                totals[i].calls.saturating_sub(before) as f64 * cost(id)
+            })
+            .sum::<f64>()
+            / dt;
+        let elapsed = now - *released.get_or_insert(now - super::trace::TICK);
+        if forced || (hot.len() > unlinked.len() && worth_relinking(rate, untraced, elapsed)) {
             let t = Instant::now();
             relink(program, target, &hot)?;
             relinking += t.elapsed();
             relinks += 1;
+            unlinked = hot.clone();
+            at_last_relink = program.survey_totals(plan.functions.len());
         }
+        last_look = Some(now);
         last_totals = totals;
         Ok(())
     };
@@ -295,6 +320,20 @@ fn over_budget(
     (drop, kept_cost.max(0.0))
 }
 
+/// What a relink costs the benchmark: the kernel rewrites the breakpoints of every group it touches
+/// under the benchmark's memory-map lock, which its probe hits and page faults wait for (on the sqlite
+/// fixture the surveyed run took ~5 ms longer per relink than its probes' cost explains).
+const RELINK_COST: Duration = Duration::from_millis(5);
+
+/// Whether dropping probes that cost `rate` (ns of probe per ns of run, as of the last look) saves more
+/// than a relink costs over the rest of the run, assumed to last half as long as the longer of the
+/// untraced run and the surveyed run so far (`elapsed`: a run slowed tenfold by its probes has ten times
+/// its untraced length to go).
+fn worth_relinking(rate: f64, untraced: Duration, elapsed: Duration) -> bool {
+    let to_come = untraced.max(elapsed).as_nanos() as f64 / 2.0;
+    rate * to_come >= RELINK_COST.as_nanos() as f64
+}
+
 /// What one traced call of function `f` costs, ns.
 fn plan_cost(target: &Target, costs: &ProbeCosts, f: FuncId) -> f64 {
     costs.of(target.plan.probe_kind(f))
@@ -303,7 +342,7 @@ fn plan_cost(target: &Target, costs: &ProbeCosts, f: FuncId) -> f64 {
 /// A function whose probes have cost this much is judged even before `min_calls` calls: a single-stepped
 /// probe (~15 µs) would otherwise cost 3 ms per function before its first judgement, seconds on a library
 /// of hundreds of them.
-const JUDGE_AFTER_NS: f64 = 1e6;
+const JUDGE_AFTER_NS: f64 = 3e5;
 /// Calls before any judgement: a mean of fewer says little.
 const MIN_JUDGED_CALLS: u64 = 20;
 
@@ -311,6 +350,39 @@ const MIN_JUDGED_CALLS: u64 = 20;
 fn judged(calls: u64, probe_cost: f64, s: &SurveySettings) -> bool {
     calls >= s.min_calls
         || (calls >= MIN_JUDGED_CALLS && calls as f64 * probe_cost >= JUDGE_AFTER_NS)
+}
+
+/// A cumulative mean this many times the probe cost or less may still be inflated by probes dropped
+/// since (a descendant's probe cost known to a few per cent of a 10 µs single step is a µs per call), so
+/// the calls since the last relink decide for it too; a longer one keeps its probe (a function quick in
+/// one phase of the run and long in others is not dropped for one quick phase).
+const WINDOW_UNDER: f64 = 4.0;
+
+/// Whether a function is found too hot while the survey runs: by its totals `so_far`, or, close to the
+/// line, by those added `since` the last relink, once either has enough calls to be judged. Dropping a
+/// function's descendants takes their probe costs out of its time: its mean over the whole run so far
+/// still carries them (libsqlite3's sqlite3_step, sqlite3VdbeExec: 32,000 calls of 1.5 µs of probe
+/// each, 100 ms of a 500 ms survey, before their means over the run fell under their probe's cost).
+fn hot_so_far(
+    so_far: &bpf::SurveyTotal,
+    since: &bpf::SurveyTotal,
+    probe_cost: f64,
+    inside: f64,
+    s: &SurveySettings,
+) -> bool {
+    if !judged(so_far.calls, probe_cost, s) {
+        return false;
+    }
+    if too_hot(so_far, probe_cost, inside, s) {
+        return true;
+    }
+    let near = SurveySettings {
+        size_factor: WINDOW_UNDER * s.size_factor,
+        ..*s
+    };
+    too_hot(so_far, probe_cost, inside, &near)
+        && judged(since.calls, probe_cost, s)
+        && too_hot(since, probe_cost, inside, s)
 }
 
 /// Whether a function's totals say it is too hot for its size: its mean inclusive time, every probe's
@@ -390,9 +462,56 @@ mod tests {
         let s = SurveySettings::default();
         assert!(!judged(100, 700.0, &s));
         assert!(judged(200, 700.0, &s));
-        // 70 single-stepped calls have cost 1.05 ms: judged; 19 never, whatever they cost.
-        assert!(judged(70, 15_000.0, &s));
+        // 20 single-stepped calls have cost 0.3 ms: judged; 19 never, whatever they cost.
+        assert!(judged(20, 15_000.0, &s));
+        assert!(!judged(20, 14_000.0, &s));
         assert!(!judged(19, 1e6, &s));
+    }
+
+    #[test]
+    fn a_mean_inflated_by_probes_dropped_since_is_judged_by_the_calls_since_the_last_relink() {
+        let s = SurveySettings::default();
+        let total = |calls: u64, mean_ns: u64| bpf::SurveyTotal {
+            calls,
+            inclusive_ns: calls * mean_ns,
+            overhead_ns: 0,
+        };
+        // A 1.5 µs probe. 3,000 calls of 2.5 µs while a descendant's probe was still in (its cost not
+        // all taken out), then 300 of 1 µs since it was dropped: 2.4 µs over the run, too hot since.
+        let early = total(3000, 2500);
+        let since = total(300, 1000);
+        let so_far = bpf::SurveyTotal {
+            calls: early.calls + since.calls,
+            inclusive_ns: early.inclusive_ns + since.inclusive_ns,
+            overhead_ns: 0,
+        };
+        assert!(!too_hot(&so_far, 1500.0, 0.0, &s));
+        assert!(hot_so_far(&so_far, &since, 1500.0, 0.0, &s));
+        // Too few calls since to say: the run so far decides.
+        let few = total(100, 1000);
+        assert!(!hot_so_far(&so_far, &few, 1500.0, 0.0, &s));
+        // A function long over the run (10 µs, over 4 probes) keeps its probe through a quick phase.
+        let long = total(3300, 10_000);
+        assert!(!hot_so_far(&long, &since, 1500.0, 0.0, &s));
+        // Too hot over the run: found, whatever the calls since.
+        assert!(hot_so_far(&total(300, 1000), &total(0, 0), 1500.0, 0.0, &s));
+    }
+
+    #[test]
+    fn a_relink_waits_until_what_it_drops_costs_more_than_the_relink() {
+        let ms = Duration::from_millis;
+        // Probes taking 20% of the time: 10 ms saved over the 50 ms assumed to come, against 5 ms.
+        assert!(worth_relinking(0.2, ms(100), ms(10)));
+        assert!(worth_relinking(0.1, ms(100), ms(10)));
+        // 2%: 1 ms saved, less than the stall; once the run has lasted 600 ms, 6 ms.
+        assert!(!worth_relinking(0.02, ms(100), ms(10)));
+        assert!(worth_relinking(0.02, ms(100), ms(600)));
+        // A run of 1 ms untraced made of single-stepped calls (nearly all its time probes): worth it
+        // once it has run 10 ms, not at its first look.
+        assert!(!worth_relinking(0.95, ms(1), ms(2)));
+        assert!(worth_relinking(0.95, ms(1), ms(12)));
+        // A function that stopped being called costs nothing to leave probed.
+        assert!(!worth_relinking(0.0, ms(100), ms(1000)));
     }
 
     #[test]

@@ -42,8 +42,10 @@ pub(super) type TickFn<'t> = dyn FnMut(&mut Program<'_>) -> Result<()> + 't;
 
 /// How often a survey looks at its totals: a function found too hot keeps costing until the next look
 /// and its relink (a few ms for one group), so looking every 5 ms instead of 20 shortened the sqlite
-/// fixture's survey by ~10%; a look itself reads three counters per function from a memory map.
-const TICK: Duration = Duration::from_millis(5);
+/// fixture's survey by ~10%, and every 2 ms (with single-stepped functions judged after 0.3 ms of probes
+/// instead of 1 ms) took a little more off the probe cost its hot functions ran up before they were
+/// dropped; a look itself reads three counters per function from a memory map.
+pub(super) const TICK: Duration = Duration::from_millis(2);
 
 /// Traces one run with the probe interface asked for, or the newest the kernel has, falling back to
 /// the next older one (session → multi → classic) when the kernel refuses it, with the same held child.
