@@ -638,3 +638,42 @@ fn the_baseline_stores_the_surveyed_probe_set_and_check_probes_exactly_it() {
         .iter()
         .any(|f| f["name"] == "f_sstep"));
 }
+
+#[test]
+fn a_check_takes_out_the_baselines_probe_costs_unless_this_machines_differ() {
+    let dir = scratch();
+    let b = dir.path().join("b.toml");
+    let out = perfgate()
+        .args(["baseline", "--runs", "3", "-o"])
+        .arg(&b)
+        .arg("--")
+        .arg(fixture("entry"))
+        .args(["emulated", "1000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut base = perfgate::gate::baseline::Baseline::read(&b).unwrap();
+    let stored = base
+        .calibration
+        .expect("the baseline keeps its calibration");
+    assert!(stored.emulated_ns > 0.0 && stored.single_step_ns > stored.emulated_ns);
+    // A baseline from a machine whose probes cost three times as much: this machine's are taken out,
+    // and the check says so.
+    base.calibration = Some(perfgate::profile::ProbeCosts {
+        nop5_ns: stored.nop5_ns * 3.0,
+        emulated_ns: stored.emulated_ns * 3.0,
+        single_step_ns: stored.single_step_ns * 3.0,
+        inside_ns: stored.inside_ns.map(|i| i * 3.0),
+    });
+    base.write(&b).unwrap();
+    let out = perfgate()
+        .args(["check", "--runs", "5", "--max-runs", "5", "--baseline"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.code().is_some_and(|c| c != 2), "{err}");
+    // A third of the stored costs: ~67% off them.
+    assert!(err.contains("probe cost: calibrated here, "), "{err}");
+    assert!(err.contains("% off the baseline's"), "{err}");
+}
