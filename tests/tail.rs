@@ -137,9 +137,15 @@ fn a_tail_only_change_fails_by_p99_naming_the_function_and_not_by_the_mean() {
 
 #[test]
 fn a_median_only_change_fails_by_p50_when_p50_is_gated() {
-    // lookup's middle half does 25% more work, its fastest quarter pays for it: mean, p90 and p99 stay.
-    let knob = [("TAILBENCH_MEDIAN", "lookup:25")];
-    let (out, v) = check(&knob, &["--metric", "mean,p50,p99"]);
+    // lookup's middle half does 30% more work, its fastest quarter pays for it: mean, p90 and p99 stay.
+    // On a noisy VM (2-core AMD, 2026-12-02) a +25% median measured +12% to +23% from one check to the
+    // next, and ~1 check in 3 ended inconclusive at its threshold of 10%: a check that does not catch it
+    // gets a second one; a metric that never catches it fails both.
+    let knob = [("TAILBENCH_MEDIAN", "lookup:30")];
+    let (mut out, mut v) = check(&knob, &["--metric", "mean,p50,p99"]);
+    if out.status.code() == Some(0) {
+        (out, v) = check(&knob, &["--metric", "mean,p50,p99"]);
+    }
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
     assert_eq!(regressed(&v), ["lookup p50-inclusive"], "{stdout}");

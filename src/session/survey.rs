@@ -322,7 +322,7 @@ fn over_budget(
 
 /// What a relink costs the benchmark: the kernel rewrites the breakpoints of every group it touches
 /// under the benchmark's memory-map lock, which its probe hits and page faults wait for (on the sqlite
-/// fixture the surveyed run took ~5 ms longer per relink than its probes' cost explains).
+/// fixture the surveyed run took 3–8 ms longer per relink than its probes' cost explains).
 const RELINK_COST: Duration = Duration::from_millis(5);
 
 /// Whether dropping probes that cost `rate` (ns of probe per ns of run, as of the last look) saves more
