@@ -193,6 +193,8 @@ struct Checked {
     knob: String,
     knob_caught: bool,
     flagged: String,
+    /// When the knob was not caught: what the check said of the functions it moves.
+    missed: Vec<String>,
 }
 
 fn verdict_cell(c: &Comparison, runs: usize) -> String {
@@ -247,12 +249,54 @@ fn check_knob(w: &Workload, target: &Target, opts: &RunOptions) -> Result<Checke
     let named = c
         .failures()
         .any(|f| w.moves.iter().any(|m| f.name.contains(m)));
+    let knob_caught = !c.passed() && named;
+    let missed = if knob_caught {
+        Vec::new()
+    } else {
+        c.functions
+            .iter()
+            .filter(|f| w.moves.iter().any(|m| f.name.contains(m)))
+            .map(|f| {
+                let metrics: Vec<String> = f
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{} {}{}",
+                            m.metric.short(),
+                            m.verdict.label(),
+                            m.figures
+                                .ratio
+                                .map(|r| format!(" {}", crate::report::units::change(r)))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                crate::report::escape::terminal(&format!(
+                    "{}: {}: {}{}",
+                    w.fixture,
+                    f.name,
+                    if metrics.is_empty() {
+                        "no metric gated".to_string()
+                    } else {
+                        metrics.join(", ")
+                    },
+                    if f.notes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", f.notes.join("; "))
+                    }
+                ))
+            })
+            .collect()
+    };
     Ok(Checked {
+        missed,
         aa: verdict_cell(&aa.comparison, aa.head.len()),
         aa_passed: aa.comparison.passed(),
         aa_flagged: flagged(&aa.comparison),
         knob: verdict_cell(c, slow.head.len()),
-        knob_caught: !c.passed() && named,
+        knob_caught,
         flagged: flagged(c),
     })
 }
@@ -638,6 +682,7 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
     let mut checks = Vec::new();
     let mut fixed = Vec::new();
     let mut aims = Vec::new();
+    let mut missed: Vec<String> = Vec::new();
     let chosen: Vec<&Workload> = WORKLOADS
         .iter()
         .filter(|w| a.workload.as_ref().is_none_or(|n| n == w.fixture))
@@ -661,6 +706,7 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
             m.check.flagged.clone(),
         ]);
         fixed.push(m.fixed);
+        missed.extend(m.check.missed.iter().cloned());
         aims.push(format!(
             "{}: gated {} (aim ≤ 3×, perfgate's fixed cost apart) {}, survey {} in all, its two runs {} \
              (perfgate's work apart; aim ≤ 10×, judged as the gated run is) {}, knob {}, A/A {}",
@@ -752,6 +798,12 @@ pub(super) fn run(a: &BenchArgs, scratch: &PrivateDir) -> Result<String> {
         "compensation within 10% for every child kind: {}",
         if within { "met" } else { "MISSED" }
     ));
+    if !missed.is_empty() {
+        s.push_str(&format!(
+            "\nKNOB NOT CAUGHT: what the knob's check said of the functions it moves\n  {}\n",
+            missed.join("\n  ")
+        ));
+    }
     s.push_str(&format!("\nAIMS (issue 9):\n  {}\n", aims.join("\n  ")));
     Ok(s)
 }
