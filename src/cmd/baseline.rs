@@ -79,7 +79,7 @@ fn record(a: &BaselineArgs, job: &Job) -> Result<()> {
         &mut figures,
         &mut RunProgress::new(runs),
     )?;
-    let mut b = Baseline::from_runs(
+    let b = Baseline::from_runs(
         target.command(),
         target.plan.build_id.clone(),
         Machine::current(),
@@ -87,7 +87,6 @@ fn record(a: &BaselineArgs, job: &Job) -> Result<()> {
         &target.selection,
         &figures,
     );
-    b.calibration = opts.trace.probe_cost;
     b.write(&job.baseline)?;
     status(&format!(
         "wrote {} ({}, {}): commit it",

@@ -11,10 +11,10 @@ use anyhow::{bail, Context, Result};
 use super::suite::{self, Job, Outputs};
 use super::{one_line, overrides, run_options, shown, status, table_style, Exit, RunProgress};
 use crate::cli::{CheckArgs, FailOnArg};
-use crate::gate::baseline::{validate_settings, Baseline, SAME_CALIBRATION};
+use crate::gate::baseline::{validate_settings, Baseline};
 use crate::gate::figures::RunFigures;
 use crate::gate::model::GateSettings;
-use crate::profile::{Machine, ProbeCosts};
+use crate::profile::Machine;
 use crate::report::check_table;
 use crate::report::json::{BenchmarkReport, FailOn, Outcome};
 use crate::session::runs::{self, CheckResult};
@@ -67,7 +67,7 @@ fn run_project(
     let mut updates = Vec::new();
     for job in &jobs.jobs {
         let (report, head) = match &build_error {
-            Some(e) => (error_report(a, job, e), Head::default()),
+            Some(e) => (error_report(a, job, e), Vec::new()),
             None => check_job(a, job),
         };
         print_result(a, outputs, &report);
@@ -155,18 +155,11 @@ fn print_result(a: &CheckArgs, outputs: &Outputs, r: &BenchmarkReport) {
     }
 }
 
-/// A check's head runs, with the probe costs taken out of them (for `--update`).
-#[derive(Default)]
-struct Head {
-    runs: Vec<RunFigures>,
-    calibration: Option<ProbeCosts>,
-}
-
 /// Checks one job; an error is a report with the error, never a missing report.
-fn check_job(a: &CheckArgs, job: &Job) -> (BenchmarkReport, Head) {
+fn check_job(a: &CheckArgs, job: &Job) -> (BenchmarkReport, Vec<RunFigures>) {
     match try_check(a, job) {
         Ok((report, head)) => (report, head),
-        Err(e) => (error_report(a, job, &e), Head::default()),
+        Err(e) => (error_report(a, job, &e), Vec::new()),
     }
 }
 
@@ -193,33 +186,13 @@ fn empty_report(a: &CheckArgs, job: &Job) -> BenchmarkReport {
     }
 }
 
-fn try_check(a: &CheckArgs, job: &Job) -> Result<(BenchmarkReport, Head)> {
+fn try_check(a: &CheckArgs, job: &Job) -> Result<(BenchmarkReport, Vec<RunFigures>)> {
     let base = Baseline::read(&job.baseline)?;
     let settings = settings(a, job, &base)?;
     let mut opts = run_options(&a.run, false, 0)?;
     let target = target(job, &base, opts.follow)?;
     opts.stdout = crate::run::Stdout::Stderr;
     super::calibrate(&mut opts)?;
-    if let Some(fresh) = opts.trace.probe_cost {
-        let (costs, difference) = base.calibration_for(fresh);
-        opts.trace.probe_cost = Some(costs);
-        if let Some(d) = difference {
-            status(&if costs == fresh {
-                format!(
-                    "probe cost: calibrated here, {:.0}% off the baseline's (another machine, or a \
-                     different state of this one: base and head have different probe costs taken out)",
-                    d * 100.0
-                )
-            } else {
-                format!(
-                    "probe cost: the baseline's, which this machine's calibration agrees with ({:.0}% \
-                     apart, within {:.0}%): base and head have the same taken out",
-                    d * 100.0,
-                    SAME_CALIBRATION * 100.0
-                )
-            });
-        }
-    }
     let same_binary = base.build_id.is_some() && base.build_id == target.plan.build_id;
     status(&format!(
         "{}checking {} against {} ({} base runs{}), {} runs first, up to {}",
@@ -267,17 +240,11 @@ fn try_check(a: &CheckArgs, job: &Job) -> Result<(BenchmarkReport, Head)> {
     }
     let mut report = empty_report(a, job);
     report.comparison = Some(c);
-    Ok((
-        report,
-        Head {
-            runs: head,
-            calibration: opts.trace.probe_cost,
-        },
-    ))
+    Ok((report, head))
 }
 
 /// `--update`: the baseline rewritten from this check's runs, keeping its settings and overrides.
-fn update(job: &Job, head: &Head) -> Result<()> {
+fn update(job: &Job, head: &[RunFigures]) -> Result<()> {
     let base = Baseline::read(&job.baseline)?;
     // Only the command and its build-id are needed: planned as a followed run, which accepts scripts.
     let target = target(job, &base, true)?;
@@ -287,15 +254,14 @@ fn update(job: &Job, head: &Head) -> Result<()> {
         Machine::current(),
         base.gate.clone(),
         &base.selection(),
-        &head.runs,
+        head,
     );
-    b.calibration = head.calibration;
     b.keep_overrides_of(&base);
     b.write(&job.baseline)?;
     status(&format!(
         "updated {} with {} runs",
         shown(&job.baseline),
-        head.runs.len()
+        head.len()
     ));
     Ok(())
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::figures::{FuncKey, FuncRun, RunFigures};
 use super::model::{check_metrics, some_metrics_of, GateSettings, Metric};
 use crate::plan::Selection;
+use crate::profile::Histogram;
 use crate::profile::Machine;
-use crate::profile::{Histogram, ProbeCosts};
 
 /// Version of the baseline format this perfgate reads and writes.
 pub const BASELINE_SCHEMA: u32 = 1;
@@ -282,10 +282,6 @@ pub struct Baseline {
     /// What was traced.
     #[serde(default)]
     pub select: SelectionToml,
-    /// The probe costs taken out of its runs (none in baselines written before it was kept, or when
-    /// calibration failed): `check` takes out the same on a machine whose own calibration agrees.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calibration: Option<ProbeCosts>,
     /// Per function, sorted by module then symbol.
     #[serde(default, rename = "function")]
     pub functions: Vec<BaselineFunction>,
@@ -328,61 +324,7 @@ fn merged(
     out
 }
 
-/// A calibration that agrees with the baseline's within this fraction, kind by kind, is taken as the
-/// same machine's: six calibrations on one idle 2-core AMD VM (`record --verbose`, 2026-12-02) spread over
-/// single-step 10.6–14.6 µs, emulated 1.50–1.94 µs, 5-byte nop 1.28–1.66 µs, all kinds moving together by
-/// up to ±16% around their middle; another machine differs by more (the Xeon VM of the day before:
-/// emulated ~0.8 µs).
-pub const SAME_CALIBRATION: f64 = 0.25;
-
-/// The largest difference between two calibrations, kind by kind, as a fraction of `stored`'s.
-pub fn calibration_difference(stored: &ProbeCosts, fresh: &ProbeCosts) -> f64 {
-    [
-        (stored.nop5_ns, fresh.nop5_ns),
-        (stored.emulated_ns, fresh.emulated_ns),
-        (stored.single_step_ns, fresh.single_step_ns),
-    ]
-    .into_iter()
-    .map(|(s, f)| {
-        if s > 0.0 && s.is_finite() && f.is_finite() {
-            (f - s).abs() / s
-        } else {
-            f64::INFINITY
-        }
-    })
-    .fold(0.0, f64::max)
-}
-
 impl Baseline {
-    /// The probe costs a check against this baseline takes out: the baseline's own when `fresh`, this
-    /// machine's calibration, agrees with them within [`SAME_CALIBRATION`] (then base and head take out
-    /// the same cost, and the calibration's noise from one to the next, which would move every function
-    /// with many traced calls by its calls times that noise, moves nothing), else `fresh`; with the
-    /// difference, when the baseline has a calibration.
-    pub fn calibration_for(&self, fresh: ProbeCosts) -> (ProbeCosts, Option<f64>) {
-        match &self.calibration {
-            Some(stored) => {
-                let d = calibration_difference(stored, &fresh);
-                // The file is untrusted: an inside part that is not a part of its cost is not used.
-                let sane = stored.inside_ns.iter().zip([
-                    stored.nop5_ns,
-                    stored.emulated_ns,
-                    stored.single_step_ns,
-                ]);
-                let sane = sane.into_iter().all(|(&i, c)| (0.0..=c).contains(&i));
-                (
-                    if d <= SAME_CALIBRATION && sane {
-                        *stored
-                    } else {
-                        fresh
-                    },
-                    Some(d),
-                )
-            }
-            None => (fresh, None),
-        }
-    }
-
     /// Builds a baseline from runs.
     pub fn from_runs(
         command: Vec<String>,
@@ -456,7 +398,6 @@ impl Baseline {
                 no_placement: select.no_placement,
                 too_hot: select.too_hot.clone(),
             },
-            calibration: None,
             functions,
         }
     }
@@ -798,50 +739,6 @@ mod tests {
             &Selection::default(),
             &runs,
         )
-    }
-
-    fn costs(scale: f64) -> ProbeCosts {
-        ProbeCosts {
-            nop5_ns: 1300.0 * scale,
-            emulated_ns: 1500.0 * scale,
-            single_step_ns: 11_000.0 * scale,
-            inside_ns: [550.0 * scale, 660.0 * scale, 10_000.0 * scale],
-        }
-    }
-
-    #[test]
-    fn a_check_takes_out_the_baselines_probe_costs_when_its_own_calibration_agrees() {
-        let mut b = sample();
-        // No calibration stored (older baselines): this machine's.
-        assert_eq!(b.calibration_for(costs(1.1)), (costs(1.1), None));
-        b.calibration = Some(costs(1.0));
-        let text = b.to_toml().unwrap();
-        assert_eq!(
-            Baseline::parse(&text).unwrap().calibration,
-            Some(costs(1.0))
-        );
-        // 15% dearer here, as from one calibration to the next on one machine: the baseline's.
-        let (c, d) = b.calibration_for(costs(1.15));
-        assert_eq!(c, costs(1.0));
-        assert!((d.unwrap() - 0.15).abs() < 1e-9);
-        // Half the cost (another machine): this machine's, and by how much they differ.
-        let (c, d) = b.calibration_for(costs(0.5));
-        assert_eq!(c, costs(0.5));
-        assert!((d.unwrap() - 0.5).abs() < 1e-9);
-        // One kind off is enough.
-        let mut fresh = costs(1.0);
-        fresh.single_step_ns *= 1.4;
-        assert_eq!(b.calibration_for(fresh).0, fresh);
-        // A file's calibration that makes no sense is not used, whatever this machine's.
-        let mut odd = costs(1.0);
-        odd.inside_ns[2] = f64::NAN;
-        b.calibration = Some(odd);
-        assert_eq!(b.calibration_for(costs(1.0)).0, costs(1.0));
-        b.calibration = Some(ProbeCosts {
-            emulated_ns: -1.0,
-            ..costs(1.0)
-        });
-        assert_eq!(b.calibration_for(costs(1.0)).0, costs(1.0));
     }
 
     #[test]

@@ -335,9 +335,8 @@ struct Pair {
 
 /// How well the probe cost is known: `perfgate record --verbose`, ten calibrations within an hour on an idle
 /// 2-core VM, gave single-step 16.9–18.2 µs, emulated 746–834 ns, 5-byte nop 496–543 ns per call, ±4–5%;
-/// a check takes out the baseline's calibration when its own agrees (`Baseline::calibration_for`), but the
-/// probe's real cost still moves with the machine's state, so a figure the compensation took much out of
-/// moves by that much of what was taken, though the code did not change.
+/// the baseline's and the check's calibrations are separate, so a figure the compensation took much out
+/// of moves by that much of what was taken, though the code did not change.
 const CALIBRATION_SPREAD: f64 = 0.05;
 
 /// Beyond this spread (the calibration's error alone could double the figure, or take all of it) a metric
