@@ -256,15 +256,11 @@ impl Side {
         m: Metric,
         factor: impl Fn(usize) -> f64,
     ) -> Vec<f64> {
-        self.runs
-            .iter()
-            .filter_map(|&i| Some(runs[i].functions.get(key)?.value(m) / factor(i)))
-            .map(|v| if v < RESOLUTION_NS { RESOLUTION_NS } else { v })
-            .collect()
+        self.figures(runs, key, |f| f.value(m), factor)
     }
 
-    /// The runs' totals of one kind of time as measured, the probe cost taken out put back, divided by
-    /// `factor`.
+    /// The runs' totals of one kind of time as measured (the probe cost taken out put back), like
+    /// [`Side::values`].
     fn raw_totals(
         &self,
         runs: &[RunFigures],
@@ -272,12 +268,26 @@ impl Side {
         time: TimeKind,
         factor: impl Fn(usize) -> f64,
     ) -> Vec<f64> {
+        let raw = |f: &FuncRun| {
+            let (left, probe) = f.total_and_probe(time);
+            left + probe
+        };
+        self.figures(runs, key, raw, factor)
+    }
+
+    /// `of` each run's figures of the function, divided by the run's speed factor, at least
+    /// [`RESOLUTION_NS`].
+    fn figures(
+        &self,
+        runs: &[RunFigures],
+        key: &FuncKey,
+        of: impl Fn(&FuncRun) -> f64,
+        factor: impl Fn(usize) -> f64,
+    ) -> Vec<f64> {
         self.runs
             .iter()
-            .filter_map(|&i| {
-                let (left, probe) = runs[i].functions.get(key)?.total_and_probe(time);
-                Some(((left + probe) / factor(i)).max(RESOLUTION_NS))
-            })
+            .filter_map(|&i| Some(of(runs[i].functions.get(key)?) / factor(i)))
+            .map(|v| if v < RESOLUTION_NS { RESOLUTION_NS } else { v })
             .collect()
     }
 }
@@ -624,57 +634,59 @@ fn lay_out<'a>(
                 };
                 let norm = &plans[pi].norm;
                 let mut threshold = o.threshold_of(*m, settings);
+                // A total the compensation leaves nothing of is compared as measured.
+                let mut as_measured = false;
                 if let Some(c) = compensation_spread(&base.runs, head, b, h, key, m.time) {
+                    let left = format!(
+                        "{} of probe cost taken out per call leaves {}",
+                        duration(c.probe_per_call),
+                        duration(c.left_per_call)
+                    );
+                    let unknown = format!(
+                        "which the calibration's ±{:.0}% moves by more than itself",
+                        CALIBRATION_SPREAD * 100.0
+                    );
                     if c.spread > MAX_COMPENSATION_SPREAD && m.statistic == Statistic::Total {
                         row.notes.push(format!(
-                            "{} gated on the time as measured, probe cost in, at {:.0}%: {} of probe cost \
-                             taken out per call leaves {}, which the calibration's ±{:.0}% moves by more \
-                             than itself; a change in calls still shows",
+                            "{} gated on the time as measured, probe cost in, at {:.0}%: {left}, \
+                             {unknown}; a change in calls still shows",
                             m.short(),
                             RAW_TOTAL_THRESHOLD * 100.0,
-                            duration(c.probe_per_call),
-                            duration(c.left_per_call),
-                            CALIBRATION_SPREAD * 100.0
                         ));
-                        pairs.push(Pair {
-                            row: rows.len(),
-                            plan: pi,
-                            base: b.raw_totals(&base.runs, key, m.time, |i| norm.base_factor(i)),
-                            head: h.raw_totals(head, key, m.time, |j| norm.head_factor(j)),
-                            threshold: RAW_TOTAL_THRESHOLD,
-                        });
+                        as_measured = true;
+                        threshold = RAW_TOTAL_THRESHOLD;
+                    } else if c.spread > MAX_COMPENSATION_SPREAD {
+                        row.notes
+                            .push(format!("{} not gated: {left}, {unknown}", m.short()));
                         continue;
-                    }
-                    if c.spread > MAX_COMPENSATION_SPREAD {
+                    } else if c.spread > threshold {
                         row.notes.push(format!(
-                            "{} not gated: {} of probe cost taken out per call leaves {}, which the \
-                             calibration's ±{:.0}% moves by more than itself",
-                            m.short(),
-                            duration(c.probe_per_call),
-                            duration(c.left_per_call),
-                            CALIBRATION_SPREAD * 100.0
-                        ));
-                        continue;
-                    }
-                    if c.spread > threshold {
-                        row.notes.push(format!(
-                            "{} threshold {:.0}%, not {:.0}%: {} of probe cost taken out per call leaves \
-                             {}, and the calibration is known to ±{:.0}%",
+                            "{} threshold {:.0}%, not {:.0}%: {left}, and the calibration is known to \
+                             ±{:.0}%",
                             m.short(),
                             c.spread * 100.0,
                             threshold * 100.0,
-                            duration(c.probe_per_call),
-                            duration(c.left_per_call),
                             CALIBRATION_SPREAD * 100.0
                         ));
                         threshold = c.spread;
                     }
                 }
+                let (base_values, head_values) = if as_measured {
+                    (
+                        b.raw_totals(&base.runs, key, m.time, |i| norm.base_factor(i)),
+                        h.raw_totals(head, key, m.time, |j| norm.head_factor(j)),
+                    )
+                } else {
+                    (
+                        b.values(&base.runs, key, *m, |i| norm.base_factor(i)),
+                        h.values(head, key, *m, |j| norm.head_factor(j)),
+                    )
+                };
                 pairs.push(Pair {
                     row: rows.len(),
                     plan: pi,
-                    base: b.values(&base.runs, key, *m, |i| norm.base_factor(i)),
-                    head: h.values(head, key, *m, |j| norm.head_factor(j)),
+                    base: base_values,
+                    head: head_values,
                     threshold,
                 });
             }
